@@ -1,0 +1,1 @@
+"""BasinWatch interfaces: command line, HTTP API, storage."""

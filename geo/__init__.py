@@ -1,0 +1,1 @@
+"""BasinWatch engine: registry in, classified enterprises and verdicts out."""

@@ -1,0 +1,1 @@
+"""BasinWatch reference layers, catalogs and the web map builder."""
