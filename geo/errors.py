@@ -20,6 +20,7 @@ __all__ = [
     "GeocodeError",
     "ExportError",
     "InvalidQueryError",
+    "RasterError",
 ]
 
 
@@ -111,3 +112,10 @@ class InvalidQueryError(GeoError, ValueError):
     """A query parameter (bbox, filter, point, ...) is malformed."""
 
     http_status = 400
+
+
+class RasterError(GeoError, ValueError):
+    """A raster product cannot be built, read or summarised with the given inputs."""
+
+    http_status = 422
+    default_msg = "The raster cannot be built from these inputs."
