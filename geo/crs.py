@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from geo.errors import UnknownCRSError
@@ -67,8 +68,10 @@ def normalise_crs_name(value: object) -> str:
     UnknownCRSError
         If the value names none of the four systems.
     """
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return "WGS84"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)  # an EPSG code read from a numeric Excel column, e.g. 4326.0
     key = str(value).strip().lower()
     try:
         return _LOOKUP[key]

@@ -46,7 +46,9 @@ REJECTED_COLUMNS: Final = ("row", "uscc", "name", "field", "reason", "message")
 #: Geocode precision levels, finest first.
 PRECISIONS: Final = ("coordinates", "town", "district", "city")
 
-GEOCODE_COLUMNS: Final = ("lon", "lat", "geocode_precision", "geocode_unit")
+GEOCODE_COLUMNS: Final = (
+    "lon", "lat", "geocode_precision", "geocode_unit", "geocode_unit_code"
+)
 
 CLASSIFY_COLUMNS: Final = (
     "city",

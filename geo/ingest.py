@@ -1,0 +1,491 @@
+"""Read an enterprise registry (CSV or XLSX) into the ingest frame of ``geo/schema.py``.
+
+Steps, all vectorised over the whole table:
+
+1. read bytes; XLSX through openpyxl, CSV decoded as UTF-8 (BOM allowed) or GB18030 with
+   the delimiter (comma or tab) sniffed from the header line;
+2. map headers to canonical columns with the aliases of ``layers/data/registry.toml``;
+   a missing required column raises :class:`~geo.errors.MissingColumnError`;
+3. normalise text (NFKC folds full-width characters), match ``行业`` to the 12 industries,
+   canonicalise ``坐标系``, parse coordinates and numeric attributes;
+4. coordinate sanity against the province bounds: swapped lon/lat are exchanged,
+   zero/blank or out-of-province coordinates fall back to the address when there is one;
+5. USCC check (GB 32100-2015) and duplicates become data issues, not rejections.
+
+Every source row ends up either in ``accepted`` or in ``rejected`` (with a reason code
+from ``layers/data/issues.toml`` and a message naming row, field and expected values).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import IO, Any, Final
+
+import numpy as np
+import pandas as pd
+
+from geo.crs import CRS_NAMES, normalise_crs_name
+from geo.errors import MissingColumnError, ReferenceDataError, RegistryFormatError
+from geo.schema import INGEST_COLUMNS, ISSUE_SEP, REJECTED_COLUMNS
+from geo.uscc import normalise_uscc, validate_uscc
+from layers.catalog import industries, read_data_toml
+
+__all__ = [
+    "IngestResult",
+    "read_registry",
+    "registry_spec",
+    "issue_catalog",
+    "issue_message",
+    "describe_issues",
+    "match_industry",
+    "numeric_columns",
+    "province_bounds",
+]
+
+logger = logging.getLogger(__name__)
+
+_XLSX_MAGIC: Final = b"PK\x03\x04"
+_XLS_MAGIC: Final = b"\xd0\xcf\x11\xe0"
+_COORD_JUNK: Final = r"[°º度′″'\"\sENenWwSs东西南北经纬]"
+_CODE_RE: Final = r"^\s*[A-Za-z]?(\d{3,4})(?:\.0+)?(?![\d.])"
+_BRACKET_RE: Final = re.compile(r"\(.*\)$")
+
+
+@dataclass
+class IngestResult:
+    """Outcome of :func:`read_registry`.
+
+    Attributes
+    ----------
+    accepted
+        ``INGEST_COLUMNS`` plus the optional numeric columns of ``registry.toml``.
+    rejected
+        ``REJECTED_COLUMNS``; one row per unusable source row.
+    source_rows
+        Data rows in the file (fully blank lines excluded);
+        ``len(accepted) + len(rejected) == source_rows``.
+    """
+
+    accepted: pd.DataFrame
+    rejected: pd.DataFrame
+    source_rows: int
+
+
+# --------------------------------------------------------------------------- catalogs
+
+
+@cache
+def registry_spec() -> dict[str, Any]:
+    """The parsed ``layers/data/registry.toml`` (columns, numeric attributes, bounds)."""
+    spec = read_data_toml("registry.toml")
+    for key in ("columns", "numeric", "bounds"):
+        if key not in spec:
+            raise ReferenceDataError(f"registry.toml has no [{key}] section.")
+    return spec
+
+
+@cache
+def issue_catalog() -> dict[str, dict[str, str]]:
+    """Codes of ``layers/data/issues.toml`` -> ``{kind, message_zh, message_en}``."""
+    raw = read_data_toml("issues.toml")
+    try:
+        return {code: dict(item) for code, item in raw["issue"].items()}
+    except (KeyError, AttributeError) as exc:
+        raise ReferenceDataError(f"issues.toml is malformed: {exc}") from exc
+
+
+def issue_message(code: str, **fields: object) -> str:
+    """Chinese and English message of an issue code, ``"中文 | English"``.
+
+    Parameters
+    ----------
+    code
+        A key of ``issues.toml``.
+    **fields
+        Placeholder values (``row``, ``field``, ``value``, ``accepted``, ``bounds``).
+    """
+    try:
+        item = issue_catalog()[code]
+    except KeyError:
+        raise ReferenceDataError(f"issues.toml has no code '{code}'.") from None
+    return f"{item['message_zh'].format(**fields)} | {item['message_en'].format(**fields)}"
+
+
+def describe_issues(codes: str) -> str:
+    """Chinese text of a ``;``-separated ``data_issues`` cell (unknown codes kept as is)."""
+    catalog = issue_catalog()
+    parts = [c for c in codes.split(ISSUE_SEP) if c]
+    return "；".join(catalog.get(c, {}).get("message_zh", c) for c in parts)
+
+
+def province_bounds() -> tuple[float, float, float, float]:
+    """``(lon_min, lat_min, lon_max, lat_max)`` of the province from ``registry.toml``."""
+    b = registry_spec()["bounds"]
+    return float(b["lon_min"]), float(b["lat_min"]), float(b["lon_max"]), float(b["lat_max"])
+
+
+def numeric_columns() -> tuple[str, ...]:
+    """Names of the optional numeric attribute columns ``read_registry`` may add."""
+    return tuple(registry_spec()["numeric"])
+
+
+def _norm_header(value: object) -> str:
+    text = unicodedata.normalize("NFKC", str(value)).strip().lower()
+    text = re.sub(r"\s+", "", text)
+    stripped = _BRACKET_RE.sub("", text)
+    return stripped or text
+
+
+@cache
+def _header_lookup() -> dict[str, str]:
+    spec = registry_spec()
+    lookup: dict[str, str] = {}
+    for section in ("columns", "numeric"):
+        for canonical, item in spec[section].items():
+            for alias in [canonical, *item.get("aliases", [])]:
+                lookup.setdefault(_norm_header(alias), canonical)
+    return lookup
+
+
+def _norm_key(values: pd.Series) -> pd.Series:
+    return values.str.normalize("NFKC").str.lower().str.replace(r"\s+", "", regex=True)
+
+
+@cache
+def _industry_lookup() -> tuple[dict[str, tuple[str, str]], str]:
+    lookup: dict[str, tuple[str, str]] = {}
+    for ind in industries():
+        keys = [ind.id, ind.name_zh, ind.name_en, *ind.aliases, *ind.codes]
+        for key in keys:
+            norm = re.sub(r"\s+", "", unicodedata.normalize("NFKC", key).lower())
+            lookup.setdefault(norm, (ind.id, ind.name_zh))
+    accepted = "、".join(ind.name_zh for ind in industries())
+    accepted += "（或其英文名/别名，或 GB/T 4754-2017 行业代码如 1713、C1713）"
+    return lookup, accepted
+
+
+def match_industry(values: pd.Series) -> pd.DataFrame:
+    """Match registry ``行业`` cells to the 12 key industries.
+
+    Parameters
+    ----------
+    values
+        Raw cells: Chinese or English name, alias, or a GB/T 4754-2017 code
+        (``1713``, ``C1713``, ``1713.0``, ``C1713 棉印染精加工``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same index, columns ``industry_id`` and ``industry`` (Chinese name); ``''`` when the
+        value is none of the 12.
+    """
+    lookup, _ = _industry_lookup()
+    text = values.astype(object).where(values.notna(), "").astype(str)
+    key = _norm_key(text)
+    code = text.str.normalize("NFKC").str.extract(_CODE_RE, expand=False)
+    id_of = {k: v[0] for k, v in lookup.items()}
+    name_of = {v[0]: v[1] for v in lookup.values()}
+    ids = key.map(id_of).astype(object)
+    ids = ids.where(ids.notna(), code.map(id_of).astype(object))
+    ids = ids.where(ids.notna(), "").astype(str)
+    names = ids.map(name_of).astype(object)
+    names = names.where(names.notna(), "").astype(str)
+    return pd.DataFrame({"industry_id": ids, "industry": names})
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_source(
+    source: str | Path | IO[bytes] | bytes, filename: str | None
+) -> tuple[bytes, str]:
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            return path.read_bytes(), filename or path.name
+        except OSError as exc:
+            raise RegistryFormatError(f"Cannot read registry file {path}: {exc}") from exc
+    if isinstance(source, bytes):
+        return source, filename or ""
+    data = source.read()
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return data, filename or str(getattr(source, "name", ""))
+
+
+def _decode(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise RegistryFormatError(
+        "The CSV registry is neither UTF-8 nor GBK/GB18030 text: save it as UTF-8 CSV or XLSX."
+    )
+
+
+def _read_table(data: bytes, name: str) -> pd.DataFrame:
+    suffix = Path(name).suffix.lower()
+    if data.startswith(_XLS_MAGIC) or suffix == ".xls":
+        raise RegistryFormatError(
+            "Old Excel .xls files are not supported: save the registry as .xlsx or UTF-8 CSV."
+        )
+    if data.startswith(_XLSX_MAGIC) or suffix in (".xlsx", ".xlsm"):
+        try:
+            frame = pd.read_excel(io.BytesIO(data), dtype=str, engine="openpyxl")
+        except Exception as exc:  # openpyxl raises many types for corrupt files
+            raise RegistryFormatError(f"Cannot read the XLSX registry {name}: {exc}") from exc
+    else:
+        text = _decode(data)
+        if not text.strip():
+            raise RegistryFormatError(f"The registry {name or '(upload)'} is empty.")
+        header = text.lstrip().splitlines()[0]
+        sep = "\t" if header.count("\t") > header.count(",") else ","
+        try:
+            frame = pd.read_csv(
+                io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                skip_blank_lines=False,
+            )
+        except (pd.errors.ParserError, ValueError) as exc:
+            raise RegistryFormatError(f"Cannot parse the CSV registry {name}: {exc}") from exc
+    frame = frame.astype(object).where(frame.notna(), "")
+    return frame.map(str)
+
+
+def _map_headers(frame: pd.DataFrame) -> dict[str, str]:
+    lookup = _header_lookup()
+    mapping: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for raw in frame.columns:
+        canonical = lookup.get(_norm_header(raw))
+        if canonical is None:
+            continue
+        if canonical in seen:
+            raise RegistryFormatError(
+                f"Columns '{seen[canonical]}' and '{raw}' both mean '{canonical}': keep one."
+            )
+        seen[canonical] = str(raw)
+        mapping[str(raw)] = canonical
+    return mapping
+
+
+def _check_required(present: set[str], found: list[str]) -> None:
+    cols = registry_spec()["columns"]
+    for canonical, item in cols.items():
+        if item.get("required") == "yes" and canonical not in present:
+            raise MissingColumnError(
+                f"{item['label_zh']} ({canonical})", tuple(item["aliases"]), found
+            )
+    if "address" not in present and not {"lon", "lat"} <= present:
+        accepted = tuple(cols["address"]["aliases"]) + ("经度+纬度", "lon+lat")
+        raise MissingColumnError("地址 (address) 或 经度+纬度 (lon+lat)", accepted, found)
+
+
+def _parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parse numbers (``°``, units, full-width digits allowed); returns (value, unparseable)."""
+    text = values.str.normalize("NFKC").str.strip()
+    cleaned = text.str.replace(_COORD_JUNK, "", regex=True)
+    number = pd.to_numeric(cleaned.where(cleaned.ne(""), np.nan), errors="coerce")
+    number = number.astype("float64")
+    return number, text.ne("") & number.isna()
+
+
+def _in_bounds(lon: pd.Series, lat: pd.Series) -> pd.Series:
+    lon_min, lat_min, lon_max, lat_max = province_bounds()
+    return lon.between(lon_min, lon_max) & lat.between(lat_min, lat_max)
+
+
+def _join_issues(index: pd.Index, flags: Iterable[tuple[str, pd.Series]]) -> pd.Series:
+    out = pd.Series("", index=index, dtype=object)
+    for code, mask in flags:
+        mask = mask.reindex(index, fill_value=False).astype(bool)
+        out = out.where(~mask, out + ISSUE_SEP + code)
+    return out.str.lstrip(ISSUE_SEP)
+
+
+# --------------------------------------------------------------------------- public
+
+
+def read_registry(
+    path_or_buffer: str | Path | IO[bytes] | bytes, *, filename: str | None = None
+) -> IngestResult:
+    """Read and validate an enterprise registry.
+
+    Parameters
+    ----------
+    path_or_buffer
+        Path, binary file object or bytes of a CSV (UTF-8 or GBK, comma or tab) or XLSX.
+    filename
+        Original file name when reading a buffer (its suffix picks the format; XLSX is
+        also recognised by content).
+
+    Returns
+    -------
+    IngestResult
+        Accepted rows (``INGEST_COLUMNS`` + optional numeric columns), rejected rows with
+        reasons, and the number of source rows.
+
+    Raises
+    ------
+    MissingColumnError
+        If 企业名称, 行业, or both 地址 and 经度/纬度 are missing.
+    RegistryFormatError
+        If the file cannot be parsed, or two headers mean the same column.
+    """
+    data, name = _read_source(path_or_buffer, filename)
+    raw = _read_table(data, name)
+    mapping = _map_headers(raw)
+    _check_required(set(mapping.values()), [str(c) for c in raw.columns])
+    table = raw[list(mapping)].rename(columns=mapping)
+    table.index = pd.RangeIndex(2, len(table) + 2, name="row")
+    blank = table.apply(lambda col: col.str.strip().eq("")).all(axis=1)
+    if blank.any():
+        logger.info("skipping %d fully blank line(s) of %s", int(blank.sum()), name)
+    table = table[~blank]
+    n = len(table)
+    idx = table.index
+
+    def col(key: str) -> pd.Series:
+        if key in table:
+            return table[key].str.normalize("NFKC").str.strip()
+        return pd.Series("", index=idx, dtype=object)
+
+    cols = registry_spec()["columns"]
+    name_s, address = col("name"), col("address")
+    has_addr = address.ne("")
+
+    # industry
+    ind = match_industry(col("industry"))
+    bad_industry = ind["industry_id"].eq("")
+
+    # coordinate system: normalise each distinct value once
+    crs_raw = col("crs")
+    crs_names: dict[str, str | None] = {}
+    for value in crs_raw.unique():
+        try:
+            crs_names[value] = normalise_crs_name(re.sub(r"\.0+$", "", value))
+        except ValueError:
+            crs_names[value] = None
+    crs_in = crs_raw.map(crs_names)
+    bad_crs_name = crs_in.isna()
+
+    # coordinates
+    has_coord_cols = "lon" in table and "lat" in table
+    lon, lon_bad = _parse_numbers(col("lon"))
+    lat, lat_bad = _parse_numbers(col("lat"))
+    unparseable = lon_bad | lat_bad
+    blank_coords = lon.isna() | lat.isna() | lon.eq(0) | lat.eq(0)
+    swapped = ~blank_coords & ~_in_bounds(lon, lat) & _in_bounds(lat, lon)
+    lon, lat = lon.where(~swapped, lat), lat.where(~swapped, lon)
+    outside = ~blank_coords & ~_in_bounds(lon, lat)
+    bad_crs = bad_crs_name & ~blank_coords & ~outside
+
+    # rejection: first failing check wins
+    bounds = "经度{0}–{2}，纬度{1}–{3}".format(*province_bounds())
+    checks: list[tuple[str, pd.Series, str]] = [
+        ("name_missing", name_s.eq(""), cols["name"]["label_zh"]),
+        ("industry_unknown", bad_industry, cols["industry"]["label_zh"]),
+        ("crs_unknown", bad_crs, cols["crs"]["label_zh"]),
+        ("no_location", blank_coords & ~has_addr, "经度/纬度"),
+        ("outside_guangdong", outside & ~has_addr, "经度/纬度"),
+    ]
+    reason = pd.Series("", index=idx, dtype=object)
+    field = pd.Series("", index=idx, dtype=object)
+    for code, mask, label in reversed(checks):
+        reason = reason.where(~mask, code)
+        field = field.where(~mask, label)
+    rejected_mask = reason.ne("")
+    uscc = normalise_uscc(col("uscc"))
+
+    _, industry_accepted = _industry_lookup()
+    crs_accepted = "、".join(CRS_NAMES) + "（空白=WGS84）"
+    values = {
+        "name_missing": name_s,
+        "industry_unknown": col("industry"),
+        "crs_unknown": crs_raw,
+        "no_location": col("lon") + "," + col("lat"),
+        "outside_guangdong": lon.astype(str) + "," + lat.astype(str),
+    }
+    accepted_text = {"industry_unknown": industry_accepted, "crs_unknown": crs_accepted}
+    rej_idx = idx[rejected_mask.to_numpy()]
+    messages = [
+        issue_message(
+            reason[r], row=r, field=field[r], value=values[reason[r]][r],
+            accepted=accepted_text.get(reason[r], ""), bounds=bounds,
+        )
+        for r in rej_idx
+    ]
+    rejected = pd.DataFrame(
+        {
+            "row": np.asarray(rej_idx, dtype=np.int64),
+            "uscc": uscc[rej_idx].to_numpy(dtype=object),
+            "name": name_s[rej_idx].to_numpy(dtype=object),
+            "field": field[rej_idx].to_numpy(dtype=object),
+            "reason": reason[rej_idx].to_numpy(dtype=object),
+            "message": np.asarray(messages, dtype=object),
+        },
+        columns=list(REJECTED_COLUMNS),
+    )
+
+    # accepted rows and their data issues
+    keep = ~rejected_mask
+    fallback = (blank_coords | outside) & has_addr
+    lon_in = lon.where(~fallback)
+    lat_in = lat.where(~fallback)
+    dup = keep & uscc.ne("") & uscc.where(keep).duplicated(keep="first")
+    uscc_issue = validate_uscc(uscc)
+    numeric: dict[str, pd.Series] = {}
+    numeric_bad = pd.Series(False, index=idx)
+    for key in registry_spec()["numeric"]:
+        if key in table:
+            numeric[key], bad = _parse_numbers(col(key))
+            numeric_bad |= bad
+    issues = _join_issues(
+        idx,
+        [
+            *((code, uscc_issue.eq(code)) for code in ("uscc_missing", "uscc_length",
+                                                       "uscc_charset", "uscc_check_digit")),
+            ("uscc_duplicate", dup),
+            ("lonlat_swapped", swapped),
+            ("coordinates_unparseable", unparseable & fallback),
+            ("coordinates_missing", blank_coords & ~unparseable & has_addr & has_coord_cols),
+            ("coordinates_out_of_province", outside & has_addr),
+            ("numeric_invalid", numeric_bad),
+        ],
+    )
+    accepted = pd.DataFrame(
+        {
+            "row": idx.to_numpy(dtype=np.int64),
+            "uscc": uscc,
+            "name": name_s,
+            "industry_id": ind["industry_id"],
+            "industry": ind["industry"],
+            "address": address,
+            "lon_in": lon_in,
+            "lat_in": lat_in,
+            "crs_in": crs_in.where(lon_in.notna() & crs_in.notna(), "WGS84"),
+            "park_claimed": col("park"),
+            "data_issues": issues,
+            **numeric,
+        },
+        index=idx,
+    )[keep]
+    accepted = accepted[[*INGEST_COLUMNS, *numeric]].reset_index(drop=True)
+    for key in ("uscc", "data_issues"):
+        accepted[key] = accepted[key].astype(str)
+    for key in numeric:
+        accepted[key] = accepted[key].astype("float64")
+    logger.info(
+        "read %s: %d rows, %d accepted, %d rejected", name or "(upload)", n, len(accepted),
+        len(rejected),
+    )
+    assert len(accepted) + len(rejected) == n
+    return IngestResult(accepted=accepted, rejected=rejected, source_rows=n)
+

@@ -1,0 +1,214 @@
+"""Tests for geo.ingest.read_registry on real CSV (UTF-8, GBK) and XLSX files."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+
+from geo.errors import MissingColumnError, RegistryFormatError
+from geo.ingest import (
+    describe_issues,
+    match_industry,
+    numeric_columns,
+    province_bounds,
+    read_registry,
+)
+from geo.schema import INGEST_COLUMNS, REJECTED_COLUMNS
+from geo.uscc import make_uscc
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+HEADER = "统一社会信用代码,企业名称,行业,地址,经度,纬度,坐标系,所在园区"
+U1, U2, U3 = make_uscc(1), make_uscc(2), make_uscc(3)
+
+
+def _write(tmp_path: Path, lines: list[str], *, name: str = "r.csv", enc: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes("\n".join(lines).encode(enc))
+    return path
+
+
+def _issues(result_row: pd.Series) -> set[str]:
+    return set(filter(None, result_row["data_issues"].split(";")))
+
+
+@pytest.fixture
+def sample_files(tmp_path: Path) -> dict[str, Path]:
+    out = {}
+    for name in ("registry_small.csv", "registry_small_gbk.csv", "registry_small.xlsx"):
+        out[name] = Path(shutil.copy(DATA / name, tmp_path / name))
+    return out
+
+
+@pytest.mark.parametrize(
+    "name", ["registry_small.csv", "registry_small_gbk.csv", "registry_small.xlsx"]
+)
+def test_sample_files_read_identically(sample_files: dict[str, Path], name: str) -> None:
+    res = read_registry(sample_files[name])
+    assert res.source_rows == 4
+    assert len(res.accepted) + len(res.rejected) == res.source_rows
+    acc = res.accepted.set_index("row")
+    assert list(res.accepted.columns[: len(INGEST_COLUMNS)]) == list(INGEST_COLUMNS)
+    assert "coal_boiler_tph" in res.accepted
+    # row 2: dyeing in GCJ02, kept as given
+    assert acc.loc[2, "industry_id"] == "dyeing" and acc.loc[2, "crs_in"] == "GCJ02"
+    assert acc.loc[2, "lon_in"] == pytest.approx(116.42)
+    assert acc.loc[2, "coal_boiler_tph"] == 10.0
+    assert acc.loc[2, "park_claimed"].startswith("潮南")
+    # row 3: GB/T 4754 code with letter, swapped coordinates, wrong check digit
+    assert acc.loc[3, "industry"] == "造纸"
+    assert (acc.loc[3, "lon_in"], acc.loc[3, "lat_in"]) == pytest.approx((113.89, 22.78))
+    assert _issues(acc.loc[3]) == {"lonlat_swapped", "uscc_check_digit"}
+    # row 4: unknown industry rejected
+    rej = res.rejected.set_index("row")
+    assert rej.loc[4, "reason"] == "industry_unknown" and rej.loc[4, "field"] == "行业"
+    # row 5: duplicate of row 2's code, code '1713.0', zeros -> address
+    assert acc.loc[5, "industry_id"] == "dyeing"
+    assert np.isnan(acc.loc[5, "lon_in"])
+    assert _issues(acc.loc[5]) == {"uscc_duplicate", "coordinates_missing"}
+
+
+def test_buffer_with_filename(sample_files: dict[str, Path]) -> None:
+    data = sample_files["registry_small.xlsx"].read_bytes()
+    res = read_registry(io.BytesIO(data), filename="upload.xlsx")
+    assert len(res.accepted) == 3
+
+
+def test_xlsx_with_numeric_cells(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["企业名称", "行业代码", "经度", "纬度", "坐标系"])
+    ws.append(["甲", 1713, 113.9, 22.78, "WGS84"])
+    ws.append(["乙", 3011.0, 23.1, 113.3, None])
+    ws.append([None, None, None, None, None])  # blank line: not a registry row
+    ws.append(["丙", "陶瓷", 0, 0, None])
+    path = tmp_path / "numeric.xlsx"
+    wb.save(path)
+    res = read_registry(path)
+    acc = res.accepted.set_index("row")
+    assert acc.loc[2, "industry_id"] == "dyeing"
+    assert acc.loc[3, "industry_id"] == "cement" and "lonlat_swapped" in _issues(acc.loc[3])
+    rej = res.rejected.set_index("row")
+    assert rej.loc[5, "reason"] == "no_location"  # row numbers keep the blank line
+    assert res.source_rows == 3
+
+
+def test_industry_matching_forms() -> None:
+    values = pd.Series(["印染", "Textile dyeing", "纺织染整", "1752", "C1713", "1713.0",
+                        "C3071 建筑陶瓷制品制造", "ｃ３０１１", " steel ", "2640", "", None])
+    got = match_industry(values)["industry_id"].tolist()
+    assert got == ["dyeing", "dyeing", "dyeing", "dyeing", "dyeing", "dyeing", "ceramics",
+                   "cement", "steel", "", "", ""]
+
+
+@pytest.mark.parametrize(
+    ("header", "missing"),
+    [
+        ("统一社会信用代码,行业,地址", "企业名称"),
+        ("企业名称,地址,经度,纬度", "行业"),
+        ("企业名称,行业,经度", "地址"),
+    ],
+)
+def test_missing_column(tmp_path: Path, header: str, missing: str) -> None:
+    path = _write(tmp_path, [header, ",".join(["x"] * len(header.split(",")))])
+    with pytest.raises(MissingColumnError, match=missing) as info:
+        read_registry(path)
+    assert missing in info.value.column
+
+
+def test_english_headers_and_coordinates_only(tmp_path: Path) -> None:
+    path = _write(tmp_path, ["Name,Industry,Lon,Lat", "A,cement,113.5°,２２.９"])
+    res = read_registry(path)
+    assert res.accepted.loc[0, "lon_in"] == pytest.approx(113.5)
+    assert res.accepted.loc[0, "lat_in"] == pytest.approx(22.9)
+    assert res.accepted.loc[0, "address"] == "" and res.accepted.loc[0, "crs_in"] == "WGS84"
+    assert res.accepted.loc[0, "data_issues"] == "uscc_missing"
+
+
+def test_ambiguous_headers(tmp_path: Path) -> None:
+    path = _write(tmp_path, ["企业名称,名称,行业,地址", "a,b,水泥,x"])
+    with pytest.raises(RegistryFormatError, match="企业名称"):
+        read_registry(path)
+
+
+def test_xls_and_empty_rejected(tmp_path: Path) -> None:
+    with pytest.raises(RegistryFormatError, match="xlsx"):
+        read_registry(b"\xd0\xcf\x11\xe0" + b"\0" * 100, filename="old.xls")
+    with pytest.raises(RegistryFormatError, match="empty"):
+        read_registry(b"  \n", filename="e.csv")
+
+
+def test_bad_input_rows(tmp_path: Path) -> None:
+    lines = [
+        HEADER,
+        f"{U1},甲,印染,汕头市潮南区陈店镇,116.42,23.25,火星坐标系,",  # 2 bad CRS
+        f"{U2},乙,水泥,,0,0,,",  # 3 zero, no address
+        f"{U3},丙,水泥,东莞市长安镇,,,,",  # 4 blank, address
+        f"{make_uscc(4)},丁,水泥,,121.5,31.2,,",  # 5 Shanghai, no address
+        f"{make_uscc(5)},戊,水泥,深圳市光明区,121.5,31.2,,",  # 6 Shanghai, address
+        f"{make_uscc(6)}, ,水泥,深圳市光明区,113.9,22.7,,",  # 7 blank name
+        f"{U1},己,水泥,深圳市光明区,113.9,22.7,,",  # 8 duplicate of row 2 (rejected)
+        f"{U1},庚,水泥,深圳市光明区,113.9,22.7,bd09,",  # 9 duplicate of row 8
+        "91440300ABCDEFGHIJ,辛,水泥,深圳市光明区,abc,22.7,,",  # 10 bad charset, unparseable
+    ]
+    res = read_registry(_write(tmp_path, lines))
+    assert res.source_rows == 9
+    assert len(res.accepted) + len(res.rejected) == res.source_rows
+    assert list(res.rejected.columns) == list(REJECTED_COLUMNS)
+    rej = res.rejected.set_index("row")
+    acc = res.accepted.set_index("row")
+    assert rej.loc[2, "reason"] == "crs_unknown" and rej.loc[2, "field"] == "坐标系"
+    assert "火星坐标系" in rej.loc[2, "message"] and "GCJ02" in rej.loc[2, "message"]
+    assert rej.loc[3, "reason"] == "no_location"
+    assert rej.loc[5, "reason"] == "outside_guangdong" and "第5行" in rej.loc[5, "message"]
+    assert rej.loc[7, "reason"] == "name_missing" and rej.loc[7, "field"] == "企业名称"
+    assert _issues(acc.loc[4]) == {"coordinates_missing"}
+    assert _issues(acc.loc[6]) == {"coordinates_out_of_province"}
+    assert np.isnan(acc.loc[6, "lon_in"]) and acc.loc[6, "crs_in"] == "WGS84"
+    # the first accepted holder of a code is not a duplicate; later ones are
+    assert "uscc_duplicate" not in _issues(acc.loc[8])
+    assert "uscc_duplicate" in _issues(acc.loc[9]) and acc.loc[9, "crs_in"] == "BD09"
+    assert _issues(acc.loc[10]) == {"uscc_charset", "coordinates_unparseable"}
+    assert "统一社会信用代码" in describe_issues(acc.loc[10, "data_issues"])
+
+
+def test_unknown_industry_message_names_row_field_and_values(tmp_path: Path) -> None:
+    res = read_registry(_write(tmp_path, [HEADER, f"{U1},甲,化工,深圳市光明区,,,,"]))
+    msg = res.rejected.loc[0, "message"]
+    assert res.rejected.loc[0, "row"] == 2
+    assert "第2行" in msg and "行业" in msg and "化工" in msg
+    assert all(zh in msg for zh in ("钢铁", "印染", "陶瓷"))
+
+
+def test_gbk_tab_file(tmp_path: Path) -> None:
+    lines = [HEADER.replace(",", "\t"), f"{U1}\t潮阳印染厂\t棉印染精加工\t汕头市潮阳区谷饶镇\t\t\t\t"]
+    res = read_registry(_write(tmp_path, lines, enc="gbk"))
+    assert res.accepted.loc[0, "name"] == "潮阳印染厂"
+    assert res.accepted.loc[0, "address"] == "汕头市潮阳区谷饶镇"
+
+
+def test_bounds_and_numeric_columns_come_from_data() -> None:
+    lon_min, lat_min, lon_max, lat_max = province_bounds()
+    assert lon_min < 113.3 < lon_max and lat_min < 23.1 < lat_max  # Guangzhou inside
+    assert not (lon_min < 121.5 < lon_max)  # Shanghai outside
+    assert "coal_boiler_tph" in numeric_columns()
+
+
+def test_vectorised_scale(tmp_path: Path) -> None:
+    n = 5000
+    df = pd.DataFrame({
+        "统一社会信用代码": [make_uscc(i) for i in range(n)],
+        "企业名称": [f"企业{i}" for i in range(n)],
+        "行业": np.where(np.arange(n) % 2, "印染", "1713"),
+        "经度": 113.0 + np.arange(n) / n,
+        "纬度": 23.0,
+    })
+    path = tmp_path / "big.csv"
+    df.to_csv(path, index=False)
+    res = read_registry(path)
+    assert len(res.accepted) == n and res.accepted["data_issues"].eq("").all()
