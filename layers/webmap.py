@@ -1,0 +1,656 @@
+"""Offline folium web map of the reference layers and the classified enterprises.
+
+:func:`build_map` returns a ``folium.Map`` that notebooks display and the API serves. It
+never touches the network: there is no tile layer by default (cities and districts are drawn
+as light polygons instead), and every JavaScript/CSS asset comes from the vendored copies in
+``layers/static`` (see ``layers/static/VENDORED.md``) — inlined into the page by default, or
+linked under a URL prefix the API serves (:func:`map_asset_urls`, :func:`static_dir`).
+folium's CDN defaults (jQuery, Bootstrap, Font Awesome, awesome-markers) are stripped.
+
+All text shown in popups, tooltips and the legend is HTML-escaped in Python before it is
+embedded, so a registry value such as ``<script>`` renders as text.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from geo.errors import ExportError, InvalidQueryError, ReferenceDataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import folium
+    import geopandas as gpd
+
+__all__ = [
+    "DEFAULT_LAYERS",
+    "build_map",
+    "save_offline_html",
+    "map_asset_urls",
+    "static_dir",
+    "localise_assets",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Reference layers drawn by default, bottom to top.
+DEFAULT_LAYERS: Final = (
+    "cities",
+    "districts",
+    "lianjiang",
+    "maozhou",
+    "shima",
+    "danshui",
+    "guangfo",
+    "parks",
+)
+
+_STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+
+#: folium resource name -> (kind, file under ``static/``), in load order.
+_ASSETS: Final[Mapping[str, tuple[str, str]]] = {
+    "leaflet_css": ("css", "leaflet/leaflet.css"),
+    "markerclustercss": ("css", "markercluster/MarkerCluster.css"),
+    "markerclusterdefaultcss": ("css", "markercluster/MarkerCluster.Default.css"),
+    "leaflet": ("js", "leaflet/leaflet.js"),
+    "markerclusterjs": ("js", "markercluster/leaflet.markercluster.js"),
+}
+#: folium defaults the map does not need (the only jQuery user, folium.Popup, is not used).
+_DROPPED: Final = frozenset(
+    {
+        "jquery",
+        "bootstrap",
+        "bootstrap_css",
+        "glyphicons_css",
+        "awesome_markers",
+        "awesome_markers_css",
+        "awesome_markers_font_css",
+        "awesome_rotate_css",
+    }
+)
+_INLINE_KEY: Final = "basinwatch_inline_assets"
+#: Anything a self-contained page must not load: external scripts or stylesheets.
+_EXTERNAL_ASSET: Final = re.compile(
+    r"<script\b[^>]*\bsrc\s*=[^>]*>|<link\b[^>]*\bhref\s*=[^>]*>", re.I
+)
+_DEFAULT_STYLE: Final = {"color": "#666666", "weight": 1, "fillOpacity": 0.1}
+_MARKER_STYLE: Final = {"radius": 6, "weight": 1, "color": "#333333", "fillOpacity": 0.9}
+_GRID_DEG: Final = 1e-5  # ~1 m coordinate precision in the page
+
+
+# --------------------------------------------------------------------------- assets
+
+
+def static_dir() -> Path:
+    """Directory of the vendored front-end assets (mount it as static files in the API)."""
+    return _STATIC_DIR
+
+
+def map_asset_urls(prefix: str) -> dict[str, str]:
+    """URLs of the vendored assets when :func:`static_dir` is served under ``prefix``.
+
+    Parameters
+    ----------
+    prefix
+        URL path the API mounts :func:`static_dir` at, e.g. ``/static/map``.
+
+    Returns
+    -------
+    dict
+        folium resource name (``leaflet``, ``leaflet_css``, ``markerclusterjs``, ...) -> URL.
+    """
+    base = prefix.rstrip("/")
+    return {name: f"{base}/{rel}" for name, (_kind, rel) in _ASSETS.items()}
+
+
+def _read_asset(rel: str) -> str:
+    path = _STATIC_DIR / rel
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"Vendored asset {path} is missing; reinstall BasinWatch."
+        raise ReferenceDataError(msg) from exc
+    return re.sub(r"^\s*//# sourceMappingURL=.*$", "", text, flags=re.M)
+
+
+def _inline_css(rel: str) -> str:
+    """CSS text with ``url(images/...)`` turned into data URIs."""
+    css = _read_asset(rel)
+    folder = (_STATIC_DIR / rel).parent
+
+    def data_uri(match: re.Match[str]) -> str:
+        target = folder / match.group(1)
+        if not target.is_file():
+            return match.group(0)
+        payload = base64.b64encode(target.read_bytes()).decode("ascii")
+        return f"url(data:image/png;base64,{payload})"
+
+    return re.sub(r"url\(([^)#:'\"]+\.png)\)", data_uri, css)
+
+
+def _inline_block(names: Sequence[str]) -> str:
+    parts = []
+    for name in names:
+        kind, rel = _ASSETS[name]
+        if kind == "css":
+            parts.append(f"<style>/* {rel} */\n{_inline_css(rel)}</style>")
+        else:
+            js = _read_asset(rel).replace("</script", "<\\/script")
+            parts.append(f"<script>/* {rel} */\n{js}</script>")
+    return "\n".join(parts)
+
+
+def _walk(element: Any) -> Iterator[Any]:
+    yield element
+    for child in list(getattr(element, "_children", {}).values()):
+        yield from _walk(child)
+
+
+def localise_assets(m: folium.Map, *, prefix: str | None = None) -> folium.Map:
+    """Point every JS/CSS resource of ``m`` at the vendored copies, dropping CDN links.
+
+    Walks the whole element tree (map, plugins, anything added after :func:`build_map`).
+    Resources BasinWatch vendors are inlined into the page header (``prefix=None``) or
+    linked under ``prefix``; folium defaults the map does not need (jQuery, Bootstrap, Font
+    Awesome, awesome-markers) are dropped. Call it again after adding elements.
+
+    Parameters
+    ----------
+    m
+        The map.
+    prefix
+        URL prefix where :func:`static_dir` is served; ``None`` inlines the assets.
+
+    Raises
+    ------
+    ExportError
+        If an element needs an external resource that is not vendored.
+    """
+    from branca.element import Element
+
+    needed: list[str] = []
+    unknown: list[str] = []
+    for element in _walk(m):
+        if not hasattr(type(element), "default_js"):
+            continue
+        # names resolved by an earlier call stay needed (the lists are emptied when inlining)
+        own: list[str] = list(getattr(element, "_bw_assets", []))
+        for kind in ("js", "css"):
+            for name, url in getattr(element, f"default_{kind}"):
+                if name in _ASSETS:
+                    own.append(name)
+                elif name not in _DROPPED:
+                    unknown.append(f"{type(element).__name__}:{name} ({url})")
+        own = list(dict.fromkeys(own))
+        needed.extend(n for n in own if n not in needed)
+        urls = map_asset_urls(prefix) if prefix is not None else {}
+        # instance attributes: never mutate folium's class-level lists
+        element._bw_assets = own
+        element.default_js = [(n, urls[n]) for n in own if urls and _ASSETS[n][0] == "js"]
+        element.default_css = [(n, urls[n]) for n in own if urls and _ASSETS[n][0] == "css"]
+    if unknown:
+        raise ExportError(
+            "The map uses resources that are not vendored for offline use: "
+            f"{', '.join(unknown)}; add them to layers/static (see VENDORED.md) or remove "
+            "the element."
+        )
+    header = m.get_root().header
+    # links added to the page header by an earlier render()
+    for name in [*_ASSETS, *_DROPPED, _INLINE_KEY]:
+        header._children.pop(name, None)
+    if prefix is None:
+        order = [name for name in _ASSETS if name in needed]
+        header.add_child(Element(_inline_block(order)), name=_INLINE_KEY, index=0)
+    return m
+
+
+def save_offline_html(m: folium.Map, path: str | os.PathLike[str]) -> Path:
+    """Write ``m`` as ONE self-contained HTML file (all JS/CSS inlined, no network).
+
+    The file is written atomically (temporary file + :func:`os.replace`).
+
+    Parameters
+    ----------
+    m
+        A map from :func:`build_map` (or any folium map using only vendored plugins).
+    path
+        Destination ``.html`` file.
+
+    Raises
+    ------
+    ExportError
+        If the rendered page would still load any external script or stylesheet.
+    """
+    localise_assets(m, prefix=None)
+    page = m.get_root().render()
+    external = _EXTERNAL_ASSET.search(page)
+    if external:
+        raise ExportError(f"The offline map still loads an external file: {external.group(0)!r}.")
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".part.html", dir=final.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(page)
+        os.chmod(name, 0o644)  # mkstemp creates 0600
+        os.replace(name, final)
+    except OSError as exc:
+        raise ExportError(f"Cannot write {final}: {exc}") from exc
+    finally:
+        Path(name).unlink(missing_ok=True)
+    logger.info("wrote offline map %s (%d bytes)", final, len(page.encode("utf-8")))
+    return final
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _folium() -> Any:
+    try:
+        import folium
+    except ImportError as exc:  # pragma: no cover - folium is a core dependency
+        raise ImportError(
+            "The web map needs folium: pip install 'folium>=0.17' (or reinstall basinwatch)."
+        ) from exc
+    return folium
+
+
+def _js(obj: Any) -> str:
+    """JSON for embedding inside ``<script>``: no ``<``, ``>``, ``&`` or line separators."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    for raw, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(raw, esc)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _labels() -> dict[str, Any]:
+    from layers.catalog import read_data_toml
+
+    return read_data_toml("labels.toml")
+
+
+def _info_get(info: Any, key: str, default: Any = None) -> Any:
+    if info is None:
+        return default
+    if isinstance(info, Mapping):
+        return info.get(key, default)
+    return getattr(info, key, default)
+
+
+def _escaped_text(series: pd.Series) -> pd.Series:
+    return series.astype("string").fillna("").map(html.escape).astype(object)
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+def _leaflet_style(style: Any) -> dict[str, Any]:
+    if not style:
+        return dict(_DEFAULT_STYLE)
+    return {_camel(str(k)): v for k, v in dict(style).items()}
+
+
+def _display_geometry(geoms: Any, tolerance: float) -> Any:
+    """Simplified, grid-snapped polygons for display (vectorised)."""
+    out = np.asarray(geoms)
+    if tolerance > 0:
+        out = shapely.simplify(out, tolerance, preserve_topology=True)
+    return shapely.set_precision(out, _GRID_DEG)
+
+
+def _verdict_styles(lang: str) -> list[tuple[str, str, str]]:
+    """(id, label, colour) of every verdict, strongest first, from the rules catalog."""
+    from layers.catalog import rules
+
+    return [
+        (v.id, v.label_zh if lang == "zh" else v.label_en, v.colour) for v in rules().verdicts
+    ]
+
+
+def _layer_source(
+    layer_id: str,
+    reference: Mapping[str, gpd.GeoDataFrame],
+    layer_infos: Mapping[str, Any],
+) -> tuple[gpd.GeoDataFrame, Any]:
+    frame = reference.get(layer_id)
+    info = layer_infos.get(layer_id)
+    if frame is not None and info is not None:
+        return frame, info
+    try:
+        from layers import registry
+    except ImportError as exc:
+        raise ReferenceDataError(
+            f"Layer '{layer_id}' was not passed in and layers.registry is not available: "
+            "pass reference={id: GeoDataFrame} and layer_infos={id: {...}}."
+        ) from exc
+    if info is None:
+        info = registry.layer_info(layer_id)
+    if frame is None:
+        frame = registry.load_layer(layer_id)
+    return frame, info
+
+
+def _add_reference_layer(
+    m: Any, layer_id: str, frame: gpd.GeoDataFrame, info: Any, lang: str, simplify: float
+) -> None:
+    folium = _folium()
+    title = str(_info_get(info, f"title_{lang}") or _info_get(info, "title_zh") or layer_id)
+    if frame.empty:
+        logger.info("layer %s is empty; not drawn", layer_id)
+        return
+    if frame.crs is not None and not frame.crs.equals("EPSG:4326"):
+        frame = frame.to_crs("EPSG:4326")
+    raw_fields = _info_get(info, "popup_fields") or []
+    col_labels = _labels()["columns"] if lang == "zh" else {}
+    if isinstance(raw_fields, Mapping):
+        pairs = [(str(k), str(v)) for k, v in raw_fields.items()]
+    else:
+        pairs = [(str(f), str(col_labels.get(f, f))) for f in raw_fields]
+    pairs = [(f, alias) for f, alias in pairs if f in frame.columns]
+    props = pd.DataFrame({f: _escaped_text(frame[f]) for f, _ in pairs}, index=frame.index)
+    import geopandas as gpd
+
+    data = gpd.GeoDataFrame(
+        props, geometry=_display_geometry(frame.geometry.values, simplify), crs="EPSG:4326"
+    )
+    style = _leaflet_style(_info_get(info, "style"))
+    tooltip = (
+        folium.GeoJsonTooltip(
+            fields=[f for f, _ in pairs], aliases=[html.escape(a) for _, a in pairs]
+        )
+        if pairs
+        else None
+    )
+    folium.GeoJson(
+        data,
+        name=html.escape(title),
+        style_function=lambda _feature, s=style: s,
+        tooltip=tooltip,
+        overlay=True,
+        show=True,
+        zoom_on_click=False,
+    ).add_to(m)
+
+
+def _popup_values(gdf: pd.DataFrame, fields: Sequence[str], lang: str) -> pd.DataFrame:
+    """Display text of the popup fields, HTML-escaped."""
+    labels = _labels()
+    out = pd.DataFrame(index=gdf.index)
+    verdicts = {vid: label for vid, label, _c in _verdict_styles(lang)}
+    for f in fields:
+        if f not in gdf.columns:
+            continue
+        col = gdf[f]
+        if lang == "zh":
+            if f == "verdict":
+                col = col.map(lambda v: verdicts.get(v, v))
+            elif f in ("basin_id", "region_id"):
+                col = col.map(lambda v: labels["zones"].get(v, v))
+            elif f == "geocode_precision":
+                col = col.map(lambda v: labels["precision"].get(v, v))
+            elif f == "needs_review":
+                col = col.eq(True).map({True: labels["words"]["yes"], False: labels["words"]["no"]})
+        out[f] = _escaped_text(col)
+    return out
+
+
+def _enterprise_layer_class() -> Any:
+    folium = _folium()
+    from folium.elements import JSCSSMixin
+    from folium.template import Template
+
+    class EnterpriseLayer(JSCSSMixin, folium.map.Layer):  # type: ignore[misc, name-defined]
+        """Circle markers coloured by verdict, optionally clustered, popups built lazily."""
+
+        _template = Template(
+            """
+            {% macro script(this, kwargs) %}
+            var {{ this.get_name() }} = (function () {
+                var labels = {{ this.labels_js }};
+                var verdicts = {{ this.verdicts_js }};
+                var rows = {{ this.rows_js }};
+                var style = {{ this.style_js }};
+                function popup(layer) {
+                    var r = rows[layer.bwIndex];
+                    var out = '<table class="bw-popup">';
+                    for (var j = 0; j < labels.length; j++) {
+                        out += '<tr><th>' + labels[j] + '</th><td>' + r[3 + j] + '</td></tr>';
+                    }
+                    return out + '</table>';
+                }
+                var group = {% if this.cluster -%}
+                    L.markerClusterGroup({{ this.cluster_js }})
+                {%- else -%} L.featureGroup() {%- endif %};
+                var markers = [];
+                for (var i = 0; i < rows.length; i++) {
+                    var opts = Object.assign({}, style, {fillColor: verdicts[rows[i][2]][1]});
+                    var marker = L.circleMarker([rows[i][0], rows[i][1]], opts);
+                    marker.bwIndex = i;
+                    marker.bindPopup(popup, {maxWidth: 380});
+                    markers.push(marker);
+                }
+                {% if this.cluster %}group.addLayers(markers);
+                {% else %}markers.forEach(function (mk) { group.addLayer(mk); });{% endif %}
+                return group;
+            })();
+            {% endmacro %}
+            """
+        )
+
+        def __init__(self, name: str, *, cluster: bool) -> None:
+            super().__init__(name=name, overlay=True, control=True, show=True)
+            self._name = "EnterpriseLayer"
+            self.cluster = cluster
+            # resolved to the vendored copies by localise_assets()
+            self.default_js = [("markerclusterjs", "vendored")] if cluster else []
+            self.default_css = (
+                [("markerclustercss", "vendored"), ("markerclusterdefaultcss", "vendored")]
+                if cluster
+                else []
+            )
+            self.labels_js = self.verdicts_js = self.rows_js = "[]"
+            self.style_js = _js(_MARKER_STYLE)
+            self.cluster_js = _js(
+                {"showCoverageOnHover": False, "chunkedLoading": True,
+                 "disableClusteringAtZoom": 13}
+            )
+
+    return EnterpriseLayer
+
+
+def _add_enterprises(
+    m: Any, gdf: gpd.GeoDataFrame, lang: str, *, cluster: bool
+) -> dict[str, int]:
+    """Add the enterprise markers; return counts per verdict id."""
+    labels = _labels()
+    if gdf.crs is not None and not gdf.crs.equals("EPSG:4326"):
+        gdf = gdf.to_crs("EPSG:4326")
+    geoms = np.asarray(gdf.geometry.values)
+    located = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if not located.all():
+        logger.info("web map: %d enterprise(s) without a location are not drawn", (~located).sum())
+    gdf = gdf[located]
+    pts = shapely.point_on_surface(np.asarray(gdf.geometry.values))
+    styles = _verdict_styles(lang)
+    index = {vid: i for i, (vid, _l, _c) in enumerate(styles)}
+    verdict = (
+        gdf["verdict"].astype("string").fillna("")
+        if "verdict" in gdf.columns
+        else pd.Series("", index=gdf.index, dtype="string")
+    )
+    for vid in sorted(set(verdict) - set(index)):  # shown grey, labelled with the raw id
+        index[vid] = len(styles)
+        styles.append((vid, vid or "?", "#cccccc"))
+    codes = verdict.map(index).astype(int)
+    fields = [str(f) for f in labels["popup"]["fields"]]
+    values = _popup_values(gdf, fields, lang)
+    shown = [f for f in fields if f in values.columns]
+    col_labels = labels["columns"] if lang == "zh" else {}
+    rows = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "lat": np.round(shapely.get_y(pts), 6),
+                    "lon": np.round(shapely.get_x(pts), 6),
+                    "v": codes.to_numpy(),
+                },
+                index=gdf.index,
+            ),
+            values[shown],
+        ],
+        axis=1,
+    )
+    layer = _enterprise_layer_class()(
+        name=html.escape(labels["words"]["enterprises_layer"] if lang == "zh" else "Enterprises"),
+        cluster=cluster,
+    )
+    layer.labels_js = _js([html.escape(str(col_labels.get(f, f))) for f in shown])
+    layer.verdicts_js = _js([[html.escape(label), colour] for _v, label, colour in styles])
+    layer.rows_js = _js(rows.to_numpy().tolist())
+    layer.add_to(m)
+    counts = verdict.value_counts()
+    return {vid: int(counts.get(vid, 0)) for vid, _l, _c in styles}
+
+
+def _add_legend(m: Any, lang: str, counts: Mapping[str, int] | None) -> None:
+    from branca.element import MacroElement
+    from folium.template import Template
+
+    words = _labels()["words"]
+    title = words["legend_title"] if lang == "zh" else "Verdict"
+    items = []
+    for vid, label, colour in _verdict_styles(lang):
+        n = f" ({counts.get(vid, 0)})" if counts is not None else ""
+        items.append(
+            f'<div><i style="background:{html.escape(colour)}"></i>{html.escape(label)}{n}</div>'
+        )
+    body = f"<b>{html.escape(title)}</b>" + "".join(items)
+
+    class Legend(MacroElement):  # type: ignore[misc]
+        _template = Template(
+            """
+            {% macro header(this, kwargs) %}
+            <style>
+            .bw-legend {background: rgba(255,255,255,0.9); padding: 6px 8px; font-size: 13px;
+                        line-height: 18px; border-radius: 4px; box-shadow: 0 0 6px rgba(0,0,0,.3);}
+            .bw-legend i {width: 12px; height: 12px; float: left; margin: 3px 6px 0 0;
+                          border-radius: 50%; border: 1px solid #333;}
+            .bw-popup th {text-align: left; padding-right: 8px; white-space: nowrap;
+                          vertical-align: top;}
+            .bw-popup td {word-break: break-all;}
+            </style>
+            {% endmacro %}
+            {% macro script(this, kwargs) %}
+            var {{ this.get_name() }} = L.control({position: "bottomright"});
+            {{ this.get_name() }}.onAdd = function () {
+                var div = L.DomUtil.create("div", "bw-legend");
+                div.innerHTML = {{ this.body_js }};
+                return div;
+            };
+            {{ this.get_name() }}.addTo({{ this._parent.get_name() }});
+            {% endmacro %}
+            """
+        )
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._name = "Legend"
+            self.body_js = _js(body)
+
+    Legend().add_to(m)
+
+
+# --------------------------------------------------------------------------- map
+
+
+def build_map(
+    enterprises: gpd.GeoDataFrame | None = None,
+    *,
+    layers: Sequence[str] = DEFAULT_LAYERS,
+    lang: Literal["zh", "en"] = "zh",
+    reference: Mapping[str, gpd.GeoDataFrame] | None = None,
+    layer_infos: Mapping[str, Any] | None = None,
+    cluster: bool = True,
+    simplify: float = 0.001,
+    asset_prefix: str | None = None,
+) -> folium.Map:
+    """Build the offline web map.
+
+    Parameters
+    ----------
+    enterprises
+        Classified enterprises (``geo.schema.ENFORCEMENT_COLUMNS``, point geometry) drawn as
+        circle markers coloured by verdict, with Chinese popups; ``None`` draws no markers.
+    layers
+        Reference layer ids, drawn bottom to top (default :data:`DEFAULT_LAYERS`).
+    lang
+        ``zh`` (Chinese labels) or ``en``.
+    reference
+        Layer id -> GeoDataFrame overriding ``layers.registry.load_layer`` (tests, notebooks).
+    layer_infos
+        Layer id -> info (``title_zh``, ``title_en``, ``style``, ``popup_fields``) overriding
+        ``layers.registry.layer_info``.
+    cluster
+        Cluster the enterprise markers (Leaflet.markercluster); off draws plain markers.
+    simplify
+        Tolerance in degrees for simplifying reference polygons for display (0.001 is
+        about 100 m; 0 keeps them as stored). Keeps the page small.
+    asset_prefix
+        ``None`` inlines the vendored JS/CSS into the page; a URL prefix links them there
+        instead (serve :func:`static_dir` under it).
+
+    Returns
+    -------
+    folium.Map
+        With a layer control and a verdict legend, no tile layer.
+    """
+    if lang not in ("zh", "en"):
+        raise InvalidQueryError(f"Unknown map language '{lang}': expected 'zh' or 'en'.")
+    folium = _folium()
+    reference = dict(reference or {})
+    layer_infos = dict(layer_infos or {})
+
+    # no tile layer sets the zoom range, and Leaflet.markercluster needs maxZoom
+    m = folium.Map(
+        location=(23.1, 113.8),
+        zoom_start=8,
+        tiles=None,
+        prefer_canvas=True,
+        control_scale=True,
+        **{"minZoom": 5, "maxZoom": 18},
+    )
+    bounds: list[np.ndarray] = []
+    for layer_id in layers:
+        frame, info = _layer_source(layer_id, reference, layer_infos)
+        _add_reference_layer(m, layer_id, frame, info, lang, simplify)
+        if not frame.empty:
+            bounds.append(np.asarray(frame.to_crs("EPSG:4326").total_bounds
+                                     if frame.crs is not None else frame.total_bounds))
+    counts: dict[str, int] | None = None
+    if enterprises is not None:
+        counts = _add_enterprises(m, enterprises, lang, cluster=cluster)
+        if len(enterprises):
+            bounds = [np.asarray(enterprises.to_crs("EPSG:4326").total_bounds
+                                 if enterprises.crs is not None else enterprises.total_bounds)]
+    _add_legend(m, lang, counts)
+    folium.LayerControl(collapsed=False).add_to(m)
+    finite = [b for b in bounds if np.isfinite(b).all()]
+    if finite:
+        stack = np.vstack(finite)
+        m.fit_bounds([[stack[:, 1].min(), stack[:, 0].min()],
+                      [stack[:, 3].max(), stack[:, 2].max()]])
+    return localise_assets(m, prefix=asset_prefix)

@@ -1,0 +1,244 @@
+"""Tests of geo.export: every format written to tmp_path and read back."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import openpyxl
+import pandas as pd
+import pyogrio
+import pytest
+
+from geo import export as ex
+from geo.errors import ExportError
+from geo.schema import ENFORCEMENT_COLUMNS, REJECTED_COLUMNS
+from layers.catalog import read_data_toml
+
+from _export_fixtures import VERDICT_LABELS, enforcement_frame, rejected_frame
+
+LABELS = read_data_toml("labels.toml")
+STRING_COLS = [
+    c for c in ENFORCEMENT_COLUMNS if c not in ("row", "lon", "lat", "needs_review")
+]
+
+
+@pytest.fixture
+def gdf() -> gpd.GeoDataFrame:
+    return enforcement_frame()
+
+
+def _assert_same_values(got: pd.DataFrame, gdf: gpd.GeoDataFrame) -> None:
+    expected = pd.DataFrame(gdf[list(ENFORCEMENT_COLUMNS)])
+    assert list(got["row"]) == list(expected["row"])
+    np.testing.assert_allclose(got["lon"].astype(float), expected["lon"])
+    np.testing.assert_allclose(got["lat"].astype(float), expected["lat"])
+    for col in STRING_COLS:
+        assert got[col].fillna("").astype(str).tolist() == expected[col].tolist(), col
+
+
+def test_csv_round_trip_bom_header_and_bools(gdf, tmp_path):
+    path = ex.write_enforcement_csv(gdf, tmp_path / "e.csv")
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # BOM for Excel
+    header = raw[3:].split(b"\n", 1)[0].decode()
+    assert header.split(",") == list(ENFORCEMENT_COLUMNS)
+    got = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    got["row"] = got["row"].astype(int)
+    _assert_same_values(got, gdf)
+    assert got["needs_review"].tolist() == [
+        "true" if v else "false" for v in gdf["needs_review"]
+    ]
+
+
+def test_csv_missing_column_names_it(gdf, tmp_path):
+    with pytest.raises(ExportError, match="verdict"):
+        ex.write_enforcement_csv(gdf.drop(columns="verdict"), tmp_path / "e.csv")
+    assert not (tmp_path / "e.csv").exists()
+
+
+def test_geojson_round_trip_rfc7946(gdf, tmp_path):
+    path = ex.write_geojson(gdf.to_crs("EPSG:3857"), tmp_path / "e.geojson")
+    got = gpd.read_file(path, engine="pyogrio")
+    assert got.crs.to_epsg() == 4326
+    assert '"crs"' not in path.read_text(encoding="utf-8")  # RFC 7946 has no crs member
+    _assert_same_values(got, gdf)
+    assert got["needs_review"].tolist() == gdf["needs_review"].tolist()
+    np.testing.assert_allclose(got.geometry.x, gdf.geometry.x, atol=1e-6)
+
+
+def test_gpkg_round_trip(gdf, tmp_path):
+    path = ex.write_gpkg(gdf, tmp_path / "e.gpkg", layer="enterprises")
+    assert pyogrio.list_layers(path)[:, 0].tolist() == ["enterprises"]
+    got = gpd.read_file(path, layer="enterprises")
+    assert got.crs.to_epsg() == 4326
+    _assert_same_values(got, gdf)
+    assert got["needs_review"].tolist() == gdf["needs_review"].tolist()
+    assert got.geometry.geom_equals_exact(gdf.geometry, tolerance=1e-9).all()
+
+
+def test_shapefile_zip_round_trip_utf8_and_field_map(gdf, tmp_path):
+    gdf.loc[0, "reasons"] = "练江流域园区外印染企业全部停产退出" * 10  # > 254 bytes in UTF-8
+    path = ex.write_shapefile_zip(gdf, tmp_path / "e.zip")
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        assert zf.read("e.cpg").decode().strip().upper().replace("-", "") == "UTF8"
+        mapping = pd.read_csv(zf.open("fields.csv"), encoding="utf-8-sig")
+    assert {"e.shp", "e.shx", "e.dbf", "e.prj"} <= set(names)
+    fields = dict(zip(mapping["column"], mapping["field"], strict=True))
+    assert list(fields) == list(ENFORCEMENT_COLUMNS)
+    assert all(len(f) <= 10 for f in fields.values())
+    got = gpd.read_file(f"zip://{path}").rename(columns={v: k for k, v in fields.items()})
+    assert got["name"].tolist() == gdf["name"].tolist()  # Chinese and <script> survive
+    assert got["needs_review"].tolist() == [
+        "true" if v else "false" for v in gdf["needs_review"]
+    ]
+    cut = got.loc[0, "reasons"]
+    assert len(cut.encode("utf-8")) <= 254 and gdf.loc[0, "reasons"].startswith(cut)
+    np.testing.assert_allclose(got.geometry.y, gdf.geometry.y)
+
+
+def test_xlsx_sheets_headers_and_labels(gdf, tmp_path):
+    path = ex.write_xlsx(gdf, tmp_path / "e.xlsx", verdict_labels=VERDICT_LABELS)
+    wb = openpyxl.load_workbook(path)
+    zones = LABELS["zones"]
+    present = [zones[z] for z in ("lianjiang", "maozhou", "shima", "guangfo")]
+    assert wb.sheetnames == [LABELS["sheets"]["summary"], LABELS["sheets"]["all"], *present]
+    assert zones["danshui"] not in wb.sheetnames  # no enterprise there
+
+    all_ws = wb[LABELS["sheets"]["all"]]
+    header = [c.value for c in all_ws[1]]
+    assert header == [LABELS["columns"][c] for c in ENFORCEMENT_COLUMNS]
+    assert all(c.font.bold for c in all_ws[1])
+    assert all_ws.freeze_panes == "A2"
+    assert all_ws.auto_filter.ref.startswith("A1:")
+    name_col = header.index(LABELS["columns"]["name"]) + 1
+    assert all_ws.column_dimensions[openpyxl.utils.get_column_letter(name_col)].width > 10
+
+    df = pd.read_excel(path, sheet_name=LABELS["sheets"]["all"], dtype=str)
+    assert df[LABELS["columns"]["name"]].tolist() == gdf["name"].tolist()
+    assert df[LABELS["columns"]["verdict"]].tolist() == [
+        VERDICT_LABELS[v] for v in gdf["verdict"]
+    ]
+    assert set(df[LABELS["columns"]["needs_review"]]) == {
+        LABELS["words"]["yes"], LABELS["words"]["no"]
+    }
+
+    lj = pd.read_excel(path, sheet_name=zones["lianjiang"], dtype=str)
+    assert sorted(lj[LABELS["columns"]["uscc"]]) == sorted(
+        gdf.loc[gdf["basin_id"] == "lianjiang", "uscc"]
+    )
+    gf = pd.read_excel(path, sheet_name=zones["guangfo"], dtype=str)
+    assert gf[LABELS["columns"]["uscc"]].tolist() == gdf.loc[
+        gdf["region_id"] == "guangfo", "uscc"
+    ].tolist()
+
+
+def test_xlsx_summary_counts(gdf, tmp_path):
+    path = ex.write_xlsx(gdf, tmp_path / "e.xlsx", verdict_labels=VERDICT_LABELS)
+    ws = openpyxl.load_workbook(path)[LABELS["sheets"]["summary"]]
+    rows = list(ws.iter_rows(values_only=True))
+    header = rows[0]
+    assert header[0] == LABELS["words"]["zone"]
+    assert list(header[1:-1]) == list(VERDICT_LABELS.values())
+    table = {r[0]: dict(zip(header[1:], r[1:], strict=True)) for r in rows[1:] if r[0]}
+    lianjiang = table[LABELS["zones"]["lianjiang"]]
+    in_lj = gdf[gdf["basin_id"] == "lianjiang"]
+    assert lianjiang[LABELS["words"]["total"]] == len(in_lj)
+    assert lianjiang[VERDICT_LABELS["shutdown"]] == (in_lj["verdict"] == "shutdown").sum()
+    assert table[LABELS["words"]["total"]][LABELS["words"]["total"]] == len(gdf)
+    outside = gdf[(gdf["basin_id"] == "") & (gdf["region_id"] == "")]
+    assert table[LABELS["words"]["outside_zones"]][LABELS["words"]["total"]] == len(outside)
+    # the industry table follows: dyeing rows counted per verdict
+    dyeing = table["印染"]
+    assert dyeing[LABELS["words"]["total"]] == (gdf["industry"] == "印染").sum()
+    assert ws["A1"].font.bold and ws.freeze_panes == "B2"
+
+
+def test_xlsx_default_labels_come_from_rules_catalog(gdf, tmp_path):
+    catalog = ex.catalog_verdict_labels()
+    assert set(catalog) == set(VERDICT_LABELS)
+    path = ex.write_xlsx(gdf, tmp_path / "e.xlsx")
+    df = pd.read_excel(path, sheet_name=LABELS["sheets"]["all"], dtype=str)
+    assert df[LABELS["columns"]["verdict"]].tolist() == [catalog[v] for v in gdf["verdict"]]
+
+
+def test_rejected_csv(tmp_path):
+    rejected = rejected_frame()
+    path = ex.write_rejected_csv(rejected.assign(extra=1), tmp_path / "r.csv")
+    got = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert list(got.columns) == list(REJECTED_COLUMNS)
+    assert got["message"].tolist() == rejected["message"].tolist()
+    with pytest.raises(ExportError, match="field"):
+        ex.write_rejected_csv(rejected.drop(columns="field"), tmp_path / "r2.csv")
+
+
+def test_export_all_writes_the_five_files(gdf, tmp_path):
+    out = tmp_path / "out"
+    paths = ex.export_all(gdf, rejected_frame(), out, verdict_labels=VERDICT_LABELS)
+    assert {p.name for p in paths.values()} == {
+        "enforcement_list.csv",
+        "enforcement_list.geojson",
+        "enforcement_list.xlsx",
+        "enforcement_list.gpkg",
+        "rejected_rows.csv",
+    }
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())
+    assert all(p.stat().st_mode & 0o044 for p in paths.values())  # readable, not mkstemp's 0600
+    assert len(gpd.read_file(paths["gpkg"])) == len(gdf)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "geojson", "xlsx", "gpkg", "shp"])
+def test_export_dispatch(gdf, tmp_path, fmt):
+    path = ex.export(gdf, fmt, tmp_path / f"e{ex.FORMATS[fmt]}", verdict_labels=VERDICT_LABELS)
+    assert path.exists() and path.stat().st_size > 0
+
+
+def test_export_unknown_format_names_accepted(gdf, tmp_path):
+    with pytest.raises(ExportError) as err:
+        ex.export(gdf, "kml", tmp_path / "e.kml")
+    assert "kml" in str(err.value)
+    assert all(fmt in str(err.value) for fmt in ex.FORMATS)
+    assert err.value.http_status == 422
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_partial(gdf, tmp_path, monkeypatch):
+    target = tmp_path / "e.csv"
+    target.write_text("previous", encoding="utf-8")
+
+    def boom(self: pd.DataFrame, path: Path, **kwargs: object) -> None:
+        Path(path).write_text("half a fi", encoding="utf-8")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", boom)
+    with pytest.raises(ExportError, match="disk full"):
+        ex.write_enforcement_csv(gdf, target)
+    assert target.read_text(encoding="utf-8") == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["e.csv"]
+
+
+def test_failed_gdal_write_leaves_no_file(gdf, tmp_path, monkeypatch):
+    real_to_file = gpd.GeoDataFrame.to_file
+
+    def half_then_fail(self: gpd.GeoDataFrame, path: Path, **kwargs: object) -> None:
+        real_to_file(self.iloc[:1], path, **kwargs)  # a real, partial GeoPackage
+        raise OSError("connection lost")
+
+    monkeypatch.setattr(gpd.GeoDataFrame, "to_file", half_then_fail)
+    with pytest.raises(ExportError, match="connection lost"):
+        ex.write_gpkg(gdf, tmp_path / "e.gpkg")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_geo_formats_need_a_crs(gdf, tmp_path):
+    with pytest.raises(ExportError, match="CRS"):
+        ex.write_geojson(gdf.set_crs(None, allow_override=True), tmp_path / "e.geojson")
+
+
+def test_shapefile_field_names_are_unique_and_short():
+    fields = ex.shapefile_field_names()
+    assert list(fields) == list(ENFORCEMENT_COLUMNS)
+    assert len(set(fields.values())) == len(fields)
+    assert max(map(len, fields.values())) <= 10
