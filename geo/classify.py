@@ -1,0 +1,410 @@
+"""Spatial classification: district, city, basin, region and park of every point.
+
+Vectorised over points: coordinates become numpy arrays sorted by x once; each reference
+polygon (a loop over polygons, never over rows) selects its candidate points by bounding
+box (binary search on x, then a y test) and runs :func:`shapely.contains_xy` on them
+against the prepared polygon.
+
+``needs_review`` marks rows whose answer hangs on an imprecise location:
+
+* the point lies within the layer's stated accuracy (``accuracy_m``) of a basin, region or
+  park boundary (a boundary band precomputed per polygon in a metric CRS);
+* a coarse geocode (``geocode_precision`` town/district/city) whose unit straddles a
+  basin, region or park boundary;
+* the enterprise claims a park (``park_claimed``) but is not inside any park polygon;
+* the point falls inside more than one polygon of the same kind.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from collections.abc import Mapping
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+
+from geo.errors import CRSMismatchError, ReferenceDataError
+from geo.schema import ISSUE_SEP
+
+__all__ = ["classify", "LAYER_KINDS", "REVIEW_REASONS"]
+
+logger = logging.getLogger(__name__)
+
+#: Reference layer kinds classify needs, as passed to ``layers.registry.load_group``.
+LAYER_KINDS = ("district", "basin", "region", "park")
+
+#: Review reason codes, in the order they are written into ``review_reasons``.
+REVIEW_REASONS = (
+    "near_basin_boundary",
+    "near_region_boundary",
+    "near_park_boundary",
+    "coarse_geocode_straddles_basin",
+    "coarse_geocode_straddles_region",
+    "coarse_geocode_straddles_park",
+    "multiple_basins",
+    "multiple_regions",
+    "multiple_parks",
+    "park_claim_unverified",
+)
+
+#: Layer kind -> registry layer id to ask for ``accuracy_m`` when a row's own id is unknown.
+_GROUP_LAYER = {"district": "districts", "basin": "basins", "region": "guangfo", "park": "parks"}
+#: ``park_claimed`` values that mean "no park".
+_NO_PARK = frozenset({"", "无", "否", "-", "/", "—", "none", "no", "n/a", "nan", "false", "0"})
+_WGS84 = CRS.from_epsg(4326)
+_WORKERS = min(4, os.cpu_count() or 1)
+#: DE-9IM: interior of a intersects interior of b / exterior of b.
+_II, _IE = "T********", "**T******"
+
+
+# --------------------------------------------------------------------------- helpers
+def _is_wgs84(crs: Any) -> bool:
+    if crs is None:
+        return False
+    c = CRS.from_user_input(crs)
+    return c.to_epsg() == 4326 or c.equals(_WGS84, ignore_axis_order=True)
+
+
+def _check_crs(frame: gpd.GeoDataFrame, what: str) -> None:
+    if frame.crs is None:
+        raise CRSMismatchError(
+            f"{what} has no CRS: coordinates must be WGS84 longitude/latitude. If they are, "
+            f"call .set_crs('EPSG:4326'); otherwise .set_crs(<their CRS>).to_crs('EPSG:4326')."
+        )
+    if not _is_wgs84(frame.crs):
+        raise CRSMismatchError(
+            f"{what} is in {frame.crs.to_string()}, but classification works in EPSG:4326 "
+            f"(WGS84 lon/lat): call .to_crs('EPSG:4326') first. GCJ-02/BD-09 coordinates "
+            f"must be converted with geo.crs before building the GeoDataFrame."
+        )
+
+
+class _PointIndex:
+    """Points sorted by x, for bbox-prefiltered point-in-polygon tests."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        valid = np.isfinite(x) & np.isfinite(y)
+        idx = np.flatnonzero(valid)
+        order = idx[np.argsort(x[idx])]
+        self.order = order
+        self.xs = x[order]
+        self.ys = y[order]
+
+    def inside(self, geom: shapely.Geometry) -> np.ndarray:
+        """Original row positions of the points inside ``geom`` (boundary excluded)."""
+        if geom is None or shapely.is_empty(geom):
+            return np.empty(0, dtype=np.intp)
+        minx, miny, maxx, maxy = shapely.bounds(geom)
+        lo = int(np.searchsorted(self.xs, minx, side="left"))
+        hi = int(np.searchsorted(self.xs, maxx, side="right"))
+        ys = self.ys[lo:hi]
+        cand = np.flatnonzero((ys >= miny) & (ys <= maxy)) + lo
+        if cand.size == 0:
+            return np.empty(0, dtype=np.intp)
+        shapely.prepare(geom)
+        hit = shapely.contains_xy(geom, self.xs[cand], self.ys[cand])
+        return self.order[cand[hit]]
+
+
+def _utm_for(geom: shapely.Geometry) -> CRS:
+    lon = (shapely.bounds(geom)[0] + shapely.bounds(geom)[2]) / 2
+    lat = (shapely.bounds(geom)[1] + shapely.bounds(geom)[3]) / 2
+    zone = int(math.floor((lon + 180) / 6)) + 1
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+@lru_cache(maxsize=256)
+def _boundary_band(geom: shapely.Geometry, distance_m: float) -> shapely.Geometry | None:
+    """Polygon of the points within ``distance_m`` of ``geom``'s boundary (EPSG:4326)."""
+    if distance_m <= 0 or geom is None or shapely.is_empty(geom):
+        return None
+    utm = _utm_for(geom)
+    s = gpd.GeoSeries([geom], crs=_WGS84).to_crs(utm)
+    band = s.boundary.buffer(distance_m, quad_segs=4).to_crs(_WGS84)
+    return band.iloc[0]
+
+
+def _layer_accuracy(kind: str, frame: gpd.GeoDataFrame) -> np.ndarray:
+    """Per-polygon accuracy in metres: ``accuracy_m`` column, else the layer registry."""
+    if "accuracy_m" in frame.columns:
+        return pd.to_numeric(frame["accuracy_m"], errors="coerce").fillna(0).to_numpy(float)
+    try:
+        from layers import registry
+    except ImportError:  # pragma: no cover - registry not installed yet
+        logger.warning("layers.registry unavailable: no boundary band for %s", kind)
+        return np.zeros(len(frame))
+    out = np.zeros(len(frame))
+    for i, lid in enumerate(frame["id"].astype(str)):
+        for cand in (lid, _GROUP_LAYER[kind]):
+            try:
+                out[i] = float(registry.layer_info(cand).provenance.accuracy_m or 0)
+                break
+            except (LookupError, AttributeError, TypeError, ValueError):
+                continue  # unknown id or no accuracy: try the group layer
+    return out
+
+
+def _load_layers(
+    injected: Mapping[str, gpd.GeoDataFrame] | None,
+) -> dict[str, gpd.GeoDataFrame]:
+    out: dict[str, gpd.GeoDataFrame] = {}
+    for kind in LAYER_KINDS:
+        if injected is not None and kind in injected:
+            frame = injected[kind]
+        else:
+            from layers import registry
+
+            frame = registry.load_group(kind)
+        if not isinstance(frame, gpd.GeoDataFrame):
+            raise ReferenceDataError(f"Reference layer '{kind}' is not a GeoDataFrame.")
+        _check_crs(frame, f"Reference layer '{kind}'")
+        need = ("code", "name_zh", "city_code", "city_zh") if kind == "district" else ("id",)
+        missing = [c for c in need if c not in frame.columns]
+        if missing:
+            raise ReferenceDataError(
+                f"Reference layer '{kind}' lacks columns {missing}; has {list(frame.columns)}."
+            )
+        out[kind] = frame.reset_index(drop=True)
+    return out
+
+
+def _inside_all(index: _PointIndex, geoms: list[shapely.Geometry]) -> list[np.ndarray]:
+    """``index.inside`` for each geometry; threads, since shapely releases the GIL."""
+    if len(geoms) < 8 or _WORKERS < 2:
+        return [index.inside(g) for g in geoms]
+    for g in geoms:  # prepare up front: preparing is not thread-safe on a shared geometry
+        if g is not None:
+            shapely.prepare(g)
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        return list(pool.map(index.inside, geoms))
+
+
+def _assign(
+    index: _PointIndex, geoms: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the first polygon containing each point (-1 = none), and a 'more than one'
+    flag."""
+    which = np.full(n, -1, dtype=np.intp)
+    multi = np.zeros(n, dtype=bool)
+    for i, rows in enumerate(_inside_all(index, list(geoms))):
+        taken = which[rows] >= 0
+        multi[rows[taken]] = True
+        which[rows[~taken]] = i
+    return which, multi
+
+
+def _take_str(values: list[str] | np.ndarray, which: np.ndarray) -> pd.arrays.StringArray:
+    """``values[which]`` as a str array, '' where ``which`` is -1."""
+    table = pd.array([*map(str, values), ""], dtype="str")
+    return table.take(np.where(which >= 0, which, len(table) - 1))
+
+
+def _near_boundary(
+    index: _PointIndex, frame: gpd.GeoDataFrame, dist_m: np.ndarray, n: int
+) -> np.ndarray:
+    flag = np.zeros(n, dtype=bool)
+    pairs = zip(frame.geometry.values, dist_m, strict=True)
+    bands = [_boundary_band(g, float(d)) for g, d in pairs]
+    for rows in _inside_all(index, [b for b in bands if b is not None]):
+        flag[rows] = True
+    return flag
+
+
+def _straddle_matrix(units: np.ndarray, polys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(interior∩interior, interior∩exterior) matrices of units × polygons, bbox-pruned."""
+    ii = np.zeros((len(units), len(polys)), dtype=bool)
+    ie = np.ones((len(units), len(polys)), dtype=bool)
+    if len(units) == 0 or len(polys) == 0:
+        return ii, ie
+    ub, pb = shapely.bounds(units), shapely.bounds(polys)
+    overlap = (
+        (ub[:, None, 0] <= pb[None, :, 2])
+        & (ub[:, None, 2] >= pb[None, :, 0])
+        & (ub[:, None, 1] <= pb[None, :, 3])
+        & (ub[:, None, 3] >= pb[None, :, 1])
+    )
+    ui, pj = np.nonzero(overlap)
+    if ui.size:
+        ii[ui, pj] = shapely.relate_pattern(units[ui], polys[pj], _II)
+        ie[ui, pj] = shapely.relate_pattern(units[ui], polys[pj], _IE)
+    return ii, ie
+
+
+def _coarse_straddle(
+    gdf: gpd.GeoDataFrame,
+    x: np.ndarray,
+    y: np.ndarray,
+    district: np.ndarray,
+    districts: gpd.GeoDataFrame,
+    polys: dict[str, gpd.GeoDataFrame],
+    town_radius_m: float | None,
+) -> dict[str, np.ndarray]:
+    """Per kind, rows whose coarse geocode unit straddles a polygon of that kind."""
+    n = len(gdf)
+    out = {k: np.zeros(n, dtype=bool) for k in polys}
+    if "geocode_precision" not in gdf.columns:
+        return out
+    prec = gdf["geocode_precision"].astype("str").to_numpy()
+    is_town, is_district, is_city = prec == "town", prec == "district", prec == "city"
+    if not (is_town.any() or is_district.any() or is_city.any()):
+        return out
+
+    # town: a circle of the gazetteer radius around the point crosses a boundary
+    radius = None
+    if "geocode_accuracy_m" in gdf.columns:
+        radius = pd.to_numeric(gdf["geocode_accuracy_m"], errors="coerce").to_numpy(float)
+    elif town_radius_m is not None:
+        radius = np.full(n, float(town_radius_m))
+    if radius is not None and is_town.any():
+        # one band per distinct radius (rounded up to 50 m) and polygon
+        r_round = np.ceil(np.nan_to_num(radius, nan=0.0) / 50.0) * 50.0
+        for r in np.unique(r_round[is_town]):
+            rows = is_town & (r_round == r)
+            sub = _PointIndex(np.where(rows, x, np.nan), np.where(rows, y, np.nan))
+            for kind, frame in polys.items():
+                out[kind] |= _near_boundary(sub, frame, np.full(len(frame), r), n)
+    elif is_town.any():
+        logger.info("no town geocode radius: treating town geocodes like district geocodes")
+        is_district = is_district | is_town
+
+    # work on integer district / city indices (-1 = none), never on per-row strings
+    codes = pd.Index(districts["code"].astype(str))
+    city_of, city_codes = pd.factorize(districts["city_code"].astype(str))
+    city_of = np.append(city_of, -1)  # district -1 -> city -1
+    unit_d = district.copy()
+    unit_c = city_of[district]
+    if "geocode_unit_code" in gdf.columns:
+        g_codes, g_uniq = pd.factorize(gdf["geocode_unit_code"].astype("str").str.strip())
+        as_d = np.append(codes.get_indexer(pd.Index(g_uniq)), -1)[g_codes]
+        as_c = np.append(pd.Index(city_codes).get_indexer(pd.Index(g_uniq)), -1)[g_codes]
+        unit_d = np.where(as_d >= 0, as_d, unit_d)
+        unit_c = np.where(as_d >= 0, city_of[as_d], np.where(as_c >= 0, as_c, unit_c))
+    # only districts some coarse row stands for (directly, or through its city)
+    need = np.zeros(len(codes), dtype=bool)
+    need[np.unique(unit_d[is_district & (unit_d >= 0)])] = True
+    need |= np.isin(city_of[:-1], np.unique(unit_c[is_city & (unit_c >= 0)]))
+    sel = np.flatnonzero(need)
+    geoms = districts.geometry.to_numpy()[sel]
+    for kind, frame in polys.items():
+        ii = np.zeros((len(codes), len(frame)), dtype=bool)
+        ie = np.ones((len(codes), len(frame)), dtype=bool)
+        ii[sel], ie[sel] = _straddle_matrix(geoms, frame.geometry.to_numpy())
+        d_straddle = (ii & ie).any(axis=1)
+        # a city straddles when its interior meets some polygon and leaves it somewhere
+        c_ii = np.zeros(len(city_codes), dtype=bool)
+        c_ie = np.zeros(len(city_codes), dtype=bool)
+        np.logical_or.at(c_ii, city_of[:-1], ii.any(axis=1))
+        np.logical_or.at(c_ie, city_of[:-1], ie.any(axis=1))
+        c_straddle = c_ii & c_ie
+        out[kind] |= is_district & np.append(d_straddle, False)[unit_d]
+        out[kind] |= is_city & np.append(c_straddle, False)[unit_c]
+    return out
+
+
+def _park_claimed(gdf: gpd.GeoDataFrame) -> np.ndarray:
+    if "park_claimed" not in gdf.columns:
+        return np.zeros(len(gdf), dtype=bool)
+    s = gdf["park_claimed"]
+    if pd.api.types.is_bool_dtype(s):
+        return s.fillna(False).to_numpy(bool)
+    codes, uniques = pd.factorize(s)
+    yes = np.array(
+        [str(u).strip().lower() not in _NO_PARK for u in uniques] + [False], dtype=bool
+    )
+    return yes[codes]
+
+
+# --------------------------------------------------------------------------- public
+def classify(
+    gdf: gpd.GeoDataFrame,
+    *,
+    layers: Mapping[str, gpd.GeoDataFrame] | None = None,
+    town_radius_m: float | None = None,
+) -> gpd.GeoDataFrame:
+    """Add district, city, basin, region, park and review flags to geocoded points.
+
+    Parameters
+    ----------
+    gdf
+        Point GeoDataFrame in EPSG:4326 (output of :func:`geo.geocoding.geocode`).
+        Optional columns used: ``geocode_precision`` (absent = all precise),
+        ``geocode_unit_code`` (district/city code a coarse geocode stands for),
+        ``geocode_accuracy_m`` (radius of a town geocode), ``park_claimed``.
+    layers
+        Reference frames by kind (``district``, ``basin``, ``region``, ``park``), EPSG:4326.
+        Kinds not given are loaded with ``layers.registry.load_group``. Districts need
+        ``code, name_zh, city_code, city_zh``; the others ``id`` (and optionally
+        ``accuracy_m``, else the registry's ``provenance.accuracy_m``).
+    town_radius_m
+        Radius of town-precision geocodes when ``geocode_accuracy_m`` is absent; without
+        either, town geocodes are checked like district geocodes.
+
+    Returns
+    -------
+    A copy of ``gdf`` with :data:`geo.schema.CLASSIFY_COLUMNS`; ids are '' where none.
+    Points in no district get ``district == ''`` (the pipeline rejects them).
+
+    Raises
+    ------
+    CRSMismatchError
+        If ``gdf`` or a reference layer has no CRS or is not EPSG:4326.
+    """
+    if not isinstance(gdf, gpd.GeoDataFrame):
+        raise TypeError("classify() needs a GeoDataFrame with point geometry.")
+    _check_crs(gdf, "The enterprise frame")
+    ref = _load_layers(layers)
+    n = len(gdf)
+    geom = gdf.geometry.to_numpy()
+    if n and not np.all(
+        shapely.is_missing(geom) | (shapely.get_type_id(geom) == shapely.GeometryType.POINT)
+    ):
+        raise TypeError("classify() needs point geometry; call .centroid or geocode first.")
+    x = np.asarray(shapely.get_x(geom), dtype=float)
+    y = np.asarray(shapely.get_y(geom), dtype=float)
+    index = _PointIndex(x, y)
+
+    districts = ref["district"]
+    d_which, _ = _assign(index, districts.geometry.to_numpy(), n)
+    out = gdf.copy()
+    out["city"] = _take_str(districts["city_zh"].tolist(), d_which)
+    out["district"] = _take_str(districts["name_zh"].tolist(), d_which)
+    out["district_code"] = _take_str(districts["code"].tolist(), d_which)
+
+    flags: dict[str, np.ndarray] = {}
+    polys = {k: ref[k] for k in ("basin", "region", "park")}
+    for kind, col in (("basin", "basin_id"), ("region", "region_id"), ("park", "park_id")):
+        frame = polys[kind]
+        which, multi = _assign(index, frame.geometry.to_numpy(), n)
+        out[col] = _take_str(frame["id"].tolist(), which)
+        flags[f"multiple_{kind}s"] = multi
+        flags[f"near_{kind}_boundary"] = _near_boundary(
+            index, frame, _layer_accuracy(kind, frame), n
+        )
+        if kind == "park":
+            flags["park_claim_unverified"] = _park_claimed(gdf) & (which < 0)
+
+    coarse = _coarse_straddle(gdf, x, y, d_which, districts, polys, town_radius_m)
+    for kind, flag in coarse.items():
+        flags[f"coarse_geocode_straddles_{kind}"] = flag
+
+    # pack the flags and build the reason strings once per distinct combination
+    bits = np.zeros(n, dtype=np.uint32)
+    for i, code in enumerate(REVIEW_REASONS):
+        bits |= flags[code].astype(np.uint32) << np.uint32(i)
+    combo, uniq = pd.factorize(bits)
+    texts = [
+        ISSUE_SEP.join(c for i, c in enumerate(REVIEW_REASONS) if (int(u) >> i) & 1)
+        for u in uniq
+    ]
+    out["needs_review"] = bits > 0
+    out["review_reasons"] = pd.array(texts or [""], dtype="str").take(np.asarray(combo))
+    logger.debug("classified %d points", n)
+    return out

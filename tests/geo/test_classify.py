@@ -1,0 +1,214 @@
+"""Tests for geo.classify on tiny inline polygons."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from shapely.geometry import Point, Polygon, box
+
+from geo.classify import REVIEW_REASONS, classify
+from geo.errors import CRSMismatchError
+from geo.schema import CLASSIFY_COLUMNS, ISSUE_SEP
+
+# Two cities, three districts side by side along lon 113.0-114.5, lat 22.0-23.0.
+# The basin spans the A|B district border; the park sits inside the basin.
+DEG_M = 111_320 * np.cos(np.radians(22.4))  # metres per degree of longitude at lat 22.4
+BASIN_ACC, REGION_ACC, PARK_ACC = 1000.0, 500.0, 100.0
+
+
+def _gdf(data: dict, geoms: list, crs: str | None = "EPSG:4326") -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(data, geometry=geoms, crs=crs)
+
+
+@pytest.fixture
+def layers() -> dict[str, gpd.GeoDataFrame]:
+    return {
+        "district": _gdf(
+            {
+                "code": ["440301", "441901", "441902"],
+                "name_zh": ["甲区", "乙区", "丙区"],
+                "city_code": ["440300", "441900", "441900"],
+                "city_zh": ["深圳市", "东莞市", "东莞市"],
+            },
+            [box(x, 22.0, x + 0.5, 23.0) for x in (113.0, 113.5, 114.0)],
+        ),
+        "basin": _gdf(
+            {"id": ["maozhou"], "name_zh": ["茅洲河流域"], "accuracy_m": [BASIN_ACC]},
+            [box(113.2, 22.2, 113.7, 22.6)],
+        ),
+        "region": _gdf(
+            {"id": ["guangfo"], "name_zh": ["广佛跨界"], "accuracy_m": [REGION_ACC]},
+            [box(113.0, 22.7, 113.3, 23.0)],
+        ),
+        "park": _gdf(
+            {"id": ["p1"], "name_zh": ["园区"], "accuracy_m": [PARK_ACC]},
+            [box(113.3, 22.3, 113.35, 22.35)],
+        ),
+    }
+
+
+def _points(xy: list[tuple[float, float]], **cols: list) -> gpd.GeoDataFrame:
+    return _gdf(dict(cols), [Point(x, y) for x, y in xy])
+
+
+def _reasons(s: str) -> set[str]:
+    return {r for r in s.split(ISSUE_SEP) if r}
+
+
+def test_inside_outside_and_no_district(layers: dict) -> None:
+    pts = _points(
+        [(113.45, 22.4), (113.325, 22.325), (113.1, 22.85), (113.9, 22.9), (115.0, 24.0)],
+        name=list("abcde"),
+    )
+    out = classify(pts, layers=layers)
+    assert all(c in out.columns for c in CLASSIFY_COLUMNS)
+    assert list(out["name"]) == list("abcde")  # input columns and order kept
+    assert list(out["district"]) == ["甲区", "甲区", "甲区", "乙区", ""]
+    assert list(out["district_code"]) == ["440301", "440301", "440301", "441901", ""]
+    assert list(out["city"]) == ["深圳市", "深圳市", "深圳市", "东莞市", ""]
+    assert list(out["basin_id"]) == ["maozhou", "maozhou", "", "", ""]
+    assert list(out["park_id"]) == ["", "p1", "", "", ""]
+    assert list(out["region_id"]) == ["", "", "guangfo", "", ""]
+    assert not out["needs_review"].any()
+    assert (out["review_reasons"] == "").all()
+
+
+def test_boundary_band_uses_layer_accuracy(layers: dict) -> None:
+    west = 113.2  # basin's west edge, far from its other edges
+    offsets_m = [0.5 * BASIN_ACC, -0.5 * BASIN_ACC, 2 * BASIN_ACC, -2 * BASIN_ACC]
+    pts = _points([(west + d / DEG_M, 22.4) for d in offsets_m])
+    out = classify(pts, layers=layers)
+    inside = [d > 0 for d in offsets_m]
+    near = [abs(d) < BASIN_ACC for d in offsets_m]
+    assert list(out["basin_id"] == "maozhou") == inside
+    assert [("near_basin_boundary" in _reasons(r)) for r in out["review_reasons"]] == near
+    assert list(out["needs_review"]) == near
+
+
+def test_park_band_and_unverified_claim(layers: dict) -> None:
+    east = 113.35
+    pts = _points(
+        [
+            (east - 0.5 * PARK_ACC / DEG_M, 22.325),
+            (113.325, 22.325),
+            (113.45, 22.45),
+            (113.45, 22.5),
+        ],
+        park_claimed=["", "潮南印染中心", "潮南印染中心", "无"],
+    )
+    out = classify(pts, layers=layers)
+    r = [_reasons(s) for s in out["review_reasons"]]
+    assert "near_park_boundary" in r[0] and out["park_id"].iloc[0] == "p1"
+    assert "park_claim_unverified" not in r[1]  # claim backed by the polygon
+    assert "park_claim_unverified" in r[2]  # claim, but no park polygon there
+    assert r[3] == set()
+
+
+def test_overlapping_polygons_flagged(layers: dict) -> None:
+    layers["basin"] = pd.concat(
+        [layers["basin"], _gdf({"id": ["shima"], "name_zh": ["石马河"], "accuracy_m": [0.0]},
+                               [box(113.4, 22.3, 113.6, 22.5)])],
+        ignore_index=True,
+    )
+    out = classify(_points([(113.45, 22.4), (113.3, 22.4)]), layers=layers)
+    assert list(out["basin_id"]) == ["maozhou", "maozhou"]  # first polygon in layer order
+    assert "multiple_basins" in _reasons(out["review_reasons"].iloc[0])
+    assert "multiple_basins" not in _reasons(out["review_reasons"].iloc[1])
+
+
+def test_coarse_geocode_straddles(layers: dict) -> None:
+    # A and B both straddle the basin; C does not touch it.
+    xy = [(113.1, 22.1), (113.1, 22.1), (114.2, 22.9), (114.2, 22.9), (114.2, 22.9), (114.2, 22.9)]
+    pts = _points(
+        xy,
+        geocode_precision=["district", "coordinates", "district", "district", "city", "city"],
+        geocode_unit_code=["", "", "", "440301", "", "440300"],
+    )
+    out = classify(pts, layers=layers)
+    flag = ["coarse_geocode_straddles_basin" in _reasons(s) for s in out["review_reasons"]]
+    # 0: district A straddles; 1: precise; 2: district C clear; 3: unit code says A;
+    # 4: city 东莞 (B+C) straddles through B; 5: unit code 深圳 straddles
+    assert flag == [True, False, False, True, True, True]
+    assert "coarse_geocode_straddles_park" not in _reasons(out["review_reasons"].iloc[2])
+
+
+def test_town_geocode_uses_radius(layers: dict) -> None:
+    d = 2000.0  # metres east of the basin's west edge
+    pts = _points(
+        [(113.2 + d / DEG_M, 22.4)] * 3,
+        geocode_precision=["town", "town", "coordinates"],
+        geocode_accuracy_m=[3 * d, d / 2, 3 * d],
+    )
+    out = classify(pts, layers=layers)
+    flag = ["coarse_geocode_straddles_basin" in _reasons(s) for s in out["review_reasons"]]
+    assert flag == [True, False, False]
+
+
+def test_crs_must_be_wgs84(layers: dict) -> None:
+    pts = _points([(113.45, 22.4)])
+    with pytest.raises(CRSMismatchError, match="set_crs"):
+        classify(pts.set_crs(None, allow_override=True), layers=layers)
+    with pytest.raises(CRSMismatchError, match="to_crs"):
+        classify(pts.to_crs(3857), layers=layers)
+    bad = dict(layers, basin=layers["basin"].to_crs(32649))
+    with pytest.raises(CRSMismatchError, match="basin"):
+        classify(pts, layers=bad)
+
+
+def test_empty_and_null_geometry(layers: dict) -> None:
+    out = classify(_points([]), layers=layers)
+    assert len(out) == 0 and all(c in out.columns for c in CLASSIFY_COLUMNS)
+    pts = _gdf({"n": [1, 2]}, [None, Point(113.45, 22.4)])
+    out = classify(pts, layers=layers)
+    assert list(out["district"]) == ["", "甲区"]
+
+
+def test_review_reason_codes_are_known(layers: dict) -> None:
+    rng = np.random.default_rng(3)
+    pts = _points(list(zip(rng.uniform(113, 114.5, 500), rng.uniform(22, 23, 500), strict=True)))
+    out = classify(pts, layers=layers)
+    seen = set().union(*(_reasons(s) for s in out["review_reasons"]))
+    assert seen <= set(REVIEW_REASONS)
+    assert (out["needs_review"] == (out["review_reasons"] != "")).all()
+
+
+def test_matches_sjoin_on_200k_random_points() -> None:
+    rng = np.random.default_rng(42)
+    centres = [(113.2, 22.3), (113.6, 22.6), (113.9, 22.2), (113.3, 22.8)]
+    districts = _gdf(
+        {
+            "code": [f"4403{i:02d}" for i in range(4)],
+            "name_zh": [f"区{i}" for i in range(4)],
+            "city_code": ["440300", "440300", "441900", "441900"],
+            "city_zh": ["深圳市", "深圳市", "东莞市", "东莞市"],
+        },
+        # non-overlapping irregular polygons: Voronoi-like cells clipped to a frame
+        list(
+            shapely.get_parts(
+                shapely.voronoi_polygons(
+                    shapely.MultiPoint(centres), extend_to=box(112.9, 21.9, 114.1, 23.1)
+                )
+            )
+        ),
+    )
+    districts["geometry"] = districts.geometry.intersection(box(113.0, 22.0, 114.0, 23.0))
+    concave = Polygon([(113.1, 22.1), (113.8, 22.1), (113.8, 22.9), (113.5, 22.4), (113.1, 22.9)])
+    basins = _gdf({"id": ["a", "b"], "name_zh": ["甲", "乙"], "accuracy_m": [0.0, 0.0]},
+                  [concave, Point(113.5, 22.8).buffer(0.1)])
+    empty = _gdf({"id": pd.Series([], dtype=str)}, [])
+    n = 200_000
+    pts = gpd.GeoDataFrame(
+        geometry=gpd.points_from_xy(rng.uniform(112.9, 114.1, n), rng.uniform(21.9, 23.1, n)),
+        crs="EPSG:4326",
+    )
+    refs = {"district": districts, "basin": basins, "region": empty, "park": empty}
+    out = classify(pts, layers=refs)
+    for frame, col, key in ((districts, "district_code", "code"), (basins, "basin_id", "id")):
+        j = gpd.sjoin(pts, frame[[key, "geometry"]], predicate="within", how="left")
+        j = j[~j.index.duplicated()]
+        expected = j[key].fillna("").astype(str).to_numpy()
+        assert (out[col].to_numpy() == expected).all(), col
+    assert (out["district_code"] != "").sum() > 0.5 * n
