@@ -295,9 +295,11 @@ def _spoil(reg: pd.DataFrame, share: float, rng: Generator) -> pd.DataFrame:
             code = reg.at[row, "统一社会信用代码"]
             reg.at[row, "统一社会信用代码"] = code[:-1] + ("0" if code[-1] != "0" else "1")
         elif kind == "uscc_duplicate":
-            reg.at[row, "统一社会信用代码"] = reg.at[rows[0], "统一社会信用代码"]
+            clean = np.setdiff1d(np.arange(len(reg)), rows)[0]
+            reg.at[row, "统一社会信用代码"] = reg.at[clean, "统一社会信用代码"]
         elif kind == "lonlat_swapped":
-            reg.loc[row, ["经度", "纬度"]] = reg.loc[row, ["纬度", "经度"]].to_numpy()
+            lon, lat = reg.at[row, "经度"], reg.at[row, "纬度"]
+            reg.loc[row, ["经度", "纬度"]] = [lat, lon]
         elif kind == "zero_coordinates":
             reg.loc[row, ["经度", "纬度", "地址"]] = [0.0, 0.0, ""]
         elif kind == "outside_guangdong":  # Nanning, Guangxi

@@ -344,6 +344,15 @@ def _layer_source(
     return frame, info
 
 
+def _popup_pair(entry: Any, lang: str, col_labels: Mapping[str, str]) -> tuple[str, str]:
+    """(field, label) of a popup entry: a registry PopupField, a mapping or a bare name."""
+    field = _info_get(entry, "field")
+    if field is None:
+        return str(entry), str(col_labels.get(str(entry), entry))
+    label = _info_get(entry, f"label_{lang}") or _info_get(entry, "label_zh") or field
+    return str(field), str(label)
+
+
 def _add_reference_layer(
     m: Any, layer_id: str, frame: gpd.GeoDataFrame, info: Any, lang: str, simplify: float
 ) -> None:
@@ -359,7 +368,7 @@ def _add_reference_layer(
     if isinstance(raw_fields, Mapping):
         pairs = [(str(k), str(v)) for k, v in raw_fields.items()]
     else:
-        pairs = [(str(f), str(col_labels.get(f, f))) for f in raw_fields]
+        pairs = [_popup_pair(f, lang, col_labels) for f in raw_fields]
     pairs = [(f, alias) for f, alias in pairs if f in frame.columns]
     props = pd.DataFrame({f: _escaped_text(frame[f]) for f, _ in pairs}, index=frame.index)
     import geopandas as gpd
