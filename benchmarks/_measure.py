@@ -1,0 +1,237 @@
+"""One benchmark measurement, run in its own process so peak memory is per measurement.
+
+Usage (called by ``benchmarks/run.py``)::
+
+    python benchmarks/_measure.py '{"method": "cellindex", "layer": "districts", "size": 1000000,
+                                    "repeat": 5, "seed": 2019, "postgis": null}'
+
+Prints one JSON object: ``{"phases": {name: [seconds, ...]}, "peak_mb": float,
+"matched": int, "note": str}``. ``peak_mb`` is the growth of the process's peak RSS
+(``ru_maxrss``) over the measurement, after the layer and the coordinate arrays exist.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from layers.catalog import DATA_DIR
+
+__all__ = ["GUANGDONG_BBOX", "load_layer", "points", "measure"]
+
+#: Guangdong's bounding box (lon/lat), taken from the districts layer's bounds.
+GUANGDONG_BBOX = (109.65, 20.21, 117.32, 25.52)
+
+
+def load_layer(layer: str) -> gpd.GeoDataFrame:
+    """Read ``layers/data/<layer>.geojson`` (EPSG:4326)."""
+    return gpd.read_file(DATA_DIR / f"{layer}.geojson")
+
+
+def points(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded uniform points over Guangdong's bbox."""
+    rng = np.random.default_rng(seed)
+    xmin, ymin, xmax, ymax = GUANGDONG_BBOX
+    return rng.uniform(xmin, xmax, size), rng.uniform(ymin, ymax, size)
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+# --------------------------------------------------------------------------- methods
+def _sjoin(gdf: gpd.GeoDataFrame, x: np.ndarray, y: np.ndarray, repeat: int) -> dict[str, Any]:
+    layer = gdf[["geometry"]]
+    ph: dict[str, list[float]] = {"points": [], "query": []}
+    matched = 0
+    for _ in range(repeat):
+        t, pts = _timed(lambda: gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, y), crs=4326))
+        ph["points"].append(t)
+        t, res = _timed(lambda: gpd.sjoin(pts, layer, predicate="within"))
+        ph["query"].append(t)
+        matched = len(res)
+        del pts, res
+    return {"phases": ph, "matched": matched}
+
+
+def floor_pass(polys: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The floor: per polygon, bbox prefilter (x binary search + y test) then contains_xy."""
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order]
+    out = np.full(len(x), -1, dtype=np.intp)
+    for i, (bx0, by0, bx1, by1) in enumerate(shapely.bounds(polys).tolist()):
+        lo, hi = np.searchsorted(xs, bx0, "left"), np.searchsorted(xs, bx1, "right")
+        cand = lo + np.flatnonzero((ys[lo:hi] >= by0) & (ys[lo:hi] <= by1))
+        hit = cand[shapely.contains_xy(polys[i], xs[cand], ys[cand])]
+        out[order[hit]] = i
+    return out
+
+
+def _floor(gdf: gpd.GeoDataFrame, x: np.ndarray, y: np.ndarray, repeat: int) -> dict[str, Any]:
+    polys = gdf.geometry.values.copy()
+    shapely.prepare(polys)
+    ph: dict[str, list[float]] = {"query": []}
+    res = None
+    for _ in range(repeat):
+        t, res = _timed(lambda: floor_pass(polys, x, y))
+        ph["query"].append(t)
+    return {"phases": ph, "matched": int((res >= 0).sum())}
+
+
+def _cellindex(gdf: gpd.GeoDataFrame, x: np.ndarray, y: np.ndarray, repeat: int) -> dict[str, Any]:
+    from geo.cellindex import CellIndex
+
+    ph: dict[str, list[float]] = {"build": [], "query": []}
+    idx = None
+    for _ in range(min(repeat, 3)):
+        t, idx = _timed(lambda: CellIndex.build(gdf))
+        ph["build"].append(t)
+    assert idx is not None
+    idx.lookup(x[:1000], y[:1000])  # warm
+    res = None
+    for _ in range(repeat):
+        t, res = _timed(lambda: idx.lookup(x, y))
+        ph["query"].append(t)
+    note = (
+        f"{idx.nx}x{idx.ny} cells of {idx.cell_deg:.4f}°, {idx.nbytes / 1e6:.1f} MB, "
+        f"{100 * idx.boundary_share:.1f}% boundary cells"
+    )
+    return {"phases": ph, "matched": int((res >= 0).sum()), "note": note}
+
+
+def _lookup_one(gdf: gpd.GeoDataFrame, x: np.ndarray, y: np.ndarray, repeat: int) -> dict[str, Any]:
+    from geo.cellindex import CellIndex
+
+    idx = CellIndex.build(gdf)
+    xs, ys = x.tolist(), y.tolist()
+    f = idx.lookup_one
+    per_call: list[float] = []
+    batch: list[float] = []
+    clock = time.perf_counter_ns
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for a, b in zip(xs, ys, strict=True):
+            f(a, b)
+        batch.append((time.perf_counter() - t0) / len(xs))
+    for a, b in zip(xs, ys, strict=True):
+        t0 = clock()
+        f(a, b)
+        per_call.append(clock() - t0)
+    arr = np.asarray(per_call) / 1e9
+    return {
+        "phases": {"mean_per_call": batch},
+        "matched": int(sum(f(a, b) >= 0 for a, b in zip(xs, ys, strict=True))),
+        "p50": float(np.percentile(arr, 50)),
+        "p99": float(np.percentile(arr, 99)),
+    }
+
+
+def _engine(gdf: gpd.GeoDataFrame, x: np.ndarray, y: np.ndarray, repeat: int) -> dict[str, Any]:
+    from geo.classify import classify
+    from geo.rules import apply_rules
+    from layers.catalog import industries
+
+    ids = [i.id if hasattr(i, "id") else i["id"] for i in industries()]
+    rng = np.random.default_rng(7)
+    frame = gpd.GeoDataFrame(
+        {"lon": x, "lat": y, "industry_id": rng.choice(ids, len(x))},
+        geometry=gpd.points_from_xy(x, y),
+        crs=4326,
+    )
+    ph: dict[str, list[float]] = {"classify": [], "rules": [], "query": []}
+    out = None
+    for _ in range(repeat):
+        t1, cl = _timed(lambda: classify(frame))
+        t2, out = _timed(lambda: apply_rules(cl))
+        ph["classify"].append(t1)
+        ph["rules"].append(t2)
+        ph["query"].append(t1 + t2)
+    assert out is not None
+    return {"phases": ph, "matched": int((out["district"] != "").sum())}
+
+
+def _postgis(
+    gdf: gpd.GeoDataFrame, x: np.ndarray, y: np.ndarray, repeat: int, url: str, layer: str
+) -> dict[str, Any]:
+    import psycopg
+
+    ph: dict[str, list[float]] = {"load": [], "query": []}
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.cursor()
+        cur.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        t0 = time.perf_counter()
+        cur.execute("DROP TABLE IF EXISTS bench_pts_raw, bench_pts, bench_layer")
+        cur.execute("CREATE UNLOGGED TABLE bench_pts_raw (id int, x float8, y float8)")
+        buf = io.StringIO()
+        np.savetxt(buf, np.column_stack([np.arange(len(x)), x, y]), fmt=["%d", "%.9f", "%.9f"],
+                   delimiter="\t")
+        with cur.copy("COPY bench_pts_raw (id, x, y) FROM STDIN") as cp:
+            cp.write(buf.getvalue())
+        cur.execute(
+            "CREATE TABLE bench_pts AS SELECT id, ST_SetSRID(ST_MakePoint(x, y), 4326) AS geom "
+            "FROM bench_pts_raw"
+        )
+        cur.execute("CREATE INDEX ON bench_pts USING gist (geom)")
+        cur.execute("CREATE TABLE bench_layer (idx int, geom geometry(Geometry, 4326))")
+        ewkb = shapely.to_wkb(
+            shapely.set_srid(gdf.geometry.values, 4326), hex=True, include_srid=True
+        )
+        with cur.copy("COPY bench_layer (idx, geom) FROM STDIN") as cp:
+            for i, h in enumerate(ewkb.tolist()):
+                cp.write_row((i, h))
+        cur.execute("CREATE INDEX ON bench_layer USING gist (geom)")
+        cur.execute("ANALYZE bench_pts; ANALYZE bench_layer")
+        ph["load"].append(time.perf_counter() - t0)
+        q = ("SELECT count(*) FROM bench_pts p JOIN bench_layer l "
+             "ON ST_Intersects(l.geom, p.geom)")
+        matched = 0
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            cur.execute(q)
+            matched = int(cur.fetchone()[0])
+            ph["query"].append(time.perf_counter() - t0)
+        cur.execute("DROP TABLE IF EXISTS bench_pts_raw, bench_pts, bench_layer")
+    return {"phases": ph, "matched": matched, "note": "client process; server memory not counted"}
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement described by ``spec`` and return its result dict."""
+    gdf = load_layer(spec["layer"])
+    x, y = points(int(spec["size"]), int(spec.get("seed", 2019)))
+    method, repeat = spec["method"], int(spec["repeat"])
+    rss0 = _maxrss_mb()
+    if method == "sjoin":
+        res = _sjoin(gdf, x, y, repeat)
+    elif method == "floor":
+        res = _floor(gdf, x, y, repeat)
+    elif method == "cellindex":
+        res = _cellindex(gdf, x, y, repeat)
+    elif method == "lookup_one":
+        res = _lookup_one(gdf, x, y, repeat)
+    elif method == "engine":
+        res = _engine(gdf, x, y, repeat)
+    elif method == "postgis":
+        res = _postgis(gdf, x, y, repeat, spec["postgis"], spec["layer"])
+    else:
+        raise SystemExit(f"unknown method {method!r}")
+    res["peak_mb"] = max(_maxrss_mb() - rss0, 0.0)
+    return res
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(json.loads(sys.argv[1]))))
