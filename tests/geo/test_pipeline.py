@@ -1,0 +1,125 @@
+"""End-to-end pipeline: registry file in, enforcement frame and rejected rows out."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+
+from geo.crs import from_wgs84
+from geo.errors import InvalidQueryError, UnknownCRSError
+from geo.pipeline import locate, run_pipeline
+from geo.schema import ENFORCEMENT_COLUMNS, REJECTED_COLUMNS
+from geo.synthetic import BAD_ROW_KINDS, synthetic_registry, write_registry
+from layers.catalog import standards
+from layers.registry import load_group
+
+
+def test_every_row_is_accounted_for(sample_result) -> None:
+    res = sample_result
+    assert len(res.enterprises) + len(res.rejected) == res.source_rows
+    assert list(res.enterprises.columns[: len(ENFORCEMENT_COLUMNS)]) == list(ENFORCEMENT_COLUMNS)
+    assert list(res.rejected.columns) == list(REJECTED_COLUMNS)
+    assert res.enterprises.crs.to_epsg() == 4326
+    assert not set(res.enterprises["row"]) & set(res.rejected["row"])
+    assert len(res.source_sha256) == 64
+
+
+def test_bad_rows_reported_with_reason(tmp_path: Path) -> None:
+    reg = synthetic_registry(400, seed=7)
+    path = write_registry(reg, tmp_path / "reg.csv")
+    res = run_pipeline(path, as_of=date(2019, 6, 30))
+    rows = reg.index.to_numpy() + 2  # spreadsheet row: header is row 1
+    rejected = set(res.rejected["row"])
+    for kind, kept in BAD_ROW_KINDS.items():
+        bad_rows = set(rows[reg["_bad_kind"] == kind])
+        assert bad_rows, kind
+        if kept:
+            assert not bad_rows & rejected, kind
+        else:
+            assert bad_rows <= rejected, kind
+    assert rejected == set(rows[reg["_bad_kind"].map(BAD_ROW_KINDS).eq(False)])
+    assert res.rejected["message"].str.len().gt(10).all()
+    issues = res.enterprises.set_index("row")["data_issues"]
+    for kind in ("uscc_check_digit", "uscc_duplicate", "lonlat_swapped"):
+        flagged = rows[reg["_bad_kind"] == kind]
+        assert issues.loc[flagged].str.contains(kind).all(), kind
+
+
+def test_lianjiang_dyeing_outside_parks_is_shut_down(sample_result) -> None:
+    """Cross-check the engine against an independent geopandas.sjoin."""
+    ent = sample_result.enterprises
+    basins = load_group("basin")
+    parks = load_group("park")
+    in_lj = gpd.sjoin(ent, basins[basins["id"] == "lianjiang"], predicate="within").index
+    in_park = gpd.sjoin(ent, parks, predicate="within").index
+    dyeing = ent.index[ent["industry_id"] == "dyeing"]
+    expected = dyeing.intersection(in_lj).difference(in_park)
+    assert len(expected) > 50
+    assert (ent.loc[expected, "verdict"] == "shutdown").all()
+    inside_park = dyeing.intersection(in_park)
+    assert len(inside_park) > 20
+    assert (ent.loc[inside_park, "verdict"] == "basin_standard").all()
+    assert ent.loc[inside_park, "standards"].str.contains("DB44/2051-2017").all()
+
+
+def test_basin_standard_matches_catalog(sample_result) -> None:
+    ent = sample_result.enterprises
+    by_basin = {b: s.code for s in standards() for b in getattr(s, "basins", [])}
+    paper_dye = ent[ent["industry_id"].isin(["paper", "dyeing"]) & (ent["basin_id"] != "")]
+    assert set(paper_dye["basin_id"]) == {"lianjiang", "maozhou", "shima", "danshui"}
+    for basin, group in paper_dye.groupby("basin_id"):
+        assert group["standards"].str.contains(by_basin[basin], regex=False).all(), basin
+
+
+def test_rules_before_2019_do_not_shut_down(tmp_path: Path) -> None:
+    reg = synthetic_registry(300, seed=3)
+    path = write_registry(reg, tmp_path / "reg.csv")
+    before = run_pipeline(path, as_of=date(2018, 12, 31)).enterprises
+    after = run_pipeline(path, as_of=date(2019, 1, 1)).enterprises
+    assert (before["verdict"] == "shutdown").sum() == 0
+    assert (after["verdict"] == "shutdown").sum() > 0
+
+
+def test_xlsx_registry_gives_same_result_as_csv(tmp_path: Path) -> None:
+    reg = synthetic_registry(200, seed=11)
+    csv = run_pipeline(write_registry(reg, tmp_path / "r.csv"), as_of=date(2019, 6, 30))
+    xlsx = run_pipeline(write_registry(reg, tmp_path / "r.xlsx"), as_of=date(2019, 6, 30))
+    cols = ["row", "uscc", "verdict", "basin_id", "district"]
+    pd.testing.assert_frame_equal(
+        csv.enterprises[cols].reset_index(drop=True), xlsx.enterprises[cols].reset_index(drop=True)
+    )
+    np.testing.assert_allclose(csv.enterprises["lon"], xlsx.enterprises["lon"], atol=1e-9)
+
+
+def test_locate_lianjiang_point() -> None:
+    answer = locate(116.38, 23.27)
+    loc = answer["location"]
+    assert (loc["city"], loc["district"], loc["basin_id"]) == ("汕头市", "潮南区", "lianjiang")
+    by_industry = {i["industry_id"]: i for i in answer["industries"]}
+    assert len(by_industry) == 12
+    assert by_industry["dyeing"]["verdict"] in ("shutdown", "basin_standard")
+    assert "DB44/2051-2017" in by_industry["paper"]["standards"]
+    assert by_industry["steel"]["verdict"] == "priority_supervision"
+
+
+@pytest.mark.parametrize("crs", ["GCJ02", "BD09", "CGCS2000"])
+def test_locate_any_crs_gives_same_place(crs: str) -> None:
+    lon, lat = 113.90, 22.76  # Shenzhen, Guangming district (Maozhou basin)
+    x, y = from_wgs84(np.array([lon]), np.array([lat]), crs)
+    answer = locate(float(x[0]), float(y[0]), crs)
+    assert abs(answer["location"]["lon"] - lon) < 1e-6
+    assert answer["location"]["basin_id"] == locate(lon, lat)["location"]["basin_id"]
+
+
+def test_locate_rejects_points_outside_guangdong() -> None:
+    with pytest.raises(InvalidQueryError, match="no Guangdong district"):
+        locate(108.32, 22.82)
+    with pytest.raises(InvalidQueryError, match="finite"):
+        locate(float("nan"), 23.0)
+    with pytest.raises(UnknownCRSError, match="GCJ02"):
+        locate(113.9, 22.7, "EPSG:3857")
