@@ -1,0 +1,95 @@
+"""Exports of the enforcement list for any filter: xlsx, csv, geojson, gpkg, zipped shp.
+
+Files are written by :func:`geo.export.export` into a temporary directory, streamed back
+with the right content type and an RFC 6266 ``filename*`` (Chinese names survive), and
+deleted after the response is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+
+from api.ogc import content_disposition
+from api.routers.collections import feature_query_from_request
+from api.routers.deps import ReadDep, StoreDep
+from api.sources import ENTERPRISES, get_source
+from api.store.base import FID
+from geo.errors import ExportError
+
+__all__ = ["router", "MEDIA_TYPES", "export_filename"]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/exports", tags=["exports"])
+
+#: Export format -> (media type, file suffix).
+MEDIA_TYPES: dict[str, tuple[str, str]] = {
+    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ".xlsx"),
+    "csv": ("text/csv; charset=utf-8", ".csv"),
+    "geojson": ("application/geo+json", ".geojson"),
+    "gpkg": ("application/geopackage+sqlite3", ".gpkg"),
+    "shp": ("application/zip", ".zip"),
+}
+_ALIASES = {"shapefile": "shp", "zip": "shp", "json": "geojson", "excel": "xlsx"}
+_BASENAME = "执法清单"
+
+
+def export_filename(fmt: str, params: dict[str, str]) -> str:
+    """``执法清单_<filter values>.<suffix>``, e.g. ``执法清单_lianjiang_印染.xlsx``."""
+    parts = [v for k, v in sorted(params.items()) if k not in ("format", "f", "filter") and v]
+    if "filter" in params:
+        parts.append("筛选")
+    stem = "_".join([_BASENAME, *parts])
+    stem = "".join(ch if ch not in '/\\:*?"<>|' else "-" for ch in stem)[:120]
+    return stem + MEDIA_TYPES[fmt][1]
+
+
+@router.get(
+    "/enforcement",
+    summary="Download the enforcement list",
+    response_class=FileResponse,
+    responses={200: {"content": {m: {} for m, _ in MEDIA_TYPES.values()}}},
+)
+def enforcement(
+    request: Request,
+    store: StoreDep,
+    _: ReadDep,
+    format: Annotated[str, Query(description="xlsx | csv | geojson | gpkg | shp")] = "xlsx",  # noqa: A002
+    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
+    filter: Annotated[str | None, Query(description="CQL2 text")] = None,  # noqa: A002
+) -> FileResponse:
+    """The enforcement list filtered like ``/collections/enterprises/items`` (any property,
+    e.g. ``basin_id=lianjiang``, ``region_id=guangfo``, ``district=潮南区``, or ``filter``)."""
+    del bbox, filter
+    fmt = _ALIASES.get(format.lower(), format.lower())
+    if fmt not in MEDIA_TYPES:
+        raise ExportError(f"format: expected one of {', '.join(MEDIA_TYPES)}, got '{format}'.")
+    from geo.export import export
+
+    src = get_source(store, ENTERPRISES)
+    params = {k: v for k, v in request.query_params.items() if k != "format"}
+    q = feature_query_from_request(request, src, limit=None, offset=0, ignore=("format",))
+    frame = src.query(q).features.drop(columns=[FID])
+    tmp = Path(tempfile.mkdtemp(prefix="basinwatch-export-"))
+    name = export_filename(fmt, params)
+    try:
+        path = export(frame, fmt, tmp / f"enforcement_list{MEDIA_TYPES[fmt][1]}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("export %s: %d rows", fmt, len(frame))
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES[fmt][0],
+        headers={"Content-Disposition": content_disposition(name)},
+        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
+    )
+

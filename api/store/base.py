@@ -1,0 +1,224 @@
+"""The storage interface every provider implements, and the value types it exchanges.
+
+A store holds the current enterprise list (``ENFORCEMENT_COLUMNS`` of :mod:`geo.schema`,
+EPSG:4326 points, plus an integer feature id ``fid``) and the history of loads. Reference
+layers are bundled data and are not stored (see :mod:`layers.registry`).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+from shapely.geometry.base import BaseGeometry
+
+from geo.errors import InvalidQueryError, RegistryError
+from geo.schema import ENFORCEMENT_COLUMNS
+
+__all__ = [
+    "FID",
+    "GEOMETRY",
+    "INTEGER_COLUMNS",
+    "FLOAT_COLUMNS",
+    "BOOL_COLUMNS",
+    "TEXT_COLUMNS",
+    "FeatureQuery",
+    "QueryResult",
+    "LoadRecord",
+    "Store",
+    "prepare_enterprises",
+    "check_columns",
+]
+
+log = logging.getLogger(__name__)
+
+#: Feature id column (1-based, assigned at load, stable within one load).
+FID = "fid"
+#: Geometry column name in both providers.
+GEOMETRY = "geometry"
+INTEGER_COLUMNS: tuple[str, ...] = ("row",)
+FLOAT_COLUMNS: tuple[str, ...] = ("lon", "lat")
+BOOL_COLUMNS: tuple[str, ...] = ("needs_review",)
+TEXT_COLUMNS: tuple[str, ...] = tuple(
+    c for c in ENFORCEMENT_COLUMNS if c not in INTEGER_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS
+)
+
+
+@dataclass(frozen=True)
+class FeatureQuery:
+    """A provider-neutral query over the enterprise list.
+
+    Attributes
+    ----------
+    bbox
+        ``(minx, miny, maxx, maxy)`` in WGS84 degrees; features intersecting it.
+    properties
+        Column -> accepted values (OR within a column, AND across columns).
+    cql
+        A parsed CQL2 AST (``pygeofilter.ast.Node``) or None.
+    within
+        A WGS84 (multi)polygon; features intersecting it.
+    near
+        ``(lon, lat, radius_m)``: features within ``radius_m`` metres (geodesic, WGS84
+        ellipsoid) of the point.
+    limit, offset
+        Page of the result, ordered by ``fid``; ``limit=None`` returns all.
+    """
+
+    bbox: tuple[float, float, float, float] | None = None
+    properties: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    cql: Any = None
+    within: BaseGeometry | None = None
+    near: tuple[float, float, float] | None = None
+    limit: int | None = None
+    offset: int = 0
+
+    def unpaged(self) -> FeatureQuery:
+        """The same query without limit and offset."""
+        return FeatureQuery(
+            bbox=self.bbox, properties=self.properties, cql=self.cql,
+            within=self.within, near=self.near,
+        )
+
+
+@dataclass
+class QueryResult:
+    """One page of matching features and the total number matched."""
+
+    features: gpd.GeoDataFrame
+    number_matched: int
+
+
+@dataclass(frozen=True)
+class LoadRecord:
+    """One version of the enterprise list."""
+
+    load_id: int
+    loaded_at: datetime
+    loaded_by: str
+    source_name: str
+    source_sha256: str
+    accepted: int
+    rejected: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "load_id": self.load_id,
+            "loaded_at": self.loaded_at.isoformat(),
+            "loaded_by": self.loaded_by,
+            "source_name": self.source_name,
+            "source_sha256": self.source_sha256,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+        }
+
+
+def prepare_enterprises(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Check and normalise an enterprise frame before it is stored.
+
+    Returns a copy with exactly ``fid`` + ``ENFORCEMENT_COLUMNS`` + geometry, typed as the
+    stores expect (text columns without nulls), EPSG:4326.
+
+    Raises
+    ------
+    RegistryError
+        If a column is missing, the CRS is not EPSG:4326 or a geometry is not a point.
+    """
+    if not isinstance(gdf, gpd.GeoDataFrame) or gdf.crs is None:
+        raise RegistryError("Enterprises must be a GeoDataFrame with crs EPSG:4326.")
+    if gdf.crs.to_epsg() != 4326:
+        raise RegistryError(
+            f"Enterprises must be in EPSG:4326, got {gdf.crs}; call .to_crs('EPSG:4326')."
+        )
+    missing = [c for c in ENFORCEMENT_COLUMNS if c not in gdf.columns]
+    if missing:
+        raise RegistryError(f"Enterprise frame lacks columns {', '.join(missing)}.")
+    geom = gdf.geometry
+    bad = ~(geom.geom_type.eq("Point")) | geom.is_empty
+    if bad.any():
+        first = gdf.loc[bad].iloc[0]
+        raise RegistryError(
+            f"Enterprise geometry must be a non-empty point; row {first['row']} is "
+            f"{geom[bad].iloc[0].geom_type if geom[bad].iloc[0] is not None else 'missing'}."
+        )
+    out = pd.DataFrame({FID: range(1, len(gdf) + 1)}, index=gdf.index)
+    for col in ENFORCEMENT_COLUMNS:
+        s = gdf[col]
+        if col in INTEGER_COLUMNS:
+            out[col] = pd.to_numeric(s, errors="coerce").astype("Int64")
+        elif col in FLOAT_COLUMNS:
+            out[col] = pd.to_numeric(s, errors="coerce").astype("float64")
+        elif col in BOOL_COLUMNS:
+            out[col] = s.fillna(False).astype(bool)
+        else:
+            out[col] = s.astype("string").fillna("").astype(object)
+    res = gpd.GeoDataFrame(out, geometry=geom.values, crs="EPSG:4326")
+    res = res.rename_geometry(GEOMETRY) if res.geometry.name != GEOMETRY else res
+    return res.reset_index(drop=True)
+
+
+def check_columns(columns: Sequence[str], *, param: str) -> None:
+    """Raise :class:`InvalidQueryError` naming ``param`` if a column is not queryable."""
+    known = set(ENFORCEMENT_COLUMNS) | {FID}
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise InvalidQueryError(
+            f"{param}: unknown property {', '.join(unknown)}; expected one of "
+            f"{', '.join(ENFORCEMENT_COLUMNS)}."
+        )
+
+
+class Store(ABC):
+    """Where the enterprise list and its load history live."""
+
+    #: Short provider name shown by the API (``gpkg`` or ``postgis``).
+    provider: str = ""
+
+    @abstractmethod
+    def init(self) -> None:
+        """Create or migrate the schema; idempotent."""
+
+    @abstractmethod
+    def load_enterprises(
+        self,
+        gdf: gpd.GeoDataFrame,
+        *,
+        loaded_by: str,
+        source_name: str,
+        source_sha256: str,
+        rejected: int = 0,
+    ) -> LoadRecord:
+        """Replace the enterprise list atomically and record the load.
+
+        On any failure the previous list and history stay intact.
+        """
+
+    @abstractmethod
+    def query(self, q: FeatureQuery) -> QueryResult:
+        """Features matching ``q`` (ordered by fid) and the number matched."""
+
+    @abstractmethod
+    def get(self, fid: int) -> gpd.GeoDataFrame:
+        """The feature with that fid (an empty frame if there is none)."""
+
+    @abstractmethod
+    def counts(self, q: FeatureQuery, column: str) -> dict[str, int]:
+        """Number of matching features per value of ``column``."""
+
+    @abstractmethod
+    def loads(self) -> list[LoadRecord]:
+        """Load history, newest first."""
+
+    @abstractmethod
+    def extent(self) -> tuple[float, float, float, float] | None:
+        """Bounding box of the current list, or None when empty."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,318 @@
+"""PostGIS store through SQLAlchemy 2, GeoAlchemy2 and psycopg 3.
+
+Schema is owned by alembic (``api/migrations``); :meth:`PostGISStore.init` upgrades to head.
+A load streams the frame into a staging table with ``COPY ... FROM STDIN (FORMAT csv)``,
+builds the indexes there, then swaps it for ``enterprises`` and records the load in one
+transaction: readers see the old list until commit, and any failure rolls everything back.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from geoalchemy2 import Geography, Geometry
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    cast,
+    create_engine,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from api.store.base import (
+    BOOL_COLUMNS,
+    FID,
+    FLOAT_COLUMNS,
+    GEOMETRY,
+    INTEGER_COLUMNS,
+    TEXT_COLUMNS,
+    FeatureQuery,
+    LoadRecord,
+    QueryResult,
+    Store,
+    prepare_enterprises,
+)
+from api.store.cql import sql_filter
+from geo.errors import InvalidQueryError
+from geo.schema import ENFORCEMENT_COLUMNS
+
+__all__ = ["PostGISStore", "MIGRATIONS_DIR"]
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_COPY_CHUNK = 100_000
+_INDEXED = ("verdict", "industry_id", "basin_id", "region_id", "district_code", "city")
+
+metadata = MetaData()
+
+
+def _column(name: str) -> Column[Any]:
+    if name in INTEGER_COLUMNS:
+        return Column(name, Integer)
+    if name in FLOAT_COLUMNS:
+        return Column(name, Float(precision=53))
+    if name in BOOL_COLUMNS:
+        return Column(name, Boolean, nullable=False)
+    return Column(name, Text, nullable=False)
+
+
+enterprises = Table(
+    "enterprises",
+    metadata,
+    Column(FID, BigInteger, primary_key=True),
+    *[_column(c) for c in ENFORCEMENT_COLUMNS],
+    Column("load_id", Integer),
+    Column(GEOMETRY, Geometry("POINT", srid=4326, spatial_index=False), nullable=False),
+)
+loads_table = Table(
+    "loads",
+    metadata,
+    Column("load_id", Integer, primary_key=True),
+    Column("loaded_at", DateTime(timezone=True)),
+    Column("loaded_by", Text),
+    Column("source_name", Text),
+    Column("source_sha256", Text),
+    Column("accepted", Integer),
+    Column("rejected", Integer),
+)
+
+
+class PostGISStore(Store):
+    """Store in a PostGIS database.
+
+    Parameters
+    ----------
+    url
+        ``postgresql+psycopg://user@host:port/db``.
+    schema
+        Schema to work in (default: the server's search_path, normally ``public``).
+    """
+
+    provider = "postgis"
+
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        connect_args: dict[str, Any] = {}
+        if schema:
+            if not schema.replace("_", "").isalnum():
+                raise ValueError(f"schema must be an identifier, got {schema!r}")
+            connect_args["options"] = f"-csearch_path={schema},public"
+        self.url = url
+        self.schema = schema
+        self.engine: Engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+    def init(self) -> None:
+        """Upgrade the schema to the newest alembic revision."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as conn:
+            if self.schema:
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        """Dispose of the connection pool."""
+        self.engine.dispose()
+
+    # -- queries ---------------------------------------------------------------------------
+    def _where(self, q: FeatureQuery) -> list[Any]:
+        t = enterprises
+        geom = t.c[GEOMETRY]
+        conds: list[Any] = []
+        if q.bbox is not None:
+            conds.append(func.ST_Intersects(geom, func.ST_MakeEnvelope(*q.bbox, 4326)))
+        if q.within is not None:
+            poly = func.ST_GeomFromWKB(shapely.to_wkb(q.within), 4326)
+            conds.append(func.ST_Intersects(geom, poly))
+        if q.near is not None:
+            lon, lat, radius = q.near
+            centre = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
+            # index-usable prefilter: a degree box safely containing the circle
+            dlat = radius / 110_000 * 1.05
+            coslat = math.cos(math.radians(min(89.0, abs(lat) + dlat)))
+            dlon = min(180.0, radius / (111_000 * max(coslat, 1e-6)) * 1.05)
+            conds.append(func.ST_Intersects(
+                geom, func.ST_MakeEnvelope(lon - dlon, lat - dlat, lon + dlon, lat + dlat, 4326)
+            ))
+            conds.append(
+                func.ST_DWithin(cast(geom, Geography), cast(centre, Geography), radius)
+            )
+        for col, accepted in q.properties.items():
+            if col not in t.c or col == GEOMETRY:
+                raise InvalidQueryError(
+                    f"{col}: unknown property; expected one of {', '.join(ENFORCEMENT_COLUMNS)}."
+                )
+            conds.append(t.c[col].in_(self._coerce(col, accepted)))
+        if q.cql is not None:
+            columns = {c.name: c for c in t.c if c.name != "load_id"}
+            columns["geom"] = geom
+            conds.append(sql_filter(q.cql, columns))
+        return conds
+
+    @staticmethod
+    def _coerce(col: str, accepted: Any) -> list[Any]:
+        try:
+            if col in INTEGER_COLUMNS or col == FID:
+                return [int(a) for a in accepted]
+            if col in FLOAT_COLUMNS:
+                return [float(a) for a in accepted]
+        except ValueError as exc:
+            raise InvalidQueryError(f"{col}: expected a number, got {list(accepted)}.") from exc
+        if col in BOOL_COLUMNS:
+            return [str(a).lower() in ("true", "1", "yes") for a in accepted]
+        return [str(a) for a in accepted]
+
+    def _frame(self, conn: Connection, stmt: Any) -> gpd.GeoDataFrame:
+        res = conn.execute(stmt)
+        df = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+        wkb = df.pop("_wkb").to_numpy() if len(df) else np.array([], dtype=object)
+        geoms = shapely.from_wkb(wkb) if len(wkb) else []
+        for col in INTEGER_COLUMNS:
+            df[col] = df[col].astype("Int64")
+        df[FID] = df[FID].astype("int64")
+        for col in FLOAT_COLUMNS:
+            df[col] = df[col].astype("float64")
+        for col in BOOL_COLUMNS:
+            df[col] = df[col].astype(bool)
+        df[GEOMETRY] = gpd.GeoSeries(geoms, index=df.index, crs="EPSG:4326")
+        return gpd.GeoDataFrame(df, geometry=GEOMETRY, crs="EPSG:4326")
+
+    def _select(self) -> Any:
+        t = enterprises
+        cols = [t.c[FID], *[t.c[c] for c in ENFORCEMENT_COLUMNS]]
+        return select(*cols, func.ST_AsBinary(t.c[GEOMETRY]).label("_wkb"))
+
+    def query(self, q: FeatureQuery) -> QueryResult:
+        """Features matching ``q``, ordered by fid, and the number matched."""
+        conds = self._where(q)
+        stmt = self._select().where(*conds).order_by(enterprises.c[FID])
+        if q.offset:
+            stmt = stmt.offset(q.offset)
+        if q.limit is not None:
+            stmt = stmt.limit(q.limit)
+        count = select(func.count()).select_from(enterprises).where(*conds)
+        with self.engine.connect() as conn:
+            frame = self._frame(conn, stmt)
+            n = int(conn.execute(count).scalar_one())
+        return QueryResult(features=frame, number_matched=n)
+
+    def get(self, fid: int) -> gpd.GeoDataFrame:
+        """The feature with that fid (empty frame if none)."""
+        with self.engine.connect() as conn:
+            return self._frame(conn, self._select().where(enterprises.c[FID] == fid))
+
+    def counts(self, q: FeatureQuery, column: str) -> dict[str, int]:
+        """Matching features per value of ``column``."""
+        if column not in enterprises.c or column == GEOMETRY:
+            raise InvalidQueryError(f"{column}: unknown property.")
+        col = enterprises.c[column]
+        stmt = (
+            select(col, func.count()).where(*self._where(q.unpaged())).group_by(col)
+        )
+        with self.engine.connect() as conn:
+            return {str(k): int(v) for k, v in conn.execute(stmt).all()}
+
+    def loads(self) -> list[LoadRecord]:
+        """Load history, newest first."""
+        stmt = select(loads_table).order_by(loads_table.c.load_id.desc())
+        with self.engine.connect() as conn:
+            return [LoadRecord(**dict(r._mapping)) for r in conn.execute(stmt)]
+
+    def extent(self) -> tuple[float, float, float, float] | None:
+        """Bounding box of the current list."""
+        g = enterprises.c[GEOMETRY]
+        stmt = select(func.ST_XMin(func.ST_Extent(g)), func.ST_YMin(func.ST_Extent(g)),
+                      func.ST_XMax(func.ST_Extent(g)), func.ST_YMax(func.ST_Extent(g)))
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).one()
+        return None if row[0] is None else (float(row[0]), float(row[1]),
+                                            float(row[2]), float(row[3]))
+
+    # -- loading ---------------------------------------------------------------------------
+    @staticmethod
+    def _csv_chunks(frame: gpd.GeoDataFrame, load_id: int) -> Iterator[str]:
+        geoms = shapely.set_srid(np.asarray(frame.geometry.values), 4326)
+        ewkb = shapely.to_wkb(geoms, hex=True, include_srid=True)
+        data = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+        data["load_id"] = load_id
+        data[GEOMETRY] = ewkb
+        for start in range(0, len(data), _COPY_CHUNK):
+            buf = io.StringIO()
+            data.iloc[start:start + _COPY_CHUNK].to_csv(buf, header=False, index=False)
+            yield buf.getvalue()
+
+    def load_enterprises(
+        self,
+        gdf: gpd.GeoDataFrame,
+        *,
+        loaded_by: str,
+        source_name: str,
+        source_sha256: str,
+        rejected: int = 0,
+    ) -> LoadRecord:
+        """Replace the list in one transaction (COPY into staging, index, swap, record)."""
+        frame = prepare_enterprises(gdf)
+        columns = [FID, *ENFORCEMENT_COLUMNS, "load_id", GEOMETRY]
+        col_sql = ", ".join(f'"{c}"' for c in columns)
+        not_null = ", ".join(f'"{c}"' for c in TEXT_COLUMNS)
+        with self.engine.begin() as conn:
+            rec = conn.execute(
+                insert(loads_table)
+                .values(loaded_by=loaded_by, source_name=source_name,
+                        source_sha256=source_sha256, accepted=len(frame),
+                        rejected=int(rejected), loaded_at=func.now())
+                .returning(*loads_table.c)
+            ).one()
+            conn.execute(text("DROP TABLE IF EXISTS enterprises_staging"))
+            conn.execute(text(
+                "CREATE TABLE enterprises_staging "
+                "(LIKE enterprises INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ))
+            raw = conn.connection.driver_connection
+            with raw.cursor() as cur, cur.copy(
+                f"COPY enterprises_staging ({col_sql}) FROM STDIN "
+                f"(FORMAT csv, FORCE_NOT_NULL ({not_null}))"
+            ) as copy:
+                for chunk in self._csv_chunks(frame, rec.load_id):
+                    copy.write(chunk)
+            ddl = [
+                "ALTER TABLE enterprises_staging ADD CONSTRAINT enterprises_staging_pkey "
+                "PRIMARY KEY (fid)",
+                "CREATE INDEX ix_staging_geometry ON enterprises_staging USING gist (geometry)",
+                *[f"CREATE INDEX ix_staging_{c} ON enterprises_staging ({c})" for c in _INDEXED],
+                "DROP TABLE enterprises",
+                "ALTER TABLE enterprises_staging RENAME TO enterprises",
+                "ALTER INDEX enterprises_staging_pkey RENAME TO enterprises_pkey",
+                "ALTER INDEX ix_staging_geometry RENAME TO ix_enterprises_geometry",
+                *[f"ALTER INDEX ix_staging_{c} RENAME TO ix_enterprises_{c}" for c in _INDEXED],
+                "ANALYZE enterprises",
+            ]
+            for stmt in ddl:
+                conn.execute(text(stmt))
+        record = LoadRecord(**dict(rec._mapping))
+        log.info("load %d: %d enterprises into PostGIS", record.load_id, len(frame))
+        return record

@@ -1,0 +1,211 @@
+"""The HTTP API over both stores: OGC core, CQL2, spatial queries, errors, auth."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import geopandas as gpd
+import pytest
+import shapely
+
+from api.testing import READER_KEY
+from geo.schema import ENFORCEMENT_COLUMNS
+
+ITEMS = "/collections/enterprises/items"
+
+
+def _names(body: dict) -> list[str]:
+    return [ft["properties"]["name"] for ft in body["features"]]
+
+
+def test_landing_and_conformance(loaded_client) -> None:  # noqa: ANN001
+    body = loaded_client.get("/").json()
+    rels = {link["rel"]: link["href"] for link in body["links"]}
+    assert {"self", "service-desc", "conformance", "data"} <= rels.keys()
+    assert loaded_client.get(rels["service-desc"]).json()["openapi"].startswith("3.0")
+    conf = loaded_client.get("/conformance").json()["conformsTo"]
+    assert any(c.endswith("ogcapi-features-1/1.0/conf/core") for c in conf)
+    assert any(c.endswith("conf/cql2-text") for c in conf)
+    html = loaded_client.get("/", params={"f": "html"})
+    assert html.headers["content-type"].startswith("text/html") and "<html" in html.text
+
+
+def test_collection_metadata(loaded_client, enterprises: gpd.GeoDataFrame) -> None:  # noqa: ANN001
+    ids = [c["id"] for c in loaded_client.get("/collections").json()["collections"]]
+    assert "enterprises" in ids
+    doc = loaded_client.get("/collections/enterprises").json()
+    assert doc["extent"]["spatial"]["bbox"][0] == pytest.approx(list(enterprises.total_bounds))
+    assert any(link["rel"] == "items" for link in doc["links"])
+    qa = loaded_client.get("/collections/enterprises/queryables").json()
+    assert set(ENFORCEMENT_COLUMNS) <= set(qa["properties"])
+
+
+def test_items_paging_follows_next_links(loaded_client, enterprises) -> None:  # noqa: ANN001
+    url, seen, pages = ITEMS + "?limit=4", [], 0
+    while url:
+        r = loaded_client.get(url)
+        assert r.headers["content-type"] == "application/geo+json"
+        body = r.json()
+        assert body["numberMatched"] == len(enterprises)
+        assert body["numberReturned"] == len(body["features"])
+        seen += _names(body)
+        pages += 1
+        url = next((ln["href"] for ln in body["links"] if ln["rel"] == "next"), None)
+    assert seen == enterprises["name"].tolist() and pages == 2
+
+
+def test_items_bbox_and_property_filters(loaded_client, enterprises) -> None:  # noqa: ANN001
+    body = loaded_client.get(ITEMS, params={"bbox": "116,23,117,24"}).json()
+    assert _names(body) == enterprises.cx[116:117, 23:24]["name"].tolist()
+    body = loaded_client.get(ITEMS, params={"verdict": "shutdown", "industry": "印染"}).json()
+    exp = enterprises.loc[(enterprises.verdict == "shutdown") & (enterprises.industry == "印染")]
+    assert _names(body) == exp["name"].tolist()
+    geom = shapely.geometry.shape(body["features"][0]["geometry"])
+    assert geom.equals(exp.geometry.iloc[0])
+
+
+def test_items_cql2_filter(loaded_client, enterprises) -> None:  # noqa: ANN001
+    cql = "industry IN ('印染','造纸') AND NOT verdict = 'shutdown'"
+    body = loaded_client.get(ITEMS, params={"filter": cql, "filter-lang": "cql2-text"}).json()
+    exp = enterprises.loc[enterprises.industry.isin(["印染", "造纸"])
+                          & (enterprises.verdict != "shutdown")]
+    assert _names(body) == exp["name"].tolist() and body["numberMatched"] == len(exp)
+
+
+def test_single_feature(loaded_client, enterprises) -> None:  # noqa: ANN001
+    ft = loaded_client.get(ITEMS + "/2").json()
+    assert ft["id"] == 2 and ft["properties"]["name"] == enterprises.iloc[1]["name"]
+    r = loaded_client.get(ITEMS + "/999")
+    assert r.status_code == 404 and "999" in r.json()["description"]
+
+
+def test_items_csv_and_html(loaded_client, enterprises) -> None:  # noqa: ANN001
+    import io
+
+    import pandas as pd
+
+    r = loaded_client.get(ITEMS, params={"f": "csv", "verdict": "basin_standard"})
+    assert r.headers["content-type"].startswith("text/csv")
+    df = pd.read_csv(io.BytesIO(r.content), encoding="utf-8-sig")
+    assert df["name"].tolist() == enterprises.loc[enterprises.verdict == "basin_standard",
+                                                   "name"].tolist()
+    html = loaded_client.get(ITEMS, params={"f": "html"}).text
+    assert all(name in html for name in enterprises["name"])
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"bbox": "1,2,3"}, "bbox"),
+        ({"bbox": "a,b,c,d"}, "bbox"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"filter": "verdict ="}, "filter"),
+        ({"filter": "colour = 'red'"}, "colour"),
+        ({"filter-lang": "cql2-json", "filter": "a=1"}, "filter-lang"),
+        ({"colour": "red"}, "colour"),
+        ({"f": "xml"}, "f"),
+    ],
+)
+def test_bad_parameters_are_400_naming_the_parameter(loaded_client, params, needle) -> None:  # noqa: ANN001
+    r = loaded_client.get(ITEMS, params=params)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert set(body) == {"code", "description"} and needle in body["description"]
+
+
+def test_unknown_collection_is_404(loaded_client) -> None:  # noqa: ANN001
+    r = loaded_client.get("/collections/atlantis/items")
+    assert r.status_code == 404 and "atlantis" in r.json()["description"]
+
+
+def test_within_polygon_with_counts(loaded_client, enterprises) -> None:  # noqa: ANN001
+    poly = shapely.box(116.0, 23.0, 117.0, 24.0)
+    r = loaded_client.post("/query/within", json=shapely.geometry.mapping(poly))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    inside = enterprises.loc[enterprises.intersects(poly)]
+    assert _names(body) == inside["name"].tolist()
+    assert body["counts"]["verdict"] == inside["verdict"].value_counts().to_dict()
+    assert body["counts"]["industry"] == inside["industry"].value_counts().to_dict()
+    bad = loaded_client.post("/query/within", json={"type": "Point", "coordinates": [1, 2]})
+    assert bad.status_code == 400 and "Polygon" in bad.json()["description"]
+
+
+def test_within_polygon_in_gcj02(loaded_client, enterprises) -> None:  # noqa: ANN001
+    from geo.crs import from_wgs84
+
+    poly = shapely.box(116.0, 23.0, 117.0, 24.0)
+    gcj = shapely.transform(poly, lambda xy: __import__("numpy").column_stack(
+        from_wgs84(xy[:, 0], xy[:, 1], "GCJ02")))
+    body = loaded_client.post("/query/within", params={"crs": "GCJ02"},
+                              json=shapely.geometry.mapping(gcj)).json()
+    assert _names(body) == enterprises.loc[enterprises.intersects(poly), "name"].tolist()
+
+
+def test_radius(loaded_client, enterprises) -> None:  # noqa: ANN001
+    first = enterprises.iloc[0]
+    body = loaded_client.get("/query/radius", params={
+        "lon": first.lon, "lat": first.lat, "radius_m": 5_000}).json()
+    # 0.02 degrees (~2.5 km) apart: the two Chaonan dyeing works, nothing else within 5 km
+    assert _names(body) == enterprises["name"].iloc[:2].tolist()
+    assert body["counts"]["industry"] == {"印染": 2}
+    r = loaded_client.get("/query/radius", params={"lon": 116, "lat": 23, "radius_m": -1})
+    assert r.status_code == 400 and "radius_m" in r.json()["description"]
+    r = loaded_client.get("/query/radius", params={"lon": 116, "lat": 23, "radius_m": 10,
+                                                   "crs": "Mars2000"})
+    assert r.status_code == 422 and "Mars2000" in r.json()["description"]
+
+
+def test_reads_can_be_closed(make_client, store, enterprises) -> None:  # noqa: ANN001
+    store.load_enterprises(enterprises, loaded_by="t", source_name="a.csv", source_sha256="0")
+    client = make_client(read_open=False)
+    r = client.get(ITEMS)
+    assert r.status_code == 401 and "X-API-Key" in r.json()["description"]
+    assert client.get(ITEMS, headers={"X-API-Key": "wrong-key-0123456789"}).status_code == 401
+    ok = client.get(ITEMS, headers={"X-API-Key": READER_KEY})
+    assert ok.status_code == 200 and ok.json()["numberMatched"] == len(enterprises)
+    bearer = client.get(ITEMS, headers={"Authorization": f"Bearer {READER_KEY}"})
+    assert bearer.status_code == 200
+
+
+def test_reference_layer_collections(make_client, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    polys = gpd.GeoDataFrame(
+        {"id": ["lianjiang", "maozhou"], "name_zh": ["练江流域", "茅洲河流域"]},
+        geometry=[shapely.box(116, 23, 117, 24), shapely.box(113.8, 22.6, 114.0, 22.9)],
+        crs="EPSG:4326",
+    )
+    fake = types.ModuleType("layers.registry")
+    fake.list_layers = lambda: [{"id": "basins", "title_zh": "重点流域", "title_en": "Basins"}]
+    fake.layer_info = lambda lid: {"id": lid, "title_zh": "重点流域", "title_en": "Basins"}
+    fake.load_layer = lambda lid: polys
+    monkeypatch.setitem(sys.modules, "layers.registry", fake)
+    client = make_client()
+    ids = [c["id"] for c in client.get("/collections").json()["collections"]]
+    assert ids == ["basins", "enterprises"]
+    body = client.get("/collections/basins/items", params={"filter": "name_zh LIKE '练江%'"}).json()
+    assert [ft["id"] for ft in body["features"]] == ["lianjiang"]
+    ft = client.get("/collections/basins/items/maozhou").json()
+    assert ft["properties"]["name_zh"] == "茅洲河流域"
+    doc = client.get("/collections/basins").json()
+    assert doc["extent"]["spatial"]["bbox"][0] == pytest.approx(list(polys.total_bounds))
+
+
+def test_point_query_matches_locate(loaded_client) -> None:  # noqa: ANN001
+    pipeline = pytest.importorskip("geo.pipeline")
+    try:
+        expected = pipeline.locate(116.43, 23.25)
+    except Exception as exc:  # noqa: BLE001 - engine unfinished in this build
+        pytest.skip(f"geo.pipeline.locate unavailable: {exc}")
+    r = loaded_client.get("/query/point", params={"lon": 116.43, "lat": 23.25})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["location"] == expected["location"]
+    assert body["industries"] == expected["industries"]
+    code = expected["location"].get("district_code")
+    if code:
+        assert "district_enterprises" in body
+    r = loaded_client.get("/query/point", params={"lon": 200, "lat": 23})
+    assert r.status_code == 400 and "lon" in r.json()["description"]

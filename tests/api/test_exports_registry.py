@@ -1,0 +1,135 @@
+"""Exports read back by pandas/geopandas, and registry upload with API-key roles."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+
+from api.testing import EDITOR_KEY, READER_KEY
+
+CONTENT_TYPES = {
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv",
+    "geojson": "application/geo+json",
+    "gpkg": "application/geopackage+sqlite3",
+    "shp": "application/zip",
+}
+
+
+def _filename_star(header: str) -> str:
+    part = next(p.strip() for p in header.split(";") if p.strip().startswith("filename*="))
+    charset, _, value = part[len("filename*="):].partition("''")
+    assert charset.upper() == "UTF-8"
+    return unquote(value)
+
+
+def _read_back(fmt: str, data: bytes, tmp_path) -> pd.DataFrame:  # noqa: ANN001
+    path = tmp_path / ("out.zip" if fmt == "shp" else f"out.{fmt}")
+    path.write_bytes(data)
+    if fmt == "csv":
+        return pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    if fmt == "xlsx":
+        return pd.read_excel(path, sheet_name=1)  # sheet 0 is the summary, 1 the full list
+    if fmt == "shp":
+        with zipfile.ZipFile(path) as zf:
+            assert any(n.endswith(".shp") for n in zf.namelist())
+        return gpd.read_file(f"zip://{path}")
+    return gpd.read_file(path)
+
+
+@pytest.mark.parametrize("fmt", list(CONTENT_TYPES))
+def test_export_formats_read_back(loaded_client, enterprises, fmt: str, tmp_path) -> None:  # noqa: ANN001
+    pytest.importorskip("geo.export")
+    r = loaded_client.get("/exports/enforcement",
+                          params={"format": fmt, "basin_id": "lianjiang", "industry": "印染"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith(CONTENT_TYPES[fmt])
+    name = _filename_star(r.headers["content-disposition"])
+    assert name.startswith("执法清单") and "lianjiang" in name and "印染" in name
+    df = _read_back(fmt, r.content, tmp_path)
+    expected = enterprises.loc[(enterprises.basin_id == "lianjiang")
+                               & (enterprises.industry == "印染")]
+    assert len(df) == len(expected)
+    # the name column is 'name' in machine formats and a Chinese header in Excel
+    name_col = "name" if "name" in df.columns else next(c for c in df.columns if "名称" in str(c))
+    assert sorted(df[name_col].astype(str)) == sorted(expected["name"])
+
+
+def test_export_bad_format(loaded_client) -> None:  # noqa: ANN001
+    r = loaded_client.get("/exports/enforcement", params={"format": "pdf"})
+    assert r.status_code == 422 and "format" in r.json()["description"]
+
+
+@dataclass
+class _Result:
+    enterprises: gpd.GeoDataFrame
+    rejected: pd.DataFrame
+    source_rows: int
+
+
+@pytest.fixture
+def fake_pipeline(enterprises):  # noqa: ANN001, ANN201
+    calls: list[tuple[bytes, str]] = []
+    rejected = pd.DataFrame({"row": [9], "uscc": [""], "name": ["无名"], "field": ["lon"],
+                             "reason": ["out_of_province"], "message": ["经度超出广东省范围"]})
+
+    def run(source, *, filename):  # noqa: ANN001, ANN202
+        calls.append((source.read(), filename))
+        return _Result(enterprises.iloc[:4], rejected, 5)
+
+    run.calls = calls  # type: ignore[attr-defined]
+    return run
+
+
+def test_upload_validates_without_loading(make_client, fake_pipeline, store) -> None:  # noqa: ANN001
+    client = make_client(run_pipeline=fake_pipeline)
+    payload = "企业名称,经度,纬度\n甲,116.4,23.2\n".encode()
+    r = client.post("/registry", files={"file": ("名录.csv", payload, "text/csv")})
+    assert r.status_code == 200, r.text
+    rep = r.json()
+    assert (rep["accepted"], rep["rejected"], rep["loaded"]) == (4, 1, None)
+    assert rep["rejected_rows"][0]["message"] == "经度超出广东省范围"
+    assert fake_pipeline.calls == [(payload, "名录.csv")]
+    assert store.loads() == []
+
+
+def test_upload_load_needs_editor(make_client, fake_pipeline, store, enterprises) -> None:  # noqa: ANN001
+    import hashlib
+
+    client = make_client(run_pipeline=fake_pipeline)
+    files = {"file": ("名录.xlsx", b"not really xlsx", "application/octet-stream")}
+    assert client.post("/registry?load=true", files=files).status_code == 401
+    r = client.post("/registry?load=true", files=files, headers={"X-API-Key": READER_KEY})
+    assert r.status_code == 403 and "editor" in r.json()["description"]
+    assert store.loads() == []
+    r = client.post("/registry?load=true", files=files, headers={"X-API-Key": EDITOR_KEY})
+    assert r.status_code == 201, r.text
+    loaded = r.json()["loaded"]
+    assert loaded["source_sha256"] == hashlib.sha256(b"not really xlsx").hexdigest()
+    assert (loaded["accepted"], loaded["rejected"]) == (4, 1)
+    hist = client.get("/registry/loads").json()["loads"]
+    assert [h["load_id"] for h in hist] == [loaded["load_id"]]
+    items = client.get("/collections/enterprises/items").json()
+    assert [f["properties"]["name"] for f in items["features"]] == enterprises["name"][:4].tolist()
+
+
+def test_upload_rejects_other_file_types(make_client, fake_pipeline) -> None:  # noqa: ANN001
+    client = make_client(run_pipeline=fake_pipeline)
+    r = client.post("/registry", files={"file": ("a.pdf", b"%PDF", "application/pdf")})
+    assert r.status_code == 422 and ".csv or .xlsx" in r.json()["description"]
+    assert fake_pipeline.calls == []
+
+
+def test_weak_api_keys_are_refused() -> None:
+    from pydantic import ValidationError
+
+    from api.settings import Settings
+
+    with pytest.raises(ValidationError, match="too weak"):
+        Settings(api_keys={"changeme": "editor"})
