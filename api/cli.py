@@ -137,6 +137,71 @@ def sample(
     console.print(f"wrote {len(frame)} synthetic rows to {out}")
 
 
+def _load_into_store(store: object, registry: Optional[Path], who: str) -> str:
+    """Run the pipeline on ``registry`` (default: the sample) and load it into ``store``."""
+    from geo.pipeline import run_pipeline
+
+    result = run_pipeline(registry)
+    name = registry.name if registry else "registry_synthetic.csv (sample)"
+    rec = store.load_enterprises(  # type: ignore[attr-defined]
+        result.enterprises, loaded_by=who, source_name=name,
+        source_sha256=result.source_sha256, rejected=len(result.rejected),
+    )
+    return f"load {rec.load_id}: {len(result.enterprises)} enterprises from {name}"
+
+
+@app.command()
+def load(
+    registry: Annotated[
+        Optional[Path], typer.Argument(help="CSV/XLSX registry; default: the bundled sample.")
+    ] = None,
+    database_url: Annotated[
+        Optional[str], typer.Option(envvar="BASINWATCH_DATABASE_URL", help="PostGIS URL or .gpkg")
+    ] = None,
+) -> None:
+    """Classify a registry and load it into the store (atomic, versioned)."""
+    import getpass
+
+    from api.settings import Settings
+    from api.store import get_store
+
+    if registry is not None and not registry.exists():
+        raise typer.BadParameter(f"no such file: {registry}", param_hint="REGISTRY")
+    settings = Settings()
+    store = get_store(database_url or settings.database_url, data_dir=settings.data_dir)
+    try:
+        store.init()
+        console.print(_load_into_store(store, registry, f"cli:{getpass.getuser()}"))
+    except GeoError as exc:
+        _fail(exc)
+    finally:
+        store.close()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    sample_if_empty: Annotated[
+        bool, typer.Option(help="Load the bundled sample when the store holds no list yet.")
+    ] = True,
+) -> None:
+    """Serve the HTTP API, OGC API Features and the web map (embedded store by default)."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import Settings
+    from api.store import get_store
+
+    settings = Settings()
+    store = get_store(settings.database_url, data_dir=settings.data_dir)
+    store.init()
+    if sample_if_empty and not store.loads():
+        console.print(_load_into_store(store, None, "serve:sample"))
+    console.print(f"BasinWatch on http://{host}:{port}/  (API docs: /docs)")
+    uvicorn.run(create_app(settings, store=store), host=host, port=port, log_level="warning")
+
+
 @app.command()
 def layers() -> None:
     """List the reference layers with their provenance."""
@@ -152,6 +217,53 @@ def layers() -> None:
             str(prov.accuracy_m) if prov else "", prov.source if prov else "",
         )
     Console().print(table)
+
+
+_DENSITY_BY = {"industry": "industry_id", "verdict": "verdict"}
+
+
+@raster_app.command("density")
+def raster_density(
+    registry: Annotated[
+        Optional[Path], typer.Argument(help="CSV/XLSX registry; default: the bundled sample.")
+    ] = None,
+    cell: Annotated[float, typer.Option(help="Cell size in metres.")] = 1000.0,
+    by: Annotated[
+        Optional[str], typer.Option(help="One band per category: industry or verdict.")
+    ] = None,
+    smooth: Annotated[
+        Optional[float], typer.Option(help="Gaussian smoothing sigma, in cells.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output GeoTIFF (COG).")] = Path(
+        "density.tif"
+    ),
+) -> None:
+    """Enterprise density surface (count per cell) as a Cloud-Optimized GeoTIFF."""
+    from geo.pipeline import run_pipeline
+    from geo.raster import density, write_cog
+    from layers.catalog import industries, rules
+
+    if by is not None and by not in _DENSITY_BY:
+        raise typer.BadParameter("expected 'industry' or 'verdict'", param_hint="--by")
+    if registry is not None and not registry.exists():
+        raise typer.BadParameter(f"no such file: {registry}", param_hint="REGISTRY")
+    categories = {
+        "industry": [i.id for i in industries()],
+        "verdict": [v.id for v in rules().verdicts],
+    }.get(by or "")
+    try:
+        result = run_pipeline(registry)
+        raster = density(
+            result.enterprises, cell_m=cell, by=_DENSITY_BY.get(by or ""),
+            smooth_sigma_cells=smooth, categories=categories,
+        )
+        path = write_cog(raster, out)
+    except GeoError as exc:
+        _fail(exc)
+    console.print(
+        f"wrote {path}: {raster.array.shape[2]}x{raster.array.shape[1]} cells of {cell:g} m, "
+        f"bands {', '.join(raster.band_names)}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

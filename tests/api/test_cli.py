@@ -97,3 +97,41 @@ def test_sample_is_reproducible(tmp_path: Path) -> None:
     frame = pd.read_csv(a)
     assert len(frame) == 120 and "统一社会信用代码" in frame.columns
     assert frame["数据说明"].str.contains("synthetic").all()
+
+
+def test_raster_density_writes_cog(tmp_path: Path, data_file) -> None:
+    import rasterio
+
+    out = tmp_path / "d.tif"
+    src = data_file("registry_small.csv")
+    result = runner.invoke(
+        app, ["raster", "density", str(src), "--cell", "5000", "--by", "verdict", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as ds:
+        assert ds.crs is not None and ds.nodata is not None
+        assert ds.descriptions[0] == "total"
+        total = ds.read(1)
+        per_verdict = ds.read(list(range(2, ds.count + 1))).sum(axis=0)
+    assert total[total != ds.nodata].sum() == per_verdict[total != ds.nodata].sum() > 0
+
+
+def test_raster_density_rejects_unknown_band_kind(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["raster", "density", "--by", "colour", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "industry" in result.output
+
+
+def test_load_into_embedded_store_is_versioned(tmp_path: Path, data_file, monkeypatch) -> None:
+    from api.store import get_store
+
+    monkeypatch.setenv("BASINWATCH_DATA_DIR", str(tmp_path / "store"))
+    monkeypatch.delenv("BASINWATCH_DATABASE_URL", raising=False)
+    src = data_file("registry_small.csv")
+    for _ in range(2):
+        result = runner.invoke(app, ["load", str(src)])
+        assert result.exit_code == 0, result.output
+    store = get_store(None, data_dir=tmp_path / "store")
+    loads = store.loads()
+    assert [r.load_id for r in loads] == [2, 1]
+    assert loads[0].source_name == "registry_small.csv"
+    store.close()
