@@ -1,9 +1,14 @@
 """Spatial classification: district, city, basin, region and park of every point.
 
-Vectorised over points: coordinates become numpy arrays sorted by x once; each reference
-polygon (a loop over polygons, never over rows) selects its candidate points by bounding
-box (binary search on x, then a y test) and runs :func:`shapely.contains_xy` on them
-against the prepared polygon.
+Vectorised over points with :class:`geo.cellindex.CellIndex` grid indexes: a point in a
+cell wholly inside (or outside) a polygon is answered by a table lookup, and only points in
+boundary cells are tested exactly with :func:`shapely.contains_xy` -- the answers equal a
+plain ``contains_xy`` per polygon. A CellIndex needs non-overlapping polygons, so each
+layer (and each set of boundary bands) is split into groups whose interiors do not overlap
+(greedy colouring of the overlap graph); a point's polygon is the lowest-indexed hit over
+the groups, and hits in two groups flag "more than one". Indexes are built once per
+reference frame and cached by a fingerprint of its geometries (registry layers for the
+process, injected frames least-recently-used).
 
 ``needs_review`` marks rows whose answer hangs on an imprecise location:
 
@@ -17,12 +22,14 @@ against the prepared polygon.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import geopandas as gpd
@@ -31,6 +38,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
+from geo.cellindex import CellIndex
 from geo.errors import CRSMismatchError, ReferenceDataError
 from geo.schema import ISSUE_SEP
 
@@ -60,7 +68,24 @@ _GROUP_LAYER = {"district": "districts", "basin": "basins", "region": "guangfo",
 #: ``park_claimed`` values that mean "no park".
 _NO_PARK = frozenset({"", "无", "否", "-", "/", "—", "none", "no", "n/a", "nan", "false", "0"})
 _WGS84 = CRS.from_epsg(4326)
-_WORKERS = min(4, os.cpu_count() or 1)
+
+
+def _python_str_dtype() -> Any:
+    """pandas' ``str`` dtype with Python-object storage (pointer-copy ``take``).
+
+    With pyarrow installed, plain ``"str"`` is arrow-backed, whose ``take`` copies every
+    string's bytes: 1M rows of long reason texts cost hundreds of MB and ms.
+    """
+    try:
+        return pd.StringDtype("python", na_value=np.nan)
+    except TypeError:  # pandas < 2.3: no na_value, "str" is object-backed anyway
+        return "str"
+
+
+#: dtype of the text columns this module creates.
+_STR = _python_str_dtype()
+#: Injected reference frames whose indexes are kept (least recently used dropped first).
+_CACHE_SIZE = 16
 #: DE-9IM: interior of a intersects interior of b / exterior of b.
 _II, _IE = "T********", "**T******"
 
@@ -152,69 +177,194 @@ def _layer_accuracy(kind: str, frame: gpd.GeoDataFrame) -> np.ndarray:
     return out
 
 
+def _checked(kind: str, frame: Any) -> gpd.GeoDataFrame:
+    """``frame`` validated as reference layer ``kind`` (type, CRS, columns), index reset."""
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise ReferenceDataError(f"Reference layer '{kind}' is not a GeoDataFrame.")
+    _check_crs(frame, f"Reference layer '{kind}'")
+    need = ("code", "name_zh", "city_code", "city_zh") if kind == "district" else ("id",)
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise ReferenceDataError(
+            f"Reference layer '{kind}' lacks columns {missing}; has {list(frame.columns)}."
+        )
+    return frame.reset_index(drop=True)
+
+
 def _load_layers(
     injected: Mapping[str, gpd.GeoDataFrame] | None,
-) -> dict[str, gpd.GeoDataFrame]:
-    out: dict[str, gpd.GeoDataFrame] = {}
+) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, _KindIndex]]:
+    """Reference frames by kind and their (cached) indexes."""
+    frames: dict[str, gpd.GeoDataFrame] = {}
+    indexes: dict[str, _KindIndex] = {}
     for kind in LAYER_KINDS:
         if injected is not None and kind in injected:
-            frame = injected[kind]
+            frames[kind] = _checked(kind, injected[kind])
+            indexes[kind] = _kind_index(kind, frames[kind], from_registry=False)
         else:
             from layers import registry
 
-            frame = registry.load_group(kind)
-        if not isinstance(frame, gpd.GeoDataFrame):
-            raise ReferenceDataError(f"Reference layer '{kind}' is not a GeoDataFrame.")
-        _check_crs(frame, f"Reference layer '{kind}'")
-        need = ("code", "name_zh", "city_code", "city_zh") if kind == "district" else ("id",)
-        missing = [c for c in need if c not in frame.columns]
-        if missing:
-            raise ReferenceDataError(
-                f"Reference layer '{kind}' lacks columns {missing}; has {list(frame.columns)}."
-            )
-        out[kind] = frame.reset_index(drop=True)
-    return out
+            frames[kind] = _checked(kind, registry.load_group(kind))
+            indexes[kind] = _kind_index(kind, frames[kind], from_registry=True)
+    return frames, indexes
 
 
-def _inside_all(index: _PointIndex, geoms: list[shapely.Geometry]) -> list[np.ndarray]:
-    """``index.inside`` for each geometry; threads, since shapely releases the GIL."""
-    if len(geoms) < 8 or _WORKERS < 2:
-        return [index.inside(g) for g in geoms]
-    for g in geoms:  # prepare up front: preparing is not thread-safe on a shared geometry
-        if g is not None:
-            shapely.prepare(g)
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        return list(pool.map(index.inside, geoms))
+def _overlap_groups(geoms: np.ndarray) -> list[np.ndarray]:
+    """Split polygon positions into groups whose interiors do not overlap (greedy colouring).
+
+    Missing/empty geometries go to the first group (they never match anything).
+    """
+    n = len(geoms)
+    usable = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms)) if n else np.zeros(0, bool)
+    pos = np.flatnonzero(usable)
+    colour = np.zeros(n, dtype=np.intp)
+    if pos.size > 1:
+        sub = geoms[pos]
+        i, j = shapely.STRtree(sub).query(sub)  # bbox candidates
+        keep = i < j
+        i, j = i[keep], j[keep]
+        hit = shapely.relate_pattern(sub[i], sub[j], _II) if i.size else np.zeros(0, bool)
+        neighbours: dict[int, set[int]] = {}
+        for a, b in zip(pos[i[hit]].tolist(), pos[j[hit]].tolist(), strict=True):
+            neighbours.setdefault(a, set()).add(b)
+            neighbours.setdefault(b, set()).add(a)
+        for a in sorted(neighbours):  # loop over overlapping polygons only, never rows
+            taken = {int(colour[b]) for b in neighbours[a] if b < a}
+            colour[a] = next(c for c in range(len(taken) + 1) if c not in taken)
+    return [np.flatnonzero(colour == c) for c in range(int(colour.max(initial=0)) + 1)]
 
 
-def _assign(
-    index: _PointIndex, geoms: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the first polygon containing each point (-1 = none), and a 'more than one'
-    flag."""
-    which = np.full(n, -1, dtype=np.intp)
-    multi = np.zeros(n, dtype=bool)
-    for i, rows in enumerate(_inside_all(index, list(geoms))):
-        taken = which[rows] >= 0
-        multi[rows[taken]] = True
-        which[rows[~taken]] = i
-    return which, multi
+@dataclass(frozen=True, eq=False)
+class _LayerIndex:
+    """Exact point-in-polygon answers for a layer whose polygons may overlap.
+
+    One :class:`CellIndex` per group of mutually non-overlapping polygons; ``members[k]``
+    maps positions in group ``k`` back to positions in the layer.
+    """
+
+    indexes: tuple[CellIndex, ...]
+    members: tuple[np.ndarray, ...]
+    size: int
+
+    @classmethod
+    def build(cls, geoms: np.ndarray) -> _LayerIndex:
+        geoms = np.asarray(geoms, dtype=object)
+        groups = _overlap_groups(geoms) if len(geoms) else []
+        return cls(
+            indexes=tuple(CellIndex.build(geoms[g]) for g in groups),
+            members=tuple(groups),
+            size=len(geoms),
+        )
+
+    def assign(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lowest polygon position containing each point (-1 = none), and a 'more than one'
+        flag -- as testing every polygon with ``contains_xy`` in layer order."""
+        which = np.full(len(x), -1, dtype=np.intp)
+        hits = np.zeros(len(x), dtype=np.int8)
+        for index, members in zip(self.indexes, self.members, strict=True):
+            pos = index.lookup(x, y)
+            rows = np.flatnonzero(pos >= 0)
+            if not rows.size:
+                continue
+            if not hits.any():  # first group with hits: no comparison needed
+                which[rows] = members[pos[rows]]
+            else:
+                cand = members[pos[rows]]
+                cur = which[rows]
+                which[rows] = np.where((cur < 0) | (cand < cur), cand, cur)
+            hits[rows] += 1
+        return which, hits > 1
+
+    def covers_any(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Whether some polygon contains each point."""
+        flag = np.zeros(len(x), dtype=bool)
+        for index in self.indexes:
+            flag |= index.lookup(x, y) >= 0
+        return flag
+
+
+@dataclass(frozen=True, eq=False)
+class _KindIndex:
+    """Cached indexes of one reference frame: its polygons and its boundary bands."""
+
+    polygons: _LayerIndex
+    bands: _LayerIndex
+
+
+def _build_kind_index(kind: str, frame: gpd.GeoDataFrame) -> _KindIndex:
+    geoms = frame.geometry.to_numpy()
+    polygons = _LayerIndex.build(geoms)
+    if kind == "district":
+        bands = _LayerIndex.build(np.zeros(0, dtype=object))
+    else:
+        dist = _layer_accuracy(kind, frame)
+        band_geoms = [_boundary_band(g, float(d)) for g, d in zip(geoms, dist, strict=True)]
+        bands = _LayerIndex.build(np.array([b for b in band_geoms if b is not None], dtype=object))
+    logger.debug(
+        "%s index: %d polygons in %d group(s), %d band group(s)",
+        kind, polygons.size, len(polygons.indexes), len(bands.indexes),
+    )
+    return _KindIndex(polygons=polygons, bands=bands)
+
+
+_cache_lock = threading.Lock()
+_index_cache: OrderedDict[tuple[str, bool, str], _KindIndex] = OrderedDict()
+
+
+def _fingerprint(kind: str, frame: gpd.GeoDataFrame, exact: bool) -> str:
+    """Hash of what an index depends on: geometries and boundary accuracies.
+
+    ``exact`` hashes every coordinate (injected frames, ~10 ms for all layers); otherwise
+    per-polygon bounds and vertex counts (registry frames, read once from versioned files;
+    this still notices a swapped or monkeypatched layer).
+    """
+    geoms = frame.geometry.to_numpy()
+    h = hashlib.blake2b(digest_size=20)
+    h.update(np.asarray(shapely.get_type_id(geoms), dtype=np.int64).tobytes())
+    h.update(np.asarray(shapely.get_num_coordinates(geoms), dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(shapely.bounds(geoms)).tobytes())
+    if exact:
+        h.update(np.ascontiguousarray(shapely.get_coordinates(geoms)).tobytes())
+    if kind != "district":
+        h.update(_layer_accuracy(kind, frame).tobytes())
+    return h.hexdigest()
+
+
+def _kind_index(kind: str, frame: gpd.GeoDataFrame, from_registry: bool) -> _KindIndex:
+    """Cached index of a reference frame (built on first use, kept for the process).
+
+    Registry layers stay cached; of injected frames the ``_CACHE_SIZE`` most recently used.
+    """
+    key = (kind, from_registry, _fingerprint(kind, frame, exact=not from_registry))
+    with _cache_lock:
+        hit = _index_cache.get(key)
+        if hit is not None:
+            _index_cache.move_to_end(key)
+            return hit
+    built = _build_kind_index(kind, frame)
+    with _cache_lock:
+        _index_cache[key] = built
+        injected = [k for k in _index_cache if not k[1]]
+        for old in injected[: max(len(injected) - _CACHE_SIZE, 0)]:
+            del _index_cache[old]
+    return built
 
 
 def _take_str(values: list[str] | np.ndarray, which: np.ndarray) -> pd.arrays.StringArray:
     """``values[which]`` as a str array, '' where ``which`` is -1."""
-    table = pd.array([*map(str, values), ""], dtype="str")
+    table = pd.array([*map(str, values), ""], dtype=_STR)
     return table.take(np.where(which >= 0, which, len(table) - 1))
 
 
-def _near_boundary(
+def _near_boundary_subset(
     index: _PointIndex, frame: gpd.GeoDataFrame, dist_m: np.ndarray, n: int
 ) -> np.ndarray:
+    """Rows of ``index`` within ``dist_m`` of a polygon boundary (for small row subsets)."""
     flag = np.zeros(n, dtype=bool)
     pairs = zip(frame.geometry.values, dist_m, strict=True)
-    bands = [_boundary_band(g, float(d)) for g, d in pairs]
-    for rows in _inside_all(index, [b for b in bands if b is not None]):
-        flag[rows] = True
+    for band in (_boundary_band(g, float(d)) for g, d in pairs):
+        if band is not None:
+            flag[index.inside(band)] = True
     return flag
 
 
@@ -270,7 +420,7 @@ def _coarse_straddle(
             rows = is_town & (r_round == r)
             sub = _PointIndex(np.where(rows, x, np.nan), np.where(rows, y, np.nan))
             for kind, frame in polys.items():
-                out[kind] |= _near_boundary(sub, frame, np.full(len(frame), r), n)
+                out[kind] |= _near_boundary_subset(sub, frame, np.full(len(frame), r), n)
     elif is_town.any():
         logger.info("no town geocode radius: treating town geocodes like district geocodes")
         is_district = is_district | is_town
@@ -360,7 +510,7 @@ def classify(
     if not isinstance(gdf, gpd.GeoDataFrame):
         raise TypeError("classify() needs a GeoDataFrame with point geometry.")
     _check_crs(gdf, "The enterprise frame")
-    ref = _load_layers(layers)
+    ref, indexes = _load_layers(layers)
     n = len(gdf)
     geom = gdf.geometry.to_numpy()
     if n and not np.all(
@@ -369,11 +519,10 @@ def classify(
         raise TypeError("classify() needs point geometry; call .centroid or geocode first.")
     x = np.asarray(shapely.get_x(geom), dtype=float)
     y = np.asarray(shapely.get_y(geom), dtype=float)
-    index = _PointIndex(x, y)
 
     districts = ref["district"]
-    d_which, _ = _assign(index, districts.geometry.to_numpy(), n)
-    out = gdf.copy()
+    d_which, _ = indexes["district"].polygons.assign(x, y)
+    out = gdf.copy(deep=False)  # only whole columns are set below: gdf is never modified
     out["city"] = _take_str(districts["city_zh"].tolist(), d_which)
     out["district"] = _take_str(districts["name_zh"].tolist(), d_which)
     out["district_code"] = _take_str(districts["code"].tolist(), d_which)
@@ -382,12 +531,10 @@ def classify(
     polys = {k: ref[k] for k in ("basin", "region", "park")}
     for kind, col in (("basin", "basin_id"), ("region", "region_id"), ("park", "park_id")):
         frame = polys[kind]
-        which, multi = _assign(index, frame.geometry.to_numpy(), n)
+        which, multi = indexes[kind].polygons.assign(x, y)
         out[col] = _take_str(frame["id"].tolist(), which)
         flags[f"multiple_{kind}s"] = multi
-        flags[f"near_{kind}_boundary"] = _near_boundary(
-            index, frame, _layer_accuracy(kind, frame), n
-        )
+        flags[f"near_{kind}_boundary"] = indexes[kind].bands.covers_any(x, y)
         if kind == "park":
             flags["park_claim_unverified"] = _park_claimed(gdf) & (which < 0)
 
@@ -405,6 +552,6 @@ def classify(
         for u in uniq
     ]
     out["needs_review"] = bits > 0
-    out["review_reasons"] = pd.array(texts or [""], dtype="str").take(np.asarray(combo))
+    out["review_reasons"] = pd.array(texts or [""], dtype=_STR).take(np.asarray(combo))
     logger.debug("classified %d points", n)
     return out

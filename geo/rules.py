@@ -41,6 +41,22 @@ logger = logging.getLogger(__name__)
 FrameT = TypeVar("FrameT", bound=pd.DataFrame)
 
 
+def _python_str_dtype() -> Any:
+    """pandas' ``str`` dtype with Python-object storage (pointer-copy ``take``).
+
+    With pyarrow installed, plain ``"str"`` is arrow-backed, whose ``take`` copies every
+    string's bytes: 1M rows of long reason texts cost hundreds of MB and ms.
+    """
+    try:
+        return pd.StringDtype("python", na_value=np.nan)
+    except TypeError:  # pandas < 2.3: no na_value, "str" is object-backed anyway
+        return "str"
+
+
+#: dtype of the text columns this module creates.
+_STR = _python_str_dtype()
+
+
 class _Columns:
     """Per-field cache of the encodings predicates are evaluated on.
 
@@ -275,10 +291,10 @@ def apply_rules(
         ids.append(LIST_SEP.join(r.id for r in matched))
         reasons.append(REASON_SEP.join(r.reason_zh for r in matched))
 
-    out = gdf.copy()
+    out = gdf.copy(deep=False)  # only whole columns are set below: gdf is never modified
     for name, values in zip(RULES_COLUMNS, (verdicts, stds, ids, reasons), strict=True):
         # take() on a tiny str array is ~10x faster than building 1M Python strings
-        out[name] = pd.array(values, dtype="str").take(codes)
+        out[name] = pd.array(values, dtype=_STR).take(codes)
     logger.debug("%d rules, %d rows, %d combinations", len(active), len(gdf), len(combos))
     return out
 

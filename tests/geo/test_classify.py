@@ -212,3 +212,103 @@ def test_matches_sjoin_on_200k_random_points() -> None:
         expected = j[key].fillna("").astype(str).to_numpy()
         assert (out[col].to_numpy() == expected).all(), col
     assert (out["district_code"] != "").sum() > 0.5 * n
+
+
+def _contains_reference(
+    geoms: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plain contains_xy per polygon in layer order: (first hit, more than one hit)."""
+    which = np.full(len(x), -1)
+    count = np.zeros(len(x), dtype=int)
+    for i, g in enumerate(geoms):
+        hit = shapely.contains_xy(g, x, y)
+        which[hit & (which < 0)] = i
+        count += hit
+    return which, count > 1
+
+
+def test_cellindex_path_matches_contains_xy_on_real_layers() -> None:
+    from geo.classify import _boundary_band, _layer_accuracy
+    from layers import registry
+
+    rng = np.random.default_rng(2019)
+    n = 100_000
+    # half over the Pearl River Delta and the basins, half over the province's bbox
+    x = np.concatenate([rng.uniform(113.0, 115.2, n // 2), rng.uniform(109.65, 117.32, n // 2)])
+    y = np.concatenate([rng.uniform(22.2, 23.6, n // 2), rng.uniform(20.21, 25.52, n // 2)])
+    pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, y), crs="EPSG:4326")
+    out = classify(pts)
+    reasons = [_reasons(s) for s in out["review_reasons"]]
+
+    districts = registry.load_group("district")
+    which, _ = _contains_reference(districts.geometry.to_numpy(), x, y)
+    expected = np.append(districts["code"].astype(str).to_numpy(), "")[which]
+    assert (out["district_code"].to_numpy() == expected).all()
+    assert (out["district_code"] != "").sum() > 0.3 * n
+
+    for kind, col in (("basin", "basin_id"), ("region", "region_id"), ("park", "park_id")):
+        frame = registry.load_group(kind)
+        geoms = frame.geometry.to_numpy()
+        which, multi = _contains_reference(geoms, x, y)
+        expected = np.append(frame["id"].astype(str).to_numpy(), "")[which]
+        assert (out[col].to_numpy() == expected).all(), col
+        got_multi = np.array([f"multiple_{kind}s" in r for r in reasons])
+        assert (got_multi == multi).all(), kind
+        bands = [_boundary_band(g, float(d)) for g, d in zip(geoms, _layer_accuracy(kind, frame))]
+        near = np.zeros(n, dtype=bool)
+        for band in bands:
+            if band is not None:
+                near |= shapely.contains_xy(band, x, y)
+        got_near = np.array([f"near_{kind}_boundary" in r for r in reasons])
+        assert (got_near == near).all(), kind
+    assert (out["basin_id"] != "").sum() > 100  # the test exercises the basins
+
+
+def test_three_overlapping_polygons_lowest_index_wins(layers: dict) -> None:
+    # b overlaps a and c; a and c only touch: two groups, hits counted across them
+    layers["basin"] = _gdf(
+        {"id": ["a", "b", "c"], "accuracy_m": [0.0, 0.0, 0.0]},
+        [box(113.0, 22.0, 113.4, 22.5), box(113.3, 22.0, 113.5, 22.5),
+         box(113.4, 22.0, 113.8, 22.5)],
+    )
+    xy = [(113.1, 22.2), (113.35, 22.2), (113.45, 22.2), (113.6, 22.2), (113.4, 22.2)]
+    out = classify(_points(xy), layers=layers)
+    assert list(out["basin_id"]) == ["a", "a", "b", "c", "b"]
+    multi = ["multiple_basins" in _reasons(s) for s in out["review_reasons"]]
+    # (113.4, 22.2) lies on the a|c edge: inside b only
+    assert multi == [False, True, True, False, False]
+
+
+def test_injected_layer_index_follows_content(layers: dict) -> None:
+    pts = _points([(113.45, 22.4)])
+    assert classify(pts, layers=layers)["basin_id"].iloc[0] == "maozhou"
+    moved = dict(layers)
+    moved["basin"] = layers["basin"].copy()
+    moved["basin"]["geometry"] = [box(113.6, 22.2, 113.7, 22.6)]
+    assert classify(pts, layers=moved)["basin_id"].iloc[0] == ""
+    assert classify(pts, layers=layers)["basin_id"].iloc[0] == "maozhou"
+
+
+def test_input_frame_not_modified(layers: dict) -> None:
+    pts = _points([(113.45, 22.4)], name=["a"])
+    before = pts.copy()
+    out = classify(pts, layers=layers)
+    out.loc[0, "name"] = "changed"
+    assert list(pts.columns) == list(before.columns)
+    assert pts["name"].iloc[0] == "a"
+
+
+def test_registry_index_not_stale_when_layer_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from layers import registry
+
+    pts = _points([(113.45, 22.4)])
+    assert classify(pts)["park_id"].iloc[0] == ""  # no bundled park there
+    real = registry.load_group
+
+    def patched(kind: str) -> gpd.GeoDataFrame:
+        if kind != "park":
+            return real(kind)
+        return _gdf({"id": ["test_park"], "accuracy_m": [0.0]}, [box(113.4, 22.3, 113.5, 22.5)])
+
+    monkeypatch.setattr(registry, "load_group", patched)
+    assert classify(pts)["park_id"].iloc[0] == "test_park"

@@ -245,3 +245,26 @@ def test_rules_for_point_covers_all_industries() -> None:
     assert all("priority_area_supervision" in r["rule_ids"] for r in res)
     far = rules_for_point(BASE, as_of=AS_OF)
     assert {r["verdict"] for r in far} == {"no_action"}
+
+
+def test_column_encodings_give_the_same_verdicts() -> None:
+    rng = np.random.default_rng(11)
+    n = 2000
+    df = pd.DataFrame(
+        {
+            "industry_id": rng.choice(INDUSTRY_IDS, n),
+            "basin_id": rng.choice(["", "lianjiang", "maozhou", "shima", "danshui"], n),
+            "region_id": rng.choice(["", "guangfo"], n),
+            "park_id": rng.choice(["", "p1"], n),
+            "city": rng.choice(["", "深圳市", "广州市", "汕头市"], n),
+        }
+    )
+    before = df.copy()
+    ref = apply_rules(df, as_of=AS_OF)
+    pd.testing.assert_frame_equal(df, before)  # the input is never modified
+    assert list(ref.columns) == [*df.columns, *RULES_COLUMNS]
+    for encoded in (df.astype("category"), df.astype(object)):
+        got = apply_rules(encoded, as_of=AS_OF)
+        for col in RULES_COLUMNS:
+            assert got[col].tolist() == ref[col].tolist(), col
+    assert ref["verdict"].nunique() > 2  # the frame exercises several rules
