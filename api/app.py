@@ -85,7 +85,7 @@ def create_app(
     run_pipeline
         Replacement for :func:`geo.pipeline.run_pipeline` (tests).
     """
-    from api.routers import collections, exports, landing, registry, spatial
+    from api.routers import collections, exports, landing, registry, spatial, webmap
 
     settings = settings or Settings()
     if store is None:
@@ -107,6 +107,7 @@ def create_app(
     app.add_exception_handler(GeoError, _geo_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    webmap.install(app)  # first: "/" serves the map to browsers, the landing page otherwise
     for module in (landing, collections, spatial, exports, registry):
         app.include_router(module.router)
     log.info("BasinWatch API on %s store", store.provider)

@@ -36,7 +36,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_LAYERS",
+    "APP_BASE_LAYERS",
+    "APP_OVERLAYS",
     "build_map",
+    "build_app_page",
+    "app_config",
     "save_offline_html",
     "map_asset_urls",
     "static_dir",
@@ -44,6 +48,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Reference layers of the served map's offline base layer, and its overlays (bottom to top).
+APP_BASE_LAYERS: Final = ("cities", "districts")
+APP_OVERLAYS: Final = ("lianjiang", "maozhou", "shima", "danshui", "guangfo", "parks")
+#: Display simplification (degrees) per reference layer kind of the served map.
+_APP_SIMPLIFY: Final = {"city": 0.003, "district": 0.002}
 
 #: Reference layers drawn by default, bottom to top.
 DEFAULT_LAYERS: Final = (
@@ -66,6 +76,8 @@ _ASSETS: Final[Mapping[str, tuple[str, str]]] = {
     "markerclusterdefaultcss": ("css", "markercluster/MarkerCluster.Default.css"),
     "leaflet": ("js", "leaflet/leaflet.js"),
     "markerclusterjs": ("js", "markercluster/leaflet.markercluster.js"),
+    "basinwatch_css": ("css", "basinwatch/webmap.css"),
+    "basinwatch_js": ("js", "basinwatch/webmap.js"),
 }
 #: folium defaults the map does not need (the only jQuery user, folium.Popup, is not used).
 _DROPPED: Final = frozenset(
@@ -663,3 +675,158 @@ def build_map(
         m.fit_bounds([[stack[:, 1].min(), stack[:, 0].min()],
                       [stack[:, 3].max(), stack[:, 2].max()]])
     return localise_assets(m, prefix=asset_prefix)
+
+
+# --------------------------------------------------------------------------- served map
+
+
+def _style_dict(style: Any) -> dict[str, Any]:
+    if style is None:
+        return dict(_DEFAULT_STYLE)
+    if hasattr(style, "model_dump"):
+        raw = style.model_dump()
+    else:
+        raw = dict(style)
+    return {_camel(str(k)): v for k, v in raw.items() if v is not None}
+
+
+def app_config(
+    *,
+    api_prefix: str = "",
+    lang: Literal["zh"] = "zh",
+    tianditu_token: str | None = None,
+    density_colors: Sequence[str] = ("#ffffb2", "#bd0026"),
+) -> dict[str, Any]:
+    """Configuration the served map's script (``static/basinwatch/webmap.js``) reads.
+
+    Small and data-free: UI text and base layers from ``layers/data/webmap.toml``, verdict
+    labels/colours (rules catalog), industries, zones, column labels, and the id, title,
+    kind and style of each reference layer (their geometry is fetched from the API).
+
+    Parameters
+    ----------
+    api_prefix
+        URL prefix of the BasinWatch API ('' when it is served at the root).
+    lang
+        Only ``zh``: the served map's UI is Chinese.
+    tianditu_token
+        Tianditu API key; without one the Tianditu base layer is not offered.
+    density_colors
+        Colour ramp of the density overlay, low to high (for the legend; the API passes
+        ``geo.raster.OVERLAY_COLORS``).
+    """
+    if lang != "zh":
+        raise InvalidQueryError(f"Unknown map language '{lang}': the served map is 'zh' only.")
+    from layers.catalog import industries, read_data_toml
+    from layers.registry import layer_info
+
+    data = read_data_toml("webmap.toml")
+    labels = _labels()
+    base_layers = []
+    for b in data.get("base_layers", []):
+        entry = {k: v for k, v in b.items() if k != "needs_token"}
+        if b.get("needs_token"):
+            if not tianditu_token:
+                continue
+            entry["token"] = tianditu_token
+        base_layers.append(entry)
+
+    def ref(layer_id: str) -> dict[str, Any]:
+        info = layer_info(layer_id)
+        return {
+            "id": layer_id,
+            "title": info.title_zh,
+            "kind": info.kind,
+            "style": _style_dict(info.style),
+            "simplify": _APP_SIMPLIFY.get(info.kind, 0.0005),
+        }
+
+    zones = [
+        [("region_id" if key == "guangfo" else "basin_id"), key, label]
+        for key, label in labels["zones"].items()
+    ]
+    return {
+        "api": api_prefix.rstrip("/"),
+        "ui": data["ui"],
+        "labels": {k: labels[k] for k in ("columns", "zones", "words", "precision")},
+        "popup_fields": [str(f) for f in labels["popup"]["fields"]],
+        "verdicts": [list(v) for v in _verdict_styles("zh")],
+        "industries": [[i.id, i.name_zh] for i in industries()],
+        "zones": zones,
+        "base_reference": [ref(i) for i in APP_BASE_LAYERS],
+        "overlays": [ref(i) for i in APP_OVERLAYS],
+        "base_layers": base_layers,
+        "density_colors": list(density_colors),
+    }
+
+
+def build_app_page(
+    *,
+    api_prefix: str = "",
+    asset_prefix: str | None = "/static/map",
+    lang: Literal["zh"] = "zh",
+    tianditu_token: str | None = None,
+    density_colors: Sequence[str] = ("#ffffb2", "#bd0026"),
+) -> str:
+    """HTML of the map the API serves: a folium/Leaflet shell that loads data from the API.
+
+    No layer data is embedded; ``static/basinwatch/webmap.js`` fetches reference layers,
+    enterprises (points or server-side grid cells per view), popups, search, area
+    statistics and the density overlay from the API under ``api_prefix``.
+
+    Parameters
+    ----------
+    api_prefix
+        URL prefix of the API ('' at the root).
+    asset_prefix
+        Where :func:`static_dir` is served; ``None`` inlines the JS/CSS into the page.
+    lang
+        ``zh`` only.
+    tianditu_token
+        Tianditu key; the Tianditu base layer is offered only with one.
+
+    Returns
+    -------
+    str
+        The page; it loads no resource from outside the API.
+    """
+    folium = _folium()
+    from branca.element import Element, MacroElement
+    from folium.elements import JSCSSMixin
+    from folium.template import Template
+
+
+    cfg = app_config(api_prefix=api_prefix, lang=lang, tianditu_token=tianditu_token,
+                     density_colors=density_colors)
+    m = folium.Map(
+        location=(23.0, 113.9),
+        zoom_start=8,
+        tiles=None,
+        prefer_canvas=False,
+        control_scale=True,
+        **{"minZoom": 5, "maxZoom": 18},
+    )
+    root = m.get_root()
+    root.title = cfg["ui"]["title"]
+    # no favicon request (a 404 would be a console error)
+    root.header.add_child(Element('<link rel="icon" href="data:,">'), name="bw_favicon")
+
+    class App(JSCSSMixin, MacroElement):  # type: ignore[misc, valid-type]
+        _template = Template(
+            """
+            {% macro script(this, kwargs) %}
+            BasinWatchMap.init({{ this._parent.get_name() }}, {{ this.config_js }});
+            {% endmacro %}
+            """
+        )
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._name = "BasinWatchApp"
+            self.config_js = _js(cfg)
+            self.default_js = [("basinwatch_js", "vendored")]
+            self.default_css = [("basinwatch_css", "vendored")]
+
+    App().add_to(m)
+    localise_assets(m, prefix=asset_prefix)
+    return str(m.get_root().render())

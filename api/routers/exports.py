@@ -7,6 +7,7 @@ deleted after the response is sent.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from starlette.background import BackgroundTask
 from api.ogc import content_disposition
 from api.routers.collections import feature_query_from_request
 from api.routers.deps import ReadDep, StoreDep
+from api.routers.webmap import parse_within
 from api.sources import ENTERPRISES, get_source
 from api.store.base import FID
 from geo.errors import ExportError
@@ -65,6 +67,7 @@ def enforcement(
     format: Annotated[str, Query(description="xlsx | csv | geojson | gpkg | shp")] = "xlsx",  # noqa: A002
     bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
     filter: Annotated[str | None, Query(description="CQL2 text")] = None,  # noqa: A002
+    within: Annotated[str | None, Query(description="WKT or GeoJSON polygon (WGS84)")] = None,
 ) -> FileResponse:
     """The enforcement list filtered like ``/collections/enterprises/items`` (any property,
     e.g. ``basin_id=lianjiang``, ``region_id=guangfo``, ``district=潮南区``, or ``filter``)."""
@@ -75,8 +78,14 @@ def enforcement(
     from geo.export import export
 
     src = get_source(store, ENTERPRISES)
-    params = {k: v for k, v in request.query_params.items() if k != "format"}
-    q = feature_query_from_request(request, src, limit=None, offset=0, ignore=("format",))
+    params = {k: v for k, v in request.query_params.items() if k not in ("format", "within")}
+    if within:
+        params["within"] = "区域"
+    q = feature_query_from_request(request, src, limit=None, offset=0,
+                                   ignore=("format", "within"))
+    area = parse_within(within)
+    if area is not None:
+        q = dataclasses.replace(q, within=area)
     frame = src.query(q).features.drop(columns=[FID])
     tmp = Path(tempfile.mkdtemp(prefix="basinwatch-export-"))
     name = export_filename(fmt, params)

@@ -176,3 +176,54 @@ def test_folium_class_defaults_untouched():
 
     webmap.build_map(_enterprises(), layers=[])
     assert any(url.startswith("https://") for _n, url in folium.Map.default_js)
+
+
+# ---------------------------------------------------------------- the served map page
+
+
+def _page_config(page: str) -> dict:
+    match = re.search(r"BasinWatchMap\.init\(\w+, (\{.*\})\);", page)
+    assert match, "the page calls BasinWatchMap.init with its config"
+    return json.loads(match.group(1))
+
+
+def test_app_page_links_served_assets_and_embeds_no_data():
+    page = webmap.build_app_page(api_prefix="/bw", asset_prefix="/bw/static/map")
+    urls = re.findall(r'<(?:script|link)\b[^>]*\b(?:src|href)="([^"]+)"', page)
+    assert urls and all(u.startswith("/bw/static/map/") or u.startswith("data:") for u in urls)
+    for u in urls:
+        if not u.startswith("data:"):
+            assert (webmap.static_dir() / u.removeprefix("/bw/static/map/")).is_file(), u
+    cfg = _page_config(page)
+    assert cfg["api"] == "/bw"
+    assert [v[0] for v in cfg["verdicts"]] == [v.id for v in rules().verdicts]
+    assert [o["id"] for o in cfg["overlays"]] == list(webmap.APP_OVERLAYS)
+    assert "Polygon" not in page and len(page) < 20_000  # layers come from the API
+
+
+def test_app_page_inlined_is_self_contained():
+    page = webmap.build_app_page(asset_prefix=None)
+    assert not re.search(r"<script\b[^>]*\bsrc=", page)
+    assert "BasinWatchMap" in page and "L.TileLayer.extend" in page
+
+
+def test_app_config_base_layers_offline_default_and_token():
+    data = read_data_toml("webmap.toml")
+    cfg = webmap.app_config()
+    ids = [b["id"] for b in cfg["base_layers"]]
+    needs_token = [b["id"] for b in data["base_layers"] if b.get("needs_token")]
+    assert needs_token and not set(needs_token) & set(ids)
+    assert [b["id"] for b in webmap.app_config(tianditu_token="k")["base_layers"]] == [
+        b["id"] for b in data["base_layers"]]
+    # online layers are offered, never the default: the offline base is made of reference layers
+    assert [r["id"] for r in cfg["base_reference"]] == list(webmap.APP_BASE_LAYERS)
+    gcj = [b for b in cfg["base_layers"] if b["crs"] == "GCJ02"]
+    assert gcj and all(b["url"].startswith("https://") for b in gcj)
+    with pytest.raises(InvalidQueryError):
+        webmap.app_config(lang="en")  # type: ignore[arg-type]
+
+
+def test_app_page_escapes_config_text():
+    page = webmap.build_app_page()
+    script = page.split("BasinWatchMap.init(", 1)[1].split(");", 1)[0]
+    assert "<" not in script and ">" not in script

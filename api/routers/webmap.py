@@ -1,0 +1,332 @@
+"""The planners' web map: the page, its vendored assets and the compact data endpoints.
+
+The page (``/map``, and ``/`` for browsers asking for HTML) is a folium/Leaflet shell built
+by :func:`layers.webmap.build_app_page`; it embeds no data. Its script reads:
+
+- ``/map/layers/{id}``: a reference layer as simplified GeoJSON (a few properties only);
+- ``/map/enterprises``: the enterprises in the view, either as compact points
+  ``[fid, lat, lon, verdict_index]`` or, when the view holds more than
+  :data:`POINT_LIMIT`, aggregated server-side into screen-sized grid cells;
+- ``/collections/enterprises/items/{fid}`` (OGC) for a popup;
+- ``/map/search``, ``/map/area`` and ``/map/density`` for search, area statistics and
+  the density overlay, and ``/exports/enforcement`` for downloads.
+
+Every data endpoint takes the enterprise property filters of the OGC items route
+(``verdict=shutdown,rectify&industry_id=dyeing&basin_id=lianjiang&needs_review=true``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+from typing import Annotated, Any
+
+import numpy as np
+import shapely
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from api.routers.collections import feature_query_from_request
+from api.routers.deps import ReadDep, SettingsDep, StoreDep
+from api.sources import ENTERPRISES, get_source
+from api.store import FeatureQuery
+from api.store.base import FID
+from geo.errors import InvalidQueryError, LayerNotFoundError
+
+__all__ = [
+    "router",
+    "install",
+    "parse_within",
+    "aggregate_grid",
+    "POINT_LIMIT",
+    "STATIC_PREFIX",
+]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["map"])
+
+#: URL path the vendored front-end assets are served under.
+STATIC_PREFIX = "/static/map"
+#: Views with at most this many matching enterprises get points, else grid cells.
+POINT_LIMIT = 3000
+#: Grid cell edge in screen pixels for the low-zoom aggregation.
+CELL_PX = 64
+#: Rows listed by /map/area and /map/search.
+AREA_ROWS = 500
+SEARCH_ROWS = 20
+#: Query parameters of the map endpoints that are not enterprise properties.
+_OWN = ("zoom", "within", "q", "cell_m", "simplify", "format")
+#: Reference-layer properties kept in the compact layer GeoJSON.
+_LAYER_PROPS = ("id", "code", "name_zh", "city_zh", "standard", "district", "status")
+
+
+def _verdict_ids() -> list[str]:
+    from layers.catalog import rules
+
+    return [v.id for v in rules().verdicts]
+
+
+def _is_browser(request: Request, f: str | None) -> bool:
+    if f is not None:
+        return False
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "json" not in accept
+
+
+@functools.lru_cache(maxsize=4)
+def _page(api_prefix: str, tianditu_token: str) -> str:
+    from geo.raster import OVERLAY_COLORS
+    from layers.webmap import build_app_page
+
+    return build_app_page(api_prefix=api_prefix, asset_prefix=api_prefix + STATIC_PREFIX,
+                          tianditu_token=tianditu_token or None,
+                          density_colors=OVERLAY_COLORS)
+
+
+def _map_page(request: Request) -> HTMLResponse:
+    prefix = request.scope.get("root_path", "").rstrip("/")
+    token = os.environ.get("BASINWATCH_TIANDITU_TOKEN", "")
+    return HTMLResponse(_page(prefix, token))
+
+
+@router.get("/", include_in_schema=False)
+def root(request: Request, settings: SettingsDep, caller: ReadDep,
+         f: Annotated[str | None, Query()] = None) -> Response:
+    """The map for browsers; the OGC landing page (JSON or ``?f=html``) otherwise."""
+    if _is_browser(request, f):
+        return _map_page(request)
+    from api.routers.landing import landing
+
+    return landing(request, settings, caller, f)
+
+
+@router.get("/map", summary="The web map (HTML)", response_class=HTMLResponse)
+def map_page(request: Request, _: ReadDep) -> HTMLResponse:
+    """The interactive map page (Chinese UI); it loads its layers from this API."""
+    return _map_page(request)
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_geojson(layer_id: str, tolerance: float) -> bytes:
+    from layers.registry import list_layers, load_layer
+
+    known = [i.id for i in list_layers() if i.id != ENTERPRISES]
+    if layer_id not in known:
+        raise LayerNotFoundError(layer_id, known)
+    gdf = load_layer(layer_id)
+    if gdf.crs is not None and gdf.crs.to_epsg() != 4326:
+        gdf = gdf.to_crs("EPSG:4326")
+    geoms = np.asarray(gdf.geometry.values)
+    if tolerance > 0:
+        geoms = shapely.simplify(geoms, tolerance, preserve_topology=True)
+    geoms = shapely.set_precision(geoms, 1e-5)
+    props = [c for c in _LAYER_PROPS if c in gdf.columns]
+    records = gdf[props].astype(object).where(gdf[props].notna(), None).to_dict("records")
+    feats = [
+        {"type": "Feature", "properties": rec, "geometry": shapely.geometry.mapping(g)}
+        for rec, g in zip(records, geoms, strict=True)
+        if g is not None and not g.is_empty
+    ]
+    body = {"type": "FeatureCollection", "layer": layer_id, "features": feats}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@router.get("/map/layers/{layer_id}", summary="A reference layer, simplified for display")
+def map_layer(
+    layer_id: str,
+    _: ReadDep,
+    simplify: Annotated[float, Query(ge=0, le=0.05, description="tolerance, degrees")] = 0.002,
+) -> Response:
+    """GeoJSON of a reference layer with simplified geometry and id/name properties only."""
+    return Response(_layer_geojson(layer_id, round(simplify, 6)),
+                    media_type="application/geo+json",
+                    headers={"Cache-Control": "max-age=3600"})
+
+
+def parse_within(text: str | None) -> shapely.Geometry | None:
+    """A WGS84 polygon from WKT or a GeoJSON geometry text; ``None`` when empty.
+
+    Raises
+    ------
+    InvalidQueryError
+        If the text is neither, or not a non-empty (multi)polygon.
+    """
+    if text is None or not text.strip():
+        return None
+    raw = text.strip()
+    try:
+        if raw.startswith("{"):
+            doc = json.loads(raw)
+            geom = shapely.geometry.shape(doc.get("geometry", doc))
+        else:
+            geom = shapely.from_wkt(raw)
+    except Exception as exc:  # json, shapely and GEOS raise several types
+        raise InvalidQueryError(
+            f"within: expected a WKT or GeoJSON Polygon in WGS84 lon/lat; got '{raw[:80]}' "
+            f"({exc})."
+        ) from exc
+    if geom is None or geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
+        kind = "empty geometry" if geom is None or geom.is_empty else geom.geom_type
+        raise InvalidQueryError(f"within: expected a Polygon or MultiPolygon, got {kind}.")
+    minx, miny, maxx, maxy = geom.bounds
+    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+        raise InvalidQueryError(f"within: coordinates must be WGS84 lon/lat, got bounds "
+                                f"{geom.bounds}.")
+    return geom if geom.is_valid else shapely.make_valid(geom)
+
+
+def _query(request: Request, store: Any, *, limit: int | None = None) -> FeatureQuery:
+    src = get_source(store, ENTERPRISES)
+    q = feature_query_from_request(request, src, limit=limit, offset=0, ignore=_OWN)
+    within = parse_within(request.query_params.get("within"))
+    return dataclasses.replace(q, within=within) if within is not None else q
+
+
+def aggregate_grid(
+    lon: np.ndarray, lat: np.ndarray, codes: np.ndarray, *, cell_deg: float, n_codes: int
+) -> list[list[float]]:
+    """Aggregate points into square cells of ``cell_deg`` (vectorised).
+
+    Returns
+    -------
+    list
+        ``[lat, lon, count, code]`` per non-empty cell: the mean position of its points,
+        their number and the smallest (strongest) verdict code among them.
+    """
+    if len(lon) == 0:
+        return []
+    ix = np.floor(lon / cell_deg).astype(np.int64)
+    iy = np.floor(lat / cell_deg).astype(np.int64)
+    keys = np.stack([ix, iy], axis=1)
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    mean_lon = np.bincount(inverse, weights=lon) / counts
+    mean_lat = np.bincount(inverse, weights=lat) / counts
+    strongest = np.full(len(counts), n_codes, dtype=np.int64)
+    np.minimum.at(strongest, inverse, codes)
+    return np.column_stack(
+        [np.round(mean_lat, 5), np.round(mean_lon, 5), counts, strongest]
+    ).tolist()
+
+
+@router.get("/map/enterprises", summary="Enterprises in the view: points or grid cells")
+def map_enterprises(
+    request: Request,
+    store: StoreDep,
+    _: ReadDep,
+    bbox: Annotated[str, Query(description="minLon,minLat,maxLon,maxLat of the view")],
+    zoom: Annotated[float, Query(ge=0, le=22, description="map zoom (sets the cell size)")],
+) -> JSONResponse:
+    """``{"mode": "points", "points": [[fid, lat, lon, v], ...]}`` when the view holds at
+    most :data:`POINT_LIMIT` matching enterprises, else ``{"mode": "grid", "cells":
+    [[lat, lon, count, v], ...]}``; ``v`` indexes the verdicts strongest first."""
+    del bbox
+    q = _query(request, store)
+    frame = store.query(q).features
+    verdicts = _verdict_ids()
+    codes = frame["verdict"].map({v: i for i, v in enumerate(verdicts)}).fillna(len(verdicts))
+    codes_arr = codes.to_numpy(dtype=np.int64)
+    geoms = np.asarray(frame.geometry.values)
+    lon, lat = shapely.get_x(geoms), shapely.get_y(geoms)
+    total = len(frame)
+    if total <= POINT_LIMIT:
+        pts = np.column_stack([frame[FID].to_numpy(dtype=np.float64), np.round(lat, 5),
+                               np.round(lon, 5), codes_arr]).tolist()
+        body: dict[str, Any] = {"mode": "points", "total": total,
+                                "points": [[int(p[0]), p[1], p[2], int(p[3])] for p in pts]}
+    else:
+        cell = CELL_PX * 360.0 / (256 * 2 ** zoom)
+        cells = aggregate_grid(lon, lat, codes_arr, cell_deg=cell, n_codes=len(verdicts))
+        body = {"mode": "grid", "total": total, "cell_deg": cell,
+                "cells": [[c[0], c[1], int(c[2]), int(c[3])] for c in cells]}
+    return JSONResponse(body)
+
+
+def _like(text: str) -> str:
+    return text.replace("'", "''").replace("%", "").replace("_", "")
+
+
+@router.get("/map/search", summary="Find enterprises by name or USCC")
+def map_search(
+    request: Request,
+    store: StoreDep,
+    _: ReadDep,
+    q: Annotated[str, Query(min_length=1, max_length=60, description="name part or USCC")],
+) -> JSONResponse:
+    """Up to 20 enterprises whose name contains ``q`` or whose USCC starts with it."""
+    from api.store.cql import parse_cql
+
+    term = _like(q.strip())
+    if not term:
+        raise InvalidQueryError("q: expected a name or USCC to search for.")
+    cql = f"name LIKE '%{term}%'"
+    if term.isascii() and term.isalnum():
+        cql += f" OR uscc LIKE '{term.upper()}%'"
+    base = _query(request, store, limit=SEARCH_ROWS)
+    query = dataclasses.replace(base, cql=parse_cql(cql))
+    res = store.query(query)
+    f = res.features
+    rows = [[int(a), str(b), str(c), str(d), round(float(e), 5), round(float(g), 5)]
+            for a, b, c, d, e, g in zip(f[FID], f["name"], f["uscc"], f["verdict"],
+                                        f.geometry.y, f.geometry.x, strict=True)]
+    return JSONResponse({"total": res.number_matched, "rows": rows})
+
+
+@router.get("/map/area", summary="Counts and list of the enterprises in an area")
+def map_area(request: Request, store: StoreDep, _: ReadDep) -> JSONResponse:
+    """Enterprises matching the filters inside ``within`` (WKT/GeoJSON polygon) and/or a
+    zone property (``basin_id``, ``district_code``, ...): totals per verdict and industry
+    and the first 500 rows ``[fid, name, uscc, industry, verdict, lat, lon]``."""
+    q = _query(request, store, limit=AREA_ROWS)
+    res = store.query(q)
+    f = res.features
+    rows = [[int(a), str(b), str(c), str(d), str(e), round(float(g), 5), round(float(h), 5)]
+            for a, b, c, d, e, g, h in zip(f[FID], f["name"], f["uscc"], f["industry"],
+                                           f["verdict"], f.geometry.y, f.geometry.x,
+                                           strict=True)]
+    whole = q.unpaged()
+    return JSONResponse({
+        "total": res.number_matched,
+        "verdict": store.counts(whole, "verdict"),
+        "industry": store.counts(whole, "industry"),
+        "rows": rows,
+    })
+
+
+@router.get("/map/density", summary="Enterprise density overlay (PNG data URL + bounds)")
+def map_density(
+    request: Request,
+    store: StoreDep,
+    _: ReadDep,
+    cell_m: Annotated[float | None, Query(gt=0, le=50_000, description="cell size, m")] = None,
+) -> JSONResponse:
+    """Density of the matching enterprises as a coloured PNG (``data:`` URL) with its
+    ``[[s, w], [n, e]]`` bounds; the cell defaults to about 1/150 of the extent (>= 500 m)."""
+    from geo.raster import density, density_to_png_overlay
+
+    frame = store.query(_query(request, store)).features
+    if len(frame) == 0:
+        return JSONResponse({"total": 0, "bounds": None, "image": None})
+    if cell_m is None:
+        b = frame.total_bounds
+        span_m = max(b[2] - b[0], b[3] - b[1]) * 111_000
+        cell_m = float(max(500.0, math.ceil(span_m / 150 / 100) * 100))
+    ras = density(frame, cell_m=cell_m)
+    ov = density_to_png_overlay(ras)
+    return JSONResponse({"total": len(frame), "cell_m": cell_m, "bounds": ov.bounds,
+                         "vmax": float(np.nanmax(ras.band(1))), "image": ov.data_url})
+
+
+def install(app: FastAPI) -> None:
+    """Include the map routes (``/`` first, so browsers get the map) and mount the
+    vendored assets at :data:`STATIC_PREFIX`."""
+    from layers.webmap import static_dir
+
+    app.include_router(router)
+    app.mount(STATIC_PREFIX, StaticFiles(directory=static_dir()), name="map-static")
