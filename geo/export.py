@@ -25,7 +25,7 @@ import geopandas as gpd
 import pandas as pd
 
 from geo.errors import ExportError, ReferenceDataError
-from geo.schema import ENFORCEMENT_COLUMNS, REJECTED_COLUMNS
+from geo.schema import ENFORCEMENT_COLUMNS, LIST_SEP, REJECTED_COLUMNS
 
 __all__ = [
     "FORMATS",
@@ -316,8 +316,26 @@ def _display_frame(df: pd.DataFrame, verdicts: Mapping[str, str]) -> pd.DataFram
     out["geocode_precision"] = out["geocode_precision"].map(
         lambda v: labels["precision"].get(v, v)
     )
+    out["review_reasons"] = _codes_text(out["review_reasons"], labels["review_reasons"])
+    out["data_issues"] = _codes_text(out["data_issues"], _issue_texts())
     out = out.astype(object).where(out.notna(), None)
     return out.rename(columns=labels["columns"])
+
+
+def _issue_texts() -> dict[str, str]:
+    from geo.ingest import issue_catalog
+
+    return {code: entry.get("message_zh", code) for code, entry in issue_catalog().items()}
+
+
+def _codes_text(cells: pd.Series, texts: Mapping[str, str]) -> pd.Series:
+    """Chinese text of ``;``-separated code cells, translated once per distinct cell."""
+    codes = cells.fillna("").astype(str)
+    distinct = codes.unique()
+    translated = {
+        cell: "；".join(texts.get(c, c) for c in cell.split(LIST_SEP) if c) for cell in distinct
+    }
+    return codes.map(translated)
 
 
 def _summary_tables(

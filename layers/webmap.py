@@ -748,7 +748,9 @@ def app_config(
     return {
         "api": api_prefix.rstrip("/"),
         "ui": data["ui"],
-        "labels": {k: labels[k] for k in ("columns", "zones", "words", "precision")},
+        "labels": {
+            k: labels[k] for k in ("columns", "zones", "words", "precision", "review_reasons")
+        },
         "popup_fields": [str(f) for f in labels["popup"]["fields"]],
         "verdicts": [list(v) for v in _verdict_styles("zh")],
         "industries": [[i.id, i.name_zh] for i in industries()],

@@ -242,3 +242,18 @@ def test_shapefile_field_names_are_unique_and_short():
     assert list(fields) == list(ENFORCEMENT_COLUMNS)
     assert len(set(fields.values())) == len(fields)
     assert max(map(len, fields.values())) <= 10
+
+
+def test_xlsx_translates_review_and_issue_codes(tmp_path: Path) -> None:
+    gdf = enforcement_frame()
+    gdf["review_reasons"] = ""
+    gdf.loc[gdf.index[0], "review_reasons"] = "near_basin_boundary;park_claim_unverified"
+    gdf["data_issues"] = ""
+    gdf.loc[gdf.index[0], "data_issues"] = "lonlat_swapped"
+    path = ex.write_xlsx(gdf, tmp_path / "x.xlsx", verdict_labels=VERDICT_LABELS)
+    sheet = openpyxl.load_workbook(path)["全部企业"]
+    values = {str(c.value) for row in sheet.iter_rows() for c in row if c.value}
+    texts = read_data_toml("labels.toml")["review_reasons"]
+    expected = texts["near_basin_boundary"] + "；" + texts["park_claim_unverified"]
+    assert expected in values
+    assert "lonlat_swapped" not in values and "near_basin_boundary" not in values

@@ -304,7 +304,9 @@
       if (field === "needs_review") {
         var yes = value === true || value === "true";
         return esc(yes ? ui.yes : ui.no) + (yes && props.review_reasons ?
-          '<div class="bw-note">' + esc(ui.review_reasons) + "：" + esc(props.review_reasons) +
+          '<div class="bw-note">' + esc(ui.review_reasons) + "：" + esc(String(props.review_reasons).split(";")
+            .filter(function (c) { return c; })
+            .map(function (c) { return (L_.review_reasons || {})[c] || c; }).join("；")) +
           "</div>" : "");
       }
       if (field === "reasons") {
