@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     default_limit: int = Field(default=100, ge=1)
     max_upload_mb: int = Field(default=200, ge=1)
     title: str = "BasinWatch"
+    tianditu_token: str | None = Field(
+        default=None, description="Tianditu key; the map offers Tianditu tiles only with one"
+    )
 
     @field_validator("api_keys")
     @classmethod

@@ -22,7 +22,6 @@ import functools
 import json
 import logging
 import math
-import os
 from typing import Annotated, Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.routers.collections import feature_query_from_request
 from api.routers.deps import ReadDep, SettingsDep, StoreDep
+from api.settings import Settings
 from api.sources import ENTERPRISES, get_source
 from api.store import FeatureQuery
 from api.store.base import FID
@@ -89,10 +89,9 @@ def _page(api_prefix: str, tianditu_token: str) -> str:
                           density_colors=OVERLAY_COLORS)
 
 
-def _map_page(request: Request) -> HTMLResponse:
+def _map_page(request: Request, settings: Settings) -> HTMLResponse:
     prefix = request.scope.get("root_path", "").rstrip("/")
-    token = os.environ.get("BASINWATCH_TIANDITU_TOKEN", "")
-    return HTMLResponse(_page(prefix, token))
+    return HTMLResponse(_page(prefix, settings.tianditu_token or ""))
 
 
 @router.get("/", include_in_schema=False)
@@ -100,16 +99,16 @@ def root(request: Request, settings: SettingsDep, caller: ReadDep,
          f: Annotated[str | None, Query()] = None) -> Response:
     """The map for browsers; the OGC landing page (JSON or ``?f=html``) otherwise."""
     if _is_browser(request, f):
-        return _map_page(request)
+        return _map_page(request, settings)
     from api.routers.landing import landing
 
     return landing(request, settings, caller, f)
 
 
 @router.get("/map", summary="The web map (HTML)", response_class=HTMLResponse)
-def map_page(request: Request, _: ReadDep) -> HTMLResponse:
+def map_page(request: Request, settings: SettingsDep, _: ReadDep) -> HTMLResponse:
     """The interactive map page (Chinese UI); it loads its layers from this API."""
-    return _map_page(request)
+    return _map_page(request, settings)
 
 
 @functools.lru_cache(maxsize=64)

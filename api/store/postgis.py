@@ -56,7 +56,13 @@ from api.store.cql import sql_filter
 from geo.errors import InvalidQueryError
 from geo.schema import ENFORCEMENT_COLUMNS
 
-__all__ = ["PostGISStore", "MIGRATIONS_DIR"]
+__all__ = [
+    "PostGISStore",
+    "MIGRATIONS_DIR",
+    "REFERENCE_TABLES",
+    "load_reference_layers",
+    "classify_in_database",
+]
 
 log = logging.getLogger(__name__)
 
@@ -316,3 +322,188 @@ class PostGISStore(Store):
         record = LoadRecord(**dict(rec._mapping))
         log.info("load %d: %d enterprises into PostGIS", record.load_id, len(frame))
         return record
+
+    # -- in-database classification ----------------------------------------------------------
+    def load_reference_layers(
+        self, layers: dict[str, gpd.GeoDataFrame] | None = None
+    ) -> dict[str, int]:
+        """Copy the reference layers into PostGIS; see :func:`load_reference_layers`."""
+        return load_reference_layers(self, layers)
+
+    def classify_in_database(self, *, catalog: Any = None, as_of: Any = None) -> int:
+        """Classify the stored list in SQL; see :func:`classify_in_database`."""
+        return classify_in_database(self, catalog=catalog, as_of=as_of)
+
+
+# --------------------------------------------------------------------------- in-database
+#: Reference tables of in-database classification: kind -> (table, text columns).
+REFERENCE_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "district": ("bw_ref_district", ("code", "name_zh", "city_code", "city_zh")),
+    "basin": ("bw_ref_basin", ("id",)),
+    "region": ("bw_ref_region", ("id",)),
+    "park": ("bw_ref_park", ("id",)),
+}
+
+#: Lowest-positioned polygon of a reference table whose interior contains the point (the
+#: in-process rule: boundary excluded, first polygon in layer order wins).
+_SPATIAL_SQL = """
+CREATE TEMP TABLE _bw_spatial ON COMMIT DROP AS
+SELECT e.fid,
+    coalesce(d.city_zh, '') AS city, coalesce(d.name_zh, '') AS district,
+    coalesce(d.code, '') AS district_code, coalesce(b.id, '') AS basin_id,
+    coalesce(r.id, '') AS region_id, coalesce(p.id, '') AS park_id
+FROM enterprises e
+LEFT JOIN LATERAL (SELECT x.city_zh, x.name_zh, x.code FROM bw_ref_district x
+                   WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) d ON true
+LEFT JOIN LATERAL (SELECT x.id FROM bw_ref_basin x
+                   WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) b ON true
+LEFT JOIN LATERAL (SELECT x.id FROM bw_ref_region x
+                   WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) r ON true
+LEFT JOIN LATERAL (SELECT x.id FROM bw_ref_park x
+                   WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) p ON true
+"""
+
+_UPDATE_SQL = """
+UPDATE enterprises e SET
+    city = s.city, district = s.district, district_code = s.district_code,
+    basin_id = s.basin_id, region_id = s.region_id, park_id = s.park_id,
+    verdict = c.verdict, standards = c.standards, rule_ids = c.rule_ids, reasons = c.reasons
+FROM _bw_spatial s JOIN _bw_masks k ON k.fid = s.fid JOIN _bw_combo c ON c.m = k.m
+WHERE e.fid = s.fid
+"""
+
+
+def load_reference_layers(
+    store: PostGISStore, layers: dict[str, gpd.GeoDataFrame] | None = None
+) -> dict[str, int]:
+    """Copy the reference layers into GiST-indexed PostGIS tables (replacing them).
+
+    Parameters
+    ----------
+    store
+        The PostGIS store (its schema/search_path is used).
+    layers
+        Frames by kind (``district``, ``basin``, ``region``, ``park``), EPSG:4326, as for
+        :func:`geo.classify.classify`; kinds not given come from
+        ``layers.registry.load_group``. Row order is kept (``pos``): as in process, the
+        first polygon containing a point wins.
+
+    Returns
+    -------
+    Number of polygons loaded per kind.
+    """
+    from geo.classify import _checked  # the same validation as in process
+
+    counts: dict[str, int] = {}
+    with store.engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        for kind, (table, cols) in REFERENCE_TABLES.items():
+            if layers is not None and kind in layers:
+                frame = _checked(kind, layers[kind])
+            else:
+                from layers import registry
+
+                frame = _checked(kind, registry.load_group(kind))
+            conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+            col_ddl = ", ".join(f"{c} text NOT NULL" for c in cols)
+            conn.execute(text(
+                f"CREATE TABLE {table} (pos integer PRIMARY KEY, {col_ddl}, "
+                f"geom geometry(Geometry, 4326) NOT NULL)"
+            ))
+            geoms = shapely.set_srid(np.asarray(frame.geometry.values), 4326)
+            ewkb = shapely.to_wkb(geoms, hex=True, include_srid=True)
+            values = [frame[c].astype(str).tolist() for c in cols]
+            with raw.cursor() as cur, cur.copy(
+                f"COPY {table} (pos, {', '.join(cols)}, geom) FROM STDIN"
+            ) as copy:
+                for i, row in enumerate(zip(*values, ewkb.tolist(), strict=True)):
+                    copy.write_row((i, *row))
+            conn.execute(text(f"CREATE INDEX ix_{table}_geom ON {table} USING gist (geom)"))
+            conn.execute(text(f"ANALYZE {table}"))
+            counts[kind] = len(frame)
+    log.info("reference layers in PostGIS: %s", counts)
+    return counts
+
+
+def classify_in_database(
+    store: PostGISStore,
+    *,
+    catalog: Any = None,
+    as_of: Any = None,
+) -> int:
+    """Classify the stored enterprises inside PostGIS and apply the rule catalog in SQL.
+
+    Spatial attributes come from ``ST_Contains`` joins against the tables written by
+    :func:`load_reference_layers` (GiST-indexed; the first polygon in layer order wins);
+    rules are :mod:`api.store._sql_rules` expressions over the ``enterprises`` columns
+    (a rule field the table lacks never matches, as in process). Updates ``city``,
+    ``district``, ``district_code``, ``basin_id``, ``region_id``, ``park_id``, ``verdict``,
+    ``standards``, ``rule_ids`` and ``reasons`` in one transaction. ``needs_review`` and
+    ``review_reasons`` are left as stored: boundary bands and coarse-geocode checks are
+    in-process only.
+
+    Parameters
+    ----------
+    store
+        The PostGIS store holding the enterprises.
+    catalog
+        Rule catalog (default :func:`layers.catalog.rules`).
+    as_of
+        Evaluation date (default today); rules not yet effective do not apply.
+
+    Returns
+    -------
+    Number of enterprises updated.
+    """
+    from sqlalchemy import ARRAY, inspect
+    from sqlalchemy import column as sa_column
+    from sqlalchemy import table as sa_table
+
+    from api.store import _sql_rules
+    from geo.schema import LIST_SEP, REASON_SEP
+    from layers.catalog import industries
+    from layers.catalog import rules as default_rules
+
+    catalog = catalog or default_rules()
+    active = _sql_rules.active_rules(catalog, as_of)
+    all_ids = [i.id for i in industries()]
+    spatial_cols = ("city", "district", "district_code", "basin_id", "region_id", "park_id")
+    with store.engine.begin() as conn:
+        missing = [t for t, _ in REFERENCE_TABLES.values()
+                   if not inspect(conn).has_table(t)]
+        if missing:
+            raise InvalidQueryError(
+                f"reference tables {missing} are missing: call load_reference_layers first."
+            )
+        # the live table's columns (attribute columns added to it take part in rules)
+        live = sa_table("enterprises", *[
+            sa_column(c["name"], c["type"]) for c in inspect(conn).get_columns("enterprises")
+        ])
+        spatial = sa_table("_bw_spatial", sa_column("fid", BigInteger),
+                           *[sa_column(c, Text) for c in spatial_cols])
+        columns = {c.name: c for c in live.c if c.name not in spatial_cols}
+        columns.update({c: spatial.c[c] for c in spatial_cols})
+
+        conn.execute(text(_SPATIAL_SQL))
+        conn.execute(text("CREATE TEMP TABLE _bw_masks (fid bigint, m boolean[]) "
+                          "ON COMMIT DROP"))
+        masks = sa_table("_bw_masks", sa_column("fid", BigInteger),
+                         sa_column("m", ARRAY(Boolean)))
+        conn.execute(insert(masks).from_select(
+            ["fid", "m"],
+            select(spatial.c.fid, _sql_rules.match_array(active, columns, all_ids))
+            .select_from(spatial.join(live, live.c.fid == spatial.c.fid)),
+        ))
+        conn.execute(text("CREATE TEMP TABLE _bw_rules (ord integer, id text, verdict text, "
+                          "rank integer, standards text[], reason text) ON COMMIT DROP"))
+        rows = _sql_rules.rule_rows(catalog, active)
+        if rows:
+            conn.execute(text("INSERT INTO _bw_rules VALUES "
+                              "(:ord, :id, :verdict, :rank, :standards, :reason)"), rows)
+        conn.execute(text(_sql_rules.COMBO_SQL), {
+            "default": catalog.default_verdict, "list_sep": LIST_SEP, "reason_sep": REASON_SEP,
+        })
+        n = conn.execute(text(_UPDATE_SQL)).rowcount
+        conn.execute(text("ANALYZE enterprises"))
+    log.info("classified %d enterprises in PostGIS (%d rules)", n, len(active))
+    return int(n)
