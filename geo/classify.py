@@ -40,7 +40,7 @@ from pyproj import CRS
 
 from geo.cellindex import CellIndex
 from geo.errors import CRSMismatchError, ReferenceDataError
-from geo.schema import ISSUE_SEP
+from geo.schema import ISSUE_SEP, TEXT_DTYPE
 
 __all__ = ["classify", "LAYER_KINDS", "REVIEW_REASONS"]
 
@@ -70,20 +70,7 @@ _NO_PARK = frozenset({"", "无", "否", "-", "/", "—", "none", "no", "n/a", "n
 _WGS84 = CRS.from_epsg(4326)
 
 
-def _python_str_dtype() -> Any:
-    """pandas' ``str`` dtype with Python-object storage (pointer-copy ``take``).
-
-    With pyarrow installed, plain ``"str"`` is arrow-backed, whose ``take`` copies every
-    string's bytes: 1M rows of long reason texts cost hundreds of MB and ms.
-    """
-    try:
-        return pd.StringDtype("python", na_value=np.nan)
-    except TypeError:  # pandas < 2.3: no na_value, "str" is object-backed anyway
-        return "str"
-
-
-#: dtype of the text columns this module creates.
-_STR = _python_str_dtype()
+_STR = TEXT_DTYPE
 #: Injected reference frames whose indexes are kept (least recently used dropped first).
 _CACHE_SIZE = 16
 #: DE-9IM: interior of a intersects interior of b / exterior of b.

@@ -14,6 +14,7 @@ below :data:`INVERSE_TOLERANCE_DEG` (about 1 cm). Everything is vectorised over 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import numpy as np
@@ -114,6 +115,25 @@ def wgs84_to_gcj02(lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArr
     return lon_a + dlon, lat_a + dlat
 
 
+def _invert(
+    forward: Callable[[FloatArray, FloatArray], tuple[FloatArray, FloatArray]],
+    lon: FloatArray,
+    lat: FloatArray,
+    start: tuple[FloatArray, FloatArray],
+) -> tuple[FloatArray, FloatArray]:
+    """Solve ``forward(x, y) == (lon, lat)`` by fixed-point iteration from ``start``."""
+    x, y = start[0].copy(), start[1].copy()
+    for _ in range(MAX_ITER):
+        fx, fy = forward(x, y)
+        ex, ey = fx - lon, fy - lat
+        x -= ex
+        y -= ey
+        worst = np.nanmax(np.abs(np.concatenate([ex.ravel(), ey.ravel()])), initial=0.0)
+        if worst < INVERSE_TOLERANCE_DEG:
+            break
+    return x, y
+
+
 def gcj02_to_wgs84(lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArray]:
     """Invert :func:`wgs84_to_gcj02` by fixed-point iteration (sub-millimetre, vectorised).
 
@@ -121,16 +141,7 @@ def gcj02_to_wgs84(lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArr
     decimal digits; three or four iterations reach the tolerance.
     """
     glon, glat = _as_arrays(lon, lat)
-    wlon, wlat = glon.copy(), glat.copy()
-    for _ in range(MAX_ITER):
-        flon, flat = wgs84_to_gcj02(wlon, wlat)
-        elon, elat = flon - glon, flat - glat
-        wlon -= elon
-        wlat -= elat
-        worst = np.nanmax(np.abs(np.concatenate([elon.ravel(), elat.ravel()])), initial=0.0)
-        if worst < INVERSE_TOLERANCE_DEG:
-            break
-    return wlon, wlat
+    return _invert(wgs84_to_gcj02, glon, glat, (glon, glat))
 
 
 def gcj02_to_bd09(lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -144,16 +155,7 @@ def gcj02_to_bd09(lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArra
 def bd09_to_gcj02(lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArray]:
     """Invert :func:`gcj02_to_bd09` by fixed-point iteration (sub-millimetre)."""
     blon, blat = _as_arrays(lon, lat)
-    glon, glat = blon - 0.0065, blat - 0.006
-    for _ in range(MAX_ITER):
-        flon, flat = gcj02_to_bd09(glon, glat)
-        elon, elat = flon - blon, flat - blat
-        glon -= elon
-        glat -= elat
-        worst = np.nanmax(np.abs(np.concatenate([elon.ravel(), elat.ravel()])), initial=0.0)
-        if worst < INVERSE_TOLERANCE_DEG:
-            break
-    return glon, glat
+    return _invert(gcj02_to_bd09, blon, blat, (blon - 0.0065, blat - 0.006))
 
 
 def bd09_to_wgs84(lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArray]:

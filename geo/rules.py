@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from geo.schema import LIST_SEP, REASON_SEP, RULES_COLUMNS
+from geo.schema import LIST_SEP, REASON_SEP, RULES_COLUMNS, TEXT_DTYPE
 from layers.catalog import (
     AllOf,
     AnyOf,
@@ -41,20 +41,7 @@ logger = logging.getLogger(__name__)
 FrameT = TypeVar("FrameT", bound=pd.DataFrame)
 
 
-def _python_str_dtype() -> Any:
-    """pandas' ``str`` dtype with Python-object storage (pointer-copy ``take``).
-
-    With pyarrow installed, plain ``"str"`` is arrow-backed, whose ``take`` copies every
-    string's bytes: 1M rows of long reason texts cost hundreds of MB and ms.
-    """
-    try:
-        return pd.StringDtype("python", na_value=np.nan)
-    except TypeError:  # pandas < 2.3: no na_value, "str" is object-backed anyway
-        return "str"
-
-
-#: dtype of the text columns this module creates.
-_STR = _python_str_dtype()
+_STR = TEXT_DTYPE
 
 
 class _Columns:

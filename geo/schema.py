@@ -6,9 +6,13 @@ them to Chinese labels from ``layers/data/labels.toml``.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
 
 __all__ = [
+    "TEXT_DTYPE",
     "INGEST_COLUMNS",
     "REJECTED_COLUMNS",
     "GEOCODE_COLUMNS",
@@ -91,3 +95,19 @@ ENFORCEMENT_COLUMNS: Final = (
     "data_issues",
     "reasons",
 )
+
+
+def _python_str_dtype() -> Any:
+    """pandas' ``str`` dtype with Python-object storage (pointer-copy ``take``).
+
+    With pyarrow installed, plain ``"str"`` is arrow-backed, whose ``take`` copies every
+    string's bytes: 1M rows of long reason texts cost hundreds of MB and ms.
+    """
+    try:
+        return pd.StringDtype("python", na_value=np.nan)
+    except TypeError:  # pandas < 2.3: no na_value, "str" is object-backed anyway
+        return "str"
+
+
+#: dtype of the text columns the engine creates.
+TEXT_DTYPE: Final = _python_str_dtype()
