@@ -68,6 +68,20 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
                         status_code=exc.status_code, headers=exc.headers)
 
 
+def _serve_openapi_30(app: FastAPI) -> None:
+    """Make ``/openapi.json`` a valid OpenAPI 3.0.3 document (OGC API Features Part 1)."""
+    from api.ogc import to_openapi_30
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = to_openapi_30(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -101,6 +115,7 @@ def create_app(
                       ("landing", "collections", "spatial", "exports", "registry")],
     )
     app.openapi_version = "3.0.3"
+    _serve_openapi_30(app)
     app.state.settings = settings
     app.state.store = store
     app.state.run_pipeline = run_pipeline

@@ -175,3 +175,48 @@ def content_disposition(filename: str, *, disposition: str = "attachment") -> st
 def now_iso() -> str:
     """Current UTC time, ISO 8601 with a Z."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_openapi_30(node: Any) -> Any:
+    """Rewrite FastAPI's OpenAPI 3.1 JSON-Schema constructs as OpenAPI 3.0.3.
+
+    OGC API – Features Part 1 asks for OpenAPI 3.0: ``anyOf [X, null]`` becomes ``X`` with
+    ``nullable``, numeric ``exclusiveMinimum``/``Maximum`` become booleans beside
+    ``minimum``/``maximum``, ``const`` an ``enum``, schema ``examples`` an ``example``, and
+    ``contentMediaType`` (uploads) ``format: binary``.
+    """
+    if isinstance(node, list):
+        return [to_openapi_30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: to_openapi_30(value) for key, value in node.items()}
+    variants = out.get("anyOf")
+    if isinstance(variants, list) and {"type": "null"} in variants:
+        rest = [v for v in variants if v != {"type": "null"}]
+        del out["anyOf"]
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            out = {**rest[0], **out}
+        elif len(rest) == 1:
+            out["allOf"] = rest
+        else:
+            out["anyOf"] = rest
+        out["nullable"] = True
+    if isinstance(out.get("type"), list):
+        types = [t for t in out["type"] if t != "null"]
+        out["nullable"] = len(types) < len(out["type"]) or out.get("nullable", False)
+        out["type"] = types[0] if len(types) == 1 else types
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = out.get(bound)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[plain] = value
+            out[bound] = True
+    if "const" in out:
+        out["enum"] = [out.pop("const")]
+    if isinstance(out.get("examples"), list) and "schema" not in out:
+        examples = out.pop("examples")
+        if examples:
+            out["example"] = examples[0]
+    if "contentMediaType" in out:
+        out.pop("contentMediaType")
+        out["format"] = "binary"
+    return out
