@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run every BasinWatch test on a Debian/Ubuntu machine with Python 3.11.
 #   bash scripts/test.sh            # what README and CI run
-# Steps: system packages (PostgreSQL+PostGIS, GDAL tools, Chromium+chromedriver) via apt when
+# Steps: system packages (PostgreSQL+PostGIS, GDAL tools, Chromium+chromedriver, wrk) via apt when
 # missing; a venv with the project and its test extras; a throwaway PostGIS cluster on
 # loopback; pytest (unit, PostGIS, GDAL/OWSLib and browser tests); the notebooks; the
 # benchmark smoke run. Under CI=true every service-bound test must run: a skip is a failure.
@@ -17,6 +17,7 @@ ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need+=(p
 command -v gdalinfo >/dev/null 2>&1 || need+=(gdal-bin)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== apt-get install ${need[*]}"
   $SUDO apt-get update -qq
@@ -42,7 +43,7 @@ if [ -d notebooks ] && ls notebooks/*.ipynb >/dev/null 2>&1; then
   echo "== notebooks"
   .venv/bin/python -m pytest -p no:cacheprovider --nbmake notebooks -o filterwarnings= -q
 fi
-if [ -f benchmarks/run.py ]; then
-  echo "== benchmark smoke run (smallest size, no timing assertions)"
-  .venv/bin/python benchmarks/run.py --smoke --out "$ROOT/.bench-smoke.md"
-fi
+echo "== benchmark smoke runs (smallest sizes, no timing assertions; results to .bench-smoke/)"
+mkdir -p .bench-smoke
+.venv/bin/python benchmarks/run.py --smoke --out .bench-smoke/classify.md
+.venv/bin/python benchmarks/scale.py --smoke --out .bench-smoke/scale.md
