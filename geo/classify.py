@@ -295,6 +295,8 @@ def _build_kind_index(kind: str, frame: gpd.GeoDataFrame) -> _KindIndex:
 
 
 _cache_lock = threading.Lock()
+#: Serialises classify(): shared prepared geometries are not safe for concurrent first use.
+_classify_lock = threading.Lock()
 _index_cache: OrderedDict[tuple[str, bool, str], _KindIndex] = OrderedDict()
 
 
@@ -493,7 +495,24 @@ def classify(
     ------
     CRSMismatchError
         If ``gdf`` or a reference layer has no CRS or is not EPSG:4326.
+
+    Notes
+    -----
+    Thread-safe: GEOS builds a prepared geometry's internal index lazily on first use, so
+    concurrent queries on the shared, cached reference geometries could race (seen as a
+    segfault under Dask's threaded workers). Calls are serialised by a module lock; run
+    processes, not threads, for parallel throughput.
     """
+    with _classify_lock:
+        return _classify(gdf, layers=layers, town_radius_m=town_radius_m)
+
+
+def _classify(
+    gdf: gpd.GeoDataFrame,
+    *,
+    layers: Mapping[str, gpd.GeoDataFrame] | None,
+    town_radius_m: float | None,
+) -> gpd.GeoDataFrame:
     if not isinstance(gdf, gpd.GeoDataFrame):
         raise TypeError("classify() needs a GeoDataFrame with point geometry.")
     _check_crs(gdf, "The enterprise frame")

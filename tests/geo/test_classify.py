@@ -312,3 +312,28 @@ def test_registry_index_not_stale_when_layer_changes(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(registry, "load_group", patched)
     assert classify(pts)["park_id"].iloc[0] == "test_park"
+
+
+def test_concurrent_calls_share_the_cached_indexes_safely() -> None:
+    """Threads (FastAPI's thread pool, Dask's threaded workers) may classify at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from geo.synthetic import sample_points
+    from layers.registry import load_group
+
+    districts = load_group("district")
+    rng = np.random.default_rng(42)
+    x, y = sample_points(districts.geometry.union_all(), 4000, rng)
+    pts = gpd.GeoDataFrame(
+        {
+            "geocode_precision": np.where(rng.random(len(x)) < 0.3, "district", "coordinates"),
+            "geocode_unit_code": "",
+        },
+        geometry=gpd.points_from_xy(x, y),
+        crs="EPSG:4326",
+    )
+    expected = classify(pts)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: classify(pts), range(8)))
+    for got in results:
+        pd.testing.assert_frame_equal(got.drop(columns="geometry"), expected.drop(columns="geometry"))
