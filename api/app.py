@@ -7,9 +7,12 @@ errors) to an OGC-style JSON body ``{"code": ..., "description": ...}`` in one p
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+import anyio
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,10 +20,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.settings import Settings
-from api.store import Store, get_store
+from api.store import FeatureQuery, Store, get_store
 from geo.errors import GeoError
 
-__all__ = ["create_app", "error_body"]
+__all__ = ["create_app", "error_body", "warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,25 @@ def _serve_openapi_30(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def warm_up(store: Store) -> None:
+    """Load the store's list and indexes and the point-lookup indexes before serving.
+
+    Nothing a request needs is then read lazily: a worker is not busy for seconds on its
+    first request (at 1M enterprises the embedded store reads for several seconds). A
+    failure is logged and the app still starts (requests then load lazily).
+    """
+    from geo.pipeline import locate
+
+    try:
+        store.warm()
+        first = store.query(FeatureQuery(limit=1)).features
+        if len(first):
+            pt = first.geometry.iloc[0]
+            locate(float(pt.x), float(pt.y))  # builds the cached cell indexes and catalogs
+    except (GeoError, OSError, ValueError, RuntimeError) as exc:
+        log.warning("warm-up failed, serving anyway: %s", exc)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -105,6 +127,12 @@ def create_app(
     if store is None:
         store = get_store(settings.database_url, data_dir=settings.data_dir)
     store.init()
+    ready = store
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(warm_up, ready)  # the event loop stays responsive
+        yield
     app = FastAPI(
         title=settings.title,
         version="0.1.0",
@@ -113,6 +141,7 @@ def create_app(
                     "spatial queries, exports and registry upload.",
         openapi_tags=[{"name": t} for t in
                       ("landing", "collections", "spatial", "exports", "registry")],
+        lifespan=_lifespan,
     )
     app.openapi_version = "3.0.3"
     _serve_openapi_30(app)

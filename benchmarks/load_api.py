@@ -122,7 +122,9 @@ def _wrk(base: str, paths: list[str], duration: int, connections: int, work: Pat
 def _serve(env: dict[str, str], workers: int, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "uvicorn", "load_api:app_factory", "--factory",
            "--app-dir", str(HERE), "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+           "--workers", str(workers), "--log-level", "warning", "--no-access-log",
+           # the app warms its store in its lifespan (seconds at 1M rows): let workers live
+           "--timeout-worker-healthcheck", "120"]
     return subprocess.Popen(cmd, env={**os.environ, **env}, cwd=HERE.parent)
 
 

@@ -25,6 +25,7 @@ import math
 from typing import Annotated, Any
 
 import numpy as np
+import pandas as pd
 import shapely
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -227,12 +228,20 @@ def map_enterprises(
     [[lat, lon, count, v], ...]}``; ``v`` indexes the verdicts strongest first."""
     del bbox
     q = _query(request, store)
-    frame = store.query(q).features
+    pts = store.points(q)  # fid, lon, lat, verdict only: no GeoDataFrame of whole rows
     verdicts = _verdict_ids()
-    codes = frame["verdict"].map({v: i for i, v in enumerate(verdicts)}).fillna(len(verdicts))
-    codes_arr = codes.to_numpy(dtype=np.int64)
-    geoms = np.asarray(frame.geometry.values)
-    lon, lat = shapely.get_x(geoms), shapely.get_y(geoms)
+    lookup = {v: i for i, v in enumerate(verdicts)}
+    verdict = pts["verdict"]
+    if isinstance(verdict.dtype, pd.CategoricalDtype):  # map the few labels, then take
+        per_label = np.array([lookup.get(str(c), len(verdicts))
+                              for c in verdict.cat.categories] + [len(verdicts)],
+                             dtype=np.int64)
+        codes_arr = per_label[verdict.cat.codes.to_numpy()]
+    else:
+        codes_arr = verdict.map(lookup).fillna(len(verdicts)).to_numpy(dtype=np.int64)
+    lon = pts["lon"].to_numpy(dtype=np.float64)
+    lat = pts["lat"].to_numpy(dtype=np.float64)
+    frame = pts
     total = len(frame)
     if total <= POINT_LIMIT:
         pts = np.column_stack([frame[FID].to_numpy(dtype=np.float64), np.round(lat, 5),
@@ -289,11 +298,11 @@ def map_area(request: Request, store: StoreDep, _: ReadDep) -> JSONResponse:
             for a, b, c, d, e, g, h in zip(f[FID], f["name"], f["uscc"], f["industry"],
                                            f["verdict"], f.geometry.y, f.geometry.x,
                                            strict=True)]
-    whole = q.unpaged()
+    counts = store.counts_many(q.unpaged(), ("verdict", "industry"))
     return JSONResponse({
         "total": res.number_matched,
-        "verdict": store.counts(whole, "verdict"),
-        "industry": store.counts(whole, "industry"),
+        "verdict": counts["verdict"],
+        "industry": counts["industry"],
         "rows": rows,
     })
 

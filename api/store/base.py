@@ -34,6 +34,7 @@ __all__ = [
     "Store",
     "prepare_enterprises",
     "check_columns",
+    "POINT_COLUMNS",
 ]
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 FID = "fid"
 #: Geometry column name in both providers.
 GEOMETRY = "geometry"
+#: Columns of :meth:`Store.points` (the lean path of the web map).
+POINT_COLUMNS: tuple[str, ...] = ("fid", "lon", "lat", "verdict")
 INTEGER_COLUMNS: tuple[str, ...] = ("row",)
 FLOAT_COLUMNS: tuple[str, ...] = ("lon", "lat")
 BOOL_COLUMNS: tuple[str, ...] = ("needs_review",)
@@ -219,6 +222,25 @@ class Store(ABC):
     @abstractmethod
     def extent(self) -> tuple[float, float, float, float] | None:
         """Bounding box of the current list, or None when empty."""
+
+    def counts_many(self, q: FeatureQuery, columns: Sequence[str]) -> dict[str, dict[str, int]]:
+        """:meth:`counts` for several columns at once (providers answer in one pass)."""
+        return {c: self.counts(q, c) for c in columns}
+
+    def points(self, q: FeatureQuery) -> pd.DataFrame:
+        """Only ``fid``, ``lon``, ``lat`` (of the geometry) and ``verdict`` of the matching
+        features, ordered by fid, paging ignored: the lean path of map aggregation."""
+        feats = self.query(q.unpaged()).features
+        geom = feats.geometry
+        return pd.DataFrame({
+            FID: feats[FID].to_numpy(dtype="int64"),
+            "lon": geom.x.to_numpy(dtype="float64") if len(feats) else [],
+            "lat": geom.y.to_numpy(dtype="float64") if len(feats) else [],
+            "verdict": feats["verdict"].astype(str).to_numpy(dtype=object),
+        }, columns=list(POINT_COLUMNS))
+
+    def warm(self) -> None:  # noqa: B027 - optional hook
+        """Read the current list and build indexes now, so no request pays for it."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -16,20 +16,28 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pyogrio
+import shapely
 
 from api.store.base import (
+    BOOL_COLUMNS,
     FID,
     INTEGER_COLUMNS,
+    POINT_COLUMNS,
+    TEXT_COLUMNS,
     FeatureQuery,
     LoadRecord,
     QueryResult,
     Store,
     prepare_enterprises,
 )
-from api.store.frame import mask_frame, query_frame
+from api.store.frame import query_frame, select_positions
 from geo.errors import InvalidQueryError
 from geo.schema import ENFORCEMENT_COLUMNS
 
@@ -42,6 +50,43 @@ _LOADS = "loads"
 _LOAD_COLUMNS = (
     "load_id", "loaded_at", "loaded_by", "source_name", "source_sha256", "accepted", "rejected",
 )
+
+
+#: Memoised counts kept per version (property-only queries repeat: districts, basins).
+_COUNTS_MEMO = 4096
+
+
+@dataclass
+class _Version:
+    """One version of the file in memory, with what queries need precomputed."""
+
+    stamp: tuple[int, int, int] | None
+    gdf: gpd.GeoDataFrame
+    loads: list[LoadRecord]
+    x: np.ndarray
+    y: np.ndarray
+    fid: np.ndarray
+    codes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    memo: dict[tuple[object, ...], dict[str, int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def of(cls, stamp: tuple[int, int, int] | None, gdf: gpd.GeoDataFrame,
+           loads: list[LoadRecord]) -> _Version:
+        geoms = np.asarray(gdf.geometry.values)
+        return cls(stamp, gdf, loads, np.asarray(shapely.get_x(geoms), dtype=np.float64),
+                   np.asarray(shapely.get_y(geoms), dtype=np.float64),
+                   gdf[FID].to_numpy(dtype=np.int64))
+
+    def factorized(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, labels)`` of a text/bool column as the query compares it (``str``)."""
+        hit = self.codes.get(column)
+        if hit is None:
+            codes, labels = pd.factorize(self.gdf[column].astype(str), sort=False)
+            hit = (codes.astype(np.int32), np.asarray(labels, dtype=object))
+            with self.lock:
+                self.codes[column] = hit
+        return hit
 
 
 def _empty() -> gpd.GeoDataFrame:
@@ -63,7 +108,7 @@ class GeoPackageStore(Store):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._cache: tuple[tuple[int, int, int], gpd.GeoDataFrame, list[LoadRecord]] | None = None
+        self._cache: _Version | None = None
 
     def init(self) -> None:
         """Create the data directory."""
@@ -77,13 +122,13 @@ class GeoPackageStore(Store):
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    def _state(self) -> tuple[gpd.GeoDataFrame, list[LoadRecord]]:
+    def _version(self) -> _Version:
         stamp = self._stamp()
         if stamp is None:
-            return _empty(), []
+            return _Version.of(None, _empty(), [])
         with self._lock:
-            if self._cache is not None and self._cache[0] == stamp:
-                return self._cache[1], self._cache[2]
+            if self._cache is not None and self._cache.stamp == stamp:
+                return self._cache
             gdf = pyogrio.read_dataframe(self.path, layer=_ENTERPRISES, fid_as_index=True)
             gdf = gdf.reset_index().rename(columns={"index": FID})
             for col in INTEGER_COLUMNS:
@@ -104,9 +149,21 @@ class GeoPackageStore(Store):
             ]
             loads.sort(key=lambda rec: rec.load_id, reverse=True)
             gdf.sindex  # build the STRtree once per version  # noqa: B018
-            self._cache = (stamp, gdf, loads)
+            self._cache = _Version.of(stamp, gdf, loads)
             log.debug("read %d enterprises from %s", len(gdf), self.path)
-            return gdf, loads
+            return self._cache
+
+    def _state(self) -> tuple[gpd.GeoDataFrame, list[LoadRecord]]:
+        v = self._version()
+        return v.gdf, v.loads
+
+    def warm(self) -> None:
+        """Read the current list, build its STRtree and the count codes now."""
+        v = self._version()
+        for col in ("district_code", "industry", "verdict"):
+            if col in v.gdf.columns:
+                v.factorized(col)
+        log.info("warmed %d enterprises from %s", len(v.gdf), self.path)
 
     def query(self, q: FeatureQuery) -> QueryResult:
         """Features matching ``q``, ordered by fid."""
@@ -120,11 +177,66 @@ class GeoPackageStore(Store):
 
     def counts(self, q: FeatureQuery, column: str) -> dict[str, int]:
         """Matching features per value of ``column``."""
-        gdf, _ = self._state()
-        if column not in gdf.columns:
-            raise InvalidQueryError(f"{column}: unknown property.")
-        vc = gdf.loc[mask_frame(gdf, q.unpaged()), column].value_counts()
-        return {str(k): int(v) for k, v in vc.items()}
+        return self.counts_many(q, [column])[column]
+
+    def counts_many(self, q: FeatureQuery, columns: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Matching features per value of each column, in one selection.
+
+        Queries by properties only (a district, a basin) are answered from per-column codes
+        and remembered for the version; spatial ones select through the STRtree.
+        """
+        v = self._version()
+        gdf = v.gdf
+        for column in columns:
+            if column not in gdf.columns:
+                raise InvalidQueryError(f"{column}: unknown property.")
+        q = q.unpaged()
+        fast = (q.bbox is None and q.within is None and q.near is None and q.cql is None
+                and all(c in TEXT_COLUMNS or c in BOOL_COLUMNS
+                        for c in [*q.properties, *columns]))
+        key = None
+        if fast:
+            key = tuple(sorted((c, tuple(str(a) for a in acc))
+                               for c, acc in q.properties.items()))
+            hits = {c: v.memo.get((key, c)) for c in columns}
+            if all(h is not None for h in hits.values()):
+                return {c: dict(h) for c, h in hits.items() if h is not None}
+            mask = np.ones(len(gdf), dtype=bool)
+            for col, accepted in q.properties.items():
+                codes, labels = v.factorized(col)
+                if col in BOOL_COLUMNS:
+                    want = {str(str(a).lower() in ("true", "1", "yes")) for a in accepted}
+                else:
+                    want = {str(a) for a in accepted}
+                ok = np.array([lab in want for lab in labels] + [False], dtype=bool)
+                mask &= ok[codes]
+            pos = np.flatnonzero(mask)
+        else:
+            pos = select_positions(gdf, q)
+        out: dict[str, dict[str, int]] = {}
+        for column in columns:
+            if fast:
+                codes, labels = v.factorized(column)
+                n = np.bincount(codes[pos], minlength=len(labels))
+                order = np.argsort(-n, kind="stable")
+                out[column] = {str(labels[i]): int(n[i]) for i in order if n[i] > 0}
+                if len(v.memo) < _COUNTS_MEMO:
+                    with v.lock:
+                        v.memo[(key, column)] = dict(out[column])
+            else:
+                vc = gdf[column].iloc[pos].value_counts()
+                out[column] = {str(k): int(val) for k, val in vc.items()}
+        return out
+
+    def points(self, q: FeatureQuery) -> pd.DataFrame:
+        """``fid``, ``lon``, ``lat`` and ``verdict`` of the matching features (categorical
+        verdict), ordered by fid: no GeoDataFrame is built."""
+        v = self._version()
+        pos = select_positions(v.gdf, q.unpaged())
+        codes, labels = v.factorized("verdict")
+        verdict = pd.Categorical.from_codes(codes[pos], categories=pd.Index(labels, dtype=object))
+        return pd.DataFrame({FID: v.fid[pos], "lon": v.x[pos], "lat": v.y[pos],
+                             "verdict": verdict}, columns=list(POINT_COLUMNS))
 
     def loads(self) -> list[LoadRecord]:
         """Load history, newest first."""

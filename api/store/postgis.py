@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from api.store.base import (
     FLOAT_COLUMNS,
     GEOMETRY,
     INTEGER_COLUMNS,
+    POINT_COLUMNS,
     TEXT_COLUMNS,
     FeatureQuery,
     LoadRecord,
@@ -241,6 +242,47 @@ class PostGISStore(Store):
         )
         with self.engine.connect() as conn:
             return {str(k): int(v) for k, v in conn.execute(stmt).all()}
+
+    def counts_many(self, q: FeatureQuery, columns: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Matching features per value of each column, in one ``GROUPING SETS`` query."""
+        names = list(dict.fromkeys(columns))
+        for column in names:
+            if column not in enterprises.c or column == GEOMETRY:
+                raise InvalidQueryError(f"{column}: unknown property.")
+        cols = [enterprises.c[c] for c in names]
+        flags = [func.grouping(c) for c in cols]
+        stmt = (
+            select(*cols, *flags, func.count())
+            .where(*self._where(q.unpaged()))
+            .group_by(func.grouping_sets(*cols))
+        )
+        out: dict[str, dict[str, int]] = {c: {} for c in names}
+        with self.engine.connect() as conn:
+            for row in conn.execute(stmt).all():
+                k = len(names)
+                which = next(i for i in range(k) if row[k + i] == 0)
+                out[names[which]][str(row[which])] = int(row[2 * k])
+        return {c: out[c] for c in columns}
+
+    def points(self, q: FeatureQuery) -> pd.DataFrame:
+        """``fid``, ``lon``, ``lat`` and ``verdict`` of the matching features, ordered by
+        fid: four columns over the wire instead of the whole rows."""
+        t = enterprises
+        stmt = (
+            select(t.c[FID], func.ST_X(t.c[GEOMETRY]), func.ST_Y(t.c[GEOMETRY]), t.c.verdict)
+            .where(*self._where(q.unpaged()))
+            .order_by(t.c[FID])
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        df = pd.DataFrame(rows, columns=list(POINT_COLUMNS))
+        return df.astype({FID: "int64", "lon": "float64", "lat": "float64"})
+
+    def warm(self) -> None:
+        """Open a pooled connection and touch the table, so the first request is not slow."""
+        with self.engine.connect() as conn:
+            conn.execute(select(func.count()).select_from(loads_table)).scalar_one()
+            conn.execute(select(enterprises.c[FID]).limit(1)).all()
 
     def loads(self) -> list[LoadRecord]:
         """Load history, newest first."""
