@@ -191,9 +191,24 @@ def _load_layers(
         else:
             from layers import registry
 
-            frames[kind] = _checked(kind, registry.load_group(kind))
-            indexes[kind] = _kind_index(kind, frames[kind], from_registry=True)
+            frames[kind], indexes[kind] = _registry_layer(kind, registry.shared_group(kind))
     return frames, indexes
+
+
+#: kind -> (the registry's shared frame, its checked copy, its index): skips re-checking
+#: and re-fingerprinting the same cached frame on every call (point look-ups).
+_registry_layers: dict[str, tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, _KindIndex]] = {}
+
+
+def _registry_layer(kind: str, shared: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, _KindIndex]:
+    """Checked frame and index of a registry layer, reused while the registry's frame is."""
+    hit = _registry_layers.get(kind)
+    if hit is not None and hit[0] is shared:
+        return hit[1], hit[2]
+    frame = _checked(kind, shared)
+    index = _kind_index(kind, frame, from_registry=True)
+    _registry_layers[kind] = (shared, frame, index)
+    return frame, index
 
 
 def _overlap_groups(geoms: np.ndarray) -> list[np.ndarray]:

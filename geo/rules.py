@@ -13,6 +13,7 @@ triggers a rule. ``is_empty`` means a known empty string.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -305,9 +306,51 @@ def rules_for_point(
     One dict per industry, in the plan's order: ``industry_id``, ``industry`` (Chinese),
     ``verdict``, ``verdict_label`` (Chinese), ``standards``, ``rule_ids``, ``reasons`` (lists).
     """
-    catalog = catalog or default_rules()
+    when = as_of or date.today()
+    fields = _catalog_fields(catalog or default_rules())
+    key = tuple(sorted((k, _hashable(v)) for k, v in attrs.items() if k in fields))
+    answer = (
+        _default_rules_for_key(key, when) if catalog is None else _rules_for_key(key, catalog, when)
+    )
+    return [{k: list(v) if isinstance(v, list) else v for k, v in item} for item in answer]
+
+
+def _hashable(value: Any) -> Any:
+    """A cache-key form of an attribute value (NaN and None both mean missing)."""
+    return None if _is_missing(value) else value
+
+
+def _condition_fields(cond: Condition) -> set[str]:
+    if isinstance(cond, AnyOf):
+        return set().union(*(_condition_fields(c) for c in cond.any))
+    if isinstance(cond, AllOf):
+        return set().union(*(_condition_fields(c) for c in cond.all))
+    return {cond.field}
+
+
+def _catalog_fields(catalog: RuleCatalog) -> frozenset[str]:
+    """Every column some rule of ``catalog`` reads, besides ``industry_id``."""
+    fields: set[str] = set()
+    for rule in catalog.rules:
+        for cond in rule.when:
+            fields |= _condition_fields(cond)
+    return frozenset(fields - {"industry_id"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _default_rules_for_key(
+    key: tuple[tuple[str, Any], ...], as_of: date
+) -> tuple[tuple[tuple[str, Any], ...], ...]:
+    """:func:`_rules_for_key` with the bundled catalog, memoised (point look-ups repeat)."""
+    return _rules_for_key(key, default_rules(), as_of)
+
+
+def _rules_for_key(
+    key: tuple[tuple[str, Any], ...], catalog: RuleCatalog, as_of: date
+) -> tuple[tuple[tuple[str, Any], ...], ...]:
+    """:func:`rules_for_point` for the attributes the rules read."""
     inds = industries()
-    base = {k: v for k, v in attrs.items() if k != "industry_id"}
+    base = dict(key)
     frame = pd.DataFrame([{**base, "industry_id": i.id} for i in inds])
     res = apply_rules(frame, catalog=catalog, as_of=as_of)
     labels = {v.id: v.label_zh for v in catalog.verdicts}
@@ -315,15 +358,15 @@ def rules_for_point(
     def split(s: str, sep: str) -> list[str]:
         return [x for x in s.split(sep) if x]
 
-    return [
-        {
-            "industry_id": ind.id,
-            "industry": ind.name_zh,
-            "verdict": row.verdict,
-            "verdict_label": labels[row.verdict],
-            "standards": split(row.standards, LIST_SEP),
-            "rule_ids": split(row.rule_ids, LIST_SEP),
-            "reasons": split(row.reasons, REASON_SEP),
-        }
+    return tuple(
+        (
+            ("industry_id", ind.id),
+            ("industry", ind.name_zh),
+            ("verdict", row.verdict),
+            ("verdict_label", labels[row.verdict]),
+            ("standards", split(row.standards, LIST_SEP)),
+            ("rule_ids", split(row.rule_ids, LIST_SEP)),
+            ("reasons", split(row.reasons, REASON_SEP)),
+        )
         for ind, row in zip(inds, res.itertuples(index=False), strict=True)
-    ]
+    )

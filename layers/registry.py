@@ -32,6 +32,7 @@ __all__ = [
     "layer_info",
     "load_layer",
     "load_group",
+    "shared_group",
     "province_bounds",
 ]
 
@@ -184,6 +185,15 @@ def load_group(kind: LayerKind) -> gpd.GeoDataFrame:
     ------
     LayerNotFoundError
         If no layer with a file has that kind.
+    """
+    return shared_group(kind).copy()
+
+
+@cache
+def shared_group(kind: LayerKind) -> gpd.GeoDataFrame:
+    """:func:`load_group` without the copy: one cached frame per kind, for hot paths.
+
+    Callers must not modify it (``geo.classify`` only reads it).
     """
     ids = [i.id for i in list_layers() if i.kind == kind and i.file is not None]
     if not ids:

@@ -18,7 +18,7 @@ from api.store.base import FeatureQuery, QueryResult
 from api.store.cql import frame_mask
 from geo.errors import InvalidQueryError
 
-__all__ = ["query_frame", "mask_frame", "select_positions", "property_mask", "point_features"]
+__all__ = ["query_frame", "mask_frame", "select_positions", "property_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -116,35 +116,3 @@ def query_frame(gdf: gpd.GeoDataFrame, q: FeatureQuery) -> QueryResult:
     return QueryResult(features=gdf.iloc[pos[start:stop]], number_matched=len(pos))
 
 
-def _plain(values: pd.Series) -> list[object]:
-    """Column values as JSON-ready Python scalars, missing values (NaN, NA) as None."""
-    missing = values.isna().to_numpy()
-    out = values.astype(object).tolist() if values.dtype != object else values.tolist()
-    if missing.any():
-        for i in np.flatnonzero(missing):
-            out[i] = None
-    return out
-
-
-def point_features(gdf: gpd.GeoDataFrame, id_column: str) -> list[dict[str, object]] | None:
-    """GeoJSON features of a point frame built column-wise, without a JSON round trip.
-
-    The same features as :func:`api.ogc.features_to_geojson` (``type``, ``id``,
-    ``properties`` with missing values as null, ``geometry``) for frames whose geometries
-    are all non-empty points; ``None`` for any other frame (use the general path then).
-    """
-    geoms = np.asarray(gdf.geometry.values)
-    if len(gdf) == 0 or not np.all(
-        shapely.get_type_id(geoms) == shapely.GeometryType.POINT
-    ) or shapely.is_empty(geoms).any():
-        return None
-    xs = shapely.get_x(geoms).tolist()
-    ys = shapely.get_y(geoms).tolist()
-    names = [c for c in gdf.columns if c != gdf.geometry.name]
-    cols = [_plain(gdf[c]) for c in names]
-    ids = _plain(gdf[id_column])
-    return [
-        {"type": "Feature", "id": fid, "properties": dict(zip(names, row, strict=True)),
-         "geometry": {"type": "Point", "coordinates": [x, y]}}
-        for fid, x, y, row in zip(ids, xs, ys, zip(*cols, strict=True), strict=True)
-    ]

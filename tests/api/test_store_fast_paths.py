@@ -91,15 +91,16 @@ def test_lifespan_warms_the_store(tmp_path, enterprises: gpd.GeoDataFrame) -> No
 
 
 def test_point_features_equal_the_general_geojson(enterprises: gpd.GeoDataFrame) -> None:
-    from api.ogc import features_to_geojson
+    from api.ogc import _features_via_json, features_to_geojson, point_features
     from api.store.base import prepare_enterprises
-    from api.store.frame import point_features
 
     frame = prepare_enterprises(enterprises)
     frame.loc[0, "row"] = None  # a missing integer must become null
     frame.loc[1, "lon"] = float("nan")
-    assert point_features(frame, FID) == features_to_geojson(frame, FID)
+    assert point_features(frame, FID) == _features_via_json(frame, FID)
+    assert features_to_geojson(frame, FID) == _features_via_json(frame, FID)
     assert point_features(frame.iloc[:0], FID) is None
     poly = frame.copy()
     poly.loc[0, "geometry"] = poly.geometry.iloc[0].buffer(0.01)
     assert point_features(poly, FID) is None  # not all points: the general path
+    assert features_to_geojson(poly, FID) == _features_via_json(poly, FID)

@@ -303,14 +303,14 @@ def test_registry_index_not_stale_when_layer_changes(monkeypatch: pytest.MonkeyP
 
     pts = _points([(113.45, 22.4)])
     assert classify(pts)["park_id"].iloc[0] == ""  # no bundled park there
-    real = registry.load_group
+    real = registry.shared_group
 
     def patched(kind: str) -> gpd.GeoDataFrame:
         if kind != "park":
             return real(kind)
         return _gdf({"id": ["test_park"], "accuracy_m": [0.0]}, [box(113.4, 22.3, 113.5, 22.5)])
 
-    monkeypatch.setattr(registry, "load_group", patched)
+    monkeypatch.setattr(registry, "shared_group", patched)
     assert classify(pts)["park_id"].iloc[0] == "test_park"
 
 
