@@ -47,3 +47,4 @@ echo "== benchmark smoke runs (smallest sizes, no timing assertions; results to 
 mkdir -p .bench-smoke
 .venv/bin/python benchmarks/run.py --smoke --out .bench-smoke/classify.md
 .venv/bin/python benchmarks/scale.py --smoke --out .bench-smoke/scale.md
+.venv/bin/python benchmarks/load_api.py --smoke --out .bench-smoke/api-load.md

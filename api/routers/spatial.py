@@ -16,7 +16,7 @@ import shapely
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
-from api.ogc import GEOJSON, features_to_geojson
+from api.ogc import GEOJSON, features_to_geojson, json_response
 from api.routers.deps import ReadDep, SettingsDep, StoreDep
 from api.store import FeatureQuery, Store
 from api.store.base import FID
@@ -56,7 +56,7 @@ def _answer(store: Store, q: FeatureQuery, extra: dict[str, Any]) -> JSONRespons
         "counts": {"industry": counts["industry"], "verdict": counts["verdict"]},
         "features": features_to_geojson(res.features, FID),
     }
-    return JSONResponse(body, media_type=GEOJSON)
+    return json_response(body, media_type=GEOJSON)
 
 
 @router.get("/point", summary="What lies at a point and what applies there")
