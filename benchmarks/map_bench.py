@@ -36,7 +36,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-__all__ = ["make_enterprises", "run", "write_block", "main"]
+from _blocks import write_block  # the script's folder is on sys.path
+
+__all__ = ["make_enterprises", "run", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -204,18 +206,6 @@ def render(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_block(path: Path, block: str) -> None:
-    """Replace the map block of ``path`` (append it when absent)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + block
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -228,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(args.n, args.repeat)
     block = render(res)
     print(block)
-    write_block(args.out, block)
+    write_block(args.out, "map", block.replace(BEGIN, "").replace(END, ""))
     return 0
 
 

@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from _blocks import blocks_of  # the script's folder is on sys.path
+
 __all__ = ["machine", "run", "run_engine", "engine_section", "main"]
 
 log = logging.getLogger("benchmarks.run")
@@ -341,7 +343,10 @@ def main(argv: list[str] | None = None) -> int:
             print("PROBLEM:", msg, file=sys.stderr)
         return 1 if errors else 0
     results = run(sizes, repeat, a.postgis)
-    Path(a.out).write_text(report(results, sizes, repeat, a.postgis), encoding="utf-8")
+    out = Path(a.out)
+    kept = blocks_of(out.read_text(encoding="utf-8")) if out.exists() else []
+    text = report(results, sizes, repeat, a.postgis).rstrip()
+    out.write_text("\n\n".join([text, *kept]) + "\n", encoding="utf-8")
     print(f"wrote {a.out}")
     errors = [f"{k}: {v['error']}" for k, v in results.items() if "error" in v]
     disagree = _check_agreement(results)

@@ -37,25 +37,13 @@ from _measure import enterprises  # noqa: E402
 
 __all__ = ["enforcement_frame", "write_block", "main"]
 
+from _blocks import write_block  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 COMPARED = ("city", "district", "district_code", "basin_id", "region_id", "park_id",
             "verdict", "standards", "rule_ids", "reasons")
 AS_OF = dt.date(2020, 6, 1)
-
-
-def write_block(path: Path, name: str, body: str) -> None:
-    """Replace (or append) the ``<!-- begin:name -->`` ... ``<!-- end:name -->`` block."""
-    begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
 
 
 def enforcement_frame(size: int, seed: int = 2019) -> gpd.GeoDataFrame:

@@ -127,6 +127,9 @@ class PostGISStore(Store):
         self.url = url
         self.schema = schema
         self.engine: Engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        #: (load id, property filter, columns) -> counts: property-only counts (a district's
+        #: industries and verdicts for every point look-up) change only with a new load.
+        self._counts_memo: dict[tuple[Any, ...], dict[str, dict[str, int]]] = {}
 
     def init(self) -> None:
         """Upgrade the schema to the newest alembic revision."""
@@ -258,11 +261,23 @@ class PostGISStore(Store):
         )
         out: dict[str, dict[str, int]] = {c: {} for c in names}
         with self.engine.connect() as conn:
+            key = None
+            if q.bbox is None and q.within is None and q.near is None and q.cql is None:
+                version = conn.execute(select(func.max(loads_table.c.load_id))).scalar()
+                key = (version, tuple(sorted((c, tuple(map(str, a)))
+                                             for c, a in q.properties.items())), tuple(names))
+                hit = self._counts_memo.get(key)
+                if hit is not None:
+                    return {c: dict(hit[c]) for c in columns}
             for row in conn.execute(stmt).all():
                 k = len(names)
                 which = next(i for i in range(k) if row[k + i] == 0)
                 out[names[which]][str(row[which])] = int(row[2 * k])
-        return {c: out[c] for c in columns}
+        if key is not None:
+            if len(self._counts_memo) > 4096:
+                self._counts_memo.clear()
+            self._counts_memo[key] = out
+        return {c: dict(out[c]) for c in columns}
 
     def points(self, q: FeatureQuery) -> pd.DataFrame:
         """``fid``, ``lon``, ``lat`` and ``verdict`` of the matching features, ordered by

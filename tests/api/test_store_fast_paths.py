@@ -104,3 +104,16 @@ def test_point_features_equal_the_general_geojson(enterprises: gpd.GeoDataFrame)
     poly.loc[0, "geometry"] = poly.geometry.iloc[0].buffer(0.01)
     assert point_features(poly, FID) is None  # not all points: the general path
     assert features_to_geojson(poly, FID) == _features_via_json(poly, FID)
+
+
+def test_remembered_counts_follow_a_new_load(store, enterprises: gpd.GeoDataFrame) -> None:  # noqa: ANN001
+    from api.store import FeatureQuery
+
+    q = FeatureQuery(properties={"basin_id": ["lianjiang"]})
+    store.load_enterprises(enterprises, loaded_by="t", source_name="a.csv", source_sha256="a" * 64)
+    first = store.counts_many(q, ("verdict",))
+    assert store.counts_many(q, ("verdict",)) == first  # remembered
+    fewer = enterprises[enterprises["basin_id"] != "lianjiang"]
+    store.load_enterprises(fewer, loaded_by="t", source_name="b.csv", source_sha256="b" * 64)
+    assert sum(first["verdict"].values()) > 0
+    assert store.counts_many(q, ("verdict",))["verdict"] == {}
