@@ -56,16 +56,7 @@ APP_OVERLAYS: Final = ("lianjiang", "maozhou", "shima", "danshui", "guangfo", "p
 _APP_SIMPLIFY: Final = {"city": 0.003, "district": 0.002}
 
 #: Reference layers drawn by default, bottom to top.
-DEFAULT_LAYERS: Final = (
-    "cities",
-    "districts",
-    "lianjiang",
-    "maozhou",
-    "shima",
-    "danshui",
-    "guangfo",
-    "parks",
-)
+DEFAULT_LAYERS: Final = APP_BASE_LAYERS + APP_OVERLAYS
 
 _STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 
