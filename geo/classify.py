@@ -42,7 +42,7 @@ from geo.cellindex import CellIndex
 from geo.errors import CRSMismatchError, ReferenceDataError
 from geo.schema import ISSUE_SEP, TEXT_DTYPE
 
-__all__ = ["classify", "LAYER_KINDS", "REVIEW_REASONS"]
+__all__ = ["classify", "classify_point", "LAYER_KINDS", "REVIEW_REASONS"]
 
 logger = logging.getLogger(__name__)
 
@@ -531,7 +531,6 @@ def _classify(
     if not isinstance(gdf, gpd.GeoDataFrame):
         raise TypeError("classify() needs a GeoDataFrame with point geometry.")
     _check_crs(gdf, "The enterprise frame")
-    ref, indexes = _load_layers(layers)
     n = len(gdf)
     geom = gdf.geometry.to_numpy()
     if n and not np.all(
@@ -541,19 +540,56 @@ def _classify(
     x = np.asarray(shapely.get_x(geom), dtype=float)
     y = np.asarray(shapely.get_y(geom), dtype=float)
 
+    cols = _attribute_columns(gdf, x, y, layers, town_radius_m)
+    out = gdf.copy(deep=False)  # only whole columns are set below: gdf is never modified
+    for name, values in cols.items():
+        out[name] = values
+    logger.debug("classified %d points", n)
+    return out
+
+
+def classify_point(lon: float, lat: float) -> dict[str, Any]:
+    """:func:`classify` of one precise WGS84 point against the bundled layers, as a dict.
+
+    The same answer as ``classify`` on a one-row frame, without building frames (point
+    look-ups on the API's hot path).
+    """
+    x = np.array([lon], dtype=float)
+    y = np.array([lat], dtype=float)
+    with _classify_lock:
+        cols = _attribute_columns(_ONE_ROW, x, y, None, None)
+    return {
+        name: bool(values[0]) if name == "needs_review" else str(values[0])
+        for name, values in cols.items()
+    }
+
+
+#: A one-row frame with no attributes: a precise point with no park claim.
+_ONE_ROW = pd.DataFrame(index=range(1))
+
+
+def _attribute_columns(
+    gdf: pd.DataFrame,
+    x: np.ndarray,
+    y: np.ndarray,
+    layers: Mapping[str, gpd.GeoDataFrame] | None,
+    town_radius_m: float | None,
+) -> dict[str, Any]:
+    """The CLASSIFY_COLUMNS of points ``x``/``y``; ``gdf`` supplies geocode/park columns."""
+    ref, indexes = _load_layers(layers)
+    n = len(x)
     districts = ref["district"]
     d_which, _ = indexes["district"].polygons.assign(x, y)
-    out = gdf.copy(deep=False)  # only whole columns are set below: gdf is never modified
-    out["city"] = _take_str(districts["city_zh"].tolist(), d_which)
-    out["district"] = _take_str(districts["name_zh"].tolist(), d_which)
-    out["district_code"] = _take_str(districts["code"].tolist(), d_which)
-
+    cols: dict[str, Any] = {
+        "city": _take_str(districts["city_zh"].tolist(), d_which),
+        "district": _take_str(districts["name_zh"].tolist(), d_which),
+        "district_code": _take_str(districts["code"].tolist(), d_which),
+    }
     flags: dict[str, np.ndarray] = {}
     polys = {k: ref[k] for k in ("basin", "region", "park")}
     for kind, col in (("basin", "basin_id"), ("region", "region_id"), ("park", "park_id")):
-        frame = polys[kind]
         which, multi = indexes[kind].polygons.assign(x, y)
-        out[col] = _take_str(frame["id"].tolist(), which)
+        cols[col] = _take_str(polys[kind]["id"].tolist(), which)
         flags[f"multiple_{kind}s"] = multi
         flags[f"near_{kind}_boundary"] = indexes[kind].bands.covers_any(x, y)
         if kind == "park":
@@ -572,7 +608,6 @@ def _classify(
         ISSUE_SEP.join(c for i, c in enumerate(REVIEW_REASONS) if (int(u) >> i) & 1)
         for u in uniq
     ]
-    out["needs_review"] = bits > 0
-    out["review_reasons"] = pd.array(texts or [""], dtype=_STR).take(np.asarray(combo))
-    logger.debug("classified %d points", n)
-    return out
+    cols["needs_review"] = bits > 0
+    cols["review_reasons"] = pd.array(texts or [""], dtype=_STR).take(np.asarray(combo))
+    return cols

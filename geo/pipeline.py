@@ -21,7 +21,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from geo.classify import classify
+from geo.classify import classify, classify_point
 from geo.crs import normalise_crs_name, to_wgs84
 from geo.errors import InvalidQueryError
 from geo.geocoding import BaseGeocoder, geocode
@@ -228,12 +228,7 @@ def locate(
         raise InvalidQueryError(f"lon/lat must be finite numbers, got ({lon}, {lat}).")
     crs_name = normalise_crs_name(crs)
     wlon, wlat = to_wgs84(np.array([lon], dtype=float), np.array([lat], dtype=float), crs_name)
-    point = gpd.GeoDataFrame(
-        {"lon": wlon, "lat": wlat, "geocode_precision": ["coordinates"]},
-        geometry=gpd.points_from_xy(wlon, wlat),
-        crs="EPSG:4326",
-    )
-    attrs = classify(point).iloc[0].drop(labels="geometry").to_dict()
+    attrs = classify_point(float(wlon[0]), float(wlat[0]))
     if not attrs.get("district"):
         raise InvalidQueryError(
             f"Point ({lon}, {lat}) in {crs_name} lies in no Guangdong district; "
@@ -242,8 +237,7 @@ def locate(
     location = {
         "lon": round(float(wlon[0]), 7),
         "lat": round(float(wlat[0]), 7),
-        **{k: str(attrs.get(k, "")) for k in CLASSIFY_COLUMNS if k != "needs_review"},
-        "needs_review": bool(attrs.get("needs_review", False)),
+        **{k: attrs[k] for k in CLASSIFY_COLUMNS},
     }
     return {
         "input": {"lon": lon, "lat": lat, "crs": crs_name},

@@ -337,3 +337,15 @@ def test_concurrent_calls_share_the_cached_indexes_safely() -> None:
         results = list(pool.map(lambda _: classify(pts), range(8)))
     for got in results:
         pd.testing.assert_frame_equal(got.drop(columns="geometry"), expected.drop(columns="geometry"))
+
+
+def test_classify_point_equals_classify_on_one_row() -> None:
+    from geo.classify import classify_point
+    from geo.synthetic import sample_points
+    from layers.registry import load_group
+
+    basins = load_group("basin").geometry.union_all()
+    x, y = sample_points(basins.buffer(0.05), 60, np.random.default_rng(3))  # incl. edges
+    for lon, lat in zip(x.tolist(), y.tolist(), strict=True):
+        row = classify(_points([(lon, lat)])).iloc[0]
+        assert classify_point(lon, lat) == {c: row[c] for c in CLASSIFY_COLUMNS}
