@@ -97,7 +97,7 @@ def _sjoin(gdf: gpd.GeoDataFrame, x: np.ndarray, y: np.ndarray, repeat: int) -> 
     for _ in range(repeat):
         t, pts = _timed(lambda: gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, y), crs=4326))
         ph["points"].append(t)
-        t, res = _timed(lambda: gpd.sjoin(pts, layer, predicate="within"))
+        t, res = _timed(lambda p=pts: gpd.sjoin(p, layer, predicate="within"))
         ph["query"].append(t)
         matched = len(res)
         del pts, res

@@ -46,7 +46,7 @@ def _predicates(conds: list[Condition]) -> list[Predicate]:
 
 def _satisfy(preds: list[Predicate]) -> Any:
     """A value satisfying all predicates on one field."""
-    lo, hi, low_open, high_open = -1e12, 1e12, False, False
+    lo, hi = -1e12, 1e12
     numeric = False
     for p in preds:
         if p.op == "eq":
@@ -62,9 +62,9 @@ def _satisfy(preds: list[Predicate]) -> Any:
         numeric = True
         v = float(p.value)  # type: ignore[arg-type]
         if p.op in ("gt", "ge") and v >= lo:
-            lo, low_open = v, p.op == "gt"
+            lo = v
         if p.op in ("lt", "le") and v <= hi:
-            hi, high_open = v, p.op == "lt"
+            hi = v
     assert numeric
     return (lo + hi) / 2 if hi < 1e12 else lo + 1
 
