@@ -37,6 +37,9 @@ if [ "${CI:-}" = "true" ]; then
   export BASINWATCH_REQUIRE_POSTGIS=1 BASINWATCH_REQUIRE_GDAL=1 BASINWATCH_REQUIRE_BROWSER=1
 fi
 
+echo "== ruff (pyflakes rules: undefined and unused names)"
+.venv/bin/ruff check --select F --output-format concise geo layers api benchmarks tests
+
 echo "== pytest"
 .venv/bin/python -m pytest -p no:cacheprovider
 if [ -d notebooks ] && ls notebooks/*.ipynb >/dev/null 2>&1; then
