@@ -2,7 +2,7 @@
 # Start a throwaway PostgreSQL + PostGIS cluster on loopback for the contract tests.
 #
 # Usage: scripts/start_postgis.sh [--install] [--stop]
-#   --install  apt-get install postgresql + postgis first (Debian 12: postgresql-15-postgis-3)
+#   --install  apt-get install postgresql and postgresql-<major>-postgis-3 first
 #   --stop     stop the cluster started by this script and remove its data directory
 # Environment: PGPORT (default 54329), PGDATA_DIR (default /tmp/basinwatch-pgdata),
 #              PGDB (default basinwatch_test).
@@ -17,11 +17,13 @@ LOG="${DATA}.log"
 if [[ "${1:-}" == "--install" ]]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q postgresql postgis
+    apt-get install -y -q --no-install-recommends postgresql
+    MAJOR="$(basename "$(dirname "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)")")"
+    apt-get install -y -q --no-install-recommends "postgresql-${MAJOR}-postgis-3"
     shift
 fi
 
-BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+BIN="${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}"
 if [[ -z "$BIN" || ! -x "$BIN/initdb" ]]; then
     echo "PostgreSQL server binaries not found; run $0 --install" >&2
     exit 1
@@ -58,6 +60,11 @@ PSQL="$BIN/psql -h 127.0.0.1 -p $PORT -U postgres -v ON_ERROR_STOP=1 -q"
 if ! $PSQL -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$DB'" | grep -q 1; then
     $PSQL -d postgres -c "CREATE DATABASE $DB"
 fi
-$PSQL -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS postgis"
+if ! $PSQL -d "$DB" -c "CREATE EXTENSION IF NOT EXISTS postgis"; then
+    MAJOR="$(basename "$(dirname "$BIN")")"
+    echo "start_postgis.sh: the PostGIS extension cannot be created in PostgreSQL ${MAJOR};" \
+         "install it: apt-get install postgresql-${MAJOR}-postgis-3" >&2
+    exit 1
+fi
 
 echo "export BASINWATCH_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:${PORT}/${DB}"
