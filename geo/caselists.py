@@ -222,7 +222,8 @@ def build_lists(state: pd.DataFrame, judged: pd.DataFrame, as_of: date) -> dict[
 
 def overdue_by_department(state: pd.DataFrame) -> pd.DataFrame:
     """Open cases past their deadline, counted per responsible department."""
-    late = _live(state)[state["overdue"]]
+    live = _live(state)
+    late = live[live["overdue"].astype(bool)]
     depts = _departments(late["departments"])
     rows = late.assign(department=depts).explode("department")
     rows = rows[rows["department"].fillna("").ne("")]

@@ -61,6 +61,8 @@ __all__ = [
     "events_frame",
     "apply_changes",
     "read_case_changes",
+    "latest_events",
+    "exit_dates",
 ]
 
 logger = logging.getLogger(__name__)
@@ -488,8 +490,8 @@ def plan_change(case: Mapping[str, Any], change: CaseChange, *, today: date | No
     ------
     CaseError
         Naming the field and what was expected: unknown status or step not allowed from the
-        current status (cases.toml ``next``); a date before the case's last status change or
-        after today; rectification without a deadline, or beyond the plan's months
+        current status (cases.toml ``next``); a workflow change (status, deadline,
+        extension, equipment) dated before the last status change, or any change after today; rectification without a deadline, or beyond the plan's months
         (二(一)2); a second or too long extension; shutting down equipment without 拆除/封存
         (二(五)1); closing before the deadline has passed without re-inspection.
     """
@@ -504,7 +506,9 @@ def plan_change(case: Mapping[str, Any], change: CaseChange, *, today: date | No
         raise CaseError(f"case {cid}: date {on} is in the future (today is {today}).")
     if opened and on < opened:
         raise CaseError(f"case {cid}: date {on} is before the case was opened on {opened}.")
-    if status_date and on < status_date:
+    workflow = (change.status is not None or change.deadline is not None
+                or change.extension_deadline is not None or bool(change.equipment_action))
+    if workflow and status_date and on < status_date:
         raise CaseError(
             f"case {cid}: date {on} is before the case's last status change on {status_date}; "
             "history is appended in date order, record a correction as a new change."
@@ -605,8 +609,13 @@ def plan_change(case: Mapping[str, Any], change: CaseChange, *, today: date | No
         if not change.capacity > 0:
             raise CaseError(f"case {cid}: capacity must be positive, got {change.capacity}.")
         put("capacity", _fmt_float(change.capacity))
-    if change.capacity_unit:
-        put("capacity_unit", change.capacity_unit)
+    unit = change.capacity_unit
+    if change.capacity is not None and not unit and not case.get("capacity_unit"):
+        meta = rule_metadata()["capacity_unit"]
+        ids = str(case.get("rule_ids") or "").split(LIST_SEP)
+        unit = next((meta[i] for i in ids if i in meta.index and meta[i]), None)
+    if unit:
+        put("capacity_unit", unit)
     if change.documents:
         docs = _documents(case.get("documents"))
         added = [d.strip() for d in change.documents if d.strip() and d.strip() not in docs]
@@ -670,13 +679,15 @@ def states(latest: pd.DataFrame, cases: pd.DataFrame, *, as_of: date | None = No
     out["status_date"] = pd.to_datetime(sd.reindex(out.index)).dt.date
     for c in _FLOAT:
         out[c] = pd.to_numeric(out[c], errors="coerce")
+    ts = {c: pd.to_datetime(out[c].where(out[c].ne(""), None), errors="coerce")
+          for c in _DATE}
     for c in _DATE:
-        out[c] = pd.to_datetime(out[c].replace("", None), errors="coerce").dt.date
+        out[c] = ts[c].dt.date
     out["opened_on"] = pd.to_datetime(out["opened_on"]).dt.date
-    ext = out["extension_deadline"]
-    out["due"] = ext.where(ext.notna(), out["deadline"])
+    ext = ts["extension_deadline"]
+    due_ts = ext.where(ext.notna(), ts["deadline"])
+    out["due"] = due_ts.dt.date
     open_ids = [s.id for s in spec.statuses.values() if s.open]
-    due_ts = pd.to_datetime(out["due"])
     is_open = out["status"].isin(open_ids)
     out["overdue"] = is_open & due_ts.notna() & (due_ts < pd.Timestamp(when))
     out["days_overdue"] = ((pd.Timestamp(when) - due_ts).dt.days.where(out["overdue"])
@@ -892,3 +903,33 @@ def read_case_changes(
         for r in ok
     ]  # one object per accepted row: the changes are applied one by one anyway
     return changes, list(ok), rejected
+
+
+def latest_events(events: pd.DataFrame, as_of: date | None = None) -> pd.DataFrame:
+    """Per case and field the latest event effective on or before ``as_of`` (in memory).
+
+    The frame counterpart of the stores' state query, for notebooks and scripts that keep
+    events in memory: ``events`` needs ``case_id, field, after, effective_date`` and an order
+    (``event_id`` when present, else row order) that breaks ties of the same date.
+    """
+    ev = events.copy()
+    if "event_id" not in ev:
+        ev["event_id"] = np.arange(len(ev))
+    eff = pd.to_datetime(ev["effective_date"])
+    if as_of is not None:
+        ev = ev[eff <= pd.Timestamp(as_of)]
+    ev = ev.assign(_eff=pd.to_datetime(ev["effective_date"])).sort_values(
+        ["case_id", "field", "_eff", "event_id"])
+    last = ev.drop_duplicates(["case_id", "field"], keep="last")
+    return last[["case_id", "field", "after", "effective_date"]].reset_index(drop=True)
+
+
+def exit_dates(events: pd.DataFrame, as_of: date | None = None) -> pd.DataFrame:
+    """``case_id, exited_on``: first exit status (cases.toml) on or before ``as_of``."""
+    exits = [s.id for s in case_spec().statuses.values() if s.exit]
+    ev = events[events["field"].eq("status") & events["after"].isin(exits)]
+    eff = pd.to_datetime(ev["effective_date"])
+    if as_of is not None:
+        ev = ev[eff <= pd.Timestamp(as_of)]
+    out = ev.groupby("case_id")["effective_date"].min().rename("exited_on").reset_index()
+    return out

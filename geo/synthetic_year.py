@@ -285,4 +285,5 @@ def synthetic_case_changes(state: pd.DataFrame, *, seed: int = 2019, year: int =
     out["备注"] = SYNTHETIC_NOTE
     cols = ["案件编号", "日期", "状态", "整改期限", "延期至", "设备处置", "产能", "产能单位",
             "文书", "备注"]
-    return out.reindex(columns=cols).fillna("").reset_index(drop=True)
+    out = out.reindex(columns=cols).astype(object)
+    return out.where(out.notna(), "").reset_index(drop=True)
