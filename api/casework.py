@@ -145,9 +145,19 @@ def current_states(store: Store) -> pd.DataFrame:
 
 def judged_monitoring(store: Store, *, start: date | None = None,
                       end: date | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stored monitoring samples judged against the limits: ``(judged, unmatched)``."""
+    """Stored monitoring samples judged against the limits: ``(judged, unmatched)``.
+
+    Samples are matched to the current enterprise list and, for enterprises a later load
+    no longer has, to their case's last known snapshot (industry, basin, place), so a
+    removed enterprise's past exceedances still count on the lists of their dates.
+    """
     samples = case_store_for(store).samples(start=start, end=end)
-    enterprises = store.query(FeatureQuery()).features
+    enterprises = pd.DataFrame(store.query(FeatureQuery()).features.drop(columns="geometry"))
+    known = current_states(store)
+    gone = known[known["present"].eq("0") & ~known["uscc"].isin(enterprises["uscc"])]
+    enterprises = pd.concat([enterprises, gone[[c for c in gone.columns
+                                                if c in enterprises.columns]]],
+                            ignore_index=True)
     matched, unmatched = attach_enterprises(samples, enterprises)
     return judge(matched), unmatched
 

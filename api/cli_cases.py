@@ -185,7 +185,7 @@ def cases_import(
             source=f"import:{changes.name}", rows=rows, dry_run=dry_run)
         rejected = pd.concat([bad, refused], ignore_index=True).sort_values("row")
         console.print(f"{len(rows) - len(refused)} rows applied ({len(events)} field changes)"
-                      f"{' [dry run]' if dry_run else ''}; {len(rejected)} rows refused")
+                      f"{' (dry run, nothing written)' if dry_run else ''}; {len(rejected)} rows refused")
         if len(rejected):
             Console().print(_table("refused rows", rejected, ["row", "case_id", "message"]))
     except GeoError as exc:
@@ -204,7 +204,7 @@ def monitoring_load(
 
     import pandas as pd
 
-    from api.casework import case_store_for
+    from api.store.casestore import case_store_for
     from api.store import FeatureQuery
     from geo.monitoring import attach_enterprises, read_monitoring
 

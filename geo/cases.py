@@ -452,7 +452,7 @@ def _add_months(d: date, months: int) -> date:
 
 
 def _as_date(text: object) -> date | None:
-    if text is None or (isinstance(text, float) and math.isnan(text)) or text == "":
+    if text is None or text == "" or (not isinstance(text, str) and pd.isna(text)):
         return None
     if isinstance(text, date):
         return text

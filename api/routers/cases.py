@@ -122,9 +122,14 @@ def _with_exceedances(store: Any, state: pd.DataFrame, as_of: date) -> pd.DataFr
     crit = ser.set_index("uscc")["criteria_zh"] if len(ser) else pd.Series(dtype=object)
     out = state.copy()
     out["exceedances"] = state["uscc"].map(n).fillna(0).astype(int)
-    out["exceeded_pollutants"] = state["uscc"].map(text).fillna("")
-    out["serious"] = state["uscc"].map(crit).fillna("")
+    out["exceeded_pollutants"] = _text(state["uscc"].map(text))
+    out["serious"] = _text(state["uscc"].map(crit))
     return out
+
+
+def _text(s: pd.Series) -> pd.Series:
+    s = s.astype(object)
+    return s.where(s.notna(), "")
 
 
 @router.get("/cases", summary="Case states on a date (JSON or GeoJSON)")

@@ -23,7 +23,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import JSONResponse
 
 from api import casework
-from api.routers.cases import records
+from api.routers.cases import _text, records
 from api.routers.deps import AuthError, ForbiddenError, ReadDep, SettingsDep, StoreDep
 from api.settings import Role
 from api.store import FeatureQuery
@@ -169,10 +169,10 @@ def monitoring_map(store: StoreDep, _: ReadDep, as_of: date | None = None,
                     max_multiple=("multiple", "max")).reset_index()
         exc = exceedance_list(judged, as_of=when)
         ser = serious_list(judged, as_of=when)
-        per["pollutants"] = per["uscc"].map(exc.set_index("uscc")["pollutants"]
-                                            if len(exc) else {}).fillna("")
-        per["serious"] = per["uscc"].map(ser.set_index("uscc")["criteria_zh"]
-                                         if len(ser) else {}).fillna("")
+        per["pollutants"] = _text(per["uscc"].map(exc.set_index("uscc")["pollutants"]
+                                                  if len(exc) else {}))
+        per["serious"] = _text(per["uscc"].map(ser.set_index("uscc")["criteria_zh"]
+                                               if len(ser) else {}))
         for p in records(per):
             lon, lat = p.pop("lon"), p.pop("lat")
             feats.append({"type": "Feature", "geometry": {"type": "Point",
