@@ -138,6 +138,8 @@ def test_a_year_from_verdicts_to_closed_cases(make_client, store) -> None:
                         "recorded_by": verdict[0]["recorded_by"]}]
     ids2 = _case_ids(client)
     assert ids2["潮南甲印染有限公司"] == a  # the case continued (same credit code)
+    gone = client.get(f"/cases/{b}", params={"as_of": "2019-09-01"}).json()["state"]
+    assert gone["present"] == "0" and gone["status"] == "identified"  # kept, marked absent
 
     # -- history: who, when, before, after -------------------------------------------------
     hist = client.get(f"/cases/{a}").json()["history"]
