@@ -726,7 +726,8 @@ def summary(state: pd.DataFrame, *, by: str = "basin_id") -> pd.DataFrame:
     cap = df[df["exited"] & df["capacity"].notna()]
     if len(cap):
         per = cap.groupby([by, "capacity_unit"])["capacity"].sum().reset_index()
-        per["t"] = per["capacity"].map(lambda v: f"{v:g}") + " " + per["capacity_unit"]
+        per["t"] = per["capacity"].map(lambda v: f"{v:.0f}" if v >= 1000 else f"{v:g}") + \
+            " " + per["capacity_unit"]
         out["capacity_exited"] = per.groupby(by)["t"].agg("；".join)
     else:
         out["capacity_exited"] = ""
