@@ -38,6 +38,7 @@ __all__ = [
     "list_tables",
     "all_lists",
     "report",
+    "load_demo_year",
 ]
 
 log = logging.getLogger(__name__)
@@ -179,3 +180,50 @@ def report(store: Store, as_of: date) -> dict[str, pd.DataFrame]:
     judged, _ = judged_monitoring(store, end=as_of)
     return calendar_report(as_of, submissions=case_store_for(store).submissions(),
                            state=case_states(store, as_of), judged=judged)
+
+
+def load_demo_year(store: Store, *, registry: Any = None, seed: int = 2019,
+                   recorded_by: str = "demo") -> dict[str, int]:
+    """Fill a store with the SYNTHETIC enforcement year of :mod:`geo.synthetic_year`.
+
+    The registry (default: the bundled sample) with synthetic equipment sizes is loaded as
+    of 2019-04-01 and opens the cases; a year of status changes is recorded through the same
+    validation as an import; a year of synthetic monitoring is stored. For demos of the map's
+    time control and of ``basinwatch report``.
+    """
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from geo.cases import read_case_changes
+    from geo.monitoring import read_monitoring
+    from geo.pipeline import run_pipeline
+    from geo.synthetic_year import (
+        synthetic_case_changes,
+        synthetic_equipment,
+        synthetic_monitoring,
+        write_monitoring,
+    )
+
+    start = date(2019, 4, 1)
+    ents = synthetic_equipment(run_pipeline(registry, as_of=start).enterprises, seed=seed)
+    rec = store.load_enterprises(ents, loaded_by=recorded_by, source_name="synthetic year",
+                                 source_sha256=hashlib.sha256(str(seed).encode()).hexdigest())
+    sync_cases(store, as_of=start, recorded_by=recorded_by)
+    sheet = synthetic_case_changes(case_states(store, start), seed=seed)
+    with tempfile.TemporaryDirectory(prefix="bw-demo-") as tmp:
+        xlsx = Path(tmp) / "changes.xlsx"
+        sheet.to_excel(xlsx, index=False)
+        changes, rows, _ = read_case_changes(xlsx, current=current_states(store))
+        events, refused = record_changes(store, changes, recorded_by=recorded_by,
+                                         source="import:synthetic year", rows=rows)
+        csv = write_monitoring(synthetic_monitoring(ents, seed=seed), Path(tmp) / "m.csv")
+        mon = read_monitoring(csv)
+    matched, unmatched = attach_enterprises(mon.accepted, ents)
+    keep = mon.accepted[mon.accepted["row"].isin(matched["row"])]
+    case_store_for(store).add_samples(keep, loaded_by=recorded_by, source_name="synthetic",
+                                      source_sha256="0" * 64,
+                                      rejected=len(mon.rejected) + len(unmatched))
+    return {"load_id": rec.load_id, "cases": len(case_store_for(store).cases()),
+            "changes": len(changes) - len(refused), "events": len(events),
+            "samples": len(keep)}

@@ -7,6 +7,7 @@ module owns its commands without editing the others::
     basinwatch cases sync [--as-of DATE]                  apply the newest load to the cases
     basinwatch cases show [--as-of DATE] [--basin ID]     case states on a date
     basinwatch cases import CHANGES.xlsx [--dry-run]      status changes from a spreadsheet
+    basinwatch cases demo-year                            a SYNTHETIC 2019 for demos
     basinwatch monitoring load DATA.csv                   store monitoring data
     basinwatch monitoring sample --out DATA.csv           seeded synthetic monitoring year
 """
@@ -159,6 +160,23 @@ def cases_show(
         Console().print(_table(f"{len(s)} cases on {when}", s.head(limit).astype(str),
                                ["case_id", "name", "basin_id", "verdict", "status_label",
                                 "due", "overdue"]))
+    finally:
+        store.close()
+
+
+@cases_app.command("demo-year")
+def cases_demo_year(
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 2019,
+    database_url: DbOption = None,
+) -> None:
+    """Fill the store with a SYNTHETIC 2019 (sample registry, status changes, monitoring)."""
+    from api.casework import load_demo_year
+
+    store = _store(database_url)
+    try:
+        console.print(f"synthetic year loaded: {load_demo_year(store, seed=seed)}")
+    except GeoError as exc:
+        _fail(exc)
     finally:
         store.close()
 

@@ -289,6 +289,7 @@ class CaseSpec(BaseModel):
     max_distance_m: float
     shutdown_due_from_effective: bool = True
     import_columns: dict[str, dict[str, Any]] = {}
+    ui: dict[str, str] = {}
 
     def status(self, status_id: str) -> Status:
         """The status with that id (KeyError if unknown)."""
@@ -317,6 +318,7 @@ def case_spec() -> CaseSpec:
             shutdown_due_from_effective=bool(
                 raw.get("deadlines", {}).get("shutdown_due_from_effective", True)),
             import_columns=raw.get("import", {}).get("columns", {}),
+            ui={str(k): str(v) for k, v in raw.get("ui", {}).items()},
         )
     except (KeyError, TypeError, ValidationError) as exc:
         raise _fail("cases.toml", exc) from exc

@@ -173,6 +173,28 @@ def list_cases(
                          "number_returned": len(page), "cases": records(page)})
 
 
+@router.get("/cases/meta", summary="Statuses, colours, zones and texts of the case map layer")
+def case_meta(_: ReadDep) -> JSONResponse:
+    """What the map's case panel needs: statuses (id, label, colour), zones, dimensions, UI
+    text, and the date range of the plan's year with a default date."""
+    from geo.export import _labels
+    from layers.catalog import verdict_labels
+
+    spec = case_spec()
+    year = calendar_spec().year
+    start, end = date(year, 1, 1), date(year + 1, 1, 31)
+    return JSONResponse({
+        "statuses": [{"id": s.id, "label": s.label_zh, "colour": s.colour}
+                     for s in spec.statuses.values()],
+        "zones": [{"id": k, "label": v} for k, v in _labels()["zones"].items()
+                  if k != "guangfo"],
+        "dimensions": [{"id": d.id, "label": d.label_zh} for d in spec.dimensions.values()],
+        "verdicts": verdict_labels("zh"),
+        "ui": spec.ui, "start": start.isoformat(), "end": end.isoformat(),
+        "default": min(date.today(), end).isoformat(),
+    })
+
+
 @router.get("/cases/summary", summary="Case counts per basin, city, industry or dimension")
 def case_summary(
     store: StoreDep,
