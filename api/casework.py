@@ -24,7 +24,14 @@ from sqlalchemy.exc import IntegrityError
 from api.store import FeatureQuery, Store
 from api.store.casestore import CaseStore, case_store_for
 from geo.caselists import ListTables, build_list, build_lists, calendar_report
-from geo.cases import CaseChange, CaseNotFoundError, apply_changes, states, sync_events
+from geo.cases import (
+    SNAPSHOT_FIELDS,
+    CaseChange,
+    CaseNotFoundError,
+    apply_changes,
+    states,
+    sync_events,
+)
 from geo.monitoring import attach_enterprises, judge
 
 __all__ = [
@@ -152,10 +159,18 @@ def judged_monitoring(store: Store, *, start: date | None = None,
     no longer has, to their case's last known snapshot (industry, basin, place), so a
     removed enterprise's past exceedances still count on the lists of their dates.
     """
-    samples = case_store_for(store).samples(start=start, end=end)
+    cs = case_store_for(store)
+    samples = cs.samples(start=start, end=end)
     enterprises = pd.DataFrame(store.query(FeatureQuery()).features.drop(columns="geometry"))
-    known = current_states(store)
+    sync_cases(store)
+    latest = cs.latest(None)
+    known = latest.pivot(index="case_id", columns="field", values="after") if len(
+        latest) else pd.DataFrame(columns=["present", "uscc"])
+    known = known.reindex(columns=list(SNAPSHOT_FIELDS)).astype(object)
+    known = known.where(known.notna(), "")
     gone = known[known["present"].eq("0") & ~known["uscc"].isin(enterprises["uscc"])]
+    gone = gone.assign(lon=pd.to_numeric(gone["lon"], errors="coerce"),
+                       lat=pd.to_numeric(gone["lat"], errors="coerce"))
     enterprises = pd.concat([enterprises, gone[[c for c in gone.columns
                                                 if c in enterprises.columns]]],
                             ignore_index=True)
