@@ -159,7 +159,9 @@ def _rule_metadata_cached(catalog: RuleCatalog, spec: CaseSpec) -> pd.DataFrame:
         topic = next((t for t, body in spec.topics.items()
                       if any(rule.id.startswith(p) for p in body.get("rule_prefixes", []))), "")
         deadline = rule.deadline
-        if deadline is None and rule.verdict == "shutdown" and spec.shutdown_due_from_effective:
+        immediate = bool(getattr(rule, "immediate", False))
+        if deadline is None and (immediate or (
+                rule.verdict == "shutdown" and spec.shutdown_due_from_effective)):
             deadline = rule.effective
         cap = spec.capacity.get(rule.id, {})
         rows.append({
@@ -236,6 +238,9 @@ def case_attributes(enterprises: pd.DataFrame, *,
         else:
             out[col] = enterprises[col].fillna("").astype(str) if col in enterprises else ""
     out["deadline"] = picked["deadline"].fillna("").astype(str)
+    if "deadline" in enterprises:  # a per-row deadline from the rules engine wins
+        row_deadline = enterprises["deadline"].fillna("").astype(str).str.slice(0, 10)
+        out["deadline"] = row_deadline.where(row_deadline.ne(""), out["deadline"])
     cap_field = picked["capacity_field"].fillna("").astype(str)
     cap = pd.Series(np.nan, index=enterprises.index)
     unit = pd.Series("", index=enterprises.index, dtype=object)
@@ -814,7 +819,7 @@ def read_case_changes(
         unknown case, unknown status or equipment label, bad date or number.
     """
     from geo.errors import MissingColumnError
-    from geo.ingest import header_lookup, map_headers, parse_numbers, read_table
+    from geo.tables import header_lookup, map_headers, parse_numbers, read_table
 
     spec = case_spec()
     cols = spec.import_columns

@@ -47,10 +47,6 @@ __all__ = [
     "match_industry",
     "numeric_columns",
     "province_bounds",
-    "read_table",
-    "header_lookup",
-    "map_headers",
-    "parse_numbers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -264,30 +260,7 @@ def _read_table(data: bytes, name: str) -> pd.DataFrame:
 
 
 def _map_headers(frame: pd.DataFrame) -> dict[str, str]:
-    return map_headers(frame, _header_lookup())
-
-
-def header_lookup(columns: dict[str, Any]) -> dict[str, str]:
-    """Normalised header spelling -> canonical column, from ``{canonical: {aliases}}``.
-
-    The same matching as for registries (case, whitespace, full-width forms and a trailing
-    bracketed unit ignored), for other inputs read with :func:`read_table`.
-    """
-    lookup: dict[str, str] = {}
-    for canonical, item in columns.items():
-        for alias in [canonical, *item.get("aliases", [])]:
-            lookup.setdefault(_norm_header(alias), canonical)
-    return lookup
-
-
-def map_headers(frame: pd.DataFrame, lookup: dict[str, str]) -> dict[str, str]:
-    """Source header -> canonical column for the headers ``lookup`` knows.
-
-    Raises
-    ------
-    RegistryFormatError
-        If two headers mean the same column.
-    """
+    lookup = _header_lookup()
     mapping: dict[str, str] = {}
     seen: dict[str, str] = {}
     for raw in frame.columns:
@@ -322,40 +295,6 @@ def _parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     number = pd.to_numeric(cleaned.where(cleaned.ne(""), np.nan), errors="coerce")
     number = number.astype("float64")
     return number, text.ne("") & number.isna()
-
-
-def parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Numbers of text cells (full-width digits, units, ``°`` allowed): (value, unparseable)."""
-    return _parse_numbers(values)
-
-
-def read_table(
-    source: str | Path | IO[bytes] | bytes, *, filename: str | None = None,
-    kind: str = "registry",
-) -> tuple[pd.DataFrame, str]:
-    """Read any CSV/XLSX with the registry reader: every cell as text.
-
-    Parameters
-    ----------
-    source
-        Path, binary file object or bytes (CSV in UTF-8 or GBK, comma or tab; XLSX).
-    filename
-        Original name when reading a buffer.
-    kind
-        What the file is, for error messages (e.g. ``"monitoring file"``).
-
-    Returns
-    -------
-    tuple
-        The table (text cells, ``""`` for blanks) and the file name.
-    """
-    data, name = _read_source(source, filename)
-    try:
-        return _read_table(data, name), name
-    except RegistryFormatError as exc:
-        if kind == "registry":
-            raise
-        raise RegistryFormatError(exc.msg.replace(" registry", f" {kind}")) from exc
 
 
 def _in_bounds(lon: pd.Series, lat: pd.Series) -> pd.Series:

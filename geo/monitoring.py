@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from geo.errors import MissingColumnError
-from geo.ingest import header_lookup, map_headers, parse_numbers, read_table
+from geo.tables import header_lookup, map_headers, parse_numbers, read_table
 from geo.schema import REJECTED_COLUMNS
 from geo.uscc import normalise_uscc
 from layers.casework import MonitoringSpec, limit_catalog, monitoring_spec
@@ -95,6 +95,13 @@ class MonitoringResult:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def _rejected(columns: dict[str, object]) -> pd.DataFrame:
+    """A rejection report in the registry's REJECTED_COLUMNS (``source`` = monitoring when
+    the schema has that column)."""
+    frame = pd.DataFrame({**columns, "source": "monitoring"})
+    return frame.reindex(columns=list(REJECTED_COLUMNS))
 
 
 def _norm(values: pd.Series) -> pd.Series:
@@ -274,14 +281,14 @@ def read_monitoring(
                            value=info[reason[r]][1][r], accepted=_at(info[reason[r]][2], r))
         for r in rej_idx
     ]  # messages only for rejected rows, like geo.ingest
-    rejected = pd.DataFrame({
+    rejected = _rejected({
         "row": np.asarray(rej_idx, dtype=np.int64),
         "uscc": uscc[rej_idx].to_numpy(dtype=object),
         "name": ent_name[rej_idx].to_numpy(dtype=object),
         "field": [info[reason[r]][0] for r in rej_idx],
         "reason": reason[rej_idx].to_numpy(dtype=object),
         "message": np.asarray(messages, dtype=object),
-    }, columns=list(REJECTED_COLUMNS))
+    })
 
     keep = reason.eq("")
     p_ok = pollutant.where(keep)
@@ -343,7 +350,7 @@ def attach_enterprises(
     label = samples["uscc"].where(samples["uscc"].ne(""), samples["name"]).astype(str)
     reason = np.where(ambiguous, "enterprise_ambiguous", "enterprise_not_found")
     bad = samples[missing]
-    rejected = pd.DataFrame({
+    rejected = _rejected({
         "row": bad["row"].to_numpy(dtype=np.int64),
         "uscc": bad["uscc"].to_numpy(dtype=object),
         "name": bad["name"].to_numpy(dtype=object),
@@ -351,7 +358,7 @@ def attach_enterprises(
         "reason": reason[missing.to_numpy()],
         "message": [spec.issue_message(r, row=row, value=v) for r, row, v in
                     zip(reason[missing.to_numpy()], bad["row"], label[missing], strict=True)],
-    }, columns=list(REJECTED_COLUMNS))
+    })
     hit = samples[~missing].reset_index(drop=True)
     picked = ent.iloc[pos[~missing].astype(int).to_numpy()].reset_index(drop=True)
     matched = pd.concat(
