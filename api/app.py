@@ -121,7 +121,8 @@ def create_app(
     run_pipeline
         Replacement for :func:`geo.pipeline.run_pipeline` (tests).
     """
-    from api.routers import collections, exports, landing, registry, spatial, webmap
+    from api.routers import cases, collections, exports, landing, monitoring, registry, spatial
+    from api.routers import webmap
 
     settings = settings or Settings()
     if store is None:
@@ -140,7 +141,8 @@ def create_app(
                     "CQL2 text filter) over the enterprise list and reference layers, plus "
                     "spatial queries, exports and registry upload.",
         openapi_tags=[{"name": t} for t in
-                      ("landing", "collections", "spatial", "exports", "registry")],
+                      ("landing", "collections", "spatial", "exports", "registry", "cases",
+                       "lists", "calendar", "monitoring")],
         lifespan=_lifespan,
     )
     app.openapi_version = "3.0.3"
@@ -152,7 +154,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     webmap.install(app)  # first: "/" serves the map to browsers, the landing page otherwise
-    for module in (landing, collections, spatial, exports, registry):
+    for module in (landing, collections, spatial, exports, registry, cases, monitoring):
         app.include_router(module.router)
     log.info("BasinWatch API on %s store", store.provider)
     return app

@@ -137,17 +137,22 @@ def sample(
     console.print(f"wrote {len(frame)} synthetic rows to {out}")
 
 
-def _load_into_store(store: object, registry: Optional[Path], who: str) -> str:
-    """Run the pipeline on ``registry`` (default: the sample) and load it into ``store``."""
+def _load_into_store(store: object, registry: Optional[Path], who: str,
+                     as_of: date | None = None) -> str:
+    """Run the pipeline on ``registry`` (default: the sample), load it into ``store`` and
+    apply the load to the enforcement cases."""
+    from api.casework import sync_cases
     from geo.pipeline import run_pipeline
 
-    result = run_pipeline(registry)
+    result = run_pipeline(registry, as_of=as_of)
     name = registry.name if registry else "registry_synthetic.csv (sample)"
     rec = store.load_enterprises(  # type: ignore[attr-defined]
         result.enterprises, loaded_by=who, source_name=name,
         source_sha256=result.source_sha256, rejected=len(result.rejected),
     )
-    return f"load {rec.load_id}: {len(result.enterprises)} enterprises from {name}"
+    synced = sync_cases(store, as_of=as_of, recorded_by=who)  # type: ignore[arg-type]
+    cases = f"; cases {synced.counts}" if synced else ""
+    return f"load {rec.load_id}: {len(result.enterprises)} enterprises from {name}{cases}"
 
 
 @app.command()
@@ -158,8 +163,12 @@ def load(
     database_url: Annotated[
         Optional[str], typer.Option(envvar="BASINWATCH_DATABASE_URL", help="PostGIS URL or .gpkg")
     ] = None,
+    as_of: Annotated[
+        Optional[str], typer.Option(help="Date the load describes (rules, case changes).")
+    ] = None,
 ) -> None:
-    """Classify a registry and load it into the store (atomic, versioned)."""
+    """Classify a registry and load it into the store (atomic, versioned); its verdicts open
+    or update the enforcement cases."""
     import getpass
 
     from api.settings import Settings
@@ -171,7 +180,8 @@ def load(
     store = get_store(database_url or settings.database_url, data_dir=settings.data_dir)
     try:
         store.init()
-        console.print(_load_into_store(store, registry, f"cli:{getpass.getuser()}"))
+        console.print(_load_into_store(store, registry, f"cli:{getpass.getuser()}",
+                                       _parse_date(as_of)))
     except GeoError as exc:
         _fail(exc)
     finally:
@@ -265,6 +275,10 @@ def raster_density(
         f"bands {', '.join(raster.band_names)}"
     )
 
+
+from api import cli_cases  # noqa: E402  - registers `report`, `cases`, `monitoring`
+
+cli_cases.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

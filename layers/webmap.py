@@ -69,6 +69,8 @@ _ASSETS: Final[Mapping[str, tuple[str, str]]] = {
     "markerclusterjs": ("js", "markercluster/leaflet.markercluster.js"),
     "basinwatch_css": ("css", "basinwatch/webmap.css"),
     "basinwatch_js": ("js", "basinwatch/webmap.js"),
+    "basinwatch_cases_css": ("css", "basinwatch/cases.css"),
+    "basinwatch_cases_js": ("js", "basinwatch/cases.js"),
 }
 #: folium defaults the map does not need (the only jQuery user, folium.Popup, is not used).
 _DROPPED: Final = frozenset(
@@ -809,6 +811,7 @@ def build_app_page(
             """
             {% macro script(this, kwargs) %}
             BasinWatchMap.init({{ this._parent.get_name() }}, {{ this.config_js }});
+            BasinWatchCases.init({{ this._parent.get_name() }}, {{ this.config_js }});
             {% endmacro %}
             """
         )
@@ -817,8 +820,9 @@ def build_app_page(
             super().__init__()
             self._name = "BasinWatchApp"
             self.config_js = _js(cfg)
-            self.default_js = [("basinwatch_js", "vendored")]
-            self.default_css = [("basinwatch_css", "vendored")]
+            self.default_js = [("basinwatch_js", "vendored"), ("basinwatch_cases_js", "vendored")]
+            self.default_css = [("basinwatch_css", "vendored"),
+                                ("basinwatch_cases_css", "vendored")]
 
     App().add_to(m)
     localise_assets(m, prefix=asset_prefix)

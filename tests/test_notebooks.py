@@ -23,6 +23,7 @@ REQUIRED = (
     "02_classify_your_registry.ipynb",
     "03_hotspots_density.ipynb",
     "04_export_basin_list.ipynb",
+    "05_basin_year_cases.ipynb",
 )
 PROJECT_PACKAGES = ("geo", "layers", "api")
 #: Public modules a notebook may import names from (the notebooks' contract with the engine).
@@ -40,6 +41,11 @@ PUBLIC_MODULES = (
     "layers.registry",
     "layers.catalog",
     "layers.webmap",
+    "geo.monitoring",
+    "geo.cases",
+    "geo.caselists",
+    "geo.synthetic_year",
+    "layers.casework",
 )
 _URL = re.compile(r"https?://", re.I)
 

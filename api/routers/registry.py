@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import logging
+from datetime import date
 from pathlib import PurePath
 from typing import Annotated, Any
 
@@ -45,6 +46,8 @@ def upload(
     caller: ReadDep,
     file: Annotated[UploadFile, File(description="CSV or XLSX enterprise registry")],
     load: Annotated[bool, Query(description="load the accepted rows (editor key)")] = False,
+    as_of: Annotated[date | None, Query(description="date the load describes: rules and "
+                                                    "case changes take effect on it")] = None,
 ) -> JSONResponse:
     """Run the pipeline on the uploaded registry and return the validation report.
 
@@ -68,7 +71,7 @@ def upload(
     run = request.app.state.run_pipeline
     if run is None:
         from geo.pipeline import run_pipeline as run
-    result = run(io.BytesIO(data), filename=name)
+    result = run(io.BytesIO(data), filename=name, **({"as_of": as_of} if as_of else {}))
     accepted, rejected = result.enterprises, result.rejected
     report: dict[str, Any] = {
         "source_name": name,
@@ -85,6 +88,10 @@ def upload(
         rec = store.load_enterprises(accepted, loaded_by=caller.name, source_name=name,
                                      source_sha256=sha, rejected=len(rejected))
         report["loaded"] = rec.to_dict()
+        from api.casework import sync_cases
+
+        synced = sync_cases(store, as_of=as_of, recorded_by=caller.name)
+        report["cases"] = synced.to_dict() if synced else None
     return JSONResponse(report, status_code=201 if load else 200)
 
 

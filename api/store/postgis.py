@@ -142,7 +142,7 @@ class PostGISStore(Store):
             if self.schema:
                 conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")  # parallel revisions (e.g. cases, audit) both apply
 
     def close(self) -> None:
         """Dispose of the connection pool."""
