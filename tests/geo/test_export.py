@@ -23,6 +23,10 @@ LABELS = read_data_toml("labels.toml")
 STRING_COLS = [
     c for c in ENFORCEMENT_COLUMNS if c not in ("row", "lon", "lat", "needs_review")
 ]
+#: Columns of a file export of the fixture frame: industry_code follows industry.
+OUT_COLS = [*ENFORCEMENT_COLUMNS[:5], "industry_code", *ENFORCEMENT_COLUMNS[5:]]
+#: Excel shows every output column but the machine id industry_id.
+XLSX_COLS = [c for c in OUT_COLS if c != "industry_id"]
 
 
 @pytest.fixture
@@ -44,7 +48,7 @@ def test_csv_round_trip_bom_header_and_bools(gdf, tmp_path):
     raw = path.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # BOM for Excel
     header = raw[3:].split(b"\n", 1)[0].decode()
-    assert header.split(",") == list(ENFORCEMENT_COLUMNS)
+    assert header.split(",") == OUT_COLS
     got = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
     got["row"] = got["row"].astype(int)
     _assert_same_values(got, gdf)
@@ -88,7 +92,8 @@ def test_shapefile_zip_round_trip_utf8_and_field_map(gdf, tmp_path):
         mapping = pd.read_csv(zf.open("fields.csv"), encoding="utf-8-sig")
     assert {"e.shp", "e.shx", "e.dbf", "e.prj"} <= set(names)
     fields = dict(zip(mapping["column"], mapping["field"], strict=True))
-    assert list(fields) == list(ENFORCEMENT_COLUMNS)
+    assert list(fields) == OUT_COLS
+    assert "provenance.json" in names
     assert all(len(f) <= 10 for f in fields.values())
     got = gpd.read_file(f"zip://{path}").rename(columns={v: k for k, v in fields.items()})
     assert got["name"].tolist() == gdf["name"].tolist()  # Chinese and <script> survive
@@ -105,12 +110,13 @@ def test_xlsx_sheets_headers_and_labels(gdf, tmp_path):
     wb = openpyxl.load_workbook(path)
     zones = LABELS["zones"]
     present = [zones[z] for z in ("lianjiang", "maozhou", "shima", "guangfo")]
-    assert wb.sheetnames == [LABELS["sheets"]["summary"], LABELS["sheets"]["all"], *present]
+    assert wb.sheetnames == [LABELS["sheets"]["summary"], LABELS["sheets"]["all"], *present,
+                             LABELS["sheets"]["notes"]]
     assert zones["danshui"] not in wb.sheetnames  # no enterprise there
 
     all_ws = wb[LABELS["sheets"]["all"]]
     header = [c.value for c in all_ws[1]]
-    assert header == [LABELS["columns"][c] for c in ENFORCEMENT_COLUMNS]
+    assert header == [LABELS["columns"][c] for c in XLSX_COLS]
     assert all(c.font.bold for c in all_ws[1])
     assert all_ws.freeze_panes == "A2"
     assert all_ws.auto_filter.ref.startswith("A1:")
@@ -143,7 +149,9 @@ def test_xlsx_summary_counts(gdf, tmp_path):
     header = rows[0]
     assert header[0] == LABELS["words"]["zone"]
     assert list(header[1:-1]) == list(VERDICT_LABELS.values())
-    table = {r[0]: dict(zip(header[1:], r[1:], strict=True)) for r in rows[1:] if r[0]}
+    # the zone and industry tables, up to the rejected-rows block
+    end = next(i for i, r in enumerate(rows) if r[0] and LABELS["words"]["rejected_rows"] in r[0])
+    table = {r[0]: dict(zip(header[1:], r[1:], strict=True)) for r in rows[1:end] if r[0]}
     lianjiang = table[LABELS["zones"]["lianjiang"]]
     in_lj = gdf[gdf["basin_id"] == "lianjiang"]
     assert lianjiang[LABELS["words"]["total"]] == len(in_lj)
@@ -184,6 +192,7 @@ def test_export_all_writes_the_five_files(gdf, tmp_path):
         "enforcement_list.xlsx",
         "enforcement_list.gpkg",
         "rejected_rows.csv",
+        "enforcement_list.provenance.json",
     }
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())
     assert all(p.stat().st_mode & 0o044 for p in paths.values())  # readable, not mkstemp's 0600
