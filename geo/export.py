@@ -38,7 +38,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from geo._files import atomic_target
+from geo.files import atomic_target
 from geo.errors import ExportError, ReferenceDataError
 from geo.provenance import Provenance
 from geo.schema import ENFORCEMENT_COLUMNS, LIST_SEP, OPTIONAL_OUTPUT_COLUMNS, REJECTED_COLUMNS
@@ -47,6 +47,7 @@ __all__ = [
     "FORMATS",
     "COORD_DECIMALS",
     "PROVENANCE_SIDECAR",
+    "CSV_LINE_END",
     "export",
     "export_all",
     "output_columns",
@@ -86,6 +87,9 @@ GPKG_PROVENANCE_KEY: Final = "BASINWATCH_PROVENANCE"
 #: Byte width of a DBF text field; longer UTF-8 values are cut at a character boundary.
 _DBF_MAX_BYTES: Final = 254
 _CSV_ENCODING: Final = "utf-8-sig"  # the BOM makes Excel open Chinese text correctly
+#: RFC 4180 line break. With it Python's csv writer also quotes a field holding a bare CR
+#: (with "\n" alone, a CR inside a name would split the row for other readers).
+CSV_LINE_END: Final = "\r\n"
 _WGS84: Final = "EPSG:4326"
 #: First characters a spreadsheet reads as the start of a formula or a command: OWASP
 #: "CSV Injection" (= + - @ tab CR) and ASVS 5.0 V1.2.10 (adds NUL); LF for good measure.
@@ -297,7 +301,7 @@ def _provenance_for(
 def _write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     with atomic_target(path) as tmp:
         neutralise_frame(df).to_csv(
-            tmp, index=False, encoding=_CSV_ENCODING, lineterminator="\n"
+            tmp, index=False, encoding=_CSV_ENCODING, lineterminator=CSV_LINE_END
         )
     return Path(path)
 

@@ -273,7 +273,7 @@ def run_pipeline(
         ingested.source_rows, len(enterprises), len(rejected),
     )
     if len(enterprises) == 0:
-        log.warning("no registry row could be used; every row is in the rejected list")
+        log.info("no registry row could be used; every row is in the rejected list")
     sha = _sha256(source)
     provenance = Provenance.now(
         registry_name=_source_name(source, filename),

@@ -1,4 +1,4 @@
-"""Atomic file writing with the user's permissions (private helper of the writers).
+"""Atomic file writing with the user's permissions (shared by every writer).
 
 A writer gets a temporary path next to the destination and the file is moved into place
 with :func:`os.replace` only when writing succeeded, so a failed write never leaves a
