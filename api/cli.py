@@ -72,9 +72,11 @@ def _interactive() -> bool:
 
 
 class StageProgress:
-    """One line per stage with its row count: a rich progress display on a terminal,
-    ``-v`` log lines otherwise (the callback of :func:`geo.pipeline.run_pipeline` and
-    :func:`geo.export.export_all`)."""
+    """One line per stage with its row count.
+
+    A rich progress display on a terminal, ``-v`` log lines otherwise; the ``progress``
+    callback of :func:`geo.pipeline.run_pipeline` and :func:`geo.export.export_all`.
+    """
 
     def __init__(self, *, live: bool, out: Console | None = None) -> None:
         self.bar = (
@@ -212,7 +214,9 @@ def run(
             try:
                 out.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise GeoError(f"Cannot create the output folder {out}: {exc.strerror}.")
+                raise GeoError(
+                    f"Cannot create the output folder {out}: {exc.strerror}."
+                ) from exc
             paths = export_all(result.enterprises, result.rejected, out,
                                provenance=result.provenance, progress=step)
             if not no_map:

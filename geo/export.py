@@ -35,11 +35,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 
-from geo.files import atomic_target
 from geo.errors import ExportError, ReferenceDataError
+from geo.files import atomic_target
 from geo.provenance import Provenance
 from geo.schema import ENFORCEMENT_COLUMNS, LIST_SEP, OPTIONAL_OUTPUT_COLUMNS, REJECTED_COLUMNS
 
@@ -422,8 +421,7 @@ def write_shapefile_zip(
     *,
     provenance: Provenance | None = None,
 ) -> Path:
-    """Write a zipped ESRI Shapefile (UTF-8 ``.cpg``) plus ``fields.csv`` and
-    ``provenance.json``.
+    """Write a zipped ESRI Shapefile (UTF-8 ``.cpg``), ``fields.csv`` and ``provenance.json``.
 
     DBF field names are limited to 10 characters: the column -> field mapping comes from
     ``labels.toml`` [shapefile_fields] (see :func:`shapefile_field_names`) and is also
@@ -505,8 +503,11 @@ def _display_frame(df: pd.DataFrame, verdicts: Mapping[str, str]) -> pd.DataFram
 
 
 def _xlsx_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text cells that openpyxl can store and Excel will not run: control characters XML
-    cannot hold become U+FFFD, formulas are neutralised, missing values become ``None``."""
+    """Make cells openpyxl can store and Excel will not run.
+
+    Control characters XML cannot hold become U+FFFD, formulas are neutralised, missing
+    values become ``None``.
+    """
     out = neutralise_frame(frame)
     for col in out.columns:
         ops = _str_ops(out[col])
@@ -791,8 +792,11 @@ def _sha256_file(path: Path) -> str:
 def write_provenance(
     provenance: Provenance, path: str | os.PathLike[str], *, files: Sequence[Path] = ()
 ) -> Path:
-    """Write a ``*.provenance.json`` sidecar: the provenance record plus the name, size and
-    SHA-256 of each of ``files`` (so a copied CSV can be matched to its run)."""
+    """Write a ``*.provenance.json`` sidecar.
+
+    It holds the provenance record plus the name, size and SHA-256 of each of ``files``
+    (so a copied CSV can be matched to its run).
+    """
     body = provenance.to_dict()
     body["files"] = [
         {"name": f.name, "bytes": f.stat().st_size, "sha256": _sha256_file(f)} for f in files

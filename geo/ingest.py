@@ -123,7 +123,8 @@ def issue_message(code: str, **fields: object) -> str:
         item = issue_catalog()[code]
     except KeyError:
         raise ReferenceDataError(f"issues.toml has no code '{code}'.") from None
-    return f"{item['message_zh'].format(**fields)}{MESSAGE_SEP}{item['message_en'].format(**fields)}"
+    zh, en = item["message_zh"].format(**fields), item["message_en"].format(**fields)
+    return f"{zh}{MESSAGE_SEP}{en}"
 
 
 def describe_issues(codes: str) -> str:

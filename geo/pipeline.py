@@ -62,9 +62,11 @@ COORD_DECIMALS: Final = 7
 
 
 class ProgressFn(Protocol):
-    """Progress callback: ``progress(stage, rows, done=False)`` when a stage starts (``rows``
-    entering it, ``None`` when not known yet) and ``done=True`` when it ends (``rows``
-    coming out)."""
+    """Progress callback, told when each stage starts and ends.
+
+    ``progress(stage, rows)`` when a stage starts (``rows`` entering it, ``None`` when not
+    known yet) and ``progress(stage, rows, done=True)`` when it ends (``rows`` coming out).
+    """
 
     def __call__(self, stage: str, rows: int | None = None, *, done: bool = False) -> None:
         """Report one stage event."""
@@ -147,8 +149,11 @@ def _outside_province(gdf: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, pd.DataF
 
 
 def _output_frame(ruled: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Enforcement columns, optional output columns, every registry numeric attribute
-    (NaN where the registry has none), ``attr_*`` columns, geometry; lon/lat rounded."""
+    """Select and order the output columns; round lon/lat.
+
+    Enforcement columns, optional output columns, every registry numeric attribute (NaN
+    where the registry has none), ``attr_*`` columns, geometry.
+    """
     columns = [c for c in ENFORCEMENT_COLUMNS if c in ruled.columns]
     optional = [c for c in OPTIONAL_OUTPUT_COLUMNS if c in ruled.columns]
     numeric = list(numeric_columns())

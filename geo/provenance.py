@@ -184,8 +184,7 @@ class Provenance:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
 
     def rows_zh(self, labels: Mapping[str, str]) -> list[tuple[str, str]]:
-        """(label, value) rows of the Excel 说明 sheet; labels from ``labels.toml``
-        [provenance]."""
+        """(label, value) rows of the Excel 说明 sheet (labels: ``labels.toml`` [provenance])."""
 
         def count(value: int | None) -> str:
             return "" if value is None else f"{value:,}"

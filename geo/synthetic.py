@@ -20,9 +20,9 @@ import pandas as pd
 import shapely
 from numpy.random import Generator
 
-from geo.files import atomic_target
 from geo.crs import from_wgs84
 from geo.errors import InvalidQueryError
+from geo.files import atomic_target
 from geo.uscc import uscc_check_char
 
 __all__ = [

