@@ -58,7 +58,7 @@ _STAGES = {
     "map": "写出 / writing map.html",
 }
 #: Unit of the row count a stage reports when it ends.
-_UNITS = {"read": "行 / rows", "provenance": "个文件 / files"}
+_UNITS = {"read": "行 / rows", "rejected": "行 / rows", "provenance": "个文件 / files"}
 
 
 def _fail(exc: GeoError) -> None:
@@ -149,8 +149,14 @@ def _main(
         bool, typer.Option("--verbose", "-v", help="Also print what each step did.")
     ] = False,
 ) -> None:
-    handler = RichHandler(console=console, show_time=False, show_path=False,
-                          show_level=False, markup=False, highlighter=None)
+    # on a terminal rich keeps log lines and live progress apart; elsewhere plain lines,
+    # never padded or wrapped to a console width
+    handler: logging.Handler = (
+        RichHandler(console=console, show_time=False, show_path=False, show_level=False,
+                    markup=False, highlighter=None)
+        if console.is_terminal
+        else logging.StreamHandler(sys.stderr)
+    )
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     level = logging.INFO if verbose else logging.WARNING

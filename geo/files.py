@@ -63,4 +63,4 @@ def atomic_target(path: str | os.PathLike[str], *, create: bool = True) -> Itera
         raise ExportError(f"Cannot write {final}: {exc.strerror or exc}.") from exc
     finally:
         tmp.unlink(missing_ok=True)
-    logger.info("wrote %s", final)
+    logger.debug("wrote %s", final)
