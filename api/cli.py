@@ -1,41 +1,120 @@
-"""The ``basinwatch`` command line: an adapter over the engine's public functions."""
+"""The ``basinwatch`` command line: an adapter over the engine's public functions.
+
+Misuse gets a message naming the option or file and what was expected, never a traceback:
+typer checks option types and ranges, the commands check paths before any work starts,
+and every :class:`~geo.errors.GeoError` becomes ``error: <message>`` with exit code 2.
+
+Long work shows one progress line per stage (read, geocode, classify, rules, each output)
+with row counts, on stderr, only when stdout and stderr are terminals; ``-v`` adds plain
+log lines written for the user (also when not a terminal).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
+import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.logging import RichHandler
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from geo.errors import GeoError
+from geo.errors import GeoError, RasterError
 
 app = typer.Typer(
     name="basinwatch",
     help="BasinWatch: Guangdong priority-basin enforcement lists from an enterprise registry.",
     no_args_is_help=True,
     add_completion=False,
+    # click's plain help: flags without typer's "<bool>" type column, lines that wrap
+    rich_markup_mode=None,
+    pretty_exceptions_show_locals=False,
 )
-raster_app = typer.Typer(help="Raster products (density surfaces).", no_args_is_help=True)
+raster_app = typer.Typer(help="Raster products (density surfaces).", no_args_is_help=True,
+                         rich_markup_mode=None)
 app.add_typer(raster_app, name="raster")
 
 console = Console(stderr=True)
+log = logging.getLogger("basinwatch")
 
-_STEPS = {
-    "ingest": "读取名录 / reading registry",
-    "geocode": "地理编码 / geocoding",
-    "classify": "空间归属与规则判定 / classifying and applying rules",
+#: Stage -> what the user sees in the progress lines and ``-v`` log.
+_STAGES = {
+    "read": "读取名录 / reading the registry",
+    "geocode": "定位 / locating (coordinates, addresses)",
+    "classify": "空间归属 / placing in districts, basins, parks",
+    "rules": "规则判定 / applying the plan's rules",
+    "csv": "写出 / writing enforcement_list.csv",
+    "geojson": "写出 / writing enforcement_list.geojson",
+    "xlsx": "写出 / writing enforcement_list.xlsx",
+    "gpkg": "写出 / writing enforcement_list.gpkg",
+    "rejected": "写出 / writing rejected_rows.csv",
+    "provenance": "写出 / writing enforcement_list.provenance.json",
+    "map": "写出 / writing map.html",
 }
+#: Unit of the row count a stage reports when it ends.
+_UNITS = {"read": "行 / rows", "rejected": "行 / rows", "provenance": "个文件 / files"}
 
 
 def _fail(exc: GeoError) -> None:
-    console.print(f"[bold red]error:[/] {exc.msg}")
+    console.print(f"[bold red]error:[/] {exc.msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def _interactive() -> bool:
+    """Live progress only when a person watches: stdout and stderr are terminals."""
+    return sys.stdout.isatty() and console.is_terminal
+
+
+class StageProgress:
+    """One line per stage with its row count.
+
+    A rich progress display on a terminal, ``-v`` log lines otherwise; the ``progress``
+    callback of :func:`geo.pipeline.run_pipeline` and :func:`geo.export.export_all`.
+    """
+
+    def __init__(self, *, live: bool, out: Console | None = None) -> None:
+        self.bar = (
+            Progress(
+                SpinnerColumn(finished_text="[green]✓"),
+                TextColumn("{task.description}"),
+                TextColumn("[cyan]{task.fields[rows]}"),
+                TimeElapsedColumn(),
+                console=out or console,
+            )
+            if live
+            else None
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.started: dict[str, float] = {}
+
+    def __enter__(self) -> StageProgress:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, stage: str, rows: int | None = None, *, done: bool = False) -> None:
+        label = _STAGES.get(stage, stage)
+        unit = _UNITS.get(stage, "家企业 / enterprises")
+        count = "" if rows is None else f"{rows:,} {unit}"
+        if not done:
+            self.started[stage] = time.perf_counter()
+            if self.bar is not None:
+                self.tasks[stage] = self.bar.add_task(label, total=1, rows=count)
+            return
+        seconds = time.perf_counter() - self.started.get(stage, time.perf_counter())
+        if self.bar is not None and stage in self.tasks:
+            self.bar.update(self.tasks[stage], completed=1, rows=count)
+        log.info("%s: %s (%.1f s)", label, count, seconds)
 
 
 def _parse_date(value: Optional[str]) -> date | None:
@@ -47,22 +126,83 @@ def _parse_date(value: Optional[str]) -> date | None:
         raise typer.BadParameter(f"expected YYYY-MM-DD, got {value!r}", param_hint="--as-of")
 
 
+def _check_registry(registry: Optional[Path]) -> None:
+    if registry is None:
+        return
+    if not registry.exists():
+        raise typer.BadParameter(f"no such file: {registry}", param_hint="REGISTRY")
+    if registry.is_dir():
+        raise typer.BadParameter(
+            f"{registry} is a folder; expected a CSV or XLSX registry file",
+            param_hint="REGISTRY",
+        )
+
+
+def _check_out_file(out: Path, option: str = "--out") -> None:
+    if out.is_dir():
+        raise typer.BadParameter(f"{out} is a folder; expected a file name", param_hint=option)
+
+
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also print what each step did.")
+    ] = False,
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    # on a terminal rich keeps log lines and live progress apart; elsewhere plain lines,
+    # never padded or wrapped to a console width
+    handler: logging.Handler = (
+        RichHandler(console=console, show_time=False, show_path=False, show_level=False,
+                    markup=False, highlighter=None)
+        if console.is_terminal
+        else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    level = logging.INFO if verbose else logging.WARNING
+    for name in ("basinwatch", "geo", "layers", "api"):
+        logging.getLogger(name).setLevel(level)
+
+
+def _summary(result: Any, out: Path, paths: dict[str, Path]) -> None:
+    """The run summary on stdout: verdicts strongest first with Chinese labels."""
+    from layers.catalog import rules
+
+    screen = Console()
+    table = Table(title=f"{result.source_rows:,} 行 / rows → {out}")
+    table.add_column("处置结论 / verdict")
+    table.add_column("企业数 / enterprises", justify="right")
+    counts = result.verdict_counts
+    for verdict in rules().verdicts:
+        table.add_row(f"{verdict.label_zh} ({verdict.id})", f"{counts.get(verdict.id, 0):,}")
+    for other in sorted(set(counts) - {v.id for v in rules().verdicts}):
+        table.add_row(other, f"{counts[other]:,}")
+    table.add_section()
+    table.add_row("合计 / listed", f"{len(result.enterprises):,}")
+    table.add_row("未采用的名录行 / rows not used", f"{len(result.rejected):,}")
+    screen.print(table)
+    for kind, path in paths.items():
+        screen.print(f"  {kind:>10}: {path}", highlight=False, soft_wrap=True)
+    if len(result.enterprises) == 0:
+        console.print(
+            "[bold yellow]warning:[/] 没有可用的名录行 / no registry row could be used; "
+            f"see {paths.get('rejected', out / 'rejected_rows.csv')}", highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
 def run(
     registry: Annotated[
         Optional[Path],
-        typer.Argument(help="CSV/XLSX registry; default: the bundled synthetic sample."),
+        typer.Argument(help="CSV/XLSX registry; default: the bundled synthetic sample.",
+                       show_default=False),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
     as_of: Annotated[
-        Optional[str], typer.Option(help="Evaluate rules at this date (YYYY-MM-DD).")
+        Optional[str],
+        typer.Option(help="Evaluate rules at this date (YYYY-MM-DD); default today.",
+                     metavar="YYYY-MM-DD"),
     ] = None,
     no_map: Annotated[bool, typer.Option("--no-map", help="Skip map.html.")] = False,
 ) -> None:
@@ -71,53 +211,48 @@ def run(
     from geo.pipeline import run_pipeline
 
     when = _parse_date(as_of)
-    if registry is not None and not registry.exists():
-        raise typer.BadParameter(f"no such file: {registry}", param_hint="REGISTRY")
+    _check_registry(registry)
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} is a file; expected a folder", param_hint="--out")
     try:
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-            console=console, transient=True,
-        ) as bar:
-            task = bar.add_task("starting", total=len(_STEPS) + 1)
-
-            def step(name: str) -> None:
-                bar.update(task, description=_STEPS.get(name, name), advance=1)
-
+        with StageProgress(live=_interactive()) as step:
             result = run_pipeline(registry, as_of=when, progress=step)
-            step("写出结果 / writing outputs")
-            out.mkdir(parents=True, exist_ok=True)
-            paths = export_all(result.enterprises, result.rejected, out)
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise GeoError(
+                    f"Cannot create the output folder {out}: {exc.strerror}."
+                ) from exc
+            paths = export_all(result.enterprises, result.rejected, out,
+                               provenance=result.provenance, progress=step)
             if not no_map:
                 from layers.webmap import build_map, save_offline_html
 
-                save_offline_html(build_map(result.enterprises), out / "map.html")
-                paths["map"] = out / "map.html"
+                step("map", len(result.enterprises))
+                m = build_map(result.enterprises, provenance=result.provenance)
+                paths["map"] = save_offline_html(m, out / "map.html")
+                step("map", len(result.enterprises), done=True)
     except GeoError as exc:
         _fail(exc)
-
-    table = Table(title=f"{result.source_rows} 行 / rows → {out}")
-    table.add_column("verdict")
-    table.add_column("count", justify="right")
-    for verdict, count in sorted(result.verdict_counts.items()):
-        table.add_row(verdict, str(count))
-    table.add_row("rejected", str(len(result.rejected)))
-    Console().print(table)
-    for kind, path in paths.items():
-        Console().print(f"  {kind:>10}: {path}")
+    _summary(result, out, paths)
 
 
 @app.command()
 def locate(
-    lon: Annotated[float, typer.Argument(help="Longitude.")],
-    lat: Annotated[float, typer.Argument(help="Latitude.")],
+    lon: Annotated[float, typer.Argument(help="Longitude, degrees.")],
+    lat: Annotated[float, typer.Argument(help="Latitude, degrees.")],
     crs: Annotated[str, typer.Option(help="WGS84, CGCS2000, GCJ02 or BD09.")] = "WGS84",
-    as_of: Annotated[Optional[str], typer.Option(help="Rule date (YYYY-MM-DD).")] = None,
+    as_of: Annotated[
+        Optional[str], typer.Option(help="Rule date (YYYY-MM-DD); default today.",
+                                    metavar="YYYY-MM-DD")
+    ] = None,
 ) -> None:
     """Print, as JSON, what lies at a point and what applies there to each industry."""
     from geo.pipeline import locate as _locate
 
+    when = _parse_date(as_of)
     try:
-        answer = _locate(lon, lat, crs, as_of=_parse_date(as_of))
+        answer = _locate(lon, lat, crs, as_of=when)
     except GeoError as exc:
         _fail(exc)
     typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
@@ -125,16 +260,25 @@ def locate(
 
 @app.command()
 def sample(
-    out: Annotated[Path, typer.Option("--out", "-o")] = Path("registry_synthetic.csv"),
-    n: Annotated[int, typer.Option("-n", help="Number of enterprises.")] = 3000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 2019,
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV or XLSX file to write.")] = Path(
+        "registry_synthetic.csv"
+    ),
+    n: Annotated[
+        int, typer.Option("-n", min=1, max=5_000_000, metavar="N",
+                          help="Number of enterprises (1 to 5,000,000).")
+    ] = 3000,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (>= 0).")] = 2019,
 ) -> None:
     """Write a seeded synthetic registry (clearly labelled synthetic)."""
     from geo.synthetic import synthetic_registry, write_registry
 
-    frame = synthetic_registry(n, seed=seed)
-    write_registry(frame, out)
-    console.print(f"wrote {len(frame)} synthetic rows to {out}")
+    _check_out_file(out)
+    try:
+        frame = synthetic_registry(n, seed=seed)
+        write_registry(frame, out)
+    except GeoError as exc:
+        _fail(exc)
+    console.print(f"wrote {len(frame):,} synthetic rows to {out}", highlight=False)
 
 
 def _load_into_store(store: object, registry: Optional[Path], who: str,
@@ -235,44 +379,58 @@ _DENSITY_BY = {"industry": "industry_id", "verdict": "verdict"}
 @raster_app.command("density")
 def raster_density(
     registry: Annotated[
-        Optional[Path], typer.Argument(help="CSV/XLSX registry; default: the bundled sample.")
+        Optional[Path], typer.Argument(help="CSV/XLSX registry; default: the bundled sample.",
+                                       show_default=False)
     ] = None,
-    cell: Annotated[float, typer.Option(help="Cell size in metres.")] = 1000.0,
+    cell: Annotated[float, typer.Option(help="Cell size in metres (> 0).")] = 1000.0,
     by: Annotated[
         Optional[str], typer.Option(help="One band per category: industry or verdict.")
     ] = None,
     smooth: Annotated[
-        Optional[float], typer.Option(help="Gaussian smoothing sigma, in cells.")
+        Optional[float], typer.Option(help="Gaussian smoothing sigma, in cells (> 0).")
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output GeoTIFF (COG).")] = Path(
         "density.tif"
     ),
 ) -> None:
     """Enterprise density surface (count per cell) as a Cloud-Optimized GeoTIFF."""
+    import math
+
     from geo.pipeline import run_pipeline
     from geo.raster import density, write_cog
     from layers.catalog import industries, rules
 
     if by is not None and by not in _DENSITY_BY:
-        raise typer.BadParameter("expected 'industry' or 'verdict'", param_hint="--by")
-    if registry is not None and not registry.exists():
-        raise typer.BadParameter(f"no such file: {registry}", param_hint="REGISTRY")
+        raise typer.BadParameter(f"expected 'industry' or 'verdict', got {by!r}",
+                                 param_hint="--by")
+    if not (math.isfinite(cell) and cell > 0):
+        raise typer.BadParameter(f"expected a positive number of metres, got {cell:g}",
+                                 param_hint="--cell")
+    if smooth is not None and not (math.isfinite(smooth) and smooth > 0):
+        raise typer.BadParameter(f"expected a positive number of cells, got {smooth:g}",
+                                 param_hint="--smooth")
+    _check_registry(registry)
+    _check_out_file(out)
     categories = {
         "industry": [i.id for i in industries()],
         "verdict": [v.id for v in rules().verdicts],
     }.get(by or "")
     try:
-        result = run_pipeline(registry)
-        raster = density(
-            result.enterprises, cell_m=cell, by=_DENSITY_BY.get(by or ""),
-            smooth_sigma_cells=smooth, categories=categories,
-        )
-        path = write_cog(raster, out)
+        with StageProgress(live=_interactive()) as step:
+            result = run_pipeline(registry, progress=step)
+            raster = density(
+                result.enterprises, cell_m=cell, by=_DENSITY_BY.get(by or ""),
+                smooth_sigma_cells=smooth, categories=categories,
+            )
+            path = write_cog(raster, out)
+    except RasterError as exc:  # the engine names its parameters; the user typed options
+        _fail(RasterError(exc.msg.replace("cell_m", "--cell")
+                          .replace("smooth_sigma_cells", "--smooth")))
     except GeoError as exc:
         _fail(exc)
     console.print(
         f"wrote {path}: {raster.array.shape[2]}x{raster.array.shape[1]} cells of {cell:g} m, "
-        f"bands {', '.join(raster.band_names)}"
+        f"bands {', '.join(raster.band_names)}, CRS {raster.crs.name}", highlight=False,
     )
 
 

@@ -145,7 +145,13 @@ def point_features(gdf: gpd.GeoDataFrame, id_column: str) -> list[dict[str, obje
 
 
 def frame_csv(gdf: pd.DataFrame) -> bytes:
-    """Attribute table (no geometry column) as UTF-8 CSV with a BOM (opens in Excel)."""
+    """Attribute table (no geometry column) as UTF-8 CSV with a BOM (opens in Excel).
+
+    Text a spreadsheet would run as a formula gets a leading ``'``
+    (:func:`geo.export.neutralise_frame`), as in every BasinWatch CSV.
+    """
+    from geo.export import CSV_LINE_END, neutralise_frame
+
     df = pd.DataFrame(gdf)
     if isinstance(gdf, gpd.GeoDataFrame):
         geom = gdf.geometry
@@ -153,7 +159,7 @@ def frame_csv(gdf: pd.DataFrame) -> bytes:
         if "lon" not in df.columns and len(gdf) and (geom.geom_type == "Point").all():
             df["lon"], df["lat"] = geom.x.to_numpy(), geom.y.to_numpy()
     buf = io.StringIO()
-    df.to_csv(buf, index=False)
+    neutralise_frame(df).to_csv(buf, index=False, lineterminator=CSV_LINE_END)
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 

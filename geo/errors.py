@@ -45,11 +45,17 @@ class RegistryError(GeoError, ValueError):
 class MissingColumnError(RegistryError):
     """A required column is absent from the registry."""
 
+    #: At most this many found column names are quoted in the message.
+    max_found = 20
+
     def __init__(self, column: str, accepted: tuple[str, ...], found: list[str]) -> None:
         self.column = column
+        shown = [str(f) for f in found[: self.max_found]]
+        if len(found) > self.max_found:
+            shown.append(f"… ({len(found) - self.max_found} more)")
         super().__init__(
             f"Registry has no column for '{column}': expected one of {', '.join(accepted)}; "
-            f"found columns {', '.join(map(str, found)) or '(none)'}."
+            f"found columns {', '.join(shown) or '(none)'}."
         )
 
 

@@ -1,23 +1,36 @@
 """Exports of the enforcement list: CSV, GeoJSON, GeoPackage, Excel, zipped Shapefile.
 
 Machine-readable files (CSV, GeoJSON, GeoPackage, Shapefile) use the English snake_case
-columns of :data:`geo.schema.ENFORCEMENT_COLUMNS` in that order and the stable verdict ids.
-The Excel workbook is for officials: Chinese headers and sheet names from
-``layers/data/labels.toml`` and verdicts shown with their Chinese labels from the rules
-catalog.
+columns of :func:`output_columns`: :data:`geo.schema.ENFORCEMENT_COLUMNS` in that order,
+with ``industry_code`` (GB/T 4754-2017) after ``industry`` and the registry's optional
+numeric attributes at the end when the frame has them. The Excel workbook is for officials:
+Chinese headers and sheet names from ``layers/data/labels.toml``, verdicts with their
+Chinese labels from the rules catalog.
+
+Every output states its provenance (:class:`geo.provenance.Provenance`): the Excel 说明
+sheet, a ``basinwatch:provenance`` member of the GeoJSON FeatureCollection, GeoPackage
+dataset metadata (``BASINWATCH_PROVENANCE``), ``provenance.json`` inside the Shapefile zip,
+and ``enforcement_list.provenance.json`` next to the files :func:`export_all` writes.
+
+Spreadsheet formulas are neutralised (:func:`neutralise_formulas`) in the formats a
+spreadsheet opens (CSV, Excel, Shapefile DBF): text starting with ``=``, ``+``, ``-``,
+``@``, tab, carriage return, line feed or NUL gets a leading apostrophe. Numbers stay
+numbers; GeoJSON and GeoPackage keep the text exactly as the registry wrote it.
 
 Every writer is atomic: it writes a temporary file in the destination directory and moves
 it into place with :func:`os.replace`, so a failed export never leaves a half-written file.
+Files get the user's usual permissions (umask).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,18 +38,27 @@ import geopandas as gpd
 import pandas as pd
 
 from geo.errors import ExportError, ReferenceDataError
-from geo.schema import ENFORCEMENT_COLUMNS, LIST_SEP, REJECTED_COLUMNS
+from geo.files import atomic_target
+from geo.provenance import Provenance
+from geo.schema import ENFORCEMENT_COLUMNS, LIST_SEP, OPTIONAL_OUTPUT_COLUMNS, REJECTED_COLUMNS
 
 __all__ = [
     "FORMATS",
+    "COORD_DECIMALS",
+    "PROVENANCE_SIDECAR",
+    "CSV_LINE_END",
     "export",
     "export_all",
+    "output_columns",
+    "neutralise_formulas",
+    "neutralise_frame",
     "write_enforcement_csv",
     "write_geojson",
     "write_gpkg",
     "write_rejected_csv",
     "write_shapefile_zip",
     "write_xlsx",
+    "write_provenance",
     "shapefile_field_names",
     "catalog_verdict_labels",
 ]
@@ -52,11 +74,27 @@ FORMATS: Final[Mapping[str, str]] = {
     "shp": ".zip",
 }
 
+#: Decimals of lon/lat in every export (1e-7 degree is about 1 cm).
+COORD_DECIMALS: Final = 7
+#: File name of the provenance sidecar :func:`export_all` writes.
+PROVENANCE_SIDECAR: Final = "enforcement_list.provenance.json"
+#: Name of the provenance member of the GeoJSON FeatureCollection (RFC 7946 section 6.1).
+GEOJSON_PROVENANCE_MEMBER: Final = "basinwatch:provenance"
+#: GeoPackage dataset metadata key holding the provenance JSON.
+GPKG_PROVENANCE_KEY: Final = "BASINWATCH_PROVENANCE"
+
 #: Byte width of a DBF text field; longer UTF-8 values are cut at a character boundary.
 _DBF_MAX_BYTES: Final = 254
 _CSV_ENCODING: Final = "utf-8-sig"  # the BOM makes Excel open Chinese text correctly
+#: RFC 4180 line break. With it Python's csv writer also quotes a field holding a bare CR
+#: (with "\n" alone, a CR inside a name would split the row for other readers).
+CSV_LINE_END: Final = "\r\n"
 _WGS84: Final = "EPSG:4326"
-_FILE_MODE: Final = 0o644
+#: First characters a spreadsheet reads as the start of a formula or a command: OWASP
+#: "CSV Injection" (= + - @ tab CR) and ASVS 5.0 V1.2.10 (adds NUL); LF for good measure.
+_FORMULA_START: Final = r"^[=+\-@\t\r\n\x00]"
+#: Characters XML 1.0 (and so openpyxl) cannot store in a cell.
+_XML_ILLEGAL: Final = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 
 
 # --------------------------------------------------------------------------- labels
@@ -81,55 +119,118 @@ def catalog_verdict_labels() -> dict[str, str]:
     return dict(verdict_labels("zh"))
 
 
-def shapefile_field_names() -> dict[str, str]:
+def _numeric_columns() -> tuple[str, ...]:
+    from geo.ingest import numeric_columns
+
+    return numeric_columns()
+
+
+def _column_label(column: str) -> str:
+    """Chinese header: labels.toml [columns], else the registry.toml label, else the id."""
+    labels = _labels()["columns"]
+    if column in labels:
+        return str(labels[column])
+    from geo.ingest import registry_spec
+
+    numeric = registry_spec()["numeric"].get(column)
+    return str(numeric["label_zh"]) if numeric else column
+
+
+def output_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns a file export writes for ``frame``, in order.
+
+    :data:`~geo.schema.ENFORCEMENT_COLUMNS`, each column of
+    :data:`~geo.schema.OPTIONAL_OUTPUT_COLUMNS` right after its anchor, then the registry's
+    numeric attributes (``registry.toml`` [numeric]) that ``frame`` has.
+    """
+    after: dict[str, list[str]] = {}
+    for col, anchor in OPTIONAL_OUTPUT_COLUMNS.items():
+        after.setdefault(anchor, []).append(col)
+    out: list[str] = []
+    for col in ENFORCEMENT_COLUMNS:
+        out.append(col)
+        out.extend(after.get(col, []))
+    out += [c for c in _numeric_columns() if c in frame.columns and c not in out]
+    return out
+
+
+def shapefile_field_names(columns: Sequence[str] | None = None) -> dict[str, str]:
     """Column -> DBF field name (at most 10 characters) used by :func:`write_shapefile_zip`.
+
+    Parameters
+    ----------
+    columns
+        Columns to name; default :data:`~geo.schema.ENFORCEMENT_COLUMNS`.
 
     Raises
     ------
     ReferenceDataError
         If ``labels.toml`` lacks a column, or a name is too long or duplicated.
     """
+    wanted = list(columns) if columns is not None else list(ENFORCEMENT_COLUMNS)
     mapping = {str(k): str(v) for k, v in _labels().get("shapefile_fields", {}).items()}
-    missing = [c for c in ENFORCEMENT_COLUMNS if c not in mapping]
+    missing = [c for c in wanted if c not in mapping]
     too_long = [v for v in mapping.values() if len(v) > 10]
     if missing or too_long or len(set(mapping.values())) != len(mapping):
         raise ReferenceDataError(
-            "labels.toml [shapefile_fields] must map every enforcement column to a unique "
+            "labels.toml [shapefile_fields] must map every output column to a unique "
             f"name of at most 10 characters; missing {missing}, too long {too_long}."
         )
-    return {c: mapping[c] for c in ENFORCEMENT_COLUMNS}
+    return {c: mapping[c] for c in wanted}
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-@contextmanager
-def _atomic_target(path: str | os.PathLike[str], *, create: bool = True) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it onto ``path`` only on success.
-
-    ``create=False`` hands over a name that does not exist yet (GDAL drivers create it).
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent
-    )
-    os.close(fd)
-    tmp = Path(name)
-    if not create:
-        tmp.unlink()
+def _str_ops(values: pd.Series) -> Any:
+    """``values.str`` for text columns; ``None`` for columns without any string."""
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return None
     try:
-        yield tmp
-        os.chmod(tmp, _FILE_MODE)  # mkstemp creates 0600
-        os.replace(tmp, final)
-    except OSError as exc:
-        raise ExportError(f"Cannot write {final}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    logger.info("wrote %s", final)
+        return values.str
+    except AttributeError:  # an object column holding no strings at all
+        return None
 
 
-def _check_columns(df: pd.DataFrame, required: tuple[str, ...], what: str) -> None:
+def neutralise_formulas(values: pd.Series) -> pd.Series:
+    """Text that a spreadsheet would run as a formula, made inert with a leading ``'``.
+
+    Strings starting with ``=``, ``+``, ``-``, ``@``, tab, CR, LF or NUL (OWASP "CSV
+    Injection"; ASVS 5.0 V1.2.10) get an apostrophe in front, so Excel, LibreOffice and
+    WPS show them as text. Non-string values (numbers, booleans, missing) are unchanged.
+
+    Parameters
+    ----------
+    values
+        Any Series.
+
+    Returns
+    -------
+    pandas.Series
+        Same index and dtype family.
+    """
+    ops = _str_ops(values)
+    if ops is None:
+        return values
+    risky = ops.contains(_FORMULA_START, regex=True, na=False).astype(bool)
+    if not risky.any():
+        return values
+    out = values.copy()
+    out[risky] = "'" + values[risky].astype(str)
+    return out
+
+
+def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`neutralise_formulas` on every text column of ``frame`` (a copy)."""
+    out = frame.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, gpd.array.GeometryDtype):
+            continue
+        out[col] = neutralise_formulas(out[col])
+    return out
+
+
+def _check_columns(df: pd.DataFrame, required: Sequence[str], what: str) -> None:
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ExportError(
@@ -139,9 +240,23 @@ def _check_columns(df: pd.DataFrame, required: tuple[str, ...], what: str) -> No
 
 
 def _enforcement_frame(gdf: pd.DataFrame) -> pd.DataFrame:
-    """The enforcement columns in contract order, without geometry."""
+    """The output columns in contract order, without geometry, lon/lat rounded.
+
+    A frame without ``industry_code`` (e.g. read back from a store) gets the code the
+    industry catalog knows (:func:`geo.ingest.industry_codes`).
+    """
     _check_columns(gdf, ENFORCEMENT_COLUMNS, "enforcement list")
-    return pd.DataFrame(gdf.loc[:, list(ENFORCEMENT_COLUMNS)])
+    frame = pd.DataFrame(gdf.loc[:, [c for c in output_columns(gdf) if c in gdf.columns]])
+    if "industry_code" not in frame.columns:
+        from geo.ingest import industry_codes
+
+        frame.insert(
+            frame.columns.get_loc("industry") + 1, "industry_code",
+            industry_codes(frame["industry_id"]).to_numpy(),
+        )
+    for col in ("lon", "lat"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").round(COORD_DECIMALS)
+    return frame
 
 
 def _as_bool(series: pd.Series) -> pd.Series:
@@ -153,7 +268,7 @@ def _bool_text(series: pd.Series, true: str, false: str) -> pd.Series:
 
 
 def _geo_frame(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Enforcement columns + geometry in WGS84, ``needs_review`` as a real boolean."""
+    """Output columns + geometry in WGS84, ``needs_review`` as a real boolean."""
     if not isinstance(gdf, gpd.GeoDataFrame):
         raise ExportError("Cannot export a geographic format from a frame without geometry.")
     if gdf.crs is None:
@@ -166,9 +281,27 @@ def _geo_frame(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return out if out.crs.equals(_WGS84) else out.to_crs(_WGS84)
 
 
+def _provenance_for(
+    frame: pd.DataFrame, provenance: Provenance | None
+) -> Provenance:
+    """``provenance`` with the counts of ``frame``, or a record of what is known now."""
+    verdicts = catalog_verdict_labels()
+    counts = frame["verdict"].value_counts() if "verdict" in frame else pd.Series(dtype=int)
+    by_verdict = {v: int(counts[v]) for v in [*verdicts, *sorted(set(counts.index) - set(
+        verdicts))] if v in counts.index}
+    if provenance is None:
+        return Provenance.now(registry_name="", registry_sha256="", as_of=None,
+                              accepted=len(frame), verdict_counts=by_verdict)
+    if provenance.accepted == len(frame):
+        return provenance
+    return provenance.with_counts(accepted=len(frame), verdict_counts=by_verdict)
+
+
 def _write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    with _atomic_target(path) as tmp:
-        df.to_csv(tmp, index=False, encoding=_CSV_ENCODING, lineterminator="\n")
+    with atomic_target(path) as tmp:
+        neutralise_frame(df).to_csv(
+            tmp, index=False, encoding=_CSV_ENCODING, lineterminator=CSV_LINE_END
+        )
     return Path(path)
 
 
@@ -188,7 +321,9 @@ def write_enforcement_csv(gdf: pd.DataFrame, path: str | os.PathLike[str]) -> Pa
     Returns
     -------
     Path
-        The written file. ``needs_review`` is written as ``true``/``false``.
+        The written file. ``needs_review`` is written as ``true``/``false``; text that a
+        spreadsheet would run as a formula starts with ``'`` (:func:`neutralise_formulas`).
+        Provenance goes in the sidecar :func:`write_provenance` writes.
     """
     frame = _enforcement_frame(gdf)
     frame["needs_review"] = _bool_text(frame["needs_review"], "true", "false")
@@ -209,8 +344,16 @@ def write_rejected_csv(rejected: pd.DataFrame, path: str | os.PathLike[str]) -> 
     return _write_csv(pd.DataFrame(rejected.loc[:, list(REJECTED_COLUMNS)]), path)
 
 
-def write_geojson(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write RFC 7946 GeoJSON (WGS84 lon/lat) with pyogrio.
+def write_geojson(
+    gdf: gpd.GeoDataFrame,
+    path: str | os.PathLike[str],
+    *,
+    provenance: Provenance | None = None,
+) -> Path:
+    """Write RFC 7946 GeoJSON (WGS84 lon/lat, 7 decimals) with pyogrio.
+
+    The FeatureCollection carries a ``basinwatch:provenance`` member (an RFC 7946 foreign
+    member; GIS software ignores it).
 
     Parameters
     ----------
@@ -218,22 +361,35 @@ def write_geojson(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
         Enforcement list (any CRS; reprojected to EPSG:4326).
     path
         Destination file.
+    provenance
+        Where the list came from; default: what is known now (no registry).
     """
     frame = _geo_frame(gdf)
-    with _atomic_target(path, create=False) as tmp:
+    prov = _provenance_for(frame, provenance)
+    member = json.dumps({GEOJSON_PROVENANCE_MEMBER: prov.to_dict()}, ensure_ascii=False)
+    with atomic_target(path, create=False) as tmp:
         frame.to_file(
-            tmp,
-            driver="GeoJSON",
-            engine="pyogrio",
-            layer_options={"RFC7946": "YES", "WRITE_NAME": "NO"},
+            tmp, driver="GeoJSON", engine="pyogrio",
+            layer_options={
+                "RFC7946": "YES", "WRITE_NAME": "NO",
+                "COORDINATE_PRECISION": str(COORD_DECIMALS),
+                "NATIVE_DATA": member, "NATIVE_MEDIA_TYPE": "application/vnd.geo+json",
+            },
         )
     return Path(path)
 
 
 def write_gpkg(
-    gdf: gpd.GeoDataFrame, path: str | os.PathLike[str], layer: str = "enterprises"
+    gdf: gpd.GeoDataFrame,
+    path: str | os.PathLike[str],
+    layer: str = "enterprises",
+    *,
+    provenance: Provenance | None = None,
 ) -> Path:
     """Write a GeoPackage with one point layer (default ``enterprises``).
+
+    The provenance JSON is dataset metadata ``BASINWATCH_PROVENANCE`` (``gpkg_metadata``;
+    ``ogrinfo`` lists it) and the layer's description names the registry file.
 
     Parameters
     ----------
@@ -243,21 +399,36 @@ def write_gpkg(
         Destination file; an existing file is replaced as a whole.
     layer
         Layer name inside the GeoPackage.
+    provenance
+        Where the list came from; default: what is known now (no registry).
     """
     frame = _geo_frame(gdf)
-    with _atomic_target(path, create=False) as tmp:
-        frame.to_file(tmp, driver="GPKG", layer=layer, engine="pyogrio")
+    prov = _provenance_for(frame, provenance)
+    title = _labels()["provenance"]["title"]
+    description = f"{title}: {prov.registry_name or '-'}, {prov.generated_at.isoformat()}"
+    with atomic_target(path, create=False) as tmp:
+        frame.to_file(
+            tmp, driver="GPKG", layer=layer, engine="pyogrio",
+            dataset_metadata={GPKG_PROVENANCE_KEY: prov.to_json()},
+            layer_metadata={"DESCRIPTION": description},
+        )
     return Path(path)
 
 
-def write_shapefile_zip(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write a zipped ESRI Shapefile (UTF-8 ``.cpg``) plus ``fields.csv``.
+def write_shapefile_zip(
+    gdf: gpd.GeoDataFrame,
+    path: str | os.PathLike[str],
+    *,
+    provenance: Provenance | None = None,
+) -> Path:
+    """Write a zipped ESRI Shapefile (UTF-8 ``.cpg``), ``fields.csv`` and ``provenance.json``.
 
     DBF field names are limited to 10 characters: the column -> field mapping comes from
     ``labels.toml`` [shapefile_fields] (see :func:`shapefile_field_names`) and is also
     written into the zip as ``fields.csv`` (column, field, Chinese label). Text longer than
     254 bytes is cut at a character boundary (the DBF limit); CSV/GeoPackage keep it whole.
-    ``needs_review`` is written as ``true``/``false``.
+    ``needs_review`` is written as ``true``/``false``; formulas are neutralised (spreadsheets
+    open DBF files).
 
     Parameters
     ----------
@@ -265,12 +436,17 @@ def write_shapefile_zip(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> 
         Enforcement list (any CRS; reprojected to EPSG:4326).
     path
         Destination ``.zip`` file.
+    provenance
+        Where the list came from; default: what is known now (no registry).
     """
-    fields = shapefile_field_names()
     frame = _geo_frame(gdf)
+    prov = _provenance_for(frame, provenance)
+    columns = [c for c in frame.columns if c != frame.geometry.name]
+    fields = shapefile_field_names(columns)
     frame["needs_review"] = _bool_text(frame["needs_review"], "true", "false")
-    for col in frame.columns.drop(frame.geometry.name):
+    for col in columns:
         if pd.api.types.is_string_dtype(frame[col]) or frame[col].dtype == object:
+            frame[col] = neutralise_formulas(frame[col])
             encoded = frame[col].astype("string").str.encode("utf-8")
             long = encoded.str.len().gt(_DBF_MAX_BYTES).fillna(False)
             if long.any():
@@ -280,12 +456,11 @@ def write_shapefile_zip(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> 
                 cut = encoded[long].str[:_DBF_MAX_BYTES].str.decode("utf-8", errors="ignore")
                 frame.loc[long, col] = cut
     frame = frame.rename(columns=fields)
-    labels = _labels().get("columns", {})
     mapping = pd.DataFrame(
         {
             "column": list(fields),
             "field": list(fields.values()),
-            "label_zh": [labels.get(c, "") for c in fields],
+            "label_zh": [_column_label(c) for c in fields],
         }
     )
     stem = Path(path).stem or "enforcement_list"
@@ -297,18 +472,23 @@ def write_shapefile_zip(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> 
         if not cpg.exists():  # older GDAL: write it ourselves
             cpg.write_text("UTF-8", encoding="ascii")
         mapping.to_csv(Path(work) / "fields.csv", index=False, encoding=_CSV_ENCODING)
-        with _atomic_target(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        (Path(work) / "provenance.json").write_text(prov.to_json(), encoding="utf-8")
+        with atomic_target(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             for part in sorted(Path(work).iterdir()):
                 zf.write(part, arcname=part.name)
     return Path(path)
 
 
+# --------------------------------------------------------------------------- Excel
+
+
 def _display_frame(df: pd.DataFrame, verdicts: Mapping[str, str]) -> pd.DataFrame:
-    """Chinese view of the enforcement columns for Excel."""
+    """Chinese view of the output columns for Excel (ids translated, formulas inert)."""
     labels = _labels()
     words = labels["words"]
     zones = labels["zones"]
-    out = df.copy()
+    omit = [c for c in labels.get("xlsx", {}).get("omit_columns", []) if c in df.columns]
+    out = df.drop(columns=omit)
     out["verdict"] = out["verdict"].map(lambda v: verdicts.get(v, v))
     out["needs_review"] = _bool_text(out["needs_review"], words["yes"], words["no"])
     for col in ("basin_id", "region_id"):
@@ -318,14 +498,35 @@ def _display_frame(df: pd.DataFrame, verdicts: Mapping[str, str]) -> pd.DataFram
     )
     out["review_reasons"] = _codes_text(out["review_reasons"], labels["review_reasons"])
     out["data_issues"] = _codes_text(out["data_issues"], _issue_texts())
-    out = out.astype(object).where(out.notna(), None)
-    return out.rename(columns=labels["columns"])
+    out = _xlsx_safe(out)
+    return out.rename(columns={c: _column_label(c) for c in out.columns})
+
+
+def _xlsx_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Make cells openpyxl can store and Excel will not run.
+
+    Control characters XML cannot hold become U+FFFD, formulas are neutralised, missing
+    values become ``None``.
+    """
+    out = neutralise_frame(frame)
+    for col in out.columns:
+        ops = _str_ops(out[col])
+        if ops is not None:
+            cleaned = ops.replace(_XML_ILLEGAL, "\ufffd", regex=True)
+            out[col] = cleaned.where(cleaned.notna(), out[col])
+    return out.astype(object).where(out.notna(), None)
 
 
 def _issue_texts() -> dict[str, str]:
     from geo.ingest import issue_catalog
 
     return {code: entry.get("message_zh", code) for code, entry in issue_catalog().items()}
+
+
+def _rejection_titles() -> dict[str, str]:
+    from geo.ingest import issue_catalog
+
+    return {code: entry.get("title_zh", code) for code, entry in issue_catalog().items()}
 
 
 def _codes_text(cells: pd.Series, texts: Mapping[str, str]) -> pd.Series:
@@ -378,6 +579,21 @@ def _summary_tables(
     return by_zone, by_ind
 
 
+def _rejected_summary(rejected: pd.DataFrame | None, count: int | None) -> pd.DataFrame:
+    """Rejected registry rows by reason (Chinese), with a total row."""
+    words = _labels()["words"]
+    reason, rows = words["rejected_reason"], words["rejected_count"]
+    if rejected is None:
+        total = "" if count is None else int(count)
+        return pd.DataFrame({reason: [words["total"]], rows: [total]})
+    titles = _rejection_titles()
+    counts = rejected["reason"].fillna("").astype(str).value_counts(sort=True)
+    table = pd.DataFrame({reason: [titles.get(c, c) for c in counts.index],
+                          rows: counts.to_numpy(dtype=int)})
+    total = pd.DataFrame({reason: [words["total"]], rows: [len(rejected)]})
+    return pd.concat([table, total], ignore_index=True)
+
+
 def _text_width(values: pd.Series) -> int:
     """Display width of the longest value (CJK characters count double)."""
     text = values.dropna().astype(str)
@@ -388,7 +604,11 @@ def _text_width(values: pd.Series) -> int:
 
 
 def _write_table(ws: Any, df: pd.DataFrame, start_row: int = 1, *, autofilter: bool) -> None:
-    """Write ``df`` with a bold header at ``start_row`` and size the columns."""
+    """Write ``df`` with a bold header at ``start_row`` and size the columns.
+
+    Values must already be spreadsheet-safe (:func:`_xlsx_safe`); strings are stored as
+    text cells, never as formulas.
+    """
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
@@ -398,7 +618,9 @@ def _write_table(ws: Any, df: pd.DataFrame, start_row: int = 1, *, autofilter: b
     for i, values in enumerate(df.itertuples(index=False, name=None), start=start_row + 1):
         for j, value in enumerate(values, start=1):
             if value is not None:
-                ws.cell(row=i, column=j, value=value)
+                cell = ws.cell(row=i, column=j, value=value)
+                if isinstance(value, str):
+                    cell.data_type = "s"
     last = get_column_letter(max(len(df.columns), 1))
     if autofilter:
         ws.auto_filter.ref = f"A{start_row}:{last}{start_row + len(df)}"
@@ -409,18 +631,38 @@ def _write_table(ws: Any, df: pd.DataFrame, start_row: int = 1, *, autofilter: b
         ws.column_dimensions[letter].width = max(current, min(max(width, 6), 60))
 
 
+def _write_notes(ws: Any, prov: Provenance) -> None:
+    """The 说明 sheet: provenance rows, then notes on formulas and review flags."""
+    from openpyxl.styles import Font
+
+    labels = _labels()
+    words = labels["words"]
+    ws.cell(row=1, column=1, value=labels["provenance"]["title"]).font = Font(bold=True)
+    table = pd.DataFrame(prov.rows_zh(labels["provenance"]), columns=["项目", "内容"])
+    _write_table(ws, _xlsx_safe(table), start_row=3, autofilter=False)
+    row = 3 + len(table) + 2
+    for note in (words["review_note"], words["formula_note"]):
+        ws.cell(row=row, column=1, value=note)
+        row += 1
+
+
 def write_xlsx(
     gdf: pd.DataFrame,
     path: str | os.PathLike[str],
     *,
     verdict_labels: Mapping[str, str] | None = None,
+    provenance: Provenance | None = None,
+    rejected: pd.DataFrame | None = None,
 ) -> Path:
     """Write the Excel workbook for officials (Chinese headers and labels).
 
-    Sheets: 汇总 (counts by basin/region x verdict and by industry x verdict), 全部企业 (all
-    enterprises), then one sheet per priority basin/region that has enterprises (names from
-    ``labels.toml`` [zones]). Header rows are bold and frozen, data sheets have an
-    autofilter, column widths follow the content.
+    Sheets: 汇总 (counts by basin/region x verdict, by industry x verdict, and the registry
+    rows not used, by reason), 全部企业 (all enterprises), one sheet per priority
+    basin/region that has enterprises (names from ``labels.toml`` [zones]), 未采用行 (the
+    rejected rows, when given) and 说明 (provenance: registry file and SHA-256, rule date,
+    catalog and layer versions, generation time, counts). Header rows are bold and frozen,
+    data sheets have an autofilter, column widths follow the content. Text cells are never
+    formulas (:func:`neutralise_formulas`).
 
     Parameters
     ----------
@@ -431,14 +673,22 @@ def write_xlsx(
     verdict_labels
         Verdict id -> Chinese label; default: the rules catalog
         (:func:`catalog_verdict_labels`).
+    provenance
+        Where the list came from; default: what is known now (no registry).
+    rejected
+        The registry rows not used (``REJECTED_COLUMNS``); listed by reason in 汇总 and
+        row by row in 未采用行.
     """
     from openpyxl import Workbook
+    from openpyxl.styles import Font
 
     df = _enforcement_frame(gdf)
     verdicts = (
         dict(verdict_labels) if verdict_labels is not None else catalog_verdict_labels()
     )
+    prov = _provenance_for(df, provenance)
     labels = _labels()
+    words = labels["words"]
     by_zone, by_ind = _summary_tables(df, verdicts)
     display = _display_frame(df, verdicts)
 
@@ -447,6 +697,11 @@ def write_xlsx(
     ws.title = labels["sheets"]["summary"]
     _write_table(ws, by_zone, autofilter=True)
     _write_table(ws, by_ind, start_row=len(by_zone) + 3, autofilter=False)
+    rej_row = len(by_zone) + len(by_ind) + 6
+    title = f"{words['rejected_rows']}（{words['rejected_hint']}）"
+    ws.cell(row=rej_row - 1, column=1, value=title).font = Font(bold=True)
+    _write_table(ws, _rejected_summary(rejected, prov.rejected), start_row=rej_row,
+                 autofilter=False)
     ws.freeze_panes = "B2"
 
     sheets = [(labels["sheets"]["all"], display)]
@@ -454,12 +709,21 @@ def write_xlsx(
         member = (df["basin_id"].eq(zid) | df["region_id"].eq(zid)).to_numpy()
         if member.any():
             sheets.append((zname, display[member]))
+    if rejected is not None:
+        _check_columns(rejected, REJECTED_COLUMNS, "rejected rows")
+        rej = _xlsx_safe(pd.DataFrame(rejected.loc[:, list(REJECTED_COLUMNS)]))
+        sheets.append((labels["sheets"]["rejected"],
+                       rej.rename(columns=labels["rejected_columns"])))
     for title, frame in sheets:
         sheet = wb.create_sheet(title)
         _write_table(sheet, frame, autofilter=True)
         sheet.freeze_panes = "A2"
+    _write_notes(wb.create_sheet(labels["sheets"]["notes"]), prov)
+    wb.properties.title = labels["provenance"]["title"]
+    wb.properties.creator = prov.generator
+    wb.properties.description = prov.to_json()
 
-    with _atomic_target(path) as tmp:
+    with atomic_target(path) as tmp:
         wb.save(tmp)
     return Path(path)
 
@@ -473,6 +737,8 @@ def export(
     path: str | os.PathLike[str],
     *,
     verdict_labels: Mapping[str, str] | None = None,
+    provenance: Provenance | None = None,
+    rejected: pd.DataFrame | None = None,
 ) -> Path:
     """Write the enforcement list in one format.
 
@@ -486,6 +752,11 @@ def export(
         Destination file.
     verdict_labels
         Passed to :func:`write_xlsx`.
+    provenance
+        Where the list came from (the formats that hold metadata record it); default: what
+        is known now.
+    rejected
+        Rejected registry rows, listed in the Excel workbook.
 
     Raises
     ------
@@ -494,9 +765,11 @@ def export(
     """
     key = str(fmt).lower().lstrip(".")
     if key == "xlsx":
-        return write_xlsx(gdf, path, verdict_labels=verdict_labels)
-    writers: dict[str, Callable[[Any, str | os.PathLike[str]], Path]] = {
-        "csv": write_enforcement_csv,
+        return write_xlsx(gdf, path, verdict_labels=verdict_labels, provenance=provenance,
+                          rejected=rejected)
+    if key == "csv":
+        return write_enforcement_csv(gdf, path)
+    writers: dict[str, Callable[..., Path]] = {
         "geojson": write_geojson,
         "gpkg": write_gpkg,
         "shp": write_shapefile_zip,
@@ -505,7 +778,43 @@ def export(
         raise ExportError(
             f"Unknown export format '{fmt}': expected one of {', '.join(FORMATS)}."
         )
-    return writers[key](gdf, path)
+    return writers[key](gdf, path, provenance=provenance)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_provenance(
+    provenance: Provenance, path: str | os.PathLike[str], *, files: Sequence[Path] = ()
+) -> Path:
+    """Write a ``*.provenance.json`` sidecar.
+
+    It holds the provenance record plus the name, size and SHA-256 of each of ``files``
+    (so a copied CSV can be matched to its run).
+    """
+    body = provenance.to_dict()
+    body["files"] = [
+        {"name": f.name, "bytes": f.stat().st_size, "sha256": _sha256_file(f)} for f in files
+    ]
+    with atomic_target(path) as tmp:
+        tmp.write_text(json.dumps(body, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+class _Progress:
+    """Adapter of an optional ``progress(stage, rows, done=...)`` callback."""
+
+    def __init__(self, fn: Callable[..., None] | None) -> None:
+        self.fn = fn
+
+    def __call__(self, stage: str, rows: int, *, done: bool = False) -> None:
+        if self.fn is not None:
+            self.fn(stage, rows, done=done)
 
 
 def export_all(
@@ -514,24 +823,57 @@ def export_all(
     out_dir: str | os.PathLike[str],
     *,
     verdict_labels: Mapping[str, str] | None = None,
+    provenance: Provenance | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> dict[str, Path]:
     """Write every standard output into ``out_dir``.
 
-    Files: ``enforcement_list.csv``, ``.geojson``, ``.xlsx``, ``.gpkg`` and
-    ``rejected_rows.csv``.
+    Files: ``enforcement_list.csv``, ``.geojson``, ``.xlsx``, ``.gpkg``,
+    ``rejected_rows.csv`` and the sidecar ``enforcement_list.provenance.json`` (provenance
+    plus the SHA-256 of each file).
+
+    Parameters
+    ----------
+    result_gdf, rejected
+        The pipeline's enterprises and rejected rows.
+    out_dir
+        Output folder (created when missing).
+    verdict_labels
+        Passed to :func:`write_xlsx`.
+    provenance
+        The run's provenance (:attr:`geo.pipeline.PipelineResult.provenance`).
+    progress
+        Called as ``progress(fmt, rows)`` before and ``progress(fmt, rows, done=True)``
+        after each file (``fmt`` one of csv, geojson, xlsx, gpkg, rejected, provenance).
 
     Returns
     -------
     dict
-        Keys ``csv``, ``geojson``, ``xlsx``, ``gpkg``, ``rejected`` -> written paths.
+        Keys ``csv``, ``geojson``, ``xlsx``, ``gpkg``, ``rejected``, ``provenance`` ->
+        written paths.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        fmt: export(
-            result_gdf, fmt, out / f"enforcement_list{FORMATS[fmt]}", verdict_labels=verdict_labels
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"Cannot write outputs into {out}: it is a file; expected a folder.")
+    step = _Progress(progress)
+    prov = provenance or _provenance_for(result_gdf, None)
+    if prov.rejected is None:
+        from dataclasses import replace
+
+        prov = replace(prov, rejected=len(rejected))
+    paths: dict[str, Path] = {}
+    for fmt in ("csv", "geojson", "xlsx", "gpkg"):
+        step(fmt, len(result_gdf))
+        paths[fmt] = export(
+            result_gdf, fmt, out / f"enforcement_list{FORMATS[fmt]}",
+            verdict_labels=verdict_labels, provenance=prov, rejected=rejected,
         )
-        for fmt in ("csv", "geojson", "xlsx", "gpkg")
-    }
+        step(fmt, len(result_gdf), done=True)
+    step("rejected", len(rejected))
     paths["rejected"] = write_rejected_csv(rejected, out / "rejected_rows.csv")
+    step("rejected", len(rejected), done=True)
+    files = list(paths.values())
+    step("provenance", len(files))
+    paths["provenance"] = write_provenance(prov, out / PROVENANCE_SIDECAR, files=files)
+    step("provenance", len(files), done=True)
     return paths

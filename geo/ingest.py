@@ -43,8 +43,10 @@ __all__ = [
     "registry_spec",
     "issue_catalog",
     "issue_message",
+    "MESSAGE_SEP",
     "describe_issues",
     "match_industry",
+    "industry_codes",
     "numeric_columns",
     "province_bounds",
 ]
@@ -53,9 +55,15 @@ logger = logging.getLogger(__name__)
 
 _XLSX_MAGIC: Final = b"PK\x03\x04"
 _XLS_MAGIC: Final = b"\xd0\xcf\x11\xe0"
+_UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
+#: Share of control bytes (other than tab/CR/LF) in the first 8 KiB above which a
+#: "CSV" is a binary file (a text registry has none).
+_BINARY_SHARE: Final = 0.01
 _COORD_JUNK: Final = r"[°º度′″'\"\sENenWwSs东西南北经纬]"
 _CODE_RE: Final = r"^\s*[A-Za-z]?(\d{3,4})(?:\.0+)?(?![\d.])"
 _BRACKET_RE: Final = re.compile(r"\(.*\)$")
+#: Separator of the Chinese and the English part of every rejection message.
+MESSAGE_SEP: Final = " | "
 
 
 @dataclass
@@ -102,7 +110,7 @@ def issue_catalog() -> dict[str, dict[str, str]]:
 
 
 def issue_message(code: str, **fields: object) -> str:
-    """Chinese and English message of an issue code, ``"中文 | English"``.
+    """Chinese and English message of an issue code, ``"中文 | English"`` (:data:`MESSAGE_SEP`).
 
     Parameters
     ----------
@@ -115,7 +123,8 @@ def issue_message(code: str, **fields: object) -> str:
         item = issue_catalog()[code]
     except KeyError:
         raise ReferenceDataError(f"issues.toml has no code '{code}'.") from None
-    return f"{item['message_zh'].format(**fields)} | {item['message_en'].format(**fields)}"
+    zh, en = item["message_zh"].format(**fields), item["message_en"].format(**fields)
+    return f"{zh}{MESSAGE_SEP}{en}"
 
 
 def describe_issues(codes: str) -> str:
@@ -171,6 +180,12 @@ def _industry_lookup() -> tuple[dict[str, tuple[str, str]], str]:
     return lookup, accepted
 
 
+@cache
+def _industry_accepted_en() -> str:
+    names = ", ".join(ind.name_en for ind in industries())
+    return f"{names} (or a Chinese name or alias, or a GB/T 4754-2017 code such as 1713 or C1713)"
+
+
 def match_industry(values: pd.Series) -> pd.DataFrame:
     """Match registry ``行业`` cells to the 12 key industries.
 
@@ -183,8 +198,10 @@ def match_industry(values: pd.Series) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Same index, columns ``industry_id`` and ``industry`` (Chinese name); ``''`` when the
-        value is none of the 12.
+        Same index, columns ``industry_id``, ``industry`` (Chinese name) and
+        ``industry_code`` (the GB/T 4754-2017 class code: the registry's own when the cell
+        gave one, else the industry's only class code, else ``''``; see
+        :func:`industry_codes`); ``''`` when the value is none of the 12.
     """
     lookup, _ = _industry_lookup()
     text = values.astype(object).where(values.notna(), "").astype(str)
@@ -193,11 +210,42 @@ def match_industry(values: pd.Series) -> pd.DataFrame:
     id_of = {k: v[0] for k, v in lookup.items()}
     name_of = {v[0]: v[1] for v in lookup.values()}
     ids = key.map(id_of).astype(object)
-    ids = ids.where(ids.notna(), code.map(id_of).astype(object))
+    by_code = code.map(id_of).astype(object)
+    from_code = ids.isna() & by_code.notna()
+    ids = ids.where(ids.notna(), by_code)
     ids = ids.where(ids.notna(), "").astype(str)
     names = ids.map(name_of).astype(object)
     names = names.where(names.notna(), "").astype(str)
-    return pd.DataFrame({"industry_id": ids, "industry": names})
+    given = code.where(from_code | code.map(id_of).eq(ids), "").fillna("").astype(str)
+    return pd.DataFrame(
+        {"industry_id": ids, "industry": names, "industry_code": industry_codes(ids, given)}
+    )
+
+
+def industry_codes(industry_id: pd.Series, given: pd.Series | None = None) -> pd.Series:
+    """GB/T 4754-2017 class code of each row, where it is known.
+
+    Parameters
+    ----------
+    industry_id
+        Industry ids (``layers/data/industries.toml``).
+    given
+        Codes the registry gave (``''`` where none); they win over the catalog.
+
+    Returns
+    -------
+    pandas.Series
+        ``given`` where present, else the industry's class code when the catalog lists
+        exactly one (cement 3011, tanning 1910, ...), else ``''`` (steel, paper, dyeing and
+        ceramics span several classes: a name alone does not say which).
+    """
+    single = {ind.id: ind.codes[0] for ind in industries() if len(ind.codes) == 1}
+    ids = industry_id.astype(object).where(industry_id.notna(), "").astype(str)
+    out = ids.map(single).fillna("").astype(str)
+    if given is not None:
+        given = given.astype(object).where(given.notna(), "").astype(str)
+        out = given.where(given.ne(""), out)
+    return out
 
 
 # --------------------------------------------------------------------------- reading
@@ -220,7 +268,21 @@ def _read_source(
     return data, filename or str(getattr(source, "name", ""))
 
 
+def _is_binary(data: bytes) -> bool:
+    """True for bytes that are no text file: NUL bytes or many control characters."""
+    head = data[:8192]
+    if b"\x00" in head:
+        return True
+    control = sum(head.count(bytes([b])) for b in range(32) if b not in (9, 10, 13))
+    return control > _BINARY_SHARE * max(len(head), 1)
+
+
 def _decode(data: bytes) -> str:
+    if data.startswith(_UTF16_BOMS):  # Excel's "Unicode text" export
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             return data.decode(encoding)
@@ -243,6 +305,12 @@ def _read_table(data: bytes, name: str) -> pd.DataFrame:
         except Exception as exc:  # openpyxl raises many types for corrupt files
             raise RegistryFormatError(f"Cannot read the XLSX registry {name}: {exc}") from exc
     else:
+        if not data.startswith(_UTF16_BOMS) and _is_binary(data):
+            raise RegistryFormatError(
+                f"The registry {name or '(upload)'} is a binary file, not a text CSV: expected "
+                "a UTF-8 or GBK/GB18030 CSV (comma or tab separated) or an .xlsx workbook. "
+                "登记文件是二进制文件，不是文本 CSV：请另存为 UTF-8 CSV 或 .xlsx。"
+            )
         text = _decode(data)
         if not text.strip():
             raise RegistryFormatError(f"The registry {name or '(upload)'} is empty.")
@@ -350,15 +418,27 @@ def read_registry(
         logger.info("skipping %d fully blank line(s) of %s", int(blank.sum()), name)
     table = table[~blank]
     n = len(table)
+    if n == 0:
+        raise RegistryFormatError(
+            f"The registry {name or '(upload)'} has a header row but no data rows: expected "
+            "one enterprise per row below the header. 登记文件只有表头，没有企业数据行。"
+        )
     idx = table.index
 
     def col(key: str) -> pd.Series:
+        """A column normalised for matching (NFKC folds full-width forms)."""
         if key in table:
             return table[key].str.normalize("NFKC").str.strip()
         return pd.Series("", index=idx, dtype=object)
 
+    def text(key: str) -> pd.Series:
+        """A column as the registry wrote it (surrounding blanks removed): kept for output."""
+        if key in table:
+            return table[key].str.strip()
+        return pd.Series("", index=idx, dtype=object)
+
     cols = registry_spec()["columns"]
-    name_s, address = col("name"), col("address")
+    name_s, address = text("name"), text("address")
     has_addr = address.ne("")
 
     # industry
@@ -406,6 +486,10 @@ def read_registry(
 
     _, industry_accepted = _industry_lookup()
     crs_accepted = "、".join(CRS_NAMES) + "（空白=WGS84）"
+    accepted_en = {
+        "industry_unknown": _industry_accepted_en(),
+        "crs_unknown": ", ".join(CRS_NAMES) + " (blank = WGS84)",
+    }
     values = {
         "name_missing": name_s,
         "industry_unknown": col("industry"),
@@ -418,7 +502,8 @@ def read_registry(
     messages = [
         issue_message(
             reason[r], row=r, field=field[r], value=values[reason[r]][r],
-            accepted=accepted_text.get(reason[r], ""), bounds=bounds,
+            accepted=accepted_text.get(reason[r], ""),
+            accepted_en=accepted_en.get(reason[r], ""), bounds=bounds,
         )
         for r in rej_idx
     ]
@@ -467,11 +552,12 @@ def read_registry(
             "name": name_s,
             "industry_id": ind["industry_id"],
             "industry": ind["industry"],
+            "industry_code": ind["industry_code"],
             "address": address,
             "lon_in": lon_in,
             "lat_in": lat_in,
             "crs_in": crs_in.where(lon_in.notna() & crs_in.notna(), "WGS84"),
-            "park_claimed": col("park"),
+            "park_claimed": text("park"),
             "data_issues": issues,
             **numeric,
         },

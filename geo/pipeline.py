@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final, Protocol
 
 import geopandas as gpd
 import numpy as np
@@ -25,11 +25,26 @@ from geo.classify import classify, classify_point
 from geo.crs import normalise_crs_name, to_wgs84
 from geo.errors import InvalidQueryError
 from geo.geocoding import BaseGeocoder, geocode
-from geo.ingest import read_registry
+from geo.ingest import issue_message, numeric_columns, read_registry
+from geo.provenance import Provenance
 from geo.rules import apply_rules, rules_for_point
-from geo.schema import CLASSIFY_COLUMNS, ENFORCEMENT_COLUMNS, REJECTED_COLUMNS
+from geo.schema import (
+    CLASSIFY_COLUMNS,
+    ENFORCEMENT_COLUMNS,
+    OPTIONAL_OUTPUT_COLUMNS,
+    REJECTED_COLUMNS,
+)
 
-__all__ = ["PipelineResult", "run_pipeline", "classify_frame", "locate", "SAMPLE_REGISTRY"]
+__all__ = [
+    "PipelineResult",
+    "ProgressFn",
+    "STAGES",
+    "run_pipeline",
+    "classify_frame",
+    "locate",
+    "SAMPLE_REGISTRY",
+    "COORD_DECIMALS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +54,26 @@ SAMPLE_REGISTRY = (
     / "registry_synthetic.csv"
 )
 
-Progress = Callable[[str], None]
+#: Stages :func:`run_pipeline` reports to its ``progress`` callback, in order.
+STAGES: Final = ("read", "geocode", "classify", "rules")
+
+#: Decimals of the converted WGS84 lon/lat columns (1e-7 degree is about 1 cm).
+COORD_DECIMALS: Final = 7
+
+
+class ProgressFn(Protocol):
+    """Progress callback, told when each stage starts and ends.
+
+    ``progress(stage, rows)`` when a stage starts (``rows`` entering it, ``None`` when not
+    known yet) and ``progress(stage, rows, done=True)`` when it ends (``rows`` coming out).
+    """
+
+    def __call__(self, stage: str, rows: int | None = None, *, done: bool = False) -> None:
+        """Report one stage event."""
+
+
+def _no_progress(stage: str, rows: int | None = None, *, done: bool = False) -> None:
+    del stage, rows, done
 
 
 @dataclass
@@ -49,13 +83,16 @@ class PipelineResult:
     Attributes
     ----------
     enterprises
-        One row per accepted enterprise, EPSG:4326 points, ``ENFORCEMENT_COLUMNS`` order.
+        One row per accepted enterprise, EPSG:4326 points: ``ENFORCEMENT_COLUMNS``, then
+        ``industry_code`` and the registry's numeric attributes (NaN where not given).
     rejected
         One row per registry row that could not be used, with its reason.
     source_rows
         Number of data rows in the registry file.
     source_sha256
         Hash of the registry file's bytes (identifies a load).
+    provenance
+        Registry file, rule date, catalog and layer versions, time and counts of the run.
     """
 
     enterprises: gpd.GeoDataFrame
@@ -63,11 +100,21 @@ class PipelineResult:
     source_rows: int
     source_sha256: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    provenance: Provenance | None = None
 
     @property
     def verdict_counts(self) -> dict[str, int]:
-        """Number of enterprises per verdict id."""
-        return {str(k): int(v) for k, v in self.enterprises["verdict"].value_counts().items()}
+        """Number of enterprises per verdict id, strongest verdict first."""
+        return _verdict_counts(self.enterprises)
+
+
+def _verdict_counts(gdf: pd.DataFrame) -> dict[str, int]:
+    from layers.catalog import rules
+
+    counts = gdf["verdict"].value_counts()
+    order = [v.id for v in rules().verdicts]
+    order += sorted(str(v) for v in counts.index if v not in order)
+    return {v: int(counts[v]) for v in order if v in counts.index}
 
 
 def _sha256(source: str | Path | IO[bytes]) -> str:
@@ -89,11 +136,10 @@ def _outside_province(gdf: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, pd.DataF
             "uscc": rej["uscc"].to_numpy(),
             "name": rej["name"].to_numpy(),
             "field": "经度/纬度",
-            "reason": "outside_guangdong",
+            "reason": "outside_districts",
             "message": [
-                f"第{r}行：坐标 ({x:.5f}, {y:.5f}) 不在广东省任何区县内 / "
-                f"row {r}: point ({x:.5f}, {y:.5f}) lies in no Guangdong district; "
-                "expected a location inside Guangdong (check the coordinate system column)"
+                issue_message("outside_districts", row=r, field="经度/纬度",
+                              value=f"{x:.5f},{y:.5f}")
                 for r, x, y in zip(rej["row"], rej["lon"], rej["lat"], strict=True)
             ],
         },
@@ -102,8 +148,30 @@ def _outside_province(gdf: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, pd.DataF
     return gdf.loc[~outside], rejected
 
 
+def _output_frame(ruled: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Select and order the output columns; round lon/lat.
+
+    Enforcement columns, optional output columns, every registry numeric attribute (NaN
+    where the registry has none), ``attr_*`` columns, geometry.
+    """
+    columns = [c for c in ENFORCEMENT_COLUMNS if c in ruled.columns]
+    optional = [c for c in OPTIONAL_OUTPUT_COLUMNS if c in ruled.columns]
+    numeric = list(numeric_columns())
+    extra = [c for c in ruled.columns if c.startswith("attr_")]
+    out = ruled[[*columns, *optional, *[c for c in numeric if c in ruled.columns], *extra,
+                 "geometry"]].copy()
+    for col in numeric:
+        if col not in out.columns:
+            out[col] = np.nan
+    for col in ("lon", "lat"):
+        if col in out.columns:
+            out[col] = out[col].astype("float64").round(COORD_DECIMALS)
+    order = [*columns, *optional, *numeric, *extra, "geometry"]
+    return out[order].reset_index(drop=True)
+
+
 def classify_frame(
-    gdf: gpd.GeoDataFrame, *, as_of: date | None = None
+    gdf: gpd.GeoDataFrame, *, as_of: date | None = None, progress: ProgressFn | None = None
 ) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     """Classify geocoded enterprises and apply the rules.
 
@@ -113,20 +181,33 @@ def classify_frame(
         Geocoded enterprises (EPSG:4326 points, ingest and geocode columns).
     as_of
         Date at which rules are evaluated (default: today).
+    progress
+        Told when classification and rules start and end (see :class:`ProgressFn`).
 
     Returns
     -------
     tuple
-        The enforcement frame (``ENFORCEMENT_COLUMNS``) and the rows rejected because
-        they fall in no Guangdong district.
+        The enforcement frame (``ENFORCEMENT_COLUMNS``, then ``industry_code`` and the
+        registry's numeric attributes) and the rows rejected because they fall in no
+        Guangdong district.
     """
+    step = progress or _no_progress
+    step("classify", len(gdf))
     classified = classify(gdf)
     inside, rejected = _outside_province(classified)
+    step("classify", len(inside), done=True)
+    step("rules", len(inside))
     ruled = apply_rules(inside, as_of=as_of)
-    columns = [c for c in ENFORCEMENT_COLUMNS if c in ruled.columns]
-    extra = [c for c in ruled.columns if c not in columns and c != "geometry"]
-    out = ruled[columns + [c for c in extra if c.startswith("attr_")] + ["geometry"]]
-    return out.reset_index(drop=True), rejected
+    step("rules", len(ruled), done=True)
+    return _output_frame(ruled), rejected
+
+
+def _source_name(source: str | Path | IO[bytes], filename: str | None) -> str:
+    if filename:
+        return Path(filename).name
+    if isinstance(source, (str, Path)):
+        return Path(source).name
+    return Path(str(getattr(source, "name", "") or "")).name
 
 
 def run_pipeline(
@@ -135,7 +216,7 @@ def run_pipeline(
     filename: str | None = None,
     geocoder: str | BaseGeocoder = "offline",
     as_of: date | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> PipelineResult:
     """Run ingest, geocoding, classification and rules on a registry file.
 
@@ -150,31 +231,37 @@ def run_pipeline(
     as_of
         Date at which rules are evaluated (default: today).
     progress
-        Called with a step name before each step (the CLI shows it).
+        Told when each of :data:`STAGES` starts and ends, with row counts (the CLI shows
+        them); see :class:`ProgressFn`.
 
     Returns
     -------
     PipelineResult
-    """
-    import time
 
+    Raises
+    ------
+    RegistryError
+        If the file cannot be read as a registry (binary, no data rows, missing columns).
+    """
     source = SAMPLE_REGISTRY if source is None else source
-    step = progress or (lambda _name: None)
+    step = progress or _no_progress
+    day = as_of or date.today()
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    step("ingest")
+    step("read")
     ingested = read_registry(source, filename=filename)
+    step("read", ingested.source_rows, done=True)
     timings["ingest"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    step("geocode")
+    step("geocode", len(ingested.accepted))
     located, geo_rejected = geocode(ingested.accepted, provider=geocoder)
+    step("geocode", len(located), done=True)
     timings["geocode"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    step("classify")
-    enterprises, outside = classify_frame(located, as_of=as_of)
+    enterprises, outside = classify_frame(located, as_of=day, progress=step)
     timings["classify_and_rules"] = time.perf_counter() - t
 
     rejected = (
@@ -187,15 +274,29 @@ def run_pipeline(
         .reset_index(drop=True)
     )
     log.info(
-        "registry: %d rows, %d accepted, %d rejected",
+        "%d registry rows: %d enterprises listed, %d rows not usable",
         ingested.source_rows, len(enterprises), len(rejected),
+    )
+    if len(enterprises) == 0:
+        log.info("no registry row could be used; every row is in the rejected list")
+    sha = _sha256(source)
+    provenance = Provenance.now(
+        registry_name=_source_name(source, filename),
+        registry_sha256=sha,
+        as_of=day,
+        accepted=len(enterprises),
+        rejected=len(rejected),
+        source_rows=ingested.source_rows,
+        verdict_counts=_verdict_counts(enterprises),
+        note="bundled synthetic sample registry" if source == SAMPLE_REGISTRY else "",
     )
     return PipelineResult(
         enterprises=enterprises,
         rejected=rejected[list(REJECTED_COLUMNS)],
         source_rows=ingested.source_rows,
-        source_sha256=_sha256(source),
+        source_sha256=sha,
         timings=timings,
+        provenance=provenance,
     )
 
 

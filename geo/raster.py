@@ -35,6 +35,8 @@ import rasterio.warp
 from affine import Affine
 from numpy.typing import NDArray
 from pyproj import CRS
+from pyproj.crs import ProjectedCRS
+from pyproj.crs.coordinate_operation import AlbersEqualAreaConversion
 from rasterio.crs import CRS as RioCRS
 from rasterio.enums import MergeAlg, Resampling
 from rasterio.errors import RasterioIOError
@@ -67,9 +69,17 @@ logger = logging.getLogger(__name__)
 #: inside the province. UTM 49N (EPSG:32649) would distort cell area by up to ~1 % in the
 #: east (the Lianjiang basin, 116.4 E, lies 5.4 degrees off its central meridian).
 #: Pass ``crs="utm"`` to :func:`density` for ``GeoDataFrame.estimate_utm_crs()`` instead.
-DEFAULT_DENSITY_CRS: Final = CRS.from_proj4(
-    "+proj=aea +lat_0=23 +lon_0=113.5 +lat_1=21 +lat_2=25 +x_0=0 +y_0=0 "
-    "+datum=WGS84 +units=m +no_defs +type=crs"
+#: Built as a named WKT2 CRS (not a bare PROJ string) so GeoTIFF readers such as
+#: ``gdalinfo`` and QGIS show "Guangdong Albers equal-area (WGS 84)" instead of "unknown".
+DEFAULT_DENSITY_CRS: Final = CRS(
+    ProjectedCRS(
+        name="Guangdong Albers equal-area (WGS 84)",
+        conversion=AlbersEqualAreaConversion(
+            latitude_first_parallel=21.0, latitude_second_parallel=25.0,
+            latitude_false_origin=23.0, longitude_false_origin=113.5,
+        ),
+        geodetic_crs=CRS.from_epsg(4326),
+    )
 )
 #: Nodata value of density rasters (counts are never negative).
 NODATA: Final = -9999.0

@@ -19,6 +19,7 @@ __all__ = [
     "CLASSIFY_COLUMNS",
     "RULES_COLUMNS",
     "ENFORCEMENT_COLUMNS",
+    "OPTIONAL_OUTPUT_COLUMNS",
     "PRECISIONS",
     "ISSUE_SEP",
     "LIST_SEP",
@@ -37,6 +38,7 @@ INGEST_COLUMNS: Final = (
     "name",
     "industry_id",
     "industry",
+    "industry_code",
     "address",
     "lon_in",
     "lat_in",
@@ -67,7 +69,7 @@ CLASSIFY_COLUMNS: Final = (
 
 RULES_COLUMNS: Final = ("verdict", "standards", "rule_ids", "reasons")
 
-#: Columns of enforcement_list.csv / .geojson, in order.
+#: Columns of every enforcement list (files, stores, API), in order.
 ENFORCEMENT_COLUMNS: Final = (
     "row",
     "uscc",
@@ -95,6 +97,13 @@ ENFORCEMENT_COLUMNS: Final = (
     "data_issues",
     "reasons",
 )
+
+
+#: Columns file exports add when the frame has them (the pipeline's always does; a list
+#: read back from a store may not), each placed right after the column named here. The
+#: registry's optional numeric attributes (``layers/data/registry.toml`` [numeric]) follow
+#: at the end, also only when present.
+OPTIONAL_OUTPUT_COLUMNS: Final = {"industry_code": "industry"}
 
 
 def _python_str_dtype() -> Any:

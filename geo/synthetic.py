@@ -10,8 +10,6 @@ invented, and each row says so in its ``数据说明`` column.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -23,6 +21,8 @@ import shapely
 from numpy.random import Generator
 
 from geo.crs import from_wgs84
+from geo.errors import InvalidQueryError
+from geo.files import atomic_target
 from geo.uscc import uscc_check_char
 
 __all__ = [
@@ -228,6 +228,10 @@ def synthetic_registry(n: int = 3000, *, seed: int = 2019) -> pd.DataFrame:
         燃煤锅炉蒸吨, 数据说明, and ``_bad_kind`` (the deliberate problem, '' if none;
         dropped by :func:`write_registry`).
     """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InvalidQueryError(f"n: expected a whole number of enterprises >= 1, got {n!r}.")
+    if seed < 0:
+        raise InvalidQueryError(f"seed: expected a whole number >= 0, got {seed!r}.")
     rng = np.random.default_rng(seed)
     profile = _profile()
     frames = _reference_frames()
@@ -285,7 +289,8 @@ def _spoil(reg: pd.DataFrame, share: float, rng: Generator) -> pd.DataFrame:
     """Give about ``share`` of the rows one deliberate problem each, cycling the kinds."""
     kinds = list(BAD_ROW_KINDS)
     has_xy = reg["经度"].notna().to_numpy()
-    count = max(len(kinds), int(len(reg) * share))
+    # every kind at least once, but never more than half the rows (tiny samples stay usable)
+    count = min(max(len(kinds), int(len(reg) * share)), int(has_xy.sum()), len(reg) // 2)
     rows = rng.choice(np.flatnonzero(has_xy), size=count, replace=False)
     reg = reg.copy()
     for i, row in enumerate(rows):
@@ -318,18 +323,20 @@ def _spoil(reg: pd.DataFrame, share: float, rng: Generator) -> pd.DataFrame:
 
 
 def write_registry(reg: pd.DataFrame, path: str | Path) -> Path:
-    """Write a registry frame as UTF-8 (BOM) CSV or XLSX, atomically, without ``_bad_kind``."""
+    """Write a registry frame as UTF-8 (BOM) CSV or XLSX, atomically, without ``_bad_kind``.
+
+    The file gets the user's usual permissions (umask), like any file they create.
+
+    Raises
+    ------
+    ExportError
+        If ``path`` is a folder or cannot be written.
+    """
     path = Path(path)
     out = reg.drop(columns=["_bad_kind"], errors="ignore")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         if path.suffix.lower() == ".xlsx":
             out.to_excel(tmp, index=False)
         else:
             out.to_csv(tmp, index=False, encoding="utf-8-sig")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

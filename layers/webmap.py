@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -36,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_LAYERS",
+    "POINT_LIMIT",
+    "MAX_GRID_CELLS",
     "APP_BASE_LAYERS",
     "APP_OVERLAYS",
     "build_map",
@@ -93,6 +94,18 @@ _EXTERNAL_ASSET: Final = re.compile(
 _DEFAULT_STYLE: Final = {"color": "#666666", "weight": 1, "fillOpacity": 0.1}
 _MARKER_STYLE: Final = {"radius": 6, "weight": 1, "color": "#333333", "fillOpacity": 0.9}
 _GRID_DEG: Final = 1e-5  # ~1 m coordinate precision in the page
+
+#: Most enterprises the offline map draws one by one; above, it aggregates into grid cells
+#: (the served map's limit, ``api/routers/webmap.py`` POINT_LIMIT).
+POINT_LIMIT: Final = 3000
+#: Most grid cells the offline map embeds over all its zoom levels: bounds the page size
+#: (about 25 bytes a cell) whatever the registry size.
+MAX_GRID_CELLS: Final = 60_000
+#: Grid cell edge in screen pixels at each zoom level (the served map uses the same).
+_CELL_PX: Final = 64
+#: Zoom range of the offline map's aggregation levels.
+_MIN_ZOOM: Final = 5
+_MAX_ZOOM: Final = 16
 
 
 # --------------------------------------------------------------------------- assets
@@ -243,20 +256,12 @@ def save_offline_html(m: folium.Map, path: str | os.PathLike[str]) -> Path:
     external = _EXTERNAL_ASSET.search(page)
     if external:
         raise ExportError(f"The offline map still loads an external file: {external.group(0)!r}.")
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".part.html", dir=final.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.chmod(name, 0o644)  # mkstemp creates 0600
-        os.replace(name, final)
-    except OSError as exc:
-        raise ExportError(f"Cannot write {final}: {exc}") from exc
-    finally:
-        Path(name).unlink(missing_ok=True)
-    logger.info("wrote offline map %s (%d bytes)", final, len(page.encode("utf-8")))
-    return final
+    from geo.files import atomic_target
+
+    with atomic_target(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    logger.info("wrote offline map %s (%s bytes)", path, f"{len(page.encode('utf-8')):,}")
+    return Path(path)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -422,82 +427,200 @@ def _popup_values(gdf: pd.DataFrame, fields: Sequence[str], lang: str) -> pd.Dat
     return out
 
 
-def _enterprise_layer_class() -> Any:
+def _rows_js(gdf: gpd.GeoDataFrame, pts: np.ndarray, shown: Sequence[str],
+             values: pd.DataFrame) -> str:
+    """``[[lat, lon, popup values...], ...]`` of the points, for the page's script."""
+    rows = pd.concat(
+        [
+            pd.DataFrame(
+                {"lat": np.round(shapely.get_y(pts), 6), "lon": np.round(shapely.get_x(pts), 6)},
+                index=gdf.index,
+            ),
+            values[list(shown)],
+        ],
+        axis=1,
+    )
+    return _js(rows.to_numpy().tolist())
+
+
+def _grid_levels(
+    lon: np.ndarray, lat: np.ndarray, codes: np.ndarray, n_codes: int, *, cell_px: int,
+    max_cells: int,
+) -> tuple[dict[int, list[list[float]]], dict[int, int]]:
+    """Per zoom level, per verdict code, the non-empty grid cells (vectorised).
+
+    A level's cell is ``cell_px`` screen pixels wide at that zoom, as the served map's
+    server-side grid (``api/routers/webmap.py``). Levels run from :data:`_MIN_ZOOM` up,
+    finer and finer, while all levels together hold at most ``max_cells`` cells (at least
+    the coarsest level is kept); the finest level serves every zoom above it.
+
+    Returns
+    -------
+    tuple
+        ``{zoom: [flat [lat, lon, count, ...] per code]}`` (positions are the mean of the
+        cell's points, 4 decimals) and ``{zoom: largest count of any cell}``.
+    """
+    levels: dict[int, list[list[float]]] = {}
+    biggest: dict[int, int] = {}
+    total = 0
+    for zoom in range(_MIN_ZOOM, _MAX_ZOOM + 1):
+        cell = cell_px * 360.0 / (256 * 2**zoom)
+        ix = np.floor(lon / cell).astype(np.int64)
+        iy = np.floor(lat / cell).astype(np.int64)
+        ix -= ix.min(initial=0)
+        iy -= iy.min(initial=0)
+        key = (codes.astype(np.int64) << 42) | (ix << 21) | iy
+        uniq, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        if levels and total + len(uniq) > max_cells:
+            break
+        total += len(uniq)
+        mean_lat = np.round(np.bincount(inverse, weights=lat) / counts, 4)
+        mean_lon = np.round(np.bincount(inverse, weights=lon) / counts, 4)
+        cell_code = (uniq >> 42).astype(np.int64)
+        per_code = []
+        for code in range(n_codes):
+            sel = cell_code == code
+            per_code.append(
+                np.column_stack([mean_lat[sel], mean_lon[sel], counts[sel]]).ravel().tolist()
+            )
+        levels[zoom] = per_code
+        biggest[zoom] = int(counts.max(initial=0))
+    return levels, biggest
+
+
+def _verdict_layer_class() -> Any:
     folium = _folium()
-    from folium.elements import JSCSSMixin
     from folium.template import Template
 
-    class EnterpriseLayer(JSCSSMixin, folium.map.Layer):  # type: ignore[misc, name-defined]
-        """Circle markers coloured by verdict, optionally clustered, popups built lazily."""
+    class VerdictLayer(folium.map.Layer):  # type: ignore[misc, name-defined]
+        """The enterprises of one verdict.
+
+        Circle markers with popups built on click, or (aggregated mode) an empty group the
+        grid controller fills with cells.
+        """
 
         _template = Template(
             """
             {% macro script(this, kwargs) %}
             var {{ this.get_name() }} = (function () {
+                var group = L.featureGroup();
+                {% if this.rows_js %}
                 var labels = {{ this.labels_js }};
-                var verdicts = {{ this.verdicts_js }};
                 var rows = {{ this.rows_js }};
                 var style = {{ this.style_js }};
                 function popup(layer) {
                     var r = rows[layer.bwIndex];
                     var out = '<table class="bw-popup">';
                     for (var j = 0; j < labels.length; j++) {
-                        out += '<tr><th>' + labels[j] + '</th><td>' + r[3 + j] + '</td></tr>';
+                        out += '<tr><th>' + labels[j] + '</th><td>' + r[2 + j] + '</td></tr>';
                     }
                     return out + '</table>';
                 }
-                var group = {% if this.cluster -%}
-                    L.markerClusterGroup({{ this.cluster_js }})
-                {%- else -%} L.featureGroup() {%- endif %};
-                var markers = [];
                 for (var i = 0; i < rows.length; i++) {
-                    var opts = Object.assign({}, style, {fillColor: verdicts[rows[i][2]][1]});
-                    var marker = L.circleMarker([rows[i][0], rows[i][1]], opts);
+                    var marker = L.circleMarker([rows[i][0], rows[i][1]], style);
                     marker.bwIndex = i;
                     marker.bindPopup(popup, {maxWidth: 380});
-                    markers.push(marker);
+                    group.addLayer(marker);
                 }
-                {% if this.cluster %}group.addLayers(markers);
-                {% else %}markers.forEach(function (mk) { group.addLayer(mk); });{% endif %}
+                {% endif %}
                 return group;
             })();
             {% endmacro %}
             """
         )
 
-        def __init__(self, name: str, *, cluster: bool) -> None:
+        def __init__(self, name: str) -> None:
             super().__init__(name=name, overlay=True, control=True, show=True)
-            self._name = "EnterpriseLayer"
-            self.cluster = cluster
-            # resolved to the vendored copies by localise_assets()
-            self.default_js = [("markerclusterjs", "vendored")] if cluster else []
-            self.default_css = (
-                [("markerclustercss", "vendored"), ("markerclusterdefaultcss", "vendored")]
-                if cluster
-                else []
-            )
-            self.labels_js = self.verdicts_js = self.rows_js = "[]"
-            self.style_js = _js(_MARKER_STYLE)
-            self.cluster_js = _js(
-                {"showCoverageOnHover": False, "chunkedLoading": True,
-                 "disableClusteringAtZoom": 13}
-            )
+            self._name = "VerdictLayer"
+            self.labels_js = "[]"
+            self.rows_js = ""
+            self.style_js = "{}"
 
-    return EnterpriseLayer
+    return VerdictLayer
 
 
-def _add_enterprises(
-    m: Any, gdf: gpd.GeoDataFrame, lang: str, *, cluster: bool
-) -> dict[str, int]:
-    """Add the enterprise markers; return counts per verdict id."""
-    labels = _labels()
+def _grid_controller_class() -> Any:
+    from branca.element import MacroElement
+    from folium.template import Template
+
+    class GridController(MacroElement):  # type: ignore[misc]
+        """Draw the aggregated cells of each visible verdict layer for the current zoom.
+
+        Only the cells in view (plus a margin), strongest verdict on top; a click zooms in.
+        """
+
+        _template = Template(
+            """
+            {% macro script(this, kwargs) %}
+            (function () {
+                var map = {{ this._parent.get_name() }};
+                var layers = [{% for name in this.layer_names %}{{ name }},{% endfor %}];
+                var cfg = {{ this.config_js }};
+                function level(zoom) {
+                    var z = Math.max(cfg.minZoom, Math.min(cfg.maxZoom, Math.round(zoom)));
+                    return String(z);
+                }
+                function draw() {
+                    var key = level(map.getZoom());
+                    var cells = cfg.levels[key], biggest = cfg.biggest[key] || 1;
+                    var view = map.getBounds().pad(0.25);
+                    for (var v = layers.length - 1; v >= 0; v--) {
+                        var group = layers[v];
+                        group.clearLayers();
+                        if (!map.hasLayer(group)) { continue; }
+                        var flat = cells[v], colour = cfg.colours[v], label = cfg.labels[v];
+                        for (var i = 0; i < flat.length; i += 3) {
+                            var lat = flat[i], lon = flat[i + 1], n = flat[i + 2];
+                            if (!view.contains([lat, lon])) { continue; }
+                            var r = cfg.minRadius + (cfg.maxRadius - cfg.minRadius) *
+                                Math.sqrt(n / biggest);
+                            var c = L.circleMarker([lat, lon], {radius: r, color: "#333333",
+                                weight: 1, fillColor: colour, fillOpacity: 0.75});
+                            c.bindTooltip(cfg.tooltip.replace("{verdict}", label)
+                                .replace("{count}", n));
+                            c.on("click", function (e) {
+                                map.setView(e.latlng, Math.min(map.getZoom() + 2, 18));
+                            });
+                            group.addLayer(c);
+                        }
+                    }
+                }
+                map.on("zoomend moveend overlayadd", draw);
+                map.whenReady(draw);
+            })();
+            {% endmacro %}
+            """
+        )
+
+        def __init__(self, layer_names: Sequence[str], config: Mapping[str, Any]) -> None:
+            super().__init__()
+            self._name = "GridController"
+            self.layer_names = list(layer_names)
+            self.config_js = _js(config)
+
+    return GridController
+
+
+def _located(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """EPSG:4326 rows with a geometry (others are logged, not drawn)."""
     if gdf.crs is not None and not gdf.crs.equals("EPSG:4326"):
         gdf = gdf.to_crs("EPSG:4326")
     geoms = np.asarray(gdf.geometry.values)
     located = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     if not located.all():
         logger.info("web map: %d enterprise(s) without a location are not drawn", (~located).sum())
-    gdf = gdf[located]
+    return gdf[located]
+
+
+def _add_enterprises(
+    m: Any, gdf: gpd.GeoDataFrame, lang: str, *, point_limit: int, max_cells: int
+) -> dict[str, int]:
+    """Add one layer per verdict (strongest first); return counts per verdict id.
+
+    Points with popups up to ``point_limit`` enterprises, grid cells above.
+    """
+    labels = _labels()
+    gdf = _located(gdf)
     pts = shapely.point_on_surface(np.asarray(gdf.geometry.values))
     styles = _verdict_styles(lang)
     index = {vid: i for i, (vid, _l, _c) in enumerate(styles)}
@@ -509,38 +632,53 @@ def _add_enterprises(
     for vid in sorted(set(verdict) - set(index)):  # shown grey, labelled with the raw id
         index[vid] = len(styles)
         styles.append((vid, vid or "?", "#cccccc"))
-    codes = verdict.map(index).astype(int)
-    fields = [str(f) for f in labels["popup"]["fields"]]
-    values = _popup_values(gdf, fields, lang)
-    shown = [f for f in fields if f in values.columns]
-    col_labels = labels["columns"] if lang == "zh" else {}
-    rows = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "lat": np.round(shapely.get_y(pts), 6),
-                    "lon": np.round(shapely.get_x(pts), 6),
-                    "v": codes.to_numpy(),
-                },
-                index=gdf.index,
-            ),
-            values[shown],
-        ],
-        axis=1,
-    )
-    layer = _enterprise_layer_class()(
-        name=html.escape(labels["words"]["enterprises_layer"] if lang == "zh" else "Enterprises"),
-        cluster=cluster,
-    )
-    layer.labels_js = _js([html.escape(str(col_labels.get(f, f))) for f in shown])
-    layer.verdicts_js = _js([[html.escape(label), colour] for _v, label, colour in styles])
-    layer.rows_js = _js(rows.to_numpy().tolist())
-    layer.add_to(m)
+    codes = verdict.map(index).astype(int).to_numpy()
     counts = verdict.value_counts()
-    return {vid: int(counts.get(vid, 0)) for vid, _l, _c in styles}
+    per_verdict = {vid: int(counts.get(vid, 0)) for vid, _l, _c in styles}
+    layer_name = labels["map"]["enterprises_layer" if lang == "zh" else "enterprises_layer_en"]
+    layer_cls = _verdict_layer_class()
+    aggregated = len(gdf) > point_limit
+    if not aggregated:
+        fields = [str(f) for f in labels["popup"]["fields"]]
+        values = _popup_values(gdf, fields, lang)
+        shown = [f for f in fields if f in values.columns]
+        col_labels = labels["columns"] if lang == "zh" else {}
+        labels_js = _js([html.escape(str(col_labels.get(f, f))) for f in shown])
+    layers = []
+    for code, (vid, label, colour) in enumerate(styles):
+        layer = layer_cls(html.escape(layer_name.format(verdict=label,
+                                                        count=f"{per_verdict[vid]:,}")))
+        if not aggregated:
+            sel = codes == code
+            layer.labels_js = labels_js
+            layer.rows_js = _rows_js(gdf[sel], pts[sel], shown, values[sel])
+            layer.style_js = _js({**_MARKER_STYLE, "fillColor": colour})
+        layer.add_to(m)
+        layers.append(layer)
+    if aggregated:
+        levels, biggest = _grid_levels(
+            shapely.get_x(pts), shapely.get_y(pts), codes, len(styles),
+            cell_px=_CELL_PX, max_cells=max_cells,
+        )
+        _grid_controller_class()(
+            [layer.get_name() for layer in layers],
+            {
+                "levels": {str(z): v for z, v in levels.items()},
+                "biggest": {str(z): v for z, v in biggest.items()},
+                "minZoom": min(levels), "maxZoom": max(levels),
+                "colours": [c for _v, _l, c in styles],
+                "labels": [html.escape(label) for _v, label, _c in styles],
+                "tooltip": html.escape(labels["map"]["cell_tooltip" if lang == "zh"
+                                                     else "cell_tooltip_en"]),
+                "minRadius": 4, "maxRadius": _CELL_PX // 2 - 4,
+            },
+        ).add_to(m)
+    return per_verdict
 
 
-def _add_legend(m: Any, lang: str, counts: Mapping[str, int] | None) -> None:
+def _add_legend(
+    m: Any, lang: str, counts: Mapping[str, int] | None, note: str = ""
+) -> None:
     from branca.element import MacroElement
     from folium.template import Template
 
@@ -548,7 +686,7 @@ def _add_legend(m: Any, lang: str, counts: Mapping[str, int] | None) -> None:
     title = words["legend_title"] if lang == "zh" else "Verdict"
     items = []
     for vid, label, colour in _verdict_styles(lang):
-        n = f" ({counts.get(vid, 0)})" if counts is not None else ""
+        n = f" ({counts.get(vid, 0):,})" if counts is not None else ""
         items.append(
             f'<div><i style="background:{html.escape(colour)}"></i>{html.escape(label)}{n}</div>'
         )
@@ -563,6 +701,7 @@ def _add_legend(m: Any, lang: str, counts: Mapping[str, int] | None) -> None:
                         line-height: 18px; border-radius: 4px; box-shadow: 0 0 6px rgba(0,0,0,.3);}
             .bw-legend i {width: 12px; height: 12px; float: left; margin: 3px 6px 0 0;
                           border-radius: 50%; border: 1px solid #333;}
+            .bw-note {max-width: 420px; font-size: 12px; line-height: 17px;}
             .bw-popup th {text-align: left; padding-right: 8px; white-space: nowrap;
                           vertical-align: top;}
             .bw-popup td {word-break: break-all;}
@@ -576,6 +715,15 @@ def _add_legend(m: Any, lang: str, counts: Mapping[str, int] | None) -> None:
                 return div;
             };
             {{ this.get_name() }}.addTo({{ this._parent.get_name() }});
+            {% if this.note_js %}
+            var {{ this.get_name() }}_note = L.control({position: "bottomleft"});
+            {{ this.get_name() }}_note.onAdd = function () {
+                var div = L.DomUtil.create("div", "bw-legend bw-note");
+                div.innerHTML = {{ this.note_js }};
+                return div;
+            };
+            {{ this.get_name() }}_note.addTo({{ this._parent.get_name() }});
+            {% endif %}
             {% endmacro %}
             """
         )
@@ -584,8 +732,29 @@ def _add_legend(m: Any, lang: str, counts: Mapping[str, int] | None) -> None:
             super().__init__()
             self._name = "Legend"
             self.body_js = _js(body)
+            self.note_js = _js(note) if note else ""
 
     Legend().add_to(m)
+
+
+def _page_note(
+    lang: str, total: int, point_limit: int, provenance: Any | None
+) -> str:
+    """HTML (escaped) of the note on the page: how enterprises are drawn, and provenance."""
+    texts = _labels()["map"]
+    suffix = "" if lang == "zh" else "_en"
+    key = "aggregated_note" if total > point_limit else "points_note"
+    lines = [texts[key + suffix].format(total=f"{total:,}", limit=f"{point_limit:,}")]
+    if provenance is not None:
+        as_of = getattr(provenance, "as_of", None)
+        when = getattr(provenance, "generated_at", None)
+        lines.append(texts["provenance" + suffix].format(
+            registry=getattr(provenance, "registry_name", "") or "-",
+            sha=(getattr(provenance, "registry_sha256", "") or "")[:12] or "-",
+            as_of=as_of.isoformat() if as_of else "-",
+            generated=when.isoformat(sep=" ") if when else "-",
+        ))
+    return "<br>".join(html.escape(line) for line in lines)
 
 
 # --------------------------------------------------------------------------- map
@@ -598,17 +767,22 @@ def build_map(
     lang: Literal["zh", "en"] = "zh",
     reference: Mapping[str, gpd.GeoDataFrame] | None = None,
     layer_infos: Mapping[str, Any] | None = None,
-    cluster: bool = True,
     simplify: float = 0.001,
     asset_prefix: str | None = None,
+    point_limit: int = POINT_LIMIT,
+    max_cells: int = MAX_GRID_CELLS,
+    provenance: Any | None = None,
 ) -> folium.Map:
     """Build the offline web map.
 
     Parameters
     ----------
     enterprises
-        Classified enterprises (``geo.schema.ENFORCEMENT_COLUMNS``, point geometry) drawn as
-        circle markers coloured by verdict, with Chinese popups; ``None`` draws no markers.
+        Classified enterprises (``geo.schema.ENFORCEMENT_COLUMNS``, point geometry), drawn
+        as one layer per verdict (strongest first): up to ``point_limit`` enterprises as
+        circle markers coloured by verdict with Chinese popups, above that aggregated into
+        grid cells per verdict (circle area proportional to the count; the page says so).
+        ``None`` draws no enterprises.
     layers
         Reference layer ids, drawn bottom to top (default :data:`DEFAULT_LAYERS`).
     lang
@@ -618,35 +792,47 @@ def build_map(
     layer_infos
         Layer id -> info (``title_zh``, ``title_en``, ``style``, ``popup_fields``) overriding
         ``layers.registry.layer_info``.
-    cluster
-        Cluster the enterprise markers (Leaflet.markercluster); off draws plain markers.
     simplify
         Tolerance in degrees for simplifying reference polygons for display (0.001 is
         about 100 m; 0 keeps them as stored). Keeps the page small.
     asset_prefix
         ``None`` inlines the vendored JS/CSS into the page; a URL prefix links them there
         instead (serve :func:`static_dir` under it).
+    point_limit
+        Most enterprises drawn one by one (default :data:`POINT_LIMIT`, as the served map).
+    max_cells
+        Most grid cells embedded over all zoom levels in aggregated mode (bounds the page
+        size whatever the registry size; default :data:`MAX_GRID_CELLS`).
+    provenance
+        A :class:`geo.provenance.Provenance`; its registry file, rule date and generation
+        time are shown on the page.
 
     Returns
     -------
     folium.Map
-        With a layer control and a verdict legend, no tile layer.
+        With a ``<title>``, a layer control, a verdict legend and a note on how enterprises
+        are drawn; no tile layer.
     """
     if lang not in ("zh", "en"):
         raise InvalidQueryError(f"Unknown map language '{lang}': expected 'zh' or 'en'.")
+    if point_limit < 0 or max_cells < 1:
+        raise InvalidQueryError(
+            f"point_limit must be >= 0 and max_cells >= 1, got {point_limit}, {max_cells}."
+        )
     folium = _folium()
     reference = dict(reference or {})
     layer_infos = dict(layer_infos or {})
+    texts = _labels()["map"]
 
-    # no tile layer sets the zoom range, and Leaflet.markercluster needs maxZoom
     m = folium.Map(
         location=(23.1, 113.8),
         zoom_start=8,
         tiles=None,
         prefer_canvas=True,
         control_scale=True,
-        **{"minZoom": 5, "maxZoom": 18},
+        **{"minZoom": _MIN_ZOOM, "maxZoom": 18},
     )
+    m.get_root().title = texts["title" if lang == "zh" else "title_en"]
     bounds: list[np.ndarray] = []
     for layer_id in layers:
         frame, info = _layer_source(layer_id, reference, layer_infos)
@@ -655,12 +841,15 @@ def build_map(
             bounds.append(np.asarray(frame.to_crs("EPSG:4326").total_bounds
                                      if frame.crs is not None else frame.total_bounds))
     counts: dict[str, int] | None = None
+    note = ""
     if enterprises is not None:
-        counts = _add_enterprises(m, enterprises, lang, cluster=cluster)
+        counts = _add_enterprises(m, enterprises, lang, point_limit=point_limit,
+                                  max_cells=max_cells)
+        note = _page_note(lang, sum(counts.values()), point_limit, provenance)
         if len(enterprises):
             bounds = [np.asarray(enterprises.to_crs("EPSG:4326").total_bounds
                                  if enterprises.crs is not None else enterprises.total_bounds)]
-    _add_legend(m, lang, counts)
+    _add_legend(m, lang, counts, note)
     folium.LayerControl(collapsed=False).add_to(m)
     finite = [b for b in bounds if np.isfinite(b).all()]
     if finite:

@@ -131,4 +131,5 @@ SMOKE_DIR=$(mktemp -d)
 .venv/bin/python benchmarks/run.py --smoke --out "$SMOKE_DIR/classify.md"
 .venv/bin/python benchmarks/scale.py --smoke --out "$SMOKE_DIR/scale.md"
 .venv/bin/python benchmarks/load_api.py --smoke --out "$SMOKE_DIR/api-load.md"
+.venv/bin/python benchmarks/offline_map_bench.py --n 4000 --out "$SMOKE_DIR/offline-map.md"
 echo "all tests passed"

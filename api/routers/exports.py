@@ -25,8 +25,9 @@ from api.routers.webmap import parse_within
 from api.sources import ENTERPRISES, get_source
 from api.store.base import FID
 from geo.errors import ExportError
+from geo.provenance import Provenance
 
-__all__ = ["router", "MEDIA_TYPES", "export_filename"]
+__all__ = ["router", "MEDIA_TYPES", "export_filename", "load_provenance"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,25 @@ def export_filename(fmt: str, params: dict[str, str]) -> str:
     stem = "_".join([_BASENAME, *parts])
     stem = "".join(ch if ch not in '/\\:*?"<>|' else "-" for ch in stem)[:120]
     return stem + MEDIA_TYPES[fmt][1]
+
+
+def load_provenance(store: object, rows: int, params: dict[str, str]) -> Provenance:
+    """Provenance of an export: the stored load it comes from and the filter applied.
+
+    The store does not keep the rule date of a load, so ``as_of`` is left unknown.
+    """
+    loads = store.loads()  # type: ignore[attr-defined]
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"
+    if not loads:
+        return Provenance.now(registry_name="", registry_sha256="", as_of=None,
+                              accepted=rows, note=f"filter: {shown}")
+    rec = loads[0]
+    return Provenance.now(
+        registry_name=rec.source_name, registry_sha256=rec.source_sha256, as_of=None,
+        accepted=rows, rejected=rec.rejected, source_rows=rec.accepted + rec.rejected,
+        note=(f"API export of load {rec.load_id} ({rec.loaded_at.isoformat()}, "
+              f"{rec.accepted} enterprises); filter: {shown}"),
+    )
 
 
 @router.get(
@@ -90,7 +110,8 @@ def enforcement(
     tmp = Path(tempfile.mkdtemp(prefix="basinwatch-export-"))
     name = export_filename(fmt, params)
     try:
-        path = export(frame, fmt, tmp / f"enforcement_list{MEDIA_TYPES[fmt][1]}")
+        path = export(frame, fmt, tmp / f"enforcement_list{MEDIA_TYPES[fmt][1]}",
+                      provenance=load_provenance(store, len(frame), params))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

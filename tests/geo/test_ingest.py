@@ -212,3 +212,97 @@ def test_vectorised_scale(tmp_path: Path) -> None:
     df.to_csv(path, index=False)
     res = read_registry(path)
     assert len(res.accepted) == n and res.accepted["data_issues"].eq("").all()
+
+
+# ---------------------------------------------------------------- files a new user tries
+
+
+def test_binary_file_is_named_as_such(tmp_path: Path) -> None:
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(b"\x00" * 20_000)
+    with pytest.raises(RegistryFormatError, match="binary file") as err:
+        read_registry(nul)
+    assert len(err.value.msg) < 400  # no wall of "found columns"
+    png = tmp_path / "photo.csv"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40)
+    with pytest.raises(RegistryFormatError, match="binary file"):
+        read_registry(png)
+
+
+def test_utf16_text_export_is_read(tmp_path: Path) -> None:
+    """Excel's "Unicode text" export: UTF-16 with BOM, tab separated (NUL bytes, not binary)."""
+    text = "企业名称\t行业\t地址\n潮南某印染厂\t印染\t汕头市潮南区陈店镇\n"
+    path = tmp_path / "unicode.txt"
+    path.write_bytes(text.encode("utf-16"))
+    res = read_registry(path)
+    assert res.accepted["name"].tolist() == ["潮南某印染厂"]
+
+
+@pytest.mark.parametrize("name, body", [
+    ("header.csv", HEADER + "\n"),
+    ("header_blank_lines.csv", HEADER + "\n,,,,,,,\n\n"),
+])
+def test_header_only_registry_is_an_error(tmp_path: Path, name: str, body: str) -> None:
+    path = _write(tmp_path, [body], name=name)
+    with pytest.raises(RegistryFormatError, match="no data rows") as err:
+        read_registry(path)
+    assert name in err.value.msg
+
+
+def test_header_only_xlsx_is_an_error(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    wb.active.append(HEADER.split(","))
+    wb.save(tmp_path / "h.xlsx")
+    with pytest.raises(RegistryFormatError, match="no data rows"):
+        read_registry(tmp_path / "h.xlsx")
+
+
+def test_missing_column_message_is_bounded(tmp_path: Path) -> None:
+    cols = [f"列{i}" for i in range(500)]
+    path = _write(tmp_path, [",".join(cols), ",".join("x" * 500)])
+    with pytest.raises(MissingColumnError) as err:
+        read_registry(path)
+    assert "列19" in err.value.msg and "列20," not in err.value.msg and "480 more" in err.value.msg
+
+
+def test_registry_text_is_kept_as_written(tmp_path: Path) -> None:
+    name = "潮南某印染有限公司（1厂）　Ａ座"  # full-width brackets, ideographic space, Ａ
+    park = "潮南纺织印染环保综合处理中心（一期）"
+    address = "汕头市潮南区陈店镇１２号"
+    path = _write(tmp_path, [HEADER, f"{U1}, {name} ,印染,{address},,,,{park}"])
+    row = read_registry(path).accepted.iloc[0]
+    assert row["name"] == name.strip() and row["park_claimed"] == park
+    assert row["address"] == address
+
+
+def test_industry_code_kept_from_the_registry(tmp_path: Path) -> None:
+    import tomllib
+
+    from layers.catalog import data_path
+
+    with data_path("industries.toml").open("rb") as fh:
+        codes = {i["id"]: i["codes"] for i in tomllib.load(fh)["industry"]}
+    lines = [HEADER]
+    cells = ["C1723 化纤织物染整精加工", "1713.0", "印染", "水泥", "3041"]
+    for i, cell in enumerate(cells):
+        lines.append(f"{make_uscc(10 + i)},厂{i},{cell},汕头市潮南区陈店镇,,,,")
+    got = read_registry(_write(tmp_path, lines)).accepted
+    assert got["industry_id"].tolist() == ["dyeing", "dyeing", "dyeing", "cement", "flat_glass"]
+    assert got["industry_code"].tolist() == ["1723", "1713", "", codes["cement"][0], "3041"]
+
+
+def test_rejection_messages_are_bilingual_with_one_separator(tmp_path: Path) -> None:
+    from geo.ingest import MESSAGE_SEP
+
+    lines = [HEADER, f"{U1},,印染,汕头市,,,,", f"{U2},某厂,化工,汕头市,,,,",
+             f"{U3},某厂,印染,,116.4,23.3,火星坐标系,", f"{make_uscc(4)},某厂,印染,,0,0,,",
+             f"{make_uscc(5)},某厂,印染,,100.1,40.2,,"]
+    rej = read_registry(_write(tmp_path, lines)).rejected
+    assert len(rej) == 5
+    for msg in rej["message"]:
+        zh, en = msg.split(MESSAGE_SEP)  # exactly one separator
+        assert " / " not in msg
+        assert zh.startswith("第") and en.startswith("row ")
+        assert not any("\u4e00" <= ch <= "\u9fff" for ch in en.split("field ")[0])
+    industry = rej.loc[rej["reason"] == "industry_unknown", "message"].iloc[0]
+    assert "Textile dyeing" in industry.split(MESSAGE_SEP)[1]  # English hint in English

@@ -123,3 +123,50 @@ def test_locate_rejects_points_outside_guangdong() -> None:
         locate(float("nan"), 23.0)
     with pytest.raises(UnknownCRSError, match="GCJ02"):
         locate(113.9, 22.7, "EPSG:3857")
+
+
+def test_stages_reported_in_order_with_row_counts(tmp_path: Path) -> None:
+    reg = synthetic_registry(300, seed=11)
+    path = write_registry(reg, tmp_path / "reg.csv")
+    events: list[tuple[str, int | None, bool]] = []
+    res = run_pipeline(path, as_of=date(2019, 6, 30),
+                       progress=lambda stage, rows=None, *, done=False:
+                       events.append((stage, rows, done)))
+    assert [(s, d) for s, _r, d in events] == [
+        ("read", False), ("read", True), ("geocode", False), ("geocode", True),
+        ("classify", False), ("classify", True), ("rules", False), ("rules", True)]
+    ends = {s: r for s, r, d in events if d}
+    assert ends["read"] == len(reg) == res.source_rows
+    assert ends["rules"] == len(res.enterprises)
+
+
+def test_outputs_keep_registry_text_numeric_columns_and_round_coordinates(tmp_path: Path) -> None:
+    from geo.ingest import numeric_columns
+
+    lines = [
+        "企业名称,行业,经度,纬度,坐标系,燃煤锅炉蒸吨,高炉容积",
+        "潮南某印染有限公司（1厂）,印染,116.43,23.25,GCJ02,12.5,",
+        "韶关某钢铁有限公司,钢铁,113.6,24.8,WGS84,,400",
+    ]
+    path = tmp_path / "r.csv"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    ent = run_pipeline(path, as_of=date(2019, 6, 30)).enterprises
+    assert ent["name"].tolist()[0] == "潮南某印染有限公司（1厂）"  # not NFKC-folded to (1厂)
+    assert set(numeric_columns()) <= set(ent.columns)
+    assert ent["coal_boiler_tph"].tolist()[0] == 12.5
+    assert ent["furnace_volume_m3"].tolist()[1] == 400.0
+    assert ent["capacity_t_per_year"].isna().all()  # not in this registry: blank
+    # GCJ-02 converted: 7 decimals (about 1 cm), not 15
+    assert ent["lon"].map(lambda v: len(repr(v).split(".")[1])).max() <= 7
+    assert abs(ent["lon"].iloc[0] - ent.geometry.x.iloc[0]) < 1e-7
+
+
+def test_points_outside_every_district_use_the_issue_catalog(tmp_path: Path) -> None:
+    from geo.ingest import MESSAGE_SEP
+
+    path = tmp_path / "sea.csv"
+    path.write_text("企业名称,行业,经度,纬度\n海上某厂,印染,115.6,22.3\n", encoding="utf-8")
+    rej = run_pipeline(path, as_of=date(2019, 6, 30)).rejected
+    assert rej["reason"].tolist() == ["outside_districts"]
+    zh, en = rej["message"].iloc[0].split(MESSAGE_SEP)
+    assert "第2行" in zh and "坐标系" in zh and "row 2" in en and "coordinate system" in en

@@ -381,3 +381,25 @@ def test_png_overlay_from_file_transparent_where_zero(four: gpd.GeoDataFrame, tm
     assert set(np.unique(alpha)) <= {0, 128}
     assert (alpha == 0).any() and (alpha == 128).any()
     assert ov.vmax == 10
+
+
+@pytest.mark.gdal
+def test_geotiff_crs_has_a_name_gdalinfo_shows(tmp_path) -> None:
+    """gdalinfo (GDAL's own reader, not rasterio) names the CRS instead of "unknown"."""
+    import shutil
+    import subprocess
+
+    gdalinfo = shutil.which("gdalinfo")
+    if gdalinfo is None:
+        pytest.skip("gdalinfo (gdal-bin) is not installed")
+    pts = gpd.GeoDataFrame(geometry=gpd.points_from_xy([116.4, 113.9], [23.3, 22.8]),
+                           crs="EPSG:4326")
+    path = write_cog(density(pts, cell_m=5000), tmp_path / "d.tif")
+    info = subprocess.run([gdalinfo, "-json", str(path)], capture_output=True, text=True,
+                          check=True)
+    wkt = json.loads(info.stdout)["coordinateSystem"]["wkt"]
+    assert wkt.startswith('PROJCRS["Guangdong Albers equal-area (WGS 84)"')
+    assert '"unknown"' not in wkt.split("\n", 1)[0]
+    assert 'BASEGEOGCRS["WGS 84"' in wkt and "Albers Equal Area" in wkt
+    assert 'PARAMETER["Latitude of 1st standard parallel",21' in wkt
+    assert 'PARAMETER["Longitude of false origin",113.5' in wkt

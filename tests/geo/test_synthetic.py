@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import shapely
 
 from geo.pipeline import SAMPLE_REGISTRY
@@ -39,3 +40,18 @@ def test_sample_points_fall_inside_polygon() -> None:
     assert shapely.contains_xy(poly, x, y).all()
     # uniform: the two arms have equal area, so hold about equal shares
     assert abs((x > 1).mean() - (y > 1).mean()) < 0.05
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 10, 13])
+def test_tiny_samples_are_mostly_good_rows(n: int) -> None:
+    reg = synthetic_registry(n, seed=3)
+    assert len(reg) == n
+    assert (reg["_bad_kind"] == "").sum() >= n - n // 2
+
+
+@pytest.mark.parametrize("n", [0, -5, 2.5, True])
+def test_bad_sizes_are_user_errors(n: object) -> None:
+    from geo.errors import GeoError
+
+    with pytest.raises(GeoError, match="n: expected a whole number"):
+        synthetic_registry(n)  # type: ignore[arg-type]

@@ -94,10 +94,11 @@ def test_offline_html_has_no_remote_assets_or_tiles(page):
         assert dropped not in page.lower()
     # the vendored libraries are inlined
     assert "Leaflet 1.9.4" in page
-    assert "markerClusterGroup" in page and ".marker-cluster-small" in page
+    # no MarkerCluster: its green/yellow/orange bubbles read as verdict colours
+    assert "markerClusterGroup" not in page and ".marker-cluster-small" not in page
     assert "url(data:image/png;base64," in page  # layer-control icon inlined
     assert "sourceMappingURL" not in page
-    # without tiles the map must set maxZoom itself, else markercluster throws in the browser
+    # without tiles the map must set its zoom range itself
     assert re.search(r'"maxZoom":\s*18', page)
 
 
@@ -138,9 +139,8 @@ def test_served_assets_use_prefix():
     srcs = re.findall(r"<script\b[^>]*\bsrc=\"([^\"]+)\"", html)
     hrefs = re.findall(r"<link\b[^>]*\bhref=\"([^\"]+)\"", html)
     urls = webmap.map_asset_urls("/static/map/")
-    assert set(srcs) == {urls["leaflet"], urls["markerclusterjs"]}
-    assert set(hrefs) == {urls["leaflet_css"], urls["markerclustercss"],
-                          urls["markerclusterdefaultcss"]}
+    assert set(srcs) == {urls["leaflet"]}
+    assert set(hrefs) == {urls["leaflet_css"]}
     for url in (*srcs, *hrefs):
         assert (webmap.static_dir() / url.removeprefix("/static/map/")).is_file()
     assert "Leaflet 1.9.4" not in html  # not inlined in served mode
@@ -159,11 +159,12 @@ def test_save_after_render_and_extra_plugin(tmp_path):
     assert not (tmp_path / "b.html").exists()
 
 
-def test_unclustered_and_english(tmp_path):
-    m = webmap.build_map(_enterprises(), layers=[], cluster=False, lang="en")
+def test_english(tmp_path):
+    m = webmap.build_map(_enterprises(), layers=[], lang="en")
     html = webmap.save_offline_html(m, tmp_path / "m.html").read_text(encoding="utf-8")
     assert "L.featureGroup()" in html and "leaflet.markercluster" not in html
     assert rules().verdicts[0].label_en in html
+    assert f"<title>{LABELS['map']['title_en']}</title>" in html
 
 
 def test_bad_language():
@@ -227,3 +228,55 @@ def test_app_page_escapes_config_text():
     page = webmap.build_app_page()
     script = page.split("BasinWatchMap.init(", 1)[1].split(");", 1)[0]
     assert "<" not in script and ">" not in script
+
+
+# ---------------------------------------------------------------- the run's map at scale
+
+
+def _many(n: int, seed: int = 1) -> gpd.GeoDataFrame:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lon = rng.uniform(110.0, 117.0, n)
+    lat = rng.uniform(21.0, 25.0, n)
+    ids = [v.id for v in rules().verdicts]
+    return gpd.GeoDataFrame({"verdict": rng.choice(ids, n), "name": "某厂"},
+                            geometry=shapely.points(lon, lat), crs="EPSG:4326")
+
+
+def _grid_config(html: str) -> dict:
+    match = re.search(r"var cfg = (\{.*?\});\n", html)
+    assert match, "aggregated page embeds its grid levels"
+    return json.loads(match.group(1))
+
+
+def test_title_and_one_layer_per_verdict(page):
+    assert f"<title>{LABELS['map']['title']}</title>" in page
+    for v in rules().verdicts:
+        assert _in_page(LABELS["map"]["enterprises_layer"].format(
+            verdict=v.label_zh, count="1" if v.id in ("shutdown", "rectify",
+                                                        "priority_supervision") else "0"), page)
+    assert "var cfg = {" not in page and "逐家显示" in page
+
+
+def test_large_registry_is_aggregated_within_the_cell_budget():
+    ents = _many(60_000)
+    html = webmap.build_map(ents, layers=[], max_cells=8_000).get_root().render()
+    small = webmap.build_map(_many(100), layers=[]).get_root().render()
+    cfg = _grid_config(html)
+    cells = sum(len(flat) // 3 for level in cfg["levels"].values() for flat in level)
+    assert 0 < cells <= 8_000
+    assert len(html) - len(small) < 8_000 * 40  # bounded by the budget, not by 60,000 rows
+    # every level holds every enterprise exactly once, per verdict
+    counts = ents["verdict"].value_counts()
+    for level in cfg["levels"].values():
+        got = [sum(flat[2::3]) for flat in level]
+        assert got == [int(counts.get(v.id, 0)) for v in rules().verdicts]
+    assert "网格汇总" in html and "60,000" in html
+    assert "markerClusterGroup" not in html
+
+
+def test_point_limit_boundary():
+    at = webmap.build_map(_many(300), layers=[], point_limit=300).get_root().render()
+    over = webmap.build_map(_many(301), layers=[], point_limit=300).get_root().render()
+    assert "var cfg = {" not in at and "var cfg = {" in over
