@@ -337,7 +337,8 @@ def write_list_xlsx(tables: ListTables, path: str | os.PathLike[str]) -> Path:
     """
     from openpyxl import Workbook
 
-    from geo.export import _atomic_target, _write_table  # the export module's helpers
+    from geo.export import _write_table, _xlsx_safe  # the export module's helpers
+    from geo.files import atomic_target
 
     d = tables.definition
     about = pd.DataFrame({
@@ -351,16 +352,17 @@ def write_list_xlsx(tables: ListTables, path: str | os.PathLike[str]) -> Path:
     wb = Workbook()
     ws = wb.active
     ws.title = "说明"
-    _write_table(ws, about, autofilter=False)
-    _write_table(ws, counts, start_row=len(about) + 3, autofilter=False)
+    _write_table(ws, _xlsx_safe(about), autofilter=False)
+    _write_table(ws, _xlsx_safe(counts), start_row=len(about) + 3, autofilter=False)
     for title, frame in tables.sheets.items():
         sheet = wb.create_sheet(title[:31])
-        _write_table(sheet, display_frame(frame), autofilter=True)
+        # registry text (names, addresses) never becomes a formula in a published list
+        _write_table(sheet, _xlsx_safe(display_frame(frame)), autofilter=True)
         sheet.freeze_panes = "A2"
     try:
-        with _atomic_target(path) as tmp:
+        with atomic_target(path) as tmp:
             wb.save(tmp)
-    except OSError as exc:  # pragma: no cover - _atomic_target already maps OSError
+    except OSError as exc:  # pragma: no cover - atomic_target already maps OSError
         raise ExportError(f"Cannot write {path}: {exc}") from exc
     return Path(path)
 

