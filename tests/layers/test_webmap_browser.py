@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,17 @@ def _open(drv: Any, path: Path) -> None:
     assert not errors, errors
 
 
+def _set_view(drv: Any, lat: float, lon: float, zoom: int) -> None:
+    """Set the view once Leaflet is not animating (it ignores setView mid-animation, and the
+    page's initial fitBounds animates), and check the view took."""
+    deadline = time.monotonic() + 10
+    while drv.execute_script(MAP_JS + " return !!m._animatingZoom;"):
+        assert time.monotonic() < deadline, "map still animating after 10 s"
+        time.sleep(0.05)
+    drv.execute_script(MAP_JS + f" m.setView([{lat}, {lon}], {zoom}, {{animate: false}});")
+    assert drv.execute_script(MAP_JS + " return m.getZoom();") == zoom
+
+
 def _per_verdict(markers: list[list[str]]) -> dict[str, int]:
     """Sum of the cell counts in the tooltips, per verdict label."""
     out: dict[str, int] = {}
@@ -97,7 +109,7 @@ def test_aggregated_map_counts_layers_and_zoom(driver, sample_result, tmp_path) 
     assert [o for o in overlays if o.startswith("企业")] == expected
 
     # the coarsest level, whole province in view: cell counts add up to the frame's
-    driver.execute_script(MAP_JS + " m.setView([23.1, 113.8], 5, {animate: false});")
+    _set_view(driver, 23.1, 113.8, 5)
     summed = _per_verdict(driver.execute_script(MARKERS_JS))
     assert summed == {v.label_zh: int(counts[v.id]) for v in verdicts if v.id in counts}
     coarse = len(driver.execute_script(MARKERS_JS))
@@ -112,11 +124,11 @@ def test_aggregated_map_counts_layers_and_zoom(driver, sample_result, tmp_path) 
     box.click()
 
     # zooming in switches to a finer level: more, smaller cells around the Lianjiang basin
-    driver.execute_script(MAP_JS + " m.setView([23.3, 116.4], 10, {animate: false});")
+    _set_view(driver, 23.3, 116.4, 10)
     fine = driver.execute_script(MARKERS_JS)
     assert fine and sum(_per_verdict(fine).values()) < len(ents)
     # whole province still in view at zoom 7: finer cells, the same totals
-    driver.execute_script(MAP_JS + " m.setView([23.1, 113.8], 7, {animate: false});")
+    _set_view(driver, 23.1, 113.8, 7)
     finer = driver.execute_script(MARKERS_JS)
     assert len(finer) > coarse and _per_verdict(finer) == summed
 
