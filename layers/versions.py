@@ -66,6 +66,8 @@ __all__ = [
     "active_version_id",
     "versions_of",
     "get_version",
+    "new_layers",
+    "check_layer_id",
     "version_path",
 ]
 
@@ -183,7 +185,7 @@ def state_token() -> tuple[str, int, int]:
     try:
         st = (root / _MANIFEST).stat()
     except OSError:
-        return (str(root), 0, 0)
+        return ("", 0, 0)  # no manifest anywhere means the same thing: all bundled
     return (str(root), st.st_mtime_ns, st.st_size)
 
 
@@ -199,7 +201,7 @@ def _read_cached(path: str, mtime_ns: int, size: int) -> Manifest:
 def read_manifest() -> Manifest:
     """The current manifest (an empty one when the root has none); cached per file state."""
     root, mtime, size = state_token()
-    if mtime == 0 and size == 0:
+    if not root:
         return Manifest()
     return _read_cached(str(Path(root) / _MANIFEST), mtime, size)
 

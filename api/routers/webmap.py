@@ -113,7 +113,8 @@ def map_page(request: Request, settings: SettingsDep, _: ReadDep) -> HTMLRespons
 
 
 @functools.lru_cache(maxsize=64)
-def _layer_geojson(layer_id: str, tolerance: float) -> bytes:
+def _layer_geojson(layer_id: str, tolerance: float, versions_state: tuple = ()) -> bytes:
+    """Compact GeoJSON of a layer's active version (``versions_state`` keys the cache)."""
     from layers.registry import list_layers, load_layer
 
     known = [i.id for i in list_layers() if i.id != ENTERPRISES]
@@ -144,7 +145,9 @@ def map_layer(
     simplify: Annotated[float, Query(ge=0, le=0.05, description="tolerance, degrees")] = 0.002,
 ) -> Response:
     """GeoJSON of a reference layer with simplified geometry and id/name properties only."""
-    return Response(_layer_geojson(layer_id, round(simplify, 6)),
+    from layers.versions import state_token
+
+    return Response(_layer_geojson(layer_id, round(simplify, 6), state_token()),
                     media_type="application/geo+json",
                     headers={"Cache-Control": "max-age=3600"})
 
