@@ -34,6 +34,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -184,7 +185,9 @@ def _to_wgs84_transformer(
                 f"--towgs84: expected 3 or 7 numbers 'dx,dy,dz[,rx,ry,rz,ds]' (m, arc-seconds, "
                 f"ppm), got '{towgs84}'."
             )
-        bound = CRS.from_proj4(f"{crs.to_proj4()} +towgs84={','.join(params)}")
+        with warnings.catch_warnings():  # the PROJ string keeps what a tmerc/longlat needs
+            warnings.simplefilter("ignore", UserWarning)
+            bound = CRS.from_proj4(f"{crs.to_proj4()} +towgs84={','.join(params)}")
         tr = Transformer.from_crs(bound, "EPSG:4326", always_xy=True)
         return tr, (f"stated Helmert (+towgs84={','.join(params)}, position vector) from "
                     f"{_datum_name(crs) or crs.name} to WGS 84")
@@ -195,22 +198,20 @@ def _to_wgs84_transformer(
                 f"; {datum} taken as WGS 84 (they agree within a few cm; PROJ's null "
                 "'ballpark' transformation)")
         return tr, f"{tr.description}{note}"
-    # another datum: use a published transformation only if one covers the data
+    # another datum (Xi'an 1980, Beijing 1954, ...): a transformation must be stated. EPSG's
+    # published ones for these datums cover other regions (e.g. offshore Pearl River basin
+    # only), and a bounding-box test cannot tell land from sea: name them, use none.
     group = TransformerGroup(crs, "EPSG:4326", always_xy=True)
-    minx, miny, maxx, maxy = bounds
-    for tr in group.transformers:
-        if "ballpark" in tr.description.lower():
-            continue
-        aou = tr.area_of_use
-        if aou is not None and aou.west <= minx and aou.east >= maxx and \
-                aou.south <= miny and aou.north >= maxy:
-            return tr, f"{tr.description} (accuracy {tr.accuracy} m, published by EPSG)"
+    known = [f"'{t.description.split(' + ')[-2] if ' + ' in t.description else t.description}'"
+             f" ({t.area_of_use.name if t.area_of_use else 'area unknown'})"
+             for t in group.transformers if "ballpark" not in t.description.lower()]
+    listed = f" PROJ knows only {'; '.join(known)}." if known else ""
     raise TransformationRequiredError(
         f"The file's coordinate system {_crs_label(crs)} uses the {datum or 'unknown'} datum, "
-        "for which PROJ knows no published transformation to WGS 84 covering this area "
-        "(only a 'ballpark' null shift, wrong by up to ~100 m). State the transformation: "
-        "--towgs84 dx,dy,dz[,rx,ry,rz,ds] (7-parameter Bursa-Wolf from your surveying bureau) "
-        "or --transform '+proj=pipeline ...' (source -> WGS 84 lon/lat)."
+        "which has no published transformation to WGS 84 for Guangdong's land area; a null "
+        f"shift would be wrong by up to ~100 m.{listed} State the transformation: "
+        "--towgs84 dx,dy,dz[,rx,ry,rz,ds] (7-parameter Bursa-Wolf, position vector, from your "
+        "surveying bureau) or --transform '+proj=pipeline ...' (source -> WGS 84 lon/lat)."
     )
 
 
@@ -224,10 +225,10 @@ def _transform(gdf: gpd.GeoDataFrame, fn: Any) -> gpd.GeoDataFrame:
 @contextmanager
 def _unpacked(path: Path, suffix: str) -> Iterator[Path]:
     """The file to read: ``path`` itself, or the member of a zip/KMZ unpacked to a temp dir."""
-    if suffix not in (".zip", ".kmz"):
+    if suffix != ".zip":  # KMZ is read by GDAL's LIBKML driver directly
         yield path
         return
-    want = (".shp",) if suffix == ".zip" else (".kml",)
+    want = (".shp",)
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
@@ -249,7 +250,7 @@ def _unpacked(path: Path, suffix: str) -> Iterator[Path]:
             )
         stem = Path(main[0].filename).with_suffix("").as_posix().lower()
         for m in members:  # the main file and its same-stem siblings, flattened
-            if Path(m.filename).with_suffix("").as_posix().lower() == stem or suffix == ".kmz":
+            if Path(m.filename).with_suffix("").as_posix().lower() == stem:
                 target = Path(tmp) / Path(m.filename).name
                 with zf.open(m) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
