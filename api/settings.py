@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     tianditu_token: str | None = Field(
         default=None, description="Tianditu key; the map offers Tianditu tiles only with one"
     )
+    online_tiles: str = Field(
+        default="",
+        description="Online base layers to offer in the map, comma-separated (osm, amap); "
+                    "none by default. Enabling one accepts its provider's terms "
+                    "(THIRD_PARTY_NOTICES.md)",
+    )
+
+    @property
+    def online_tile_ids(self) -> tuple[str, ...]:
+        """``online_tiles`` as a tuple of ids."""
+        return tuple(t.strip().lower() for t in self.online_tiles.split(",") if t.strip())
 
     @field_validator("api_keys")
     @classmethod

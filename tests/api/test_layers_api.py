@@ -111,3 +111,24 @@ def test_impact_activate_rollback_and_display_only_simplification(
 def test_unknown_version_is_a_4xx(client) -> None:  # noqa: ANN001
     r = client.post("/layers/shima/activate?version=v7", headers=EDITOR)
     assert r.status_code == 422 and "has no version 'v7'" in r.json()["description"]
+
+
+def test_online_tiles_are_opt_in_in_the_served_map(make_client) -> None:  # noqa: ANN001
+    default = make_client().get("/map").text
+    assert "tile.openstreetmap.org" not in default and "autonavi.com" not in default
+    opted = make_client(online_tiles="osm").get("/map").text
+    assert "tile.openstreetmap.org" in opted and "autonavi.com" not in opted
+    assert "operations.osmfoundation.org/policies/tiles" in opted  # the provider's terms
+
+
+def test_map_layer_is_revalidated_after_a_switch(client, tmp_path: Path) -> None:  # noqa: ANN001
+    first = client.get("/map/layers/shima")
+    tag = first.headers["etag"]
+    assert first.headers["cache-control"] == "no-cache"
+    assert client.get("/map/layers/shima", headers={"If-None-Match": tag}).status_code == 304
+    assert _import(client, _geojson_bytes(WGS84_RING, tmp_path)).status_code == 201
+    assert client.post("/layers/shima/activate?version=v1", headers=EDITOR).status_code == 200
+    after = client.get("/map/layers/shima", headers={"If-None-Match": tag})
+    assert after.status_code == 200 and after.headers["etag"] != tag
+    ring = shapely.from_geojson(json.dumps(after.json()["features"][0]["geometry"]))
+    assert ring.bounds == pytest.approx((114.0, 22.8, 114.06, 22.84), abs=1e-4)
