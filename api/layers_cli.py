@@ -127,7 +127,9 @@ def _parse_date(value: Optional[str]) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"expected YYYY-MM-DD, got {value!r}", param_hint="--as-of")
+        raise typer.BadParameter(
+            f"expected YYYY-MM-DD, got {value!r}", param_hint="--as-of"
+        ) from None
 
 
 def _registry_frame(registry_file: Optional[Path], as_of: date | None) -> tuple[Any, str]:

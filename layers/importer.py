@@ -191,7 +191,9 @@ def _shape_parks(raw: gpd.GeoDataFrame, layer_id: str, field_map: dict[str, str]
                else [f"{layer_id}_{i + 1}" for i in range(len(raw))])
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
-            raise BoundaryFileError(f"park ids repeat: {', '.join(dup)}; each park needs its own id.")
+            raise BoundaryFileError(
+                f"park ids repeat: {', '.join(dup)}; each park needs its own id."
+            )
         frame = gpd.GeoDataFrame({
             "id": ids,
             "name_zh": raw[name_col].astype(str).tolist() if name_col else ids,

@@ -82,7 +82,9 @@ _WGS84_BY_SPEC: Final = {"GeoJSON": "RFC 7946", "KML": "OGC KML 2.2", "KMZ": "OG
 #: Names of a WKT column in a CSV (case-insensitive).
 WKT_COLUMNS: Final = ("wkt", "geometry", "geom", "the_geom", "shape", "几何", "空间信息")
 #: Datums PROJ treats as WGS84 within centimetres (a null transformation is correct).
-_WGS84_LIKE_DATUMS: Final = ("World Geodetic System 1984", "China 2000", "International Terrestrial")
+_WGS84_LIKE_DATUMS: Final = (
+    "World Geodetic System 1984", "China 2000", "International Terrestrial",
+)
 _GUANGDONG: Final = (109.6, 20.1, 117.4, 25.6)
 _SHP_PARTS: Final = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 

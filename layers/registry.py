@@ -189,8 +189,10 @@ def _registry() -> dict[str, LayerInfo]:
 
 
 def list_layers() -> list[LayerInfo]:
-    """All registered layers, in ``layers.toml`` order (including ``enterprises``), then the
-    layers created by imports; each with its active version and that version's provenance."""
+    """All registered layers with their active version and that version's provenance.
+
+    ``layers.toml`` order (including ``enterprises``), then the layers created by imports.
+    """
     _sync()
     return list(_registry().values())
 

@@ -200,7 +200,8 @@ def _check_province(union: Any, area: float) -> Check:
             "province", "error",
             f"{outside:.1f} km² ({100 * share:.1f} %) of the layer lies outside Guangdong; "
             "wrong file or wrong coordinate system (--crs)?",
-            f"图层有 {outside:.1f} km²（{100 * share:.1f}%）位于广东省外：文件或坐标系（--crs）有误？",
+            f"图层有 {outside:.1f} km²（{100 * share:.1f}%）位于广东省外："
+            "文件或坐标系（--crs）有误？",
             data,
         )
     if share > OUTSIDE_WARN:
@@ -331,7 +332,8 @@ def _check_vertices(geoms: np.ndarray) -> Check:
         "vertices", "info",
         f"{n} vertices, all used for classification; the map draws {m} after display "
         f"simplification ({DISPLAY_TOLERANCE_DEG}°).",
-        f"共 {n} 个顶点，分类使用全部顶点；地图显示简化后 {m} 个（容差 {DISPLAY_TOLERANCE_DEG}°）。",
+        f"共 {n} 个顶点，分类使用全部顶点；"
+        f"地图显示简化后 {m} 个（容差 {DISPLAY_TOLERANCE_DEG}°）。",
         {"vertices": n, "display_vertices": m, "display_tolerance_deg": DISPLAY_TOLERANCE_DEG},
     )
 

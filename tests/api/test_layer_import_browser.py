@@ -1,5 +1,7 @@
-"""The map's boundary-import form in headless Chromium against a live uvicorn server:
-upload -> validation report -> impact and difference layer -> activate -> layer reloaded."""
+"""The map's boundary-import form in headless Chromium against a live uvicorn server.
+
+Upload -> validation report -> impact and difference layer -> activate -> layer reloaded.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """uvicorn with an editor key, a stored synthetic registry and its own versions root."""
+    """A uvicorn server: editor key, stored synthetic registry, own versions root."""
     _require_browser()
     import uvicorn
 

@@ -63,7 +63,8 @@ def test_invalid_geometry_returns_the_report(client, tmp_path: Path) -> None:  #
     body = r.json()
     assert body["code"] == "ImportRejectedError"
     checks = {c["code"]: c for c in body["import"]["report"]["checks"]}
-    assert checks["validity"]["level"] == "error" and checks["validity"]["data"]["area_change_km2"] > 0
+    assert checks["validity"]["level"] == "error"
+    assert checks["validity"]["data"]["area_change_km2"] > 0
     ok = _import(client, csv, name="bow.csv", crs="WGS84", repair="true")
     assert ok.status_code == 201 and ok.json()["import"]["version"]["repaired"] is True
 

@@ -229,8 +229,10 @@ def test_parks_have_their_published_area_and_position_error(park_defs) -> None:
 @pytest.mark.parametrize("park_id", ["chaonan_dyeing_park", "puning_dyeing_park",
                                      "chaoyang_dyeing_park"])
 def test_plant_in_the_real_park_outside_the_drawn_one_is_flagged(park_defs, park_id) -> None:
-    """The real park may lie up to ``position_error_m`` from the drawn one: a dyeing plant
-    inside such a displaced park but outside the drawn outline must be flagged for review."""
+    """A dyeing plant in the real park but outside the drawn one is flagged for review.
+
+    The real park may lie up to ``position_error_m`` from the drawn one.
+    """
     park = load_bundled("parks").set_index("id").geometry[park_id]
     err = float(park_defs[park_id]["position_error_m"])
     c = park.centroid
