@@ -161,7 +161,8 @@ def test_parks_serve_lianjiang_and_lie_in_their_district(
     # 潮南's published site (陇田/井都 junction) sits on the approximate basin's south edge
     assert parks.intersects(basins.geometry["lianjiang"]).all()
     by_code = districts.set_index("code").geometry
-    inside = [g.within(by_code[c]) for g, c in zip(parks.geometry, parks["district_code"], strict=True)]
+    inside = [g.within(by_code[c])
+              for g, c in zip(parks.geometry, parks["district_code"], strict=True)]
     assert all(inside)
     areas = parks.to_crs(ALBERS).area / 1e6
     assert areas.between(0.5, 5.0).all()
