@@ -266,6 +266,25 @@ def _activate(layer_id: str, version: str) -> None:
 
     rec = activate(layer_id, version, by=_who())
     typer.echo(f"{layer_id}: active version {rec.previous} -> {rec.version}")
+    _refresh_database()
+
+
+def _refresh_database() -> None:
+    """Reload PostGIS's reference tables (in-database classification) after a switch."""
+    from api.routers.layers import refresh_store_layers
+    from api.settings import Settings
+    from api.store import get_store
+
+    settings = Settings()
+    if not (settings.database_url or "").startswith("postgresql"):
+        return
+    store = get_store(settings.database_url, data_dir=settings.data_dir)
+    try:
+        store.init()
+        counts = refresh_store_layers(store)
+        typer.echo(f"  PostGIS reference tables reloaded: {counts}")
+    finally:
+        store.close()
 
 
 @layers_app.command("impact")
@@ -310,6 +329,7 @@ def rollback_cmd(layer_id: Annotated[str, typer.Argument(help="Layer id.")]) -> 
     except GeoError as exc:
         _fail(exc)
     typer.echo(f"{layer_id}: rolled back {rec.previous} -> {rec.version}")
+    _refresh_database()
 
 
 @layers_app.command("versions")

@@ -25,7 +25,7 @@ from api.routers.deps import EditorDep, ReadDep, SettingsDep, StoreDep
 from api.store import FeatureQuery, Store
 from geo.errors import GeoError, InvalidQueryError
 
-__all__ = ["router", "IMPACT_ROWS"]
+__all__ = ["router", "IMPACT_ROWS", "refresh_store_layers"]
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +224,23 @@ def version_geojson(
     return Response(buf.getvalue().encode("utf-8"), media_type=_MEDIA["geojson"])
 
 
+def refresh_store_layers(store: Store) -> dict[str, int] | None:
+    """After a switch, reload the reference tables a PostGIS store classifies with in SQL.
+
+    The in-process engine follows the active versions by itself; PostGIS's copies
+    (``load_reference_layers``) would not. Returns the polygons loaded per kind, or None
+    for stores without in-database classification.
+    """
+    loader = getattr(store, "load_reference_layers", None)
+    if loader is None:
+        return None
+    return loader()  # type: ignore[no-any-return]
+
+
 @router.post("/{layer_id}/activate", summary="Make a version active (editor)")
 def activate(
     layer_id: str,
+    store: StoreDep,
     caller: EditorDep,
     version: Annotated[str, Query(description="v2, bundled, ...")],
 ) -> JSONResponse:
@@ -234,13 +248,17 @@ def activate(
     from layers.versions import activate as do_activate
 
     rec = do_activate(layer_id, version, by=f"api:{caller.name}")
-    return JSONResponse(rec.model_dump())
+    body = rec.model_dump()
+    body["database_reference_layers"] = refresh_store_layers(store)
+    return JSONResponse(body)
 
 
 @router.post("/{layer_id}/rollback", summary="Return to the previously active version (editor)")
-def rollback(layer_id: str, caller: EditorDep) -> JSONResponse:
+def rollback(layer_id: str, store: StoreDep, caller: EditorDep) -> JSONResponse:
     """Undo the layer's last switch."""
     from layers.versions import rollback as do_rollback
 
     rec = do_rollback(layer_id, by=f"api:{caller.name}")
-    return JSONResponse(rec.model_dump())
+    body = rec.model_dump()
+    body["database_reference_layers"] = refresh_store_layers(store)
+    return JSONResponse(body)

@@ -133,3 +133,22 @@ def test_map_layer_is_revalidated_after_a_switch(client, tmp_path: Path) -> None
     assert after.status_code == 200 and after.headers["etag"] != tag
     ring = shapely.from_geojson(json.dumps(after.json()["features"][0]["geometry"]))
     assert ring.bounds == pytest.approx((114.0, 22.8, 114.06, 22.84), abs=1e-4)
+
+
+def test_activation_refreshes_postgis_reference_tables(client, store, tmp_path: Path) -> None:  # noqa: ANN001
+    assert _import(client, _geojson_bytes(WGS84_RING, tmp_path)).status_code == 201
+    body = client.post("/layers/shima/activate?version=v1", headers=EDITOR).json()
+    if store.provider != "postgis":
+        assert body["database_reference_layers"] is None
+        return
+    assert body["database_reference_layers"]["basin"] == 4
+    import sqlalchemy
+
+    with store.engine.connect() as conn:  # the in-database copy holds the new shima
+        row = conn.execute(sqlalchemy.text(
+            "SELECT ST_Area(geom::geography) / 1e6 FROM bw_ref_basin WHERE id = 'shima'")).scalar()
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    ring_km2 = abs(geod.geometry_area_perimeter(shapely.Polygon(WGS84_RING))[0]) / 1e6
+    assert row == pytest.approx(ring_km2, rel=1e-3)  # the imported test ring, not the bundle
