@@ -17,11 +17,13 @@ with no coordinate system and no ``crs=`` is refused with a message asking for `
   reach WGS84 through PROJ; CGCS2000 and WGS84 agree to a few centimetres, and PROJ treats
   them as identical (a "ballpark" null transformation), which this module states in the
   report rather than hides.
-* Xi'an 1980 and Beijing 1954 (and any datum PROJ can only "ballpark" to WGS84 in
-  Guangdong) need a **stated transformation**: ``towgs84="dx,dy,dz[,rx,ry,rz,ds]"``
-  (Bursa-Wolf, position-vector convention, metres/arc-seconds/ppm, from the surveying
-  bureau) or ``pipeline="+proj=pipeline ..."`` (source CRS -> WGS84 lon/lat). Without one
-  the file is refused: a null shift would be off by up to ~100 m.
+* Xi'an 1980 and Beijing 1954 (any datum other than WGS84, CGCS2000 or ITRF) need a
+  **stated transformation**: ``towgs84="dx,dy,dz[,rx,ry,rz,ds]"`` (Bursa-Wolf,
+  position-vector convention, metres/arc-seconds/ppm, from the surveying bureau) or
+  ``pipeline="+proj=pipeline ..."`` (source CRS -> WGS84 lon/lat). Without one the file is
+  refused: a null shift would be off by up to ~100 m, and EPSG's published Beijing 1954
+  transformations cover other areas (e.g. offshore Pearl River basin only).
+* KMZ is read by GDAL's LIBKML driver directly; zips are unpacked to a temp directory.
 * GCJ-02 and BD-09 (``crs="GCJ02"``/``"BD09"``, with no or a lon/lat ``.prj``) are
   corrected with the project's own conversion (:mod:`geo.crs`).
 """
