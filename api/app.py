@@ -121,10 +121,14 @@ def create_app(
     run_pipeline
         Replacement for :func:`geo.pipeline.run_pipeline` (tests).
     """
-    from api.routers import cases, collections, exports, landing, monitoring, registry, spatial
-    from api.routers import webmap
+    from api.routers import cases, collections, exports, landing, layers, monitoring, registry
+    from api.routers import spatial, webmap
 
     settings = settings or Settings()
+    from api.settings import layers_root
+    from layers.versions import set_root
+
+    set_root(layers_root(settings))  # imported layer versions live beside the store's data
     if store is None:
         store = get_store(settings.database_url, data_dir=settings.data_dir)
     store.init()
@@ -142,7 +146,7 @@ def create_app(
                     "spatial queries, exports and registry upload.",
         openapi_tags=[{"name": t} for t in
                       ("landing", "collections", "spatial", "exports", "registry", "cases",
-                       "lists", "calendar", "monitoring")],
+                       "lists", "calendar", "monitoring", "layers")],
         lifespan=_lifespan,
     )
     app.openapi_version = "3.0.3"
@@ -154,7 +158,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     webmap.install(app)  # first: "/" serves the map to browsers, the landing page otherwise
-    for module in (landing, collections, spatial, exports, registry, cases, monitoring):
+    for module in (landing, collections, spatial, exports, registry, cases, monitoring, layers):
         app.include_router(module.router)
     log.info("BasinWatch API on %s store", store.provider)
     return app

@@ -25,6 +25,7 @@ from rich.logging import RichHandler
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from api.layers_cli import layers_app
 from geo.errors import GeoError, RasterError
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app = typer.Typer(
 raster_app = typer.Typer(help="Raster products (density surfaces).", no_args_is_help=True,
                          rich_markup_mode=None)
 app.add_typer(raster_app, name="raster")
+app.add_typer(layers_app, name="layers")
 
 console = Console(stderr=True)
 log = logging.getLogger("basinwatch")
@@ -354,23 +356,6 @@ def serve(
         console.print(_load_into_store(store, None, "serve:sample"))
     console.print(f"BasinWatch on http://{host}:{port}/  (API docs: /docs)")
     uvicorn.run(create_app(settings, store=store), host=host, port=port, log_level="warning")
-
-
-@app.command()
-def layers() -> None:
-    """List the reference layers with their provenance."""
-    from layers.registry import list_layers
-
-    table = Table()
-    for col in ("id", "标题", "kind", "accuracy_m", "source"):
-        table.add_column(col)
-    for info in list_layers():
-        prov = info.provenance
-        table.add_row(
-            info.id, info.title_zh, info.kind,
-            str(prov.accuracy_m) if prov else "", prov.source if prov else "",
-        )
-    Console().print(table)
 
 
 _DENSITY_BY = {"industry": "industry_id", "verdict": "verdict"}

@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Role", "Settings", "get_settings"]
+__all__ = ["Role", "Settings", "get_settings", "layers_root"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,10 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(default=None, description="PostGIS URL or .gpkg path")
     data_dir: Path = Field(default=Path("basinwatch-data"))
+    layers_dir: Path | None = Field(
+        default=None,
+        description="Versions of imported reference layers (default: <data_dir>/layers)",
+    )
     api_keys: dict[str, Role] = Field(default_factory=dict)
     read_open: bool = True
     max_limit: int = Field(default=10_000, ge=1)
@@ -53,6 +57,17 @@ class Settings(BaseSettings):
     tianditu_token: str | None = Field(
         default=None, description="Tianditu key; the map offers Tianditu tiles only with one"
     )
+    online_tiles: str = Field(
+        default="",
+        description="Online base layers to offer in the map, comma-separated (osm, amap); "
+                    "none by default. Enabling one accepts its provider's terms "
+                    "(THIRD_PARTY_NOTICES.md)",
+    )
+
+    @property
+    def online_tile_ids(self) -> tuple[str, ...]:
+        """``online_tiles`` as a tuple of ids."""
+        return tuple(t.strip().lower() for t in self.online_tiles.split(",") if t.strip())
 
     @field_validator("api_keys")
     @classmethod
@@ -64,6 +79,11 @@ class Settings(BaseSettings):
                     f"{MIN_KEY_LENGTH} random characters (e.g. `openssl rand -hex 24`)."
                 )
         return keys
+
+
+def layers_root(settings: Settings) -> Path:
+    """Where imported layer versions live for these settings (``layers.versions`` root)."""
+    return settings.layers_dir or settings.data_dir / "layers"
 
 
 def get_settings() -> Settings:

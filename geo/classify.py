@@ -318,9 +318,10 @@ _index_cache: OrderedDict[tuple[str, bool, str], _KindIndex] = OrderedDict()
 def _fingerprint(kind: str, frame: gpd.GeoDataFrame, exact: bool) -> str:
     """Hash of what an index depends on: geometries and boundary accuracies.
 
-    ``exact`` hashes every coordinate (injected frames, ~10 ms for all layers); otherwise
-    per-polygon bounds and vertex counts (registry frames, read once from versioned files;
-    this still notices a swapped or monkeypatched layer).
+    ``exact`` hashes every coordinate (~10 ms for all layers); otherwise per-polygon bounds
+    and vertex counts. Registry frames are hashed exactly too: a switch of a layer's
+    active version (``layers.versions``) may keep bounds and vertex counts, and the hash is
+    computed only when the registry hands out a new frame (once per switch).
     """
     geoms = frame.geometry.to_numpy()
     h = hashlib.blake2b(digest_size=20)
@@ -339,7 +340,7 @@ def _kind_index(kind: str, frame: gpd.GeoDataFrame, from_registry: bool) -> _Kin
 
     Registry layers stay cached; of injected frames the ``_CACHE_SIZE`` most recently used.
     """
-    key = (kind, from_registry, _fingerprint(kind, frame, exact=not from_registry))
+    key = (kind, from_registry, _fingerprint(kind, frame, exact=True))
     with _cache_lock:
         hit = _index_cache.get(key)
         if hit is not None:

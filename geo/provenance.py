@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 __all__ = ["Provenance", "LayerVersion", "reference_versions", "layer_versions", "software"]
@@ -75,30 +76,35 @@ def reference_versions() -> dict[str, str]:
     return {name: _toml_version(name) for name in _CATALOGS}
 
 
-@cache
 def layer_versions() -> tuple[LayerVersion, ...]:
-    """Every reference layer with a bundled file: id, title, date, file and its SHA-256.
+    """Every reference layer as classification uses it now: id, title, date, file, SHA-256.
 
-    The digest identifies the exact boundary data a run used; a layer registry entry's own
-    ``version`` is listed too when it has one.
+    Follows the active version of each layer (:func:`layers.registry.active_versions`): a
+    bundled layer names its file under ``layers/data``, an imported one its version's
+    GeoPackage; the digest is that file's SHA-256 and ``version`` the layer's version id
+    (``bundled``, ``v2``, ...), so an output states exactly which boundaries it used.
     """
     from layers.catalog import data_path
-    from layers.registry import list_layers
+    from layers.registry import BUNDLED, active_versions, list_layers
+    from layers.versions import version_path
 
-    digests: dict[str, str] = {}
+    infos = {info.id: info for info in list_layers()}
+    digests: dict[Path, str] = {}
     out = []
-    for info in list_layers():
-        if not info.file:
-            continue
-        if info.file not in digests:
-            digests[info.file] = hashlib.sha256(data_path(info.file).read_bytes()).hexdigest()
-        out.append(
-            LayerVersion(
-                id=info.id, title_zh=info.title_zh, date=str(info.provenance.date),
-                file=info.file, sha256=digests[info.file],
-                version=str(getattr(info, "version", "") or ""),
-            )
-        )
+    for layer_id, record in active_versions().items():
+        info = infos[layer_id]
+        if record.version == BUNDLED:
+            if not info.file:
+                continue
+            path, name = data_path(info.file), info.file
+        else:
+            path = version_path(record)
+            name = path.name
+        if path not in digests:
+            digests[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+        out.append(LayerVersion(id=layer_id, title_zh=info.title_zh,
+                                date=str(record.date or info.provenance.date), file=name,
+                                sha256=digests[path], version=record.version))
     return tuple(out)
 
 

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -72,6 +72,7 @@ _ASSETS: Final[Mapping[str, tuple[str, str]]] = {
     "basinwatch_js": ("js", "basinwatch/webmap.js"),
     "basinwatch_cases_css": ("css", "basinwatch/cases.css"),
     "basinwatch_cases_js": ("js", "basinwatch/cases.js"),
+    "basinwatch_layer_import_js": ("js", "basinwatch/layer_import.js"),
 }
 #: folium defaults the map does not need (the only jQuery user, folium.Popup, is not used).
 _DROPPED: Final = frozenset(
@@ -878,6 +879,7 @@ def app_config(
     lang: Literal["zh"] = "zh",
     tianditu_token: str | None = None,
     density_colors: Sequence[str] = ("#ffffb2", "#bd0026"),
+    online_tiles: Collection[str] = (),
 ) -> dict[str, Any]:
     """Configuration the served map's script (``static/basinwatch/webmap.js``) reads.
 
@@ -896,6 +898,10 @@ def app_config(
     density_colors
         Colour ramp of the density overlay, low to high (for the legend; the API passes
         ``geo.raster.OVERLAY_COLORS``).
+    online_tiles
+        Ids of the online base layers the operator opted in to (``osm``, ``amap``; setting
+        ``BASINWATCH_ONLINE_TILES``). None by default: the map then offers only the offline
+        base. Each offered layer's attribution names and links its provider's terms.
     """
     if lang != "zh":
         raise InvalidQueryError(f"Unknown map language '{lang}': the served map is 'zh' only.")
@@ -905,12 +911,19 @@ def app_config(
     data = read_data_toml("webmap.toml")
     labels = _labels()
     base_layers = []
+    enabled = {str(t).strip().lower() for t in online_tiles}
     for b in data.get("base_layers", []):
-        entry = {k: v for k, v in b.items() if k != "needs_token"}
+        entry = {k: v for k, v in b.items() if k not in ("needs_token", "terms", "terms_url")}
         if b.get("needs_token"):
             if not tianditu_token:
                 continue
             entry["token"] = tianditu_token
+        elif b["id"] not in enabled:
+            continue  # online tiles are opt-in
+        entry["attribution"] = (
+            f'{b["attribution"]} | <a href="{html.escape(b["terms_url"], quote=True)}" '
+            f'target="_blank" rel="noopener">{html.escape(b["terms"])}</a>'
+        )
         base_layers.append(entry)
 
     def ref(layer_id: str) -> dict[str, Any]:
@@ -941,6 +954,7 @@ def app_config(
         "overlays": [ref(i) for i in APP_OVERLAYS],
         "base_layers": base_layers,
         "density_colors": list(density_colors),
+        "layer_import": data.get("layer_import", {}),
     }
 
 
@@ -951,6 +965,7 @@ def build_app_page(
     lang: Literal["zh"] = "zh",
     tianditu_token: str | None = None,
     density_colors: Sequence[str] = ("#ffffb2", "#bd0026"),
+    online_tiles: Collection[str] = (),
 ) -> str:
     """HTML of the map the API serves: a folium/Leaflet shell that loads data from the API.
 
@@ -968,6 +983,8 @@ def build_app_page(
         ``zh`` only.
     tianditu_token
         Tianditu key; the Tianditu base layer is offered only with one.
+    online_tiles
+        Online base layers the operator opted in to (see :func:`app_config`).
 
     Returns
     -------
@@ -981,7 +998,7 @@ def build_app_page(
 
 
     cfg = app_config(api_prefix=api_prefix, lang=lang, tianditu_token=tianditu_token,
-                     density_colors=density_colors)
+                     density_colors=density_colors, online_tiles=online_tiles)
     m = folium.Map(
         location=(23.0, 113.9),
         zoom_start=8,
@@ -1009,7 +1026,8 @@ def build_app_page(
             super().__init__()
             self._name = "BasinWatchApp"
             self.config_js = _js(cfg)
-            self.default_js = [("basinwatch_js", "vendored"), ("basinwatch_cases_js", "vendored")]
+            self.default_js = [("basinwatch_js", "vendored"), ("basinwatch_cases_js", "vendored"),
+                               ("basinwatch_layer_import_js", "vendored")]
             self.default_css = [("basinwatch_css", "vendored"),
                                 ("basinwatch_cases_css", "vendored")]
 

@@ -22,6 +22,17 @@ def data_file(tmp_path: Path):
     return copy
 
 
+@pytest.fixture(autouse=True)
+def _layer_versions_root(tmp_path_factory, monkeypatch):
+    """Every test sees its own, empty layer-versions root (never ./basinwatch-data)."""
+    from layers import versions
+
+    monkeypatch.setenv(versions.VERSIONS_ENV, str(tmp_path_factory.mktemp("layer-versions")))
+    versions.set_root(None)
+    yield
+    versions.set_root(None)
+
+
 @pytest.fixture(scope="session")
 def sample_result():
     """The pipeline run on the bundled synthetic sample (read-only: do not mutate)."""

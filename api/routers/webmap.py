@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -81,18 +82,18 @@ def _is_browser(request: Request, f: str | None) -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def _page(api_prefix: str, tianditu_token: str) -> str:
+def _page(api_prefix: str, tianditu_token: str, online_tiles: tuple[str, ...] = ()) -> str:
     from geo.raster import OVERLAY_COLORS
     from layers.webmap import build_app_page
 
     return build_app_page(api_prefix=api_prefix, asset_prefix=api_prefix + STATIC_PREFIX,
                           tianditu_token=tianditu_token or None,
-                          density_colors=OVERLAY_COLORS)
+                          density_colors=OVERLAY_COLORS, online_tiles=online_tiles)
 
 
 def _map_page(request: Request, settings: Settings) -> HTMLResponse:
     prefix = request.scope.get("root_path", "").rstrip("/")
-    return HTMLResponse(_page(prefix, settings.tianditu_token or ""))
+    return HTMLResponse(_page(prefix, settings.tianditu_token or "", settings.online_tile_ids))
 
 
 @router.get("/", include_in_schema=False)
@@ -113,7 +114,8 @@ def map_page(request: Request, settings: SettingsDep, _: ReadDep) -> HTMLRespons
 
 
 @functools.lru_cache(maxsize=64)
-def _layer_geojson(layer_id: str, tolerance: float) -> bytes:
+def _layer_geojson(layer_id: str, tolerance: float, versions_state: tuple = ()) -> bytes:
+    """Compact GeoJSON of a layer's active version (``versions_state`` keys the cache)."""
     from layers.registry import list_layers, load_layer
 
     known = [i.id for i in list_layers() if i.id != ENTERPRISES]
@@ -139,14 +141,25 @@ def _layer_geojson(layer_id: str, tolerance: float) -> bytes:
 
 @router.get("/map/layers/{layer_id}", summary="A reference layer, simplified for display")
 def map_layer(
+    request: Request,
     layer_id: str,
     _: ReadDep,
     simplify: Annotated[float, Query(ge=0, le=0.05, description="tolerance, degrees")] = 0.002,
 ) -> Response:
-    """GeoJSON of a reference layer with simplified geometry and id/name properties only."""
-    return Response(_layer_geojson(layer_id, round(simplify, 6)),
-                    media_type="application/geo+json",
-                    headers={"Cache-Control": "max-age=3600"})
+    """GeoJSON of a reference layer with simplified geometry and id/name properties only.
+
+    Revalidated on every use (ETag of the layer versions' state): a switch of the active
+    version (``basinwatch layers activate``) reaches browsers at once.
+    """
+    from layers.versions import state_token
+
+    token = state_token()
+    tag = '"' + hashlib.sha1(repr((layer_id, round(simplify, 6), token)).encode()).hexdigest() + '"'
+    headers = {"Cache-Control": "no-cache", "ETag": tag}
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=headers)
+    return Response(_layer_geojson(layer_id, round(simplify, 6), token),
+                    media_type="application/geo+json", headers=headers)
 
 
 def parse_within(text: str | None) -> shapely.Geometry | None:

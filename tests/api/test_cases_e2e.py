@@ -125,9 +125,10 @@ def test_a_year_from_verdicts_to_closed_cases(make_client, store) -> None:
     assert r.json()["accepted"] == 3 and r.json()["rejected_rows"][0]["row"] == 5
 
     # -- second registry: 甲 moved into the Chaonan dyeing park, 乙 gone, 己 new ----------
+    # (116.5454, 23.1471): inside the bundled 潮南 park (陇田/井都) and the Lianjiang basin
     second = ["潮南甲印染有限公司", "东莞丙染整有限公司", "广州丁陶瓷有限公司", "韶关戊钢铁有限公司",
               "普宁己印染有限公司"]
-    rep2 = _load(client, _registry(second, moved={"潮南甲印染有限公司": (116.405, 23.2605)}),
+    rep2 = _load(client, _registry(second, moved={"潮南甲印染有限公司": (116.5454, 23.1471)}),
                  "2019-09-01")
     counts = rep2["cases"]["counts"]
     assert counts["opened"] == 1 and counts["absent"] == 1 and counts["verdict_changed"] == 1

@@ -154,11 +154,13 @@ def test_province_bounds() -> None:
 @pytest.fixture
 def broken_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     registry._registry.cache_clear()
+    registry._toml_registry.cache_clear()
     monkeypatch.setattr(
         registry, "read_data_toml", lambda name: {"layer": [{"id": "x", "kind": "lake"}]}
     )
     yield
     registry._registry.cache_clear()
+    registry._toml_registry.cache_clear()
 
 
 @pytest.mark.usefixtures("broken_registry")

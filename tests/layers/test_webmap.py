@@ -208,17 +208,23 @@ def test_app_page_inlined_is_self_contained():
     assert "BasinWatchMap" in page and "L.TileLayer.extend" in page
 
 
-def test_app_config_base_layers_offline_default_and_token():
+def test_app_config_online_tiles_are_opt_in_with_terms_and_token():
     data = read_data_toml("webmap.toml")
     cfg = webmap.app_config()
-    ids = [b["id"] for b in cfg["base_layers"]]
+    assert cfg["base_layers"] == []  # nothing online unless the operator opts in
+    online = [b["id"] for b in data["base_layers"] if not b.get("needs_token")]
     needs_token = [b["id"] for b in data["base_layers"] if b.get("needs_token")]
-    assert needs_token and not set(needs_token) & set(ids)
-    assert [b["id"] for b in webmap.app_config(tianditu_token="k")["base_layers"]] == [
-        b["id"] for b in data["base_layers"]]
-    # online layers are offered, never the default: the offline base is made of reference layers
+    assert set(online) == {"osm", "amap"} and needs_token == ["tianditu"]
+    opted = webmap.app_config(online_tiles=("osm", "AMAP"), tianditu_token="k")["base_layers"]
+    assert [b["id"] for b in opted] == [b["id"] for b in data["base_layers"]]
+    for b, spec in zip(opted, data["base_layers"], strict=True):
+        # the provider's terms are named and linked next to its attribution
+        assert spec["terms"] in b["attribution"] and spec["terms_url"] in b["attribution"]
+    assert [b["id"] for b in webmap.app_config(online_tiles=("amap",))["base_layers"]] == [
+        "amap"]
+    # offered layers are never the default: the offline base is made of reference layers
     assert [r["id"] for r in cfg["base_reference"]] == list(webmap.APP_BASE_LAYERS)
-    gcj = [b for b in cfg["base_layers"] if b["crs"] == "GCJ02"]
+    gcj = [b for b in opted if b["crs"] == "GCJ02"]
     assert gcj and all(b["url"].startswith("https://") for b in gcj)
     with pytest.raises(InvalidQueryError):
         webmap.app_config(lang="en")  # type: ignore[arg-type]
