@@ -119,7 +119,12 @@ def test_reference_layer_is_simplified_geojson(loaded_client) -> None:
     full = load_layer("districts")
     body = loaded_client.get("/map/layers/districts").json()
     assert len(body["features"]) == len(full)
-    assert set(body["features"][0]["properties"]) <= {"code", "name_zh", "city_zh"}
+    assert set(body["features"][0]["properties"]) <= {"code", "name_zh", "city_zh", "label_at"}
+    # each label anchor lies inside its own (full-resolution) district
+    by_code = dict(zip(full["code"].astype(str), full.geometry.values, strict=True))
+    for feat in body["features"]:
+        lat, lon = feat["properties"]["label_at"]
+        assert by_code[str(feat["properties"]["code"])].contains(shapely.Point(lon, lat))
     n_full = int(shapely.get_num_coordinates(full.geometry.values).sum())
     n_sent = sum(int(shapely.get_num_coordinates(shapely.geometry.shape(f["geometry"])))
                  for f in body["features"])
