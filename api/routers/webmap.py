@@ -113,6 +113,30 @@ def map_page(request: Request, settings: SettingsDep, _: ReadDep) -> HTMLRespons
     return _map_page(request, settings)
 
 
+@functools.lru_cache(maxsize=1)
+def _theme_css() -> str:
+    from layers.catalog import rules
+    from layers.webmap import app_config
+
+    cfg = app_config()
+    lines = ["/* BasinWatch map colours, generated from layers/data (layers.toml styles, "
+             "rules.toml verdict colours). */"]
+    for info in cfg["overlays"]:
+        st = info["style"]
+        lines.append(f".bw-swatch-{info['id']} {{ border-color: {st.get('color', '#666')}; "
+                     f"background: {st.get('fillColor', 'transparent')}; }}")
+    for v in rules().verdicts:
+        lines.append(f".bw-v-{v.id} {{ background: {v.colour}; }}")
+    return "\n".join(lines) + "\n"
+
+
+@router.get("/map/theme.css", include_in_schema=False)
+def map_theme(_: ReadDep) -> Response:
+    """Layer and verdict colours as CSS classes (so the page needs no inline style)."""
+    return Response(_theme_css(), media_type="text/css",
+                    headers={"Cache-Control": "max-age=3600"})
+
+
 @functools.lru_cache(maxsize=64)
 def _layer_geojson(layer_id: str, tolerance: float) -> bytes:
     from layers.registry import list_layers, load_layer
