@@ -63,7 +63,8 @@ CELL_PX = 64
 AREA_ROWS = 500
 SEARCH_ROWS = 20
 #: Query parameters of the map endpoints that are not enterprise properties.
-_OWN = ("zoom", "within", "q", "cell_m", "simplify", "format", "v", "lang")
+_OWN = ("zoom", "within", "q", "cell_m", "simplify", "format", "v", "lang", "paper", "title",
+        "layers", "area_label")
 #: Reference-layer properties kept in the compact layer GeoJSON.
 _LAYER_PROPS = ("id", "code", "name_zh", "city_zh", "standard", "district", "status")
 
@@ -445,6 +446,82 @@ def map_dashboard(request: Request, store: StoreDep, _: ReadDep) -> JSONResponse
                         .sum(min_count=1).dropna().items()} for c in cap_cols}
     return JSONResponse({"total": int(sum(total["verdict"].values())), **total,
                          "zones": zones, "cities": cities, "capacity": capacity})
+
+
+@router.get("/map/print", summary="The current map as a PDF or PNG sheet (A4/A3 landscape)",
+            response_class=Response,
+            responses={200: {"content": {"application/pdf": {}, "image/png": {}}}})
+def map_print(
+    request: Request,
+    store: StoreDep,
+    _: ReadDep,
+    bbox: Annotated[str, Query(description="minLon,minLat,maxLon,maxLat of the view")],
+    format: Annotated[str, Query(description="pdf | png")] = "pdf",  # noqa: A002
+    paper: Annotated[str, Query(description="A4 | A3 (landscape)")] = "A4",
+    title: Annotated[str | None, Query(max_length=120)] = None,
+    layers: Annotated[str | None, Query(description="visible layer ids, comma-separated")] = None,
+    area_label: Annotated[str | None, Query(max_length=120)] = None,
+    lang: Annotated[str, Query(description="zh | en")] = "zh",
+) -> Response:
+    """The view with title, legend, scale bar, north arrow, data version and date, and the
+    filters and area in words (see :mod:`layers.printmap`)."""
+    from api.export_jobs import describe_filters
+    from api.ogc import content_disposition
+    from api.routers.collections import parse_bbox
+    from layers.catalog import read_data_toml, rules
+    from layers.printmap import render_print
+    from layers.registry import layer_info, load_layer
+    from layers.webmap import APP_BASE_LAYERS, APP_OVERLAYS
+
+    box = parse_bbox(bbox)
+    assert box is not None
+    en = lang == "en"
+    cfg = read_data_toml("webmap.toml")
+    shown = APP_OVERLAYS if layers is None else [x for x in layers.split(",") if x]
+    q = map_query(request, store)
+    pts = store.points(dataclasses.replace(q, bbox=box)) if (
+        layers is None or "enterprises" in shown) else pd.DataFrame(
+            columns=["lon", "lat", "verdict"])
+    tol = (box[2] - box[0]) / 3000
+    reference = []
+    for lid in [*APP_BASE_LAYERS, *[x for x in APP_OVERLAYS if x in shown]]:
+        info = layer_info(lid)
+        frame = load_layer(lid)
+        frame = frame.set_geometry(shapely.simplify(np.asarray(frame.geometry.values), tol))
+        reference.append((frame, _style(info.style), info.title_en if en else info.title_zh))
+    if q.within is not None:
+        import geopandas as gpd
+
+        reference.append((gpd.GeoDataFrame(geometry=[q.within], crs="EPSG:4326"),
+                          {"color": "#d7301f", "weight": 2.5},
+                          area_label or ("Drawn area" if en else "绘制区域")))
+    params = {k: v for k, v in request.query_params.items()
+              if k not in ("bbox", "format", "paper", "title", "layers", "area_label", "lang",
+                           "within", "v")}
+    meta = load_meta(store)
+    notes = [(("Data version" if en else "数据版本"),
+              f"{meta['load_id']} · {str(meta['loaded_at'])[:10]} · {meta['source_name']}"
+              if meta["load_id"] is not None else "—"),
+             *describe_filters(params, area_label=area_label, within=q.within is not None),
+             (("Printed" if en else "出图时间"),
+              pd.Timestamp.now(tz="Asia/Shanghai").strftime("%Y-%m-%d %H:%M"))]
+    verdicts = [(v.id, v.label_en if en else v.label_zh, v.colour) for v in rules().verdicts]
+    ui = cfg["ui_en"] if en else cfg["ui"]
+    body = render_print(pts, reference, bbox=box, verdicts=verdicts,
+                        title=title or ui["print_default_heading"], notes=notes, fmt=format,
+                        paper=paper, lang="en" if en else "zh",
+                        dpi=int(cfg.get("print", {}).get("dpi", 200)),
+                        papers=cfg.get("print", {}).get("papers"))
+    media = "application/pdf" if format.lower() == "pdf" else "image/png"
+    name = f"执法地图_{paper}.{format.lower()}"
+    return Response(body, media_type=media,
+                    headers={"Content-Disposition": content_disposition(name)})
+
+
+def _style(style: Any) -> dict[str, Any]:
+    from layers.webmap import _style_dict
+
+    return _style_dict(style)
 
 
 def install(app: FastAPI) -> None:
