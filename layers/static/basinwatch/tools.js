@@ -54,13 +54,42 @@
     return d;
   }
 
-  /* Area in m² of a simple polygon (L.LatLng ring, not closed): spherical excess. */
+  var E2 = F * (2 - F), E = Math.sqrt(E2);
+  function qAuthalic(sinPhi) {
+    return (1 - E2) * (sinPhi / (1 - E2 * sinPhi * sinPhi) -
+      Math.log((1 - E * sinPhi) / (1 + E * sinPhi)) / (2 * E));
+  }
+  var QP = qAuthalic(1);
+
+  /* Points every <= 0.05 degrees along the great circle p -> q (p included, q not). */
+  function densify(p, q) {
+    var la1 = rad(p.lat), lo1 = rad(p.lng), la2 = rad(q.lat), lo2 = rad(q.lng);
+    var a = [Math.cos(la1) * Math.cos(lo1), Math.cos(la1) * Math.sin(lo1), Math.sin(la1)];
+    var b = [Math.cos(la2) * Math.cos(lo2), Math.cos(la2) * Math.sin(lo2), Math.sin(la2)];
+    var omega = Math.acos(Math.max(-1, Math.min(1, a[0] * b[0] + a[1] * b[1] + a[2] * b[2])));
+    var n = Math.max(1, Math.ceil(omega / rad(0.05))), out = [];
+    for (var i = 0; i < n; i++) {
+      var t = i / n, s0 = omega ? Math.sin((1 - t) * omega) / Math.sin(omega) : 1 - t;
+      var s1 = omega ? Math.sin(t * omega) / Math.sin(omega) : t;
+      var x = s0 * a[0] + s1 * b[0], y = s0 * a[1] + s1 * b[1], z = s0 * a[2] + s1 * b[2];
+      out.push([Math.atan2(y, x), Math.atan2(z, Math.sqrt(x * x + y * y))]);
+    }
+    return out;
+  }
+
+  /* Area in m² of a simple polygon (L.LatLng ring, not closed) on WGS84: edges densified
+   * along great circles, latitudes mapped to authalic latitudes, then the exact area of
+   * each lat/lon trapezoid on the authalic sphere (R = 6371007.2 m). */
   function area(pts) {
     if (pts.length < 3) { return 0; }
+    var ring = [];
+    for (var i = 0; i < pts.length; i++) { ring = ring.concat(densify(pts[i], pts[(i + 1) % pts.length])); }
     var s = 0;
-    for (var i = 0; i < pts.length; i++) {
-      var p1 = pts[i], p2 = pts[(i + 1) % pts.length];
-      s += rad(p2.lng - p1.lng) * (2 + Math.sin(rad(p1.lat)) + Math.sin(rad(p2.lat)));
+    for (var j = 0; j < ring.length; j++) {
+      var p1 = ring[j], p2 = ring[(j + 1) % ring.length];
+      var dl = p2[0] - p1[0];
+      if (dl > Math.PI) { dl -= 2 * Math.PI; } else if (dl < -Math.PI) { dl += 2 * Math.PI; }
+      s += dl * (qAuthalic(Math.sin(p1[1])) + qAuthalic(Math.sin(p2[1]))) / QP;
     }
     return Math.abs(s * R_AUTHALIC * R_AUTHALIC / 2);
   }

@@ -504,13 +504,18 @@
     function openEnterprise(fid, latlng) {
       bw.state.selected = fid;
       saveState();
-      var popup = L.popup({maxWidth: 440, className: "bw-enterprise-popup", autoPanPaddingTopLeft:
-        phone ? [10, 60] : [330, 10]})
+      if (!latlng) {  // from the URL: find the enterprise first
+        return getJSON(api + "/collections/enterprises/items/" + encodeURIComponent(fid))
+          .then(function (feat) {
+            var c = (feat.geometry || {}).coordinates;
+            if (c) { return openEnterprise(fid, L.latLng(c[1], c[0])); }
+          }).catch(function (err) { showError(ui.enterprises, err); });
+      }
+      var popup = L.popup({maxWidth: phone ? 250 : 440, className: "bw-enterprise-popup",
+                           autoPanPaddingTopLeft: phone ? [86, 70] : [330, 10]})
         .setLatLng(latlng).setContent(el("span", {text: ui.loading})).openOn(map);
       return getJSON(api + "/collections/enterprises/items/" + encodeURIComponent(fid))
         .then(function (feat) {
-          var c = (feat.geometry || {}).coordinates;
-          if (c && !latlng) { popup.setLatLng([c[1], c[0]]); }
           popup.setContent(popupNode(L.extend({fid: fid}, feat.properties || {})));
         })
         .catch(function (err) { popup.setContent(el("span", {text: ui.load_error + "：" + err.message})); });
@@ -603,11 +608,14 @@
     cfg.base_layers.forEach(function (b) {
       var opts = {maxZoom: 18, maxNativeZoom: b.max_zoom || 18, attribution: b.attribution,
                   subdomains: b.subdomains || "abc", tk: b.token || ""};
-      var layer = b.crs === "GCJ02" ? new GcjTileLayer(b.url, opts) : L.tileLayer(b.url, opts);
+      var inner = [b.crs === "GCJ02" ? new GcjTileLayer(b.url, opts) : L.tileLayer(b.url, opts)];
       if (b.label_url) {
-        layer = L.layerGroup([layer, b.crs === "GCJ02" ? new GcjTileLayer(b.label_url, opts) :
-          L.tileLayer(b.label_url, opts)]);
+        inner.push(b.crs === "GCJ02" ? new GcjTileLayer(b.label_url, opts) :
+          L.tileLayer(b.label_url, opts));
       }
+      // an empty group until one probe tile loaded: offline, no screen of failing tiles
+      var layer = L.layerGroup();
+      layer.bwInner = inner;
       layer.bwBase = b;
       bw.layers["base_" + b.id] = layer;
       baseLayers[esc(b.title)] = layer;
@@ -637,13 +645,21 @@
 
     map.on("baselayerchange", function (e) {
       var layer = e.layer;
+      Object.keys(bw.layers).forEach(function (k) {  // a base left: drop its tiles again
+        var other = bw.layers[k];
+        if (other.bwInner && other !== layer) { other.clearLayers(); }
+      });
       bw.state.base = layer.bwBase ? layer.bwBase.id : "offline";
       saveState();
       if (!layer.bwBase) { return; }
       bw.state.probing = true;
       probeOnline(layer).then(function (ok) {
         bw.state.probing = false;
-        if (ok || !map.hasLayer(layer)) { return; }
+        if (!map.hasLayer(layer)) { return; }
+        if (ok) {
+          layer.bwInner.forEach(function (t) { if (!layer.hasLayer(t)) { layer.addLayer(t); } });
+          return;
+        }
         map.removeLayer(layer);
         map.addLayer(offline);
         bw.state.base = "offline";
@@ -1201,6 +1217,7 @@
       var base = bw.layers["base_" + h.b] || offline;
       base.addTo(map);
       bw.state.base = base === offline ? "offline" : h.b;
+      if (base.bwBase) { map.fire("baselayerchange", {layer: base}); }
       cfg.overlays.forEach(function (info) {
         if (!shown || shown.indexOf(info.id) >= 0) { bw.layers[info.id].addTo(map); }
       });
@@ -1237,6 +1254,15 @@
       tiles.setParams(tileQuery());
     }).catch(function () { /* the map works without the version stamp */ });
 
+    map.on("moveend", function () {  // a view whose tiles were all kept needs no load
+      setTimeout(function () {
+        if (!tiles._loading && bw.state.viewStart !== null && bw.state.viewStart !== undefined) {
+          bw.state.lastMs = performance.now() - bw.state.viewStart;
+          bw.state.viewStart = null;
+          bw.state.pending = false;
+        }
+      }, 0);
+    });
     map.on("moveend", debounce(function () { refreshCount(); placeLabels(); saveState(); }, 150));
     if (global.BasinWatchDashboard) {
       bw.dashboard = global.BasinWatchDashboard.create(bw, {el: el, dot: dot, getJSON: getJSON,
