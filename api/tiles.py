@@ -44,6 +44,7 @@ __all__ = [
     "BIN",
     "LAYER",
     "KEY_ZOOM",
+    "AGG_LEVEL",
     "MAX_ZOOM",
     "tile_bounds_lonlat",
     "encode_points",
@@ -67,6 +68,12 @@ LAYER = "enterprises"
 #: Zoom of the Morton keys of :class:`PointIndex` (tiles up to this zoom are key ranges).
 KEY_ZOOM = 20
 MAX_ZOOM = 22
+#: Level of the pre-aggregated cells (a 4 px bin at zoom AGG_LEVEL - 6); tiles up to zoom
+#: AGG_LEVEL - 6 are summed from these cells instead of from single enterprises.
+AGG_LEVEL = 18
+_BINS_PER_TILE = EXTENT // 64  # 2**6 bins of BIN units across a tile
+#: Encoded tiles kept per load (a few tens of MB at most).
+TILE_CACHE = 2048
 _R = 6378137.0
 _MAX_LAT = 85.0511287798066
 
@@ -154,17 +161,28 @@ def _const(byte_values: bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.tile(b, n), np.full(n, len(b), dtype=np.int64)
 
 
+def _varint(value: int) -> bytes:
+    """One protobuf varint (the few scalars of a layer: no array overhead)."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
 def _field_bytes(tag: int, payload: bytes) -> bytes:
     """A length-delimited field (wire type 2) with a scalar payload."""
-    data, _ = _varints(np.array([len(payload)]))
-    return bytes([(tag << 3) | 2]) + data.tobytes() + payload
+    return bytes([(tag << 3) | 2]) + _varint(len(payload)) + payload
 
 
 def _value_bytes(value: str | int) -> bytes:
     if isinstance(value, str):
         return _field_bytes(1, value.encode("utf-8"))
-    data, _ = _varints(np.array([value]))
-    return bytes([(5 << 3) | 0]) + data.tobytes()  # uint_value = 5
+    return bytes([(5 << 3) | 0]) + _varint(int(value))  # uint_value = 5
 
 
 def encode_points(
@@ -225,15 +243,19 @@ def encode_points(
     head = b"\x78\x02" + _field_bytes(1, layer.encode("utf-8"))  # version = 2, name
     tail = (_field_bytes(3, b"verdict") + _field_bytes(3, b"n")
             + b"".join(_field_bytes(4, _value_bytes(v)) for v in values)
-            + b"\x28" + _varints(np.array([extent]))[0].tobytes())
+            + b"\x28" + _varint(extent))
     layer_bytes = head + features.tobytes() + tail
     return _field_bytes(3, layer_bytes)
 
 
 def bin_points(
-    tx: np.ndarray, ty: np.ndarray, verdict: np.ndarray, fid: np.ndarray, n_verdicts: int
+    tx: np.ndarray, ty: np.ndarray, verdict: np.ndarray, fid: np.ndarray, n_verdicts: int,
+    weights: np.ndarray | None = None, bin_units: int = BIN,
 ) -> tuple[np.ndarray, ...]:
     """Count points per (bin, verdict); tile coordinates in, one row per occupied pair out.
+
+    ``weights`` (counts of pre-aggregated rows) default to 1; ``fid`` must then be 0 for
+    rows standing for more than one enterprise.
 
     Returns
     -------
@@ -241,24 +263,29 @@ def bin_points(
         ``(x, y, verdict, n, id)``: bin centres in tile units, verdict index, count, and the
         fid of the single enterprise where ``n == 1`` (0 otherwise).
     """
-    lo = -BUFFER // BIN
-    side = (EXTENT + 2 * BUFFER) // BIN
-    bx = np.floor(tx / BIN).astype(np.int64) - lo
-    by = np.floor(ty / BIN).astype(np.int64) - lo
+    b = bin_units
+    lo = -BUFFER // b
+    side = (EXTENT + 2 * BUFFER) // b
+    bx = np.floor(tx / b).astype(np.int64) - lo
+    by = np.floor(ty / b).astype(np.int64) - lo
     keep = (bx >= 0) & (bx < side) & (by >= 0) & (by < side)
     bx, by = bx[keep], by[keep]
     v = np.asarray(verdict, dtype=np.int64)[keep]
     key = (by * side + bx) * n_verdicts + v
     size = side * side * n_verdicts
-    counts = np.bincount(key, minlength=size)
+    if weights is None:
+        counts = np.bincount(key, minlength=size)
+    else:
+        counts = np.bincount(key, weights=np.asarray(weights, np.float64)[keep],
+                             minlength=size).astype(np.int64)
     fids = np.bincount(key, weights=np.asarray(fid, dtype=np.float64)[keep], minlength=size)
     cells = np.flatnonzero(counts)
     n = counts[cells]
     ids = np.where(n == 1, fids[cells], 0).astype(np.int64)
     vv = cells % n_verdicts
     pos = cells // n_verdicts
-    x = (pos % side + lo) * BIN + BIN // 2
-    y = (pos // side + lo) * BIN + BIN // 2
+    x = (pos % side + lo) * b + b // 2
+    y = (pos // side + lo) * b + b // 2
     return x, y, vv, n, ids
 
 
@@ -276,6 +303,18 @@ def _part1by1(v: np.ndarray) -> np.ndarray:
 
 def _morton(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
     return _part1by1(ix) | (_part1by1(iy) << np.uint64(1))
+
+
+@dataclass
+class _Cells:
+    """Enterprises counted per (cell at :data:`AGG_LEVEL`, verdict), in Morton order."""
+
+    key: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+    verdict: np.ndarray
+    n: np.ndarray
+    fid: np.ndarray  # the enterprise's fid where n == 1, else 0
 
 
 @dataclass
@@ -298,6 +337,10 @@ class PointIndex:
         default_factory=OrderedDict)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     fid_order: np.ndarray | None = None
+    cells: OrderedDict[tuple[Any, ...], _Cells] = dataclasses.field(
+        default_factory=OrderedDict)
+    #: Encoded tiles of this load (LRU, at most TILE_CACHE): panning back costs nothing.
+    tiles: OrderedDict[tuple[Any, ...], bytes] = dataclasses.field(default_factory=OrderedDict)
 
     @classmethod
     def build(cls, frame: pd.DataFrame, verdict_names: Sequence[str],
@@ -326,12 +369,46 @@ class PointIndex:
     def __len__(self) -> int:
         return len(self.fid)
 
+    @staticmethod
+    def filter_key(q: FeatureQuery) -> tuple[Any, ...]:
+        """Cache key of the non-spatial filters of ``q``."""
+        return (tuple(sorted((c, tuple(map(str, a))) for c, a in q.properties.items())),
+                repr(q.cql), q.within.wkb if q.within is not None else None)
+
+    def aggregate(self, key: tuple[Any, ...], mask: np.ndarray | None) -> _Cells:
+        """The rows (matching ``mask``) counted per cell and verdict; cached per filter."""
+        with self.lock:
+            hit = self.cells.get(key)
+            if hit is not None:
+                self.cells.move_to_end(key)
+                return hit
+        rows = slice(None) if mask is None else np.flatnonzero(mask)
+        nv = len(self.verdict_names)
+        cell = self.key[rows] >> np.uint64(2 * (KEY_ZOOM - AGG_LEVEL))
+        combined = cell * np.uint64(nv) + self.verdict[rows].astype(np.uint64)
+        uniq, inv, cnt = np.unique(combined, return_inverse=True, return_counts=True)
+        fsum = np.bincount(inv.reshape(-1), weights=self.fid[rows].astype(np.float64),
+                           minlength=len(uniq))
+        ckey = uniq // np.uint64(nv)
+        scale = float(1 << AGG_LEVEL)
+        first = np.zeros(len(uniq), dtype=np.int64)
+        first[inv.reshape(-1)[::-1]] = np.arange(len(inv))[::-1]  # a row of each cell
+        sel = np.arange(len(self.wx))[rows][first] if len(uniq) else first
+        cx = np.clip((self.wx[sel] * scale).astype(np.int64), 0, (1 << AGG_LEVEL) - 1)
+        cy = np.clip((self.wy[sel] * scale).astype(np.int64), 0, (1 << AGG_LEVEL) - 1)
+        out = _Cells(ckey, cx, cy, (uniq % np.uint64(nv)).astype(np.int16),
+                     cnt.astype(np.int64), np.where(cnt == 1, fsum, 0).astype(np.int64))
+        with self.lock:
+            self.cells[key] = out
+            while len(self.cells) > 16:
+                self.cells.popitem(last=False)
+        return out
+
     def mask(self, store: Store, q: FeatureQuery) -> np.ndarray | None:
         """Rows matching the non-spatial filters of ``q`` (None: every row), cached."""
         if not q.properties and q.cql is None and q.within is None:
             return None
-        key = (tuple(sorted((c, tuple(map(str, a))) for c, a in q.properties.items())),
-               repr(q.cql), q.within.wkb if q.within is not None else None)
+        key = self.filter_key(q)
         with self.lock:
             hit = self.masks.get(key)
             if hit is not None:
@@ -351,12 +428,15 @@ class PointIndex:
                 self.masks.popitem(last=False)
         return out
 
-    def _ranges(self, z: int, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
-        """Row positions of the tiles (cx, cy) at zoom ``z <= KEY_ZOOM`` (Morton ranges)."""
-        shift = np.uint64(2 * (KEY_ZOOM - z))
+    def _ranges(self, z: int, cx: np.ndarray, cy: np.ndarray, keys: np.ndarray | None = None,
+                level: int = KEY_ZOOM) -> np.ndarray:
+        """Positions in ``keys`` (Morton keys at ``level``; default the rows) of the tiles
+        (cx, cy) at zoom ``z <= level``."""
+        keys = self.key if keys is None else keys
+        shift = np.uint64(2 * (level - z))
         t = _morton(cx, cy)
-        a = np.searchsorted(self.key, t << shift)
-        b = np.searchsorted(self.key, (t + np.uint64(1)) << shift)
+        a = np.searchsorted(keys, t << shift)
+        b = np.searchsorted(keys, (t + np.uint64(1)) << shift)
         lens = (b - a).astype(np.int64)
         total = int(lens.sum())
         if total == 0:
@@ -364,7 +444,8 @@ class PointIndex:
         first = np.concatenate([[0], np.cumsum(lens)[:-1]])
         return np.repeat(a - first, lens) + np.arange(total)
 
-    def _rows(self, z: int, x: int, y: int) -> np.ndarray:
+    def _rows(self, z: int, x: int, y: int, keys: np.ndarray | None = None,
+              level: int = KEY_ZOOM) -> np.ndarray:
         """Rows that may fall in tile z/x/y or its buffer: the tile's own Morton range plus
         a ring of cells at a finer zoom whose width covers :data:`BUFFER`."""
         if z > KEY_ZOOM:  # the 3 x 3 cells at KEY_ZOOM around it; binning clips the rest
@@ -374,8 +455,8 @@ class PointIndex:
             gx, gy = np.meshgrid(np.arange(max(px - 1, 0), min(px + 2, m)),
                                  np.arange(max(py - 1, 0), min(py + 2, m)))
             return self._ranges(KEY_ZOOM, gx.ravel(), gy.ravel())
-        own = self._ranges(z, np.array([x]), np.array([y]))
-        zr = min(z + 6, KEY_ZOOM)  # 2**6 cells per tile: one cell = 64 units = BUFFER
+        own = self._ranges(z, np.array([x]), np.array([y]), keys, level)
+        zr = min(z + 6, level)  # 2**6 cells per tile: one cell = 64 units = BUFFER
         d, m = zr - z, 1 << zr
         lo_x, hi_x, lo_y, hi_y = x << d, ((x + 1) << d) - 1, y << d, ((y + 1) << d) - 1
         xs = np.arange(max(lo_x - 1, 0), min(hi_x + 2, m))
@@ -392,11 +473,38 @@ class PointIndex:
                 ring_y.append(inner)
         if not ring_x:
             return own
-        ring = self._ranges(zr, np.concatenate(ring_x), np.concatenate(ring_y))
+        ring = self._ranges(zr, np.concatenate(ring_x), np.concatenate(ring_y), keys, level)
         return np.concatenate([own, ring])
 
-    def tile(self, z: int, x: int, y: int, mask: np.ndarray | None) -> bytes:
-        """The MVT tile ``z/x/y`` (empty bytes when nothing falls in it)."""
+    def tile(self, z: int, x: int, y: int, mask: np.ndarray | None,
+             filter_key: tuple[Any, ...] = ((), "None", None), tile_px: int = 256) -> bytes:
+        """The MVT tile ``z/x/y`` (empty bytes when nothing falls in it), binned for display
+        at ``tile_px`` pixels (256 or 512: 4 px bins either way).
+
+        While a bin is no finer than a cell of :data:`AGG_LEVEL`, the tile is summed from
+        the cached cell counts (a cell lies in exactly one bin), beyond from single
+        enterprises."""
+        ckey = (filter_key, z, x, y, tile_px)
+        with self.lock:
+            hit = self.tiles.get(ckey)
+            if hit is not None:
+                self.tiles.move_to_end(ckey)
+                return hit
+        body = self._tile(z, x, y, mask, filter_key, tile_px)
+        with self.lock:
+            self.tiles[ckey] = body
+            while len(self.tiles) > TILE_CACHE:
+                self.tiles.popitem(last=False)
+        return body
+
+    def _tile(self, z: int, x: int, y: int, mask: np.ndarray | None,
+              filter_key: tuple[Any, ...], tile_px: int) -> bytes:
+        per_tile = _BINS_PER_TILE * tile_px // 256
+        bin_units = EXTENT // per_tile
+        level = z + per_tile.bit_length() - 1  # bins are the cells of this level
+        if level <= AGG_LEVEL:
+            return self._tile_from_cells(z, x, y, self.aggregate(filter_key, mask), level,
+                                         per_tile, bin_units)
         rows = self._rows(z, x, y)
         if mask is not None and len(rows):
             rows = rows[mask[rows]]
@@ -406,7 +514,22 @@ class PointIndex:
         tx = (self.wx[rows] * n - x) * EXTENT
         ty = (self.wy[rows] * n - y) * EXTENT
         bx, by, v, cnt, ids = bin_points(tx, ty, self.verdict[rows], self.fid[rows],
-                                         len(self.verdict_names))
+                                         len(self.verdict_names), bin_units=bin_units)
+        return encode_points(bx, by, ids=ids, verdict=v, verdict_names=self.verdict_names,
+                             n=cnt)
+
+    def _tile_from_cells(self, z: int, x: int, y: int, cells: _Cells, level: int,
+                         per_tile: int, bin_units: int) -> bytes:
+        rows = self._rows(z, x, y, cells.key, AGG_LEVEL)
+        if len(rows) == 0:
+            return b""
+        shift = AGG_LEVEL - level
+        # bin centre of each cell in tile units (bin_points floors it back to the bin)
+        tx = ((cells.cx[rows] >> shift) - x * per_tile) * bin_units + bin_units / 2
+        ty = ((cells.cy[rows] >> shift) - y * per_tile) * bin_units + bin_units / 2
+        bx, by, v, cnt, ids = bin_points(tx, ty, cells.verdict[rows], cells.fid[rows],
+                                         len(self.verdict_names), weights=cells.n[rows],
+                                         bin_units=bin_units)
         return encode_points(bx, by, ids=ids, verdict=v, verdict_names=self.verdict_names,
                              n=cnt)
 
@@ -454,8 +577,10 @@ def point_index(store: Store, verdict_names: Sequence[str]) -> PointIndex:
 
 
 def postgis_tile(store: Any, q: FeatureQuery, z: int, x: int, y: int,
-                 verdict_names: Sequence[str]) -> bytes:
+                 verdict_names: Sequence[str], tile_px: int = 256) -> bytes:
     """The tile from PostGIS: the same bins, counted in SQL and encoded by ``ST_AsMVT``."""
+    del verdict_names  # ST_AsMVT writes the verdict ids as they are stored
+    b = BIN * 256 // tile_px
     from sqlalchemy import Integer, and_, func, literal_column, select, text
 
     from api.store.postgis import enterprises as table
@@ -469,13 +594,13 @@ def postgis_tile(store: Any, q: FeatureQuery, z: int, x: int, y: int,
     wx = (func.ST_X(geom) + 180.0) / 360.0
     sin = func.sin(func.radians(lat))
     wy = 0.5 - func.ln((1.0 + sin) / (1.0 - sin)) / (4.0 * math.pi)
-    bx = func.floor((wx * n - x) * EXTENT / BIN).label("bx")
-    by = func.floor((wy * n - y) * EXTENT / BIN).label("by")
+    bx = func.floor((wx * n - x) * EXTENT / b).label("bx")
+    by = func.floor((wy * n - y) * EXTENT / b).label("by")
     pts = select(table.c.fid, table.c.verdict, bx, by).where(and_(*conds)).subquery("pts")
-    lo, hi = -BUFFER // BIN, (EXTENT + BUFFER) // BIN
+    lo, hi = -BUFFER // b, (EXTENT + BUFFER) // b
     grouped = (
         select(
-            func.ST_MakePoint(pts.c.bx * BIN + BIN // 2, pts.c.by * BIN + BIN // 2)
+            func.ST_MakePoint(pts.c.bx * b + b // 2, pts.c.by * b + b // 2)
             .label("geom"),
             literal_column("CASE WHEN count(*) = 1 THEN min(pts.fid) END").label("fid"),
             pts.c.verdict.label("verdict"),
@@ -495,15 +620,18 @@ def postgis_tile(store: Any, q: FeatureQuery, z: int, x: int, y: int,
 
 
 def render_tile(store: Store, q: FeatureQuery, z: int, x: int, y: int,
-                verdict_names: Sequence[str]) -> bytes:
-    """Tile ``z/x/y`` of the enterprises matching ``q`` from whichever store holds them."""
+                verdict_names: Sequence[str], tile_px: int = 256) -> bytes:
+    """Tile ``z/x/y`` of the enterprises matching ``q`` from whichever store holds them,
+    binned for display at ``tile_px`` (256, the WebMercatorQuad default, or 512)."""
     _check_tile(z, x, y)
+    if tile_px not in (256, 512):
+        raise InvalidQueryError(f"px: expected 256 or 512, got {tile_px}.")
     if q.bbox is not None:
         raise InvalidQueryError("bbox: a tile is its own extent; drop the bbox parameter.")
     if store.provider == "postgis":
-        return postgis_tile(store, q, z, x, y, verdict_names)
+        return postgis_tile(store, q, z, x, y, verdict_names, tile_px=tile_px)
     idx = point_index(store, verdict_names)
-    return idx.tile(z, x, y, idx.mask(store, q))
+    return idx.tile(z, x, y, idx.mask(store, q), idx.filter_key(q), tile_px=tile_px)
 
 
 def count_in_view(store: Store, q: FeatureQuery, bbox: tuple[float, float, float, float],

@@ -203,6 +203,8 @@ def tile(
     tileRow: Annotated[int, Path(ge=0)],  # noqa: N803
     tileCol: Annotated[int, Path(ge=0)],  # noqa: N803
     f: Annotated[str | None, Query(description="mvt")] = None,
+    px: Annotated[int, Query(description="display size the tile is binned for: 256 (the "
+                                         "WebMercatorQuad default) or 512")] = 256,
 ) -> Response:
     """MVT of the matching enterprises in the tile (layer ``enterprises``)."""
     from api.routers.webmap import map_query
@@ -213,7 +215,8 @@ def tile(
 
         raise InvalidQueryError(f"f: tiles are available as 'mvt' only, got '{f}'.")
     q = map_query(request, store)
-    body = render_tile(store, q, tileMatrix, tileCol, tileRow, [v for v, _l, _c in _verdicts()])
+    body = render_tile(store, q, tileMatrix, tileCol, tileRow, [v for v, _l, _c in _verdicts()],
+                       tile_px=px)
     etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
     headers = {"ETag": etag, "Cache-Control": "max-age=300"}
     if request.headers.get("if-none-match") == etag:

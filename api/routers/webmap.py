@@ -64,7 +64,7 @@ AREA_ROWS = 500
 SEARCH_ROWS = 20
 #: Query parameters of the map endpoints that are not enterprise properties.
 _OWN = ("zoom", "within", "q", "cell_m", "simplify", "format", "v", "lang", "paper", "title",
-        "layers", "area_label")
+        "layers", "area_label", "px")
 #: Reference-layer properties kept in the compact layer GeoJSON.
 _LAYER_PROPS = ("id", "code", "name_zh", "city_zh", "standard", "district", "status")
 

@@ -165,7 +165,7 @@ def test_postgis_st_asmvt_and_python_tiles_agree(make_client, tmp_path) -> None:
         client = TestClient(create_app(Settings(data_dir=tmp_path), store=st))
         for z in (7, 11, 14):
             x, y = _tile_xy(116.43, 23.25, z)
-            for params in ({}, {"verdict": "shutdown"}):
+            for params in ({}, {"verdict": "shutdown"}, {"px": 512}):
                 feats = _decode(client.get(TILE.format(z=z, x=x, y=y), params=params).content)
                 bodies.setdefault((z, str(params)), {})[kind] = sorted(
                     (*f["geometry"]["coordinates"], f["properties"]["verdict"],
@@ -251,3 +251,48 @@ def test_view_count_per_verdict(many_client) -> None:
     assert body["total"] == len(inside) > 0
     assert body["verdict"] == {k: int(v) for k, v in inside.verdict.value_counts().items()}
 
+
+
+def _features(body: bytes) -> list[tuple]:
+    return sorted((*f["geometry"]["coordinates"], f["properties"]["verdict"],
+                   f["properties"]["n"], f.get("id") or 0) for f in _decode(body))
+
+
+def test_cell_sums_equal_binning_every_enterprise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Low zooms come from cached per-cell counts; forcing the per-enterprise path gives the
+    same tiles."""
+    import api.tiles as tiles
+
+    rng = np.random.default_rng(4)
+    n = 100_000
+    frame = pd.DataFrame({"fid": np.arange(1, n + 1), "lon": rng.normal(113.5, 0.4, n),
+                          "lat": rng.normal(23.0, 0.3, n), "verdict": rng.choice(VERDICTS, n)})
+    idx = PointIndex.build(frame, VERDICTS, (1,))
+    for z in (5, 8, 10):
+        x, y = _tile_xy(113.5, 23.0, z)
+        for px in (256, 512):
+            cells = idx.tile(z, x, y, None, tile_px=px)
+            with monkeypatch.context() as m:
+                m.setattr(tiles, "AGG_LEVEL", 0)
+                raw = idx.tile(z, x, y, None, tile_px=px)
+            assert _features(cells) == _features(raw), (z, px)
+
+
+@pytest.mark.parametrize("z", [8, 13])
+def test_a_512_px_tile_is_its_four_256_px_children(many_client, z: int) -> None:
+    """px=512 bins the parent tile for display at 512 px: the same 4 px bins as its four
+    children at the next zoom (each child's coordinates halved and offset)."""
+    client, gdf = many_client
+    x, y = _tile_xy(float(gdf.lon[500]), float(gdf.lat[500]), z)
+    big = [f for f in _features(client.get(TILE.format(z=z, x=x, y=y),
+                                           params={"px": 512}).content)
+           if 0 <= f[0] < EXTENT and 0 <= f[1] < EXTENT]
+    children = []
+    for dx in (0, 1):
+        for dy in (0, 1):
+            body = client.get(TILE.format(z=z + 1, x=2 * x + dx, y=2 * y + dy)).content
+            children += [((cx + dx * EXTENT) // 2, (cy + dy * EXTENT) // 2, *rest)
+                         for cx, cy, *rest in _features(body)
+                         if 0 <= cx < EXTENT and 0 <= cy < EXTENT]
+    assert big and sorted(big) == sorted(children)
+    assert client.get(TILE.format(z=z, x=x, y=y), params={"px": 300}).status_code == 400

@@ -185,10 +185,22 @@
     });
     map.getPane("bw-pane-bwEnterprises").classList.add("bw-pass-through");
     map.getPane("bw-pane-bwLabels").classList.add("bw-pass-through");
+    // the dense base outlines (cities, districts) share one canvas (SVG with thousands of
+    // vertices cost hundreds of ms of layout and paint per zoom); districts are kept drawn
+    // over cities so a click there is a district. Basins, region and parks stay SVG in
+    // their own panes: a click outside their paths falls through to the canvas below.
     var renderers = {};
     function rendererFor(kind) {
-      if (!renderers[kind]) { renderers[kind] = L.svg({pane: "bw-pane-" + kind, padding: 0.5}); }
-      return renderers[kind];
+      var key = kind === "city" ? "district" : kind;
+      if (!renderers[key]) {
+        renderers[key] = key === "district" ? L.canvas({pane: "bw-pane-district", padding: 0.3})
+          : L.svg({pane: "bw-pane-" + key, padding: 0.5});
+      }
+      return renderers[key];
+    }
+    function keepDistrictsOnTop() {
+      var d = bw.layers.districts;
+      if (d && d.bwLoaded === true && map.hasLayer(d)) { d.bringToFront(); }
     }
 
     // ---------------------------------------------------------------- fetch helpers
@@ -289,7 +301,7 @@
     function referenceLayer(info) {
       var title = pack.layers[info.id] || info.title;
       var group = L.geoJSON(null, {
-        pane: "bw-pane-" + info.kind,
+        pane: info.kind === "city" ? "bw-pane-district" : "bw-pane-" + info.kind,
         renderer: rendererFor(info.kind),
         style: function () {
           var s = L.extend({}, info.style);
@@ -319,11 +331,12 @@
             bw.state.layersLoaded[info.id] = fc.features.length;
             if (info.kind === "district") { fillZonePicker(fc.features); }
             addLabels(info, fc.features, group);
+            keepDistrictsOnTop();
             if (bw.state.area && !bw.state.area.wkt) { showAreaShape(); }
           })
           .catch(function (err) { group.bwLoaded = false; showError(title, err); });
       });
-      group.on("add remove", function () { placeLabels(); saveState(); });
+      group.on("add remove", function () { keepDistrictsOnTop(); placeLabels(); saveState(); });
       bw.layers[info.id] = group;
       return group;
     }
@@ -347,29 +360,36 @@
     }
 
     /* Show labels whose layer is on and zoom reached; greedy: higher priority first, a label
-     * overlapping one already placed is hidden. */
+     * overlapping one already placed is hidden. Writes, then one batch of reads (one
+     * layout), then writes again: no layout per label. */
     function placeLabels() {
-      var z = map.getZoom(), placed = [];
-      labels.slice().sort(function (a, b) { return a.prio - b.prio; }).forEach(function (lab) {
-        var on = z >= lab.minZoom && map.hasLayer(lab.group);
+      var z = map.getZoom(), view = map.getBounds().pad(0.1), placed = [], active = [];
+      labels.forEach(function (lab) {
+        var on = z >= lab.minZoom && map.hasLayer(lab.group) &&
+          view.contains(lab.marker.getLatLng());
         if (on) {
           if (!labelLayer.hasLayer(lab.marker)) { labelLayer.addLayer(lab.marker); }
-          var node = lab.marker.getElement();
-          if (node) {
-            node.classList.remove("bw-label-hidden");
-            var r = node.getBoundingClientRect();
-            var clash = placed.some(function (q) {
-              return !(r.right < q.left || r.left > q.right || r.bottom < q.top || r.top > q.bottom);
-            });
-            if (clash) { node.classList.add("bw-label-hidden"); } else { placed.push(r); }
-          }
+          active.push(lab);
         } else if (labelLayer.hasLayer(lab.marker)) {
           labelLayer.removeLayer(lab.marker);
         }
       });
+      active.sort(function (a, b) { return a.prio - b.prio; });
+      var nodes = active.map(function (lab) { return lab.marker.getElement(); });
+      nodes.forEach(function (node) { if (node) { node.classList.remove("bw-label-hidden"); } });
+      var rects = nodes.map(function (node) { return node ? node.getBoundingClientRect() : null; });
+      var hide = rects.map(function (r) {
+        if (!r) { return false; }
+        var clash = placed.some(function (q) {
+          return !(r.right < q.left || r.left > q.right || r.bottom < q.top || r.top > q.bottom);
+        });
+        if (!clash) { placed.push(r); }
+        return clash;
+      });
+      nodes.forEach(function (node, i) { if (node && hide[i]) { node.classList.add("bw-label-hidden"); } });
       bw.state.labelsShown = placed.length;
     }
-    map.on("zoomend", placeLabels);
+    // labels are placed after a move settles (moveend, debounced): no forced layout mid-zoom
     bw.placeLabels = placeLabels;
 
     // ---------------------------------------------------------------- enterprises
@@ -577,6 +597,14 @@
           onclick: function () {
             map.closePopup();
             setArea({key: z.key, value: z.value, label: name || hit.title}, true);
+          }}));
+      }
+      if (hit.info.kind === "district" && hit.props.city_zh) {  // the city under it too
+        box.appendChild(el("br"));
+        box.appendChild(el("button", {type: "button", cls: "bw-btn bw-city-stat",
+          text: ui.stat_this + "（" + hit.props.city_zh + "）", onclick: function () {
+            map.closePopup();
+            setArea({key: "city", value: hit.props.city_zh, label: hit.props.city_zh}, true);
           }}));
       }
       L.popup({className: "bw-zone-popup-wrap"}).setLatLng(latlng).setContent(box).openOn(map);
