@@ -193,7 +193,7 @@
     function rendererFor(kind) {
       var key = kind === "city" ? "district" : kind;
       if (!renderers[key]) {
-        renderers[key] = key === "district" ? L.canvas({pane: "bw-pane-district", padding: 0.3})
+        renderers[key] = key === "district" ? L.canvas({pane: "bw-pane-district", padding: 0.1})
           : L.svg({pane: "bw-pane-" + key, padding: 0.5});
       }
       return renderers[key];
@@ -306,6 +306,7 @@
         style: function () {
           var s = L.extend({}, info.style);
           s.className = "bw-ref bw-ref-" + info.kind + " bw-layer-" + info.id;
+          if (info.kind === "city" || info.kind === "district") { s.smoothFactor = 2; }
           s.opacity = (s.opacity === undefined ? 1 : s.opacity) * (bw.opacity[info.id] || 1);
           return s;
         },
