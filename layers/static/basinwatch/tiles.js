@@ -107,8 +107,12 @@
     return Math.min(16, base + 1.1 * Math.sqrt(n - 1));
   }
 
-  /* Draw a tile: one path per (radius, verdict) group, groups from the largest symbol to
-   * the smallest and, at equal size, weaker verdicts first so stronger ones lie on top. */
+  /* Draw a tile: one path per (size, verdict) group, from the largest symbol to the
+   * smallest and, at equal size, weaker verdicts first so stronger ones lie on top. Dense
+   * tiles (symbols touching) draw squares of the circle's area without outlines: software
+   * canvas rasterises tens of thousands of squares 4-5x faster than anti-aliased arcs
+   * (measured: 55k symbols, 39 ms vs 160-230 ms); the stats counters are for benchmarks. */
+  var DENSE = 2000;
   function drawTile(canvas, data, colours, z, dpr, size) {
     var S = size || 256;
     var ctx = canvas.getContext("2d");
@@ -126,18 +130,22 @@
       g.xy.push(px, py);
     }
     keys.sort(function (a, b) { return b - a; });
+    var dense = data.count > DENSE, outline = z >= 9 && !dense;
     ctx.lineWidth = 0.6;
     ctx.strokeStyle = "rgba(40,40,40,0.85)";
     for (var j = 0; j < keys.length; j++) {
-      var grp = groups[keys[j]], xy = grp.xy, rr = grp.r;
+      var grp = groups[keys[j]], xy = grp.xy, rr = grp.r, h = rr * 0.886;  // sqrt(pi)/2
       ctx.beginPath();
       for (var q = 0; q < xy.length; q += 2) {
-        ctx.moveTo(xy[q] + rr, xy[q + 1]);
-        ctx.arc(xy[q], xy[q + 1], rr, 0, 6.283185307179586);
+        if (dense) { ctx.rect(xy[q] - h, xy[q + 1] - h, 2 * h, 2 * h); }
+        else {
+          ctx.moveTo(xy[q] + rr, xy[q + 1]);
+          ctx.arc(xy[q], xy[q + 1], rr, 0, 6.283185307179586);
+        }
       }
       ctx.fillStyle = colours[grp.v] || "#cccccc";
       ctx.fill();
-      if (z >= 9) { ctx.stroke(); }
+      if (outline) { ctx.stroke(); }
     }
   }
 
