@@ -209,7 +209,7 @@ def _click_at(drv: Any, x: int, y: int) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    el = drv.find_element(By.ID, "bw-map")
+    el = drv.find_element(By.CSS_SELECTOR, ".leaflet-container")
     w, h = el.size["width"], el.size["height"]
     ActionChains(drv).move_to_element_with_offset(el, x - w // 2, y - h // 2).click().perform()
 
@@ -218,7 +218,7 @@ def _drag(drv: Any, x: int, y: int, dx: int, dy: int) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    el = drv.find_element(By.ID, "bw-map")
+    el = drv.find_element(By.CSS_SELECTOR, ".leaflet-container")
     w, h = el.size["width"], el.size["height"]
     (ActionChains(drv).move_to_element_with_offset(el, x - w // 2, y - h // 2).click_and_hold()
      .move_by_offset(dx // 2, dy // 2).move_by_offset(dx - dx // 2, dy - dy // 2).release()
@@ -303,20 +303,23 @@ def test_bug1_drawing_is_cancelled_by_escape_and_clear(server, driver) -> None:
     _open(driver, server["base"] + "/")
     for button, cancel in (("bw-draw-rect", "escape"), ("bw-draw-poly", "clear"),
                            ("bw-measure-line", "escape")):
+        drawing = ("return document.querySelector('.leaflet-container').classList"
+                   ".contains('bw-drawing')")
         driver.find_element(By.ID, button).click()
-        assert driver.execute_script("return bw.tools.active()")
+        assert driver.execute_script(drawing)
         if cancel == "escape":
             driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
         else:
             driver.find_element(By.ID, "bw-clear-area").click()
-        assert driver.execute_script("return bw.tools.active()") is None
+        assert not driver.execute_script(drawing)
         before = driver.execute_script("var c = bw.map.getCenter(); return [c.lat, c.lng];")
         _drag(driver, 900, 400, 150, 100)  # a drag pans again, draws nothing
         _idle(driver)
         after = driver.execute_script("var c = bw.map.getCenter(); return [c.lat, c.lng];")
         assert after != before, button
         assert driver.execute_script("return bw.state.area") is None
-        assert driver.execute_script("return bw.tools.shapes.getLayers().length") == 0
+        assert driver.execute_script(  # nothing drawn in red (the drawing colour)
+            "return document.querySelectorAll('path[stroke=\"#d7301f\"]').length") == 0
 
 
 def test_bug2_rectangle_drawn_with_a_finger(server, phone) -> None:
@@ -328,8 +331,8 @@ def test_bug2_rectangle_drawn_with_a_finger(server, phone) -> None:
     ents = server["enterprises"]
     _open(phone, server["base"] + "/")
     _fit_all(phone, ents)
-    phone.execute_script("bw.tools.start('rect');")
-    el = phone.find_element(By.ID, "bw-map")
+    phone.execute_script("document.getElementById('bw-draw-rect').click();")
+    el = phone.find_element(By.CSS_SELECTOR, ".leaflet-container")
     rect = el.rect
     finger = PointerInput(interaction.POINTER_TOUCH, "finger")
     actions = ActionBuilder(phone, mouse=finger)
@@ -344,7 +347,8 @@ def test_bug2_rectangle_drawn_with_a_finger(server, phone) -> None:
     poly = shapely.from_wkt(area["wkt"])
     inside = int(shapely.intersects(poly, shapely.points(ents.lon, ents.lat)).sum())
     assert phone.execute_script("return bw.state.areaResult.total") == inside
-    assert phone.execute_script("return bw.tools.active()") is None
+    assert not phone.execute_script("return document.querySelector('.leaflet-container')"
+                                    ".classList.contains('bw-drawing')")
 
 
 def test_bug3_a_park_click_reaches_the_park_whatever_the_layer_order(server, driver) -> None:
@@ -352,10 +356,8 @@ def test_bug3_a_park_click_reaches_the_park_whatever_the_layer_order(server, dri
     _open(driver, server["base"] + "/")
     # toggle the outlines off and on (they used to come back on top of the parks)
     driver.execute_script(
-        "['districts', 'cities', 'lianjiang', 'parks'].forEach(function (id) {"
-        " var l = bw.layers[id], host = bw.map.hasLayer(bw.layers.offline) && "
-        "bw.layers.offline.hasLayer(l) ? bw.layers.offline : bw.map;"
-        " host.removeLayer(l); host.addLayer(l); });"
+        "['parks', 'lianjiang', 'cities', 'districts'].forEach(function (id) {"
+        " bw.map.removeLayer(bw.layers[id]); bw.map.addLayer(bw.layers[id]); });"
         "bw.map.removeLayer(bw.layers.enterprises);")
     park = parks.iloc[0]
     inner = park.geometry.representative_point()
@@ -458,13 +460,13 @@ def test_bug6_phone_layout_legend_first_view_and_touch_targets(server, phone) ->
 def test_bug7_online_base_map_offline_falls_back_with_a_message(server, driver) -> None:
     _open(driver, server["base"] + "/")
     driver.get_log("performance")
-    driver.execute_script("var ctl = bw.layerControl; ctl._layers.forEach(function (o) {"
-                          " if (o.layer === bw.layers.base_osm) { ctl._layerControlInputs"
-                          ".concat([]).forEach(function (i) { if (i.layerId === L.stamp(o.layer))"
-                          " { i.click(); } }); } });")
+    driver.execute_script(  # choose OpenStreetMap in the layer control, as a user does
+        "document.querySelectorAll('.leaflet-control-layers-base label').forEach(function (l)"
+        " { if (l.textContent.indexOf('OpenStreetMap') >= 0) { l.querySelector('input')"
+        ".click(); } });")
     text = wait_for(driver, "bw.state.notice", timeout=20)
     assert "离线" in text
-    assert driver.execute_script("return bw.map.hasLayer(bw.layers.offline) && "
+    assert driver.execute_script("return bw.map.hasLayer(bw.layers.districts) && "
                                  "!bw.map.hasLayer(bw.layers.base_osm)")
     assert driver.find_element("css selector", ".bw-notice").is_displayed()
     online = [u for u in _requested_urls(driver) if "openstreetmap" in u]
