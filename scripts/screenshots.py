@@ -89,7 +89,11 @@ def _driver(profile: str, size: tuple[int, int], *, phone: bool) -> Any:
     if phone:
         opts.add_experimental_option("mobileEmulation", {"deviceMetrics": {
             "width": width, "height": height, "pixelRatio": 2, "touch": True}})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    if not phone:  # the viewport itself, not the window around it, is width x height
+        drv.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    return drv
 
 
 def _wait(drv: Any, script: str, timeout: float = 60) -> Any:
