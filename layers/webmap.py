@@ -1063,7 +1063,9 @@ def build_app_page(
     assets = asset_prefix.rstrip("/")
     plugins = [*data.get("plugins", {}).get("scripts", []), *plugin_scripts]
     scripts = [f"{assets}/{rel}" for rel in (*APP_SCRIPTS, *plugins, "basinwatch/boot.js")]
-    styles = [f"{assets}/{rel}" for rel in APP_STYLES] + [f"{cfg['api']}/map/theme.css"]
+    styles = [f"{assets}/{rel}" for rel in
+              (*APP_STYLES, *data.get("plugins", {}).get("styles", []))]
+    styles.append(f"{cfg['api']}/map/theme.css")
     esc = html.escape
     return _PAGE.format(
         title=esc(cfg["ui"]["title"]),

@@ -574,6 +574,10 @@
       var zone = zoneHit;
       zoneHit = null;
       if (tools.active()) { return; }
+      var target = e.originalEvent && e.originalEvent.target;
+      if (!zone && target && target.classList && target.classList.contains("leaflet-interactive")) {
+        return;  // a plug-in's feature took the click (it opens its own popup)
+      }
       if (map.hasLayer(tiles)) {
         var hits = tiles.hit(e.latlng, phone ? 14 : 8);
         if (hits.length) {
@@ -982,6 +986,11 @@
       return api + "/map/print?" + qs(p);
     }
     bw.printUrl = printUrl;
+
+    /* A late section (a plug-in that builds its panel after loading its own data). */
+    bw.addPanelSection = function (title, node) {
+      return section(title, "bw-plugin-section", [node]);
+    };
 
     registry.panelSections.slice().sort(function (a, b) { return (a.order || 0) - (b.order || 0); })
       .forEach(function (sec) {
