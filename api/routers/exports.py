@@ -58,7 +58,7 @@ def export_filename(fmt: str, params: dict[str, str], *, area_label: str | None 
                             area_label=area_label, within=within)
     area = [text for name, text in rows if name == "区域"]
     rest = [text.replace("、", "+") for name, text in rows if name not in ("区域", "筛选条件")]
-    parts = area + rest + (["筛选"] if "filter" in own else [])
+    parts = list(dict.fromkeys(area + rest + (["筛选"] if "filter" in own else [])))
     stem = "_".join([_BASENAME, *parts])
     stem = "".join(ch if ch not in '/\\:*?"<>|' else "-" for ch in stem)[:120]
     return stem + MEDIA_TYPES[fmt][1]
