@@ -1025,6 +1025,7 @@ def build_app_page(
     tianditu_token: str | None = None,
     density_colors: Sequence[str] = ("#ffffb2", "#bd0026"),
     plugin_scripts: Sequence[str] = (),
+    plugins: bool = True,
 ) -> str:
     """HTML of the map the API serves: a static shell that loads everything from the API.
 
@@ -1046,6 +1047,9 @@ def build_app_page(
     plugin_scripts
         Extra scripts (paths under ``asset_prefix``) that register overlays, popup sections
         or panel sections with ``BasinWatchMap.plugins`` before the map starts.
+    plugins
+        Load the plug-ins named in ``webmap.toml`` [plugins] (off: the map alone, e.g. to
+        benchmark it).
 
     Returns
     -------
@@ -1061,10 +1065,11 @@ def build_app_page(
                      density_colors=density_colors)
     data = read_data_toml("webmap.toml")
     assets = asset_prefix.rstrip("/")
-    plugins = [*data.get("plugins", {}).get("scripts", []), *plugin_scripts]
-    scripts = [f"{assets}/{rel}" for rel in (*APP_SCRIPTS, *plugins, "basinwatch/boot.js")]
+    listed = data.get("plugins", {}) if plugins else {}
+    plugin_list = [*listed.get("scripts", []), *plugin_scripts]
+    scripts = [f"{assets}/{rel}" for rel in (*APP_SCRIPTS, *plugin_list, "basinwatch/boot.js")]
     styles = [f"{assets}/{rel}" for rel in
-              (*APP_STYLES, *data.get("plugins", {}).get("styles", []))]
+              (*APP_STYLES, *listed.get("styles", []))]
     styles.append(f"{cfg['api']}/map/theme.css")
     esc = html.escape
     return _PAGE.format(
