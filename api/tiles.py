@@ -460,7 +460,6 @@ class PointIndex:
         d, m = zr - z, 1 << zr
         lo_x, hi_x, lo_y, hi_y = x << d, ((x + 1) << d) - 1, y << d, ((y + 1) << d) - 1
         xs = np.arange(max(lo_x - 1, 0), min(hi_x + 2, m))
-        ys = np.arange(max(lo_y - 1, 0), min(hi_y + 2, m))
         ring_x, ring_y = [], []
         for row in (lo_y - 1, hi_y + 1):  # rows above and below, corners included
             if 0 <= row < m:

@@ -500,7 +500,7 @@ def test_bug8_excel_export_runs_with_progress_and_names_its_area(server, driver)
     # the job's file (fetched again through a new job: the page's download consumed it)
     job = httpx.post(base + "/exports/jobs", params={"format": "xlsx", "basin_id": "lianjiang",
                                                      "area_label": "练江流域"}).json()
-    while (s := httpx.get(f"{base}/exports/jobs/{job['id']}").json())["state"] == "running":
+    while httpx.get(f"{base}/exports/jobs/{job['id']}").json()["state"] == "running":
         time.sleep(0.2)
     body = httpx.get(f"{base}/exports/jobs/{job['id']}/file", timeout=30)
     wb = openpyxl.load_workbook(io.BytesIO(body.content), read_only=True)
