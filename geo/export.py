@@ -603,8 +603,10 @@ def _text_width(values: pd.Series) -> int:
     return int((text.str.len() + wide).max())
 
 
-def _write_table(ws: Any, df: pd.DataFrame, start_row: int = 1, *, autofilter: bool) -> None:
-    """Write ``df`` with a bold header at ``start_row`` and size the columns.
+def _write_table(ws: Any, df: pd.DataFrame, start_row: int = 1, *, autofilter: bool,
+                 progress: Callable[[int], None] | None = None) -> None:
+    """Write ``df`` with a bold header at ``start_row`` and size the columns; ``progress(k)``
+    is told every 1,000 rows written (and the remainder at the end).
 
     Values must already be spreadsheet-safe (:func:`_xlsx_safe`); strings are stored as
     text cells, never as formulas.
@@ -621,6 +623,10 @@ def _write_table(ws: Any, df: pd.DataFrame, start_row: int = 1, *, autofilter: b
                 cell = ws.cell(row=i, column=j, value=value)
                 if isinstance(value, str):
                     cell.data_type = "s"
+        if progress is not None and (i - start_row) % 1000 == 0:
+            progress(1000)
+    if progress is not None and len(df) % 1000:
+        progress(len(df) % 1000)
     last = get_column_letter(max(len(df.columns), 1))
     if autofilter:
         ws.auto_filter.ref = f"A{start_row}:{last}{start_row + len(df)}"
@@ -631,14 +637,17 @@ def _write_table(ws: Any, df: pd.DataFrame, start_row: int = 1, *, autofilter: b
         ws.column_dimensions[letter].width = max(current, min(max(width, 6), 60))
 
 
-def _write_notes(ws: Any, prov: Provenance) -> None:
-    """The 说明 sheet: provenance rows, then notes on formulas and review flags."""
+def _write_notes(ws: Any, prov: Provenance,
+                 extra: Sequence[tuple[str, str]] | None = None) -> None:
+    """The 说明 sheet: ``extra`` rows (an export's filters and area), provenance rows, then
+    notes on formulas and review flags."""
     from openpyxl.styles import Font
 
     labels = _labels()
     words = labels["words"]
     ws.cell(row=1, column=1, value=labels["provenance"]["title"]).font = Font(bold=True)
-    table = pd.DataFrame(prov.rows_zh(labels["provenance"]), columns=["项目", "内容"])
+    table = pd.DataFrame([*(extra or []), *prov.rows_zh(labels["provenance"])],
+                         columns=["项目", "内容"])
     _write_table(ws, _xlsx_safe(table), start_row=3, autofilter=False)
     row = 3 + len(table) + 2
     for note in (words["review_note"], words["formula_note"]):
@@ -653,6 +662,8 @@ def write_xlsx(
     verdict_labels: Mapping[str, str] | None = None,
     provenance: Provenance | None = None,
     rejected: pd.DataFrame | None = None,
+    notes: Sequence[tuple[str, str]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write the Excel workbook for officials (Chinese headers and labels).
 
@@ -678,6 +689,11 @@ def write_xlsx(
     rejected
         The registry rows not used (``REJECTED_COLUMNS``); listed by reason in 汇总 and
         row by row in 未采用行.
+    notes
+        (项目, 内容) rows put first in the 说明 sheet (e.g. the filters and area of an
+        export from the map); none by default.
+    progress
+        ``progress(rows_written, rows_total)`` over all data sheets, every 1,000 rows.
     """
     from openpyxl import Workbook
     from openpyxl.styles import Font
@@ -714,11 +730,19 @@ def write_xlsx(
         rej = _xlsx_safe(pd.DataFrame(rejected.loc[:, list(REJECTED_COLUMNS)]))
         sheets.append((labels["sheets"]["rejected"],
                        rej.rename(columns=labels["rejected_columns"])))
+    total = sum(len(frame) for _, frame in sheets)
+    done = [0]
+
+    def step(k: int) -> None:
+        done[0] += k
+        if progress is not None:
+            progress(done[0], total)
+
     for title, frame in sheets:
         sheet = wb.create_sheet(title)
-        _write_table(sheet, frame, autofilter=True)
+        _write_table(sheet, frame, autofilter=True, progress=step)
         sheet.freeze_panes = "A2"
-    _write_notes(wb.create_sheet(labels["sheets"]["notes"]), prov)
+    _write_notes(wb.create_sheet(labels["sheets"]["notes"]), prov, notes)
     wb.properties.title = labels["provenance"]["title"]
     wb.properties.creator = prov.generator
     wb.properties.description = prov.to_json()

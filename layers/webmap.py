@@ -42,6 +42,7 @@ __all__ = [
     "build_map",
     "build_app_page",
     "app_config",
+    "APP_SCRIPTS",
     "save_offline_html",
     "map_asset_urls",
     "static_dir",
@@ -862,6 +863,13 @@ def build_map(
 
 # --------------------------------------------------------------------------- served map
 
+#: Scripts of the served map in load order (under :func:`static_dir`); plugin scripts named
+#: in ``webmap.toml`` [plugins] load after them and before ``boot.js``.
+APP_SCRIPTS: Final = ("leaflet/leaflet.js", "pbf/pbf.js", "basinwatch/tiles.js",
+                      "basinwatch/tools.js", "basinwatch/webmap.js",
+                      "basinwatch/dashboard.js")
+APP_STYLES: Final = ("leaflet/leaflet.css", "basinwatch/webmap.css")
+
 
 def _style_dict(style: Any) -> dict[str, Any]:
     if style is None:
@@ -871,6 +879,45 @@ def _style_dict(style: Any) -> dict[str, Any]:
     else:
         raw = dict(style)
     return {_camel(str(k)): v for k, v in raw.items() if v is not None}
+
+
+def _initial_bounds(layer_ids: Sequence[str]) -> list[list[float]]:
+    """``[[south, west], [north, east]]`` around the given reference layers."""
+    from layers.registry import load_layer
+
+    boxes = np.vstack([load_layer(i).to_crs("EPSG:4326").total_bounds for i in layer_ids])
+    return [[round(float(boxes[:, 1].min()), 4), round(float(boxes[:, 0].min()), 4)],
+            [round(float(boxes[:, 3].max()), 4), round(float(boxes[:, 2].max()), 4)]]
+
+
+def _lang_pack(lang: str, data: Mapping[str, Any], labels: Mapping[str, Any],
+               layer_ids: Sequence[str]) -> dict[str, Any]:
+    """UI words and data labels of one language (English falls back to Chinese)."""
+    from layers.catalog import industries, rules
+    from layers.registry import layer_info
+
+    en = lang == "en"
+    ui = dict(data["ui"])
+    if en:
+        ui.update(data.get("ui_en", {}))
+    columns = dict(labels["columns"])
+    zones = dict(labels["zones"])
+    if en:
+        columns.update(data.get("columns_en", {}))
+        zones.update(data.get("zones_en", {}))
+    return {
+        "ui": ui,
+        "columns": columns,
+        "zones": zones,
+        "words": labels["words"],
+        "precision": {**labels["precision"], **(data.get("precision_en", {}) if en else {})},
+        "review_reasons": labels["review_reasons"],
+        "verdicts": {v.id: (v.label_en if en else v.label_zh) for v in rules().verdicts},
+        "industries": {i.id: (i.name_en if en else i.name_zh) for i in industries()},
+        "industry_names": {i.name_zh: (i.name_en if en else i.name_zh) for i in industries()},
+        "layers": {i: (layer_info(i).title_en if en else layer_info(i).title_zh)
+                   for i in layer_ids},
+    }
 
 
 def app_config(
@@ -883,16 +930,17 @@ def app_config(
 ) -> dict[str, Any]:
     """Configuration the served map's script (``static/basinwatch/webmap.js``) reads.
 
-    Small and data-free: UI text and base layers from ``layers/data/webmap.toml``, verdict
-    labels/colours (rules catalog), industries, zones, column labels, and the id, title,
-    kind and style of each reference layer (their geometry is fetched from the API).
+    Small and data-free: UI text (Chinese and English packs) and base layers from
+    ``layers/data/webmap.toml``, verdict labels/colours (rules catalog), industries, zones,
+    column labels, the id, title, kind and style of each reference layer (their geometry
+    is fetched from the API) and the first view (around every priority basin and region).
 
     Parameters
     ----------
     api_prefix
         URL prefix of the BasinWatch API ('' when it is served at the root).
     lang
-        Only ``zh``: the served map's UI is Chinese.
+        Default language of the page (``zh``); the page switches to English itself.
     tianditu_token
         Tianditu API key; without one the Tianditu base layer is not offered.
     density_colors
@@ -940,13 +988,16 @@ def app_config(
         [("region_id" if key == "guangfo" else "basin_id"), key, label]
         for key, label in labels["zones"].items()
     ]
+    layer_ids = [*APP_BASE_LAYERS, *APP_OVERLAYS]
     return {
         "api": api_prefix.rstrip("/"),
+        "lang": lang,
         "ui": data["ui"],
+        "i18n": {code: _lang_pack(code, data, labels, layer_ids) for code in ("zh", "en")},
         "labels": {
             k: labels[k] for k in ("columns", "zones", "words", "precision", "review_reasons")
         },
-        "popup_fields": [str(f) for f in labels["popup"]["fields"]],
+        "popup_fields": [str(f) for f in data["popup"]["fields"]],
         "verdicts": [list(v) for v in _verdict_styles("zh")],
         "industries": [[i.id, i.name_zh] for i in industries()],
         "zones": zones,
@@ -955,82 +1006,95 @@ def app_config(
         "base_layers": base_layers,
         "density_colors": list(density_colors),
         "layer_import": data.get("layer_import", {}),
+        "initial_bounds": _initial_bounds(APP_OVERLAYS),
+        "label_zoom": dict(data.get("labels", {})),
+        "print": dict(data.get("print", {})),
     }
+
+
+_PAGE: Final = """<!DOCTYPE html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="icon" href="{assets}/basinwatch/favicon.svg" type="image/svg+xml">
+{styles}
+</head>
+<body>
+<a class="bw-skip" href="#bw-panel">{skip}</a>
+<div id="bw-app"><main id="bw-map" aria-label="{map_label}"></main></div>
+<script type="application/json" id="bw-config">{config}</script>
+{scripts}
+</body>
+</html>
+"""
 
 
 def build_app_page(
     *,
     api_prefix: str = "",
-    asset_prefix: str | None = "/static/map",
+    asset_prefix: str = "/static/map",
     lang: Literal["zh"] = "zh",
     tianditu_token: str | None = None,
     density_colors: Sequence[str] = ("#ffffb2", "#bd0026"),
     online_tiles: Collection[str] = (),
+    plugin_scripts: Sequence[str] = (),
+    plugins: bool = True,
 ) -> str:
-    """HTML of the map the API serves: a folium/Leaflet shell that loads data from the API.
+    """HTML of the map the API serves: a static shell that loads everything from the API.
 
-    No layer data is embedded; ``static/basinwatch/webmap.js`` fetches reference layers,
-    enterprises (points or server-side grid cells per view), popups, search, area
-    statistics and the density overlay from the API under ``api_prefix``.
+    No layer data is embedded and there is no inline script or style (a strict
+    Content-Security-Policy works): the configuration is a JSON data block
+    (``<script type="application/json" id="bw-config">``, never executed) that
+    ``static/basinwatch/boot.js`` reads; layer colours come from ``{api}/map/theme.css``.
 
     Parameters
     ----------
     api_prefix
         URL prefix of the API ('' at the root).
     asset_prefix
-        Where :func:`static_dir` is served; ``None`` inlines the JS/CSS into the page.
+        Where :func:`static_dir` is served.
     lang
-        ``zh`` only.
+        ``zh`` (the page offers English itself).
     tianditu_token
         Tianditu key; the Tianditu base layer is offered only with one.
     online_tiles
         Online base layers the operator opted in to (see :func:`app_config`).
+    plugin_scripts
+        Extra scripts (paths under ``asset_prefix``) that register overlays, popup sections
+        or panel sections with ``BasinWatchMap.plugins`` before the map starts.
+    plugins
+        Load the plug-ins named in ``webmap.toml`` [plugins] (off: the map alone, e.g. to
+        benchmark it).
 
     Returns
     -------
     str
         The page; it loads no resource from outside the API.
     """
-    folium = _folium()
-    from branca.element import Element, MacroElement
-    from folium.elements import JSCSSMixin
-    from folium.template import Template
+    from layers.catalog import read_data_toml
 
-
+    if asset_prefix is None:
+        raise ExportError("The served map links its assets: give asset_prefix (no inlining, so "
+                          "a strict Content-Security-Policy holds).")
     cfg = app_config(api_prefix=api_prefix, lang=lang, tianditu_token=tianditu_token,
                      density_colors=density_colors, online_tiles=online_tiles)
-    m = folium.Map(
-        location=(23.0, 113.9),
-        zoom_start=8,
-        tiles=None,
-        prefer_canvas=False,
-        control_scale=True,
-        **{"minZoom": 5, "maxZoom": 18},
+    data = read_data_toml("webmap.toml")
+    assets = asset_prefix.rstrip("/")
+    listed = data.get("plugins", {}) if plugins else {}
+    plugin_list = [*listed.get("scripts", []), *plugin_scripts]
+    scripts = [f"{assets}/{rel}" for rel in (*APP_SCRIPTS, *plugin_list, "basinwatch/boot.js")]
+    styles = [f"{assets}/{rel}" for rel in
+              (*APP_STYLES, *listed.get("styles", []))]
+    styles.append(f"{cfg['api']}/map/theme.css")
+    esc = html.escape
+    return _PAGE.format(
+        title=esc(cfg["ui"]["title"]),
+        assets=esc(assets),
+        skip=esc(cfg["ui"]["skip_to_panel"]),
+        map_label=esc(cfg["ui"]["map_label"]),
+        config=_js(cfg),
+        styles="\n".join(f'<link rel="stylesheet" href="{esc(u)}">' for u in styles),
+        scripts="\n".join(f'<script src="{esc(u)}"></script>' for u in scripts),
     )
-    root = m.get_root()
-    root.title = cfg["ui"]["title"]
-    # no favicon request (a 404 would be a console error)
-    root.header.add_child(Element('<link rel="icon" href="data:,">'), name="bw_favicon")
-
-    class App(JSCSSMixin, MacroElement):  # type: ignore[misc, valid-type]
-        _template = Template(
-            """
-            {% macro script(this, kwargs) %}
-            BasinWatchMap.init({{ this._parent.get_name() }}, {{ this.config_js }});
-            BasinWatchCases.init({{ this._parent.get_name() }}, {{ this.config_js }});
-            {% endmacro %}
-            """
-        )
-
-        def __init__(self) -> None:
-            super().__init__()
-            self._name = "BasinWatchApp"
-            self.config_js = _js(cfg)
-            self.default_js = [("basinwatch_js", "vendored"), ("basinwatch_cases_js", "vendored"),
-                               ("basinwatch_layer_import_js", "vendored")]
-            self.default_css = [("basinwatch_css", "vendored"),
-                                ("basinwatch_cases_css", "vendored")]
-
-    App().add_to(m)
-    localise_assets(m, prefix=asset_prefix)
-    return str(m.get_root().render())

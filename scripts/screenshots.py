@@ -1,11 +1,22 @@
 """Make the README's web-map screenshots from the bundled sample registry.
 
 Run by ``bash scripts/screenshots.sh`` (which installs Chromium and a CJK font first); a
-person runs it on purpose, tests never do. The view is what a planner sees: the bundled
-synthetic sample (3,000 enterprises) loaded into a throwaway store, the Lianjiang basin
-picked in the panel with its area statistics.
+person runs it on purpose, tests never do. The views are what a planner sees: the bundled
+synthetic sample (3,000 enterprises) loaded into a throwaway store, each workflow of the
+map on a desktop (1600 x 1000) and a phone (390 x 844, touch emulation):
 
-    .venv/bin/python scripts/screenshots.py --out docs/screenshots
+- ``overview``: the province, every enterprise coloured by verdict, labels;
+- ``area``: the Lianjiang basin picked in the panel, zoomed to it, counts and list;
+- ``draw``: a rectangle drawn over the Chaonan dyeing cluster, Excel export progress;
+- ``search``: an enterprise found by name, its popup (address, data version);
+- ``dashboard``: counts per basin and city by verdict beside the map;
+- ``measure``: a distance measured across the Lianjiang basin;
+- ``english``: the English interface;
+- ``print``: the A4 PDF/PNG sheet of the Lianjiang view (the PNG itself).
+
+    .venv/bin/python scripts/screenshots.py --out docs/screenshots [--only area,print]
+
+``webmap.png`` (the README's first picture) is the desktop ``area`` view.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,6 +37,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+DESKTOP = (1600, 1000)
+PHONE = (390, 844)
 
 
 def _free_port() -> int:
@@ -60,10 +74,11 @@ def _serve(tmp: Path) -> tuple[Any, threading.Thread, str]:
     return server, thread, f"http://127.0.0.1:{port}"
 
 
-def _driver(profile: str, width: int, height: int) -> Any:
+def _driver(profile: str, size: tuple[int, int], *, phone: bool) -> Any:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    width, height = size
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu",
@@ -71,10 +86,17 @@ def _driver(profile: str, width: int, height: int) -> Any:
                  "--disable-sync", "--no-first-run", f"--window-size={width},{height}",
                  f"--user-data-dir={profile}", "--lang=zh-CN", "--hide-scrollbars"):
         opts.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    if phone:
+        opts.add_experimental_option("mobileEmulation", {"deviceMetrics": {
+            "width": width, "height": height, "pixelRatio": 2, "touch": True}})
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    if not phone:  # the viewport itself, not the window around it, is width x height
+        drv.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    return drv
 
 
-def _wait(drv: Any, script: str, timeout: float = 30) -> Any:
+def _wait(drv: Any, script: str, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = drv.execute_script(f"return {script};")
@@ -85,43 +107,135 @@ def _wait(drv: Any, script: str, timeout: float = 30) -> Any:
 
 
 def _idle(drv: Any) -> None:
-    time.sleep(0.5)
-    _wait(drv, "window.bw && bw.state.ready && !bw.state.pending")
+    time.sleep(0.6)
+    _wait(drv, "window.bw && bw.state.ready && !bw.state.pending && !bw.state.countStale")
 
 
-def webmap_lianjiang(base: str, out: Path) -> Path:
-    """The Lianjiang basin picked in the panel: enterprises by verdict and its statistics."""
-    profile = tempfile.mkdtemp(prefix="bw-shot-")
-    drv = _driver(profile, 1600, 1000)
-    try:
-        drv.get(base + "/")
-        _wait(drv, "window.bw && bw.state.ready")
-        _wait(drv, "bw.state.layersLoaded.lianjiang && bw.state.layersLoaded.districts")
-        drv.execute_script("var s = document.getElementById('bw-zone-pick'); "
-                           "s.value = 'basin_id=lianjiang'; s.dispatchEvent(new Event('change'));")
-        _wait(drv, "bw.state.areaResult && bw.state.area.key === 'basin_id'")
-        drv.execute_script("bw.map.fitBounds(bw.layers.lianjiang.getBounds(), "
-                           "{animate: false, paddingTopLeft: [320, 0]});")
-        _idle(drv)
-        target = out / "webmap.png"
-        drv.save_screenshot(str(target))
-        return target
-    finally:
-        drv.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+def _open(drv: Any, url: str) -> None:
+    drv.get("about:blank")  # a new document even when only the hash differs
+    drv.get(url)
+    _wait(drv, "window.bw && bw.state.ready")
+    _wait(drv, "bw.state.layersLoaded.lianjiang && bw.state.layersLoaded.districts")
+    _idle(drv)
+
+
+def _pick_lianjiang(drv: Any, phone: bool) -> None:
+    drv.execute_script("var s = document.getElementById('bw-zone-pick'); "
+                       "s.value = 'basin_id=lianjiang'; s.dispatchEvent(new Event('change'));")
+    _wait(drv, "bw.state.areaResult && bw.state.area.key === 'basin_id'")
+    if phone:
+        drv.execute_script("bw.setPanelOpen(true);")
+        drv.execute_script("document.getElementById('bw-area').scrollIntoView();")
+    _idle(drv)
+
+
+def overview(drv: Any, base: str, phone: bool) -> None:
+    _open(drv, base + "/")
+
+
+def area(drv: Any, base: str, phone: bool) -> None:
+    _open(drv, base + "/")
+    _pick_lianjiang(drv, phone)
+
+
+def draw(drv: Any, base: str, phone: bool) -> None:
+    _open(drv, base + "/#v=11/23.2700/116.4400")
+    drv.execute_script(
+        "bw.setArea({wkt: 'POLYGON((116.36 23.22,116.50 23.22,116.50 23.31,116.36 23.31,"
+        "116.36 23.22))', label: '绘制区域'});")
+    _wait(drv, "document.getElementById('bw-dl-xlsx')")
+    if phone:
+        drv.execute_script("bw.setPanelOpen(true);")
+    drv.execute_script("document.getElementById('bw-dl-xlsx').click();")
+    _wait(drv, "bw.state.export && bw.state.export.state === 'done'", timeout=120)
+    drv.execute_script("document.getElementById('bw-export').scrollIntoView();")
+    _idle(drv)
+
+
+def search(drv: Any, base: str, phone: bool) -> None:
+    _open(drv, base + "/")
+    if phone:
+        drv.execute_script("bw.setPanelOpen(true);")
+    box = drv.find_element("id", "bw-search")
+    box.send_keys("印染")
+    _wait(drv, "document.querySelectorAll('#bw-search-results a').length > 0")
+    drv.find_element("css selector", "#bw-search-results a").click()
+    _wait(drv, "document.querySelector('.bw-enterprise-popup table.bw-popup')")
+    _idle(drv)
+
+
+def dashboard(drv: Any, base: str, phone: bool) -> None:
+    _open(drv, base + "/#dash=1")
+    _wait(drv, "bw.state.dashboard")
+    _idle(drv)
+
+
+def measure(drv: Any, base: str, phone: bool) -> None:
+    _open(drv, base + "/#v=10/23.2800/116.3000")
+    drv.execute_script(
+        "bw.tools.start('measure-line');"
+        "[[23.33, 116.05], [23.22, 116.30], [23.30, 116.55]].forEach(function (p) {"
+        " bw.map.fire('click', {latlng: L.latLng(p[0], p[1])}); });"
+        "bw.tools.finish();")
+    if phone:
+        drv.execute_script("bw.setPanelOpen(true);"
+                           "document.getElementById('bw-measure').scrollIntoView();")
+    _idle(drv)
+
+
+def english(drv: Any, base: str, phone: bool) -> None:
+    _open(drv, base + "/#lang=en")
+    _pick_lianjiang(drv, phone)
+
+
+def print_sheet(base: str, out: Path) -> Path:
+    """The A4 sheet of the Lianjiang view, as the PNG the print button makes."""
+    import httpx
+
+    params = {"bbox": "115.9,22.95,116.75,23.55", "format": "png", "paper": "A4",
+              "basin_id": "lianjiang", "area_label": "练江流域"}
+    r = httpx.get(base + "/map/print", params=params, timeout=300)
+    r.raise_for_status()
+    target = out / "print_a4.png"
+    target.write_bytes(r.content)
+    return target
+
+
+WORKFLOWS: dict[str, Callable[[Any, str, bool], None]] = {
+    "overview": overview, "area": area, "draw": draw, "search": search,
+    "dashboard": dashboard, "measure": measure, "english": english,
+}
 
 
 def main() -> None:
     """Serve the sample and save each screenshot into ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--only", default="", help="comma-separated workflows (and 'print')")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    only = [w for w in args.only.split(",") if w]
     with tempfile.TemporaryDirectory(prefix="bw-screenshots-") as tmp:
         server, thread, base = _serve(Path(tmp))
         try:
-            for shot in (webmap_lianjiang,):
-                print(f"wrote {shot(base, args.out)}")
+            for device, size in (("desktop", DESKTOP), ("phone", PHONE)):
+                profile = tempfile.mkdtemp(prefix="bw-shot-")
+                drv = _driver(profile, size, phone=device == "phone")
+                try:
+                    for name, shot in WORKFLOWS.items():
+                        if only and name not in only:
+                            continue
+                        shot(drv, base, device == "phone")
+                        target = args.out / f"{name}_{device}.png"
+                        drv.save_screenshot(str(target))
+                        print(f"wrote {target}")
+                        if name == "area" and device == "desktop":
+                            shutil.copyfile(target, args.out / "webmap.png")
+                finally:
+                    drv.quit()
+                    shutil.rmtree(profile, ignore_errors=True)
+            if not only or "print" in only:
+                print(f"wrote {print_sheet(base, args.out)}")
         finally:
             server.should_exit = True
             thread.join(timeout=10)

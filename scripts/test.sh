@@ -12,6 +12,7 @@
 #        gdal-bin                    ogrinfo/gdalinfo (GDAL's OAPIF client, COG checks)
 #        chromium chromium-driver    headless browser for the web map test (selenium)
 #        wrk                         HTTP load generator for the API benchmark smoke run
+#        fontconfig fonts-noto-cjk   a Chinese font for the printed map (matplotlib PDF/PNG)
 #   2. capability checks, not file checks: the PostGIS extension is created in a throwaway
 #      cluster, chromium renders a page headless, chromedriver and ogrinfo answer, wrk runs.
 #   3. a venv (.venv) with the project and its test extras;
@@ -69,11 +70,14 @@ command -v ogrinfo >/dev/null 2>&1 || need+=(gdal-bin)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+{ command -v fc-list >/dev/null 2>&1 && fc-list :lang=zh family | grep -q .; } \
+  || need+=(fontconfig fonts-noto-cjk)
 [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 
 step "capability checks"
 ogrinfo --version >/dev/null 2>&1 || die "gdal-bin installed but 'ogrinfo --version' fails"
 chromedriver --version >/dev/null 2>&1 || die "chromium-driver installed but 'chromedriver --version' fails"
+fc-list :lang=zh family | grep -q . || die "fonts-noto-cjk installed but fontconfig knows no Chinese font"
 # wrk prints its version and exits 1 on --version: judge it by what it prints
 { wrk --version 2>&1 || true; } | grep -q '^wrk ' || die "wrk installed but 'wrk --version' prints no version"
 CHROME_DIR=$(mktemp -d)
@@ -132,4 +136,6 @@ SMOKE_DIR=$(mktemp -d)
 .venv/bin/python benchmarks/scale.py --smoke --out "$SMOKE_DIR/scale.md"
 .venv/bin/python benchmarks/load_api.py --smoke --out "$SMOKE_DIR/api-load.md"
 .venv/bin/python benchmarks/offline_map_bench.py --n 4000 --out "$SMOKE_DIR/offline-map.md"
+.venv/bin/python benchmarks/map_bench.py --n 3000 --repeat 1 --out "$SMOKE_DIR/map.md"
+.venv/bin/python benchmarks/export_bench.py --n 2000 --out "$SMOKE_DIR/map-export.md"
 echo "all tests passed"

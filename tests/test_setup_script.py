@@ -86,3 +86,10 @@ def test_setup_passes_when_everything_works(tmp_path: Path, pgdata: Path) -> Non
     assert proc.returncode == 0, proc.stderr
     assert "set-up complete" in proc.stdout
     assert not pgdata.exists()  # and stopped its cluster on exit
+
+
+def test_missing_chinese_font_stops_the_setup(tmp_path: Path, pgdata: Path) -> None:
+    proc = _run_setup(tmp_path, pgdata, fake={"fc-list": "exit 0"})
+    assert proc.returncode != 0
+    assert "fonts-noto-cjk" in proc.stderr  # named as missing (apt off) or as not working
+    assert "== python environment" not in proc.stdout

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.background import BackgroundTask
 
 from api.ogc import content_disposition
@@ -43,13 +43,22 @@ MEDIA_TYPES: dict[str, tuple[str, str]] = {
 }
 _ALIASES = {"shapefile": "shp", "zip": "shp", "json": "geojson", "excel": "xlsx"}
 _BASENAME = "执法清单"
+#: Query parameters of an export that are not enterprise filters.
+_NOT_FILTERS = ("format", "f", "within", "area_label", "lang", "v")
 
 
-def export_filename(fmt: str, params: dict[str, str]) -> str:
-    """``执法清单_<filter values>.<suffix>``, e.g. ``执法清单_lianjiang_印染.xlsx``."""
-    parts = [v for k, v in sorted(params.items()) if k not in ("format", "f", "filter") and v]
-    if "filter" in params:
-        parts.append("筛选")
+def export_filename(fmt: str, params: dict[str, str], *, area_label: str | None = None,
+                    within: bool = False) -> str:
+    """``执法清单_<area>_<filters in Chinese>.<suffix>``, e.g.
+    ``执法清单_练江流域_印染_关停退出.xlsx`` (ids become names; a CQL2 filter is "筛选")."""
+    from api.export_jobs import describe_filters
+
+    own = {k: v for k, v in params.items() if k not in _NOT_FILTERS}
+    rows = describe_filters({k: v for k, v in own.items() if k != "filter"},
+                            area_label=area_label, within=within)
+    area = [text for name, text in rows if name == "区域"]
+    rest = [text.replace("、", "+") for name, text in rows if name not in ("区域", "筛选条件")]
+    parts = list(dict.fromkeys(area + rest + (["筛选"] if "filter" in own else [])))
     stem = "_".join([_BASENAME, *parts])
     stem = "".join(ch if ch not in '/\\:*?"<>|' else "-" for ch in stem)[:120]
     return stem + MEDIA_TYPES[fmt][1]
@@ -92,26 +101,19 @@ def enforcement(
     """The enforcement list filtered like ``/collections/enterprises/items`` (any property,
     e.g. ``basin_id=lianjiang``, ``region_id=guangfo``, ``district=潮南区``, or ``filter``)."""
     del bbox, filter
-    fmt = _ALIASES.get(format.lower(), format.lower())
-    if fmt not in MEDIA_TYPES:
-        raise ExportError(f"format: expected one of {', '.join(MEDIA_TYPES)}, got '{format}'.")
+    fmt = _format(format)
     from geo.export import export
 
-    src = get_source(store, ENTERPRISES)
-    params = {k: v for k, v in request.query_params.items() if k not in ("format", "within")}
-    if within:
-        params["within"] = "区域"
-    q = feature_query_from_request(request, src, limit=None, offset=0,
-                                   ignore=("format", "within"))
-    area = parse_within(within)
-    if area is not None:
-        q = dataclasses.replace(q, within=area)
-    frame = src.query(q).features.drop(columns=[FID])
+    frame, name, notes, prov = _selection(request, store, fmt, within)
     tmp = Path(tempfile.mkdtemp(prefix="basinwatch-export-"))
-    name = export_filename(fmt, params)
     try:
-        path = export(frame, fmt, tmp / f"enforcement_list{MEDIA_TYPES[fmt][1]}",
-                      provenance=load_provenance(store, len(frame), params))
+        target = tmp / f"enforcement_list{MEDIA_TYPES[fmt][1]}"
+        if fmt == "xlsx":
+            from geo.export import write_xlsx
+
+            path = write_xlsx(frame, target, notes=notes, provenance=prov)
+        else:
+            path = export(frame, fmt, target, provenance=prov)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -122,4 +124,83 @@ def enforcement(
         headers={"Content-Disposition": content_disposition(name)},
         background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
     )
+
+
+def _format(format: str) -> str:  # noqa: A002
+    fmt = _ALIASES.get(format.lower(), format.lower())
+    if fmt not in MEDIA_TYPES:
+        raise ExportError(f"format: expected one of {', '.join(MEDIA_TYPES)}, got '{format}'.")
+    return fmt
+
+
+def _selection(request: Request, store: StoreDep, fmt: str, within: str | None):  # noqa: ANN202
+    """(rows, Chinese file name, 说明 rows, provenance) of an export request."""
+    from api.export_jobs import describe_filters
+
+    src = get_source(store, ENTERPRISES)
+    params = {k: v for k, v in request.query_params.items() if k not in _NOT_FILTERS}
+    q = feature_query_from_request(request, src, limit=None, offset=0, ignore=_NOT_FILTERS)
+    area = parse_within(within)
+    if area is not None:
+        q = dataclasses.replace(q, within=area)
+    frame = src.query(q).features.drop(columns=[FID])
+    label = request.query_params.get("area_label") or None
+    name = export_filename(fmt, params, area_label=label, within=area is not None)
+    notes = [("导出内容", "执法清单（" + MEDIA_TYPES[fmt][1].lstrip(".").upper() + "）"),
+             *describe_filters(params, area_label=label, within=area is not None),
+             ("企业数", str(len(frame)))]
+    if area is not None:
+        notes.append(("区域范围（WKT，WGS84）", area.wkt[:30000]))
+    loads = store.loads()
+    if loads:
+        rec = loads[0]
+        notes.append(("数据版本", f"第 {rec.load_id} 次载入，{rec.loaded_at:%Y-%m-%d %H:%M} "
+                                  f"UTC，来源 {rec.source_name}"))
+    prov_params = dict(params)
+    if area is not None:
+        prov_params["within"] = "区域"
+    return frame, name, notes, load_provenance(store, len(frame), prov_params)
+
+
+@router.post("/jobs", summary="Start an export with progress (Excel is written in a child "
+                               "process)", status_code=202)
+def start_export(
+    request: Request,
+    store: StoreDep,
+    _: ReadDep,
+    format: Annotated[str, Query(description="xlsx | csv | geojson | gpkg | shp")] = "xlsx",  # noqa: A002
+    within: Annotated[str | None, Query(description="WKT or GeoJSON polygon (WGS84)")] = None,
+) -> JSONResponse:
+    """Select the rows like ``GET /exports/enforcement`` and start writing them; poll
+    ``/exports/jobs/{id}`` for ``done`` / ``total`` rows, then fetch ``.../file``."""
+    from api.export_jobs import start_job
+
+    fmt = _format(format)
+    frame, name, notes, prov = _selection(request, store, fmt, within)
+    job = start_job(frame, fmt, name, notes, provenance=prov)
+    return JSONResponse(job.to_dict(), status_code=202)
+
+
+@router.get("/jobs/{job_id}", summary="Progress of an export job")
+def export_progress(job_id: str, _: ReadDep) -> JSONResponse:
+    """``{"state": "running" | "done" | "failed", "done": rows, "total": rows, ...}``."""
+    from api.export_jobs import get_job
+
+    return JSONResponse(get_job(job_id).to_dict())
+
+
+@router.get("/jobs/{job_id}/file", summary="The file of a finished export job",
+            response_class=FileResponse)
+def export_file(job_id: str, _: ReadDep) -> Response:
+    """The written file, streamed from disk with its Chinese name (deleted after)."""
+    from api.export_jobs import forget, get_job
+
+    job = get_job(job_id)
+    if job.state != "done" or job.path is None:
+        return JSONResponse({"code": "Conflict", "description":
+                             f"export job {job_id} is {job.state}; poll /exports/jobs/{job_id}."},
+                            status_code=409)
+    return FileResponse(job.path, media_type=MEDIA_TYPES[job.fmt][0],
+                        headers={"Content-Disposition": content_disposition(job.filename)},
+                        background=BackgroundTask(forget, job))
 

@@ -47,6 +47,7 @@ __all__ = [
     "aggregate_grid",
     "POINT_LIMIT",
     "STATIC_PREFIX",
+    "map_query",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ CELL_PX = 64
 AREA_ROWS = 500
 SEARCH_ROWS = 20
 #: Query parameters of the map endpoints that are not enterprise properties.
-_OWN = ("zoom", "within", "q", "cell_m", "simplify", "format")
+_OWN = ("zoom", "within", "q", "cell_m", "simplify", "format", "v", "lang", "paper", "title",
+        "layers", "area_label", "px")
 #: Reference-layer properties kept in the compact layer GeoJSON.
 _LAYER_PROPS = ("id", "code", "name_zh", "city_zh", "standard", "district", "status")
 
@@ -113,6 +115,30 @@ def map_page(request: Request, settings: SettingsDep, _: ReadDep) -> HTMLRespons
     return _map_page(request, settings)
 
 
+@functools.lru_cache(maxsize=1)
+def _theme_css() -> str:
+    from layers.catalog import rules
+    from layers.webmap import app_config
+
+    cfg = app_config()
+    lines = ["/* BasinWatch map colours, generated from layers/data (layers.toml styles, "
+             "rules.toml verdict colours). */"]
+    for info in cfg["overlays"]:
+        st = info["style"]
+        lines.append(f".bw-swatch-{info['id']} {{ border-color: {st.get('color', '#666')}; "
+                     f"background: {st.get('fillColor', 'transparent')}; }}")
+    for v in rules().verdicts:
+        lines.append(f".bw-v-{v.id} {{ background: {v.colour}; }}")
+    return "\n".join(lines) + "\n"
+
+
+@router.get("/map/theme.css", include_in_schema=False)
+def map_theme(_: ReadDep) -> Response:
+    """Layer and verdict colours as CSS classes (so the page needs no inline style)."""
+    return Response(_theme_css(), media_type="text/css",
+                    headers={"Cache-Control": "max-age=3600"})
+
+
 @functools.lru_cache(maxsize=64)
 def _layer_geojson(layer_id: str, tolerance: float, versions_state: tuple = ()) -> bytes:
     """Compact GeoJSON of a layer's active version (``versions_state`` keys the cache)."""
@@ -130,6 +156,12 @@ def _layer_geojson(layer_id: str, tolerance: float, versions_state: tuple = ()) 
     geoms = shapely.set_precision(geoms, 1e-5)
     props = [c for c in _LAYER_PROPS if c in gdf.columns]
     records = gdf[props].astype(object).where(gdf[props].notna(), None).to_dict("records")
+    # label anchor: a point inside each polygon (of the stored, unsimplified geometry)
+    anchors = shapely.point_on_surface(np.asarray(gdf.geometry.values))
+    ax = np.round(shapely.get_x(anchors), 5)
+    ay = np.round(shapely.get_y(anchors), 5)
+    for rec, lon, lat in zip(records, ax, ay, strict=True):
+        rec["label_at"] = None if np.isnan(lon) else [float(lat), float(lon)]
     feats = [
         {"type": "Feature", "properties": rec, "geometry": shapely.geometry.mapping(g)}
         for rec, g in zip(records, geoms, strict=True)
@@ -194,7 +226,9 @@ def parse_within(text: str | None) -> shapely.Geometry | None:
     return geom if geom.is_valid else shapely.make_valid(geom)
 
 
-def _query(request: Request, store: Any, *, limit: int | None = None) -> FeatureQuery:
+def map_query(request: Request, store: Any, *, limit: int | None = None) -> FeatureQuery:
+    """The store query of a map request: the items route's property / ``filter`` / ``bbox``
+    parameters plus ``within`` (WKT or GeoJSON polygon)."""
     src = get_source(store, ENTERPRISES)
     q = feature_query_from_request(request, src, limit=limit, offset=0, ignore=_OWN)
     within = parse_within(request.query_params.get("within"))
@@ -240,7 +274,7 @@ def map_enterprises(
     most :data:`POINT_LIMIT` matching enterprises, else ``{"mode": "grid", "cells":
     [[lat, lon, count, v], ...]}``; ``v`` indexes the verdicts strongest first."""
     del bbox
-    q = _query(request, store)
+    q = map_query(request, store)
     pts = store.points(q)  # fid, lon, lat, verdict only: no GeoDataFrame of whole rows
     verdicts = _verdict_ids()
     lookup = {v: i for i, v in enumerate(verdicts)}
@@ -289,7 +323,7 @@ def map_search(
     cql = f"name LIKE '%{term}%'"
     if term.isascii() and term.isalnum():
         cql += f" OR uscc LIKE '{term.upper()}%'"
-    base = _query(request, store, limit=SEARCH_ROWS)
+    base = map_query(request, store, limit=SEARCH_ROWS)
     query = dataclasses.replace(base, cql=parse_cql(cql))
     res = store.query(query)
     f = res.features
@@ -304,7 +338,7 @@ def map_area(request: Request, store: StoreDep, _: ReadDep) -> JSONResponse:
     """Enterprises matching the filters inside ``within`` (WKT/GeoJSON polygon) and/or a
     zone property (``basin_id``, ``district_code``, ...): totals per verdict and industry
     and the first 500 rows ``[fid, name, uscc, industry, verdict, lat, lon]``."""
-    q = _query(request, store, limit=AREA_ROWS)
+    q = map_query(request, store, limit=AREA_ROWS)
     res = store.query(q)
     f = res.features
     rows = [[int(a), str(b), str(c), str(d), str(e), round(float(g), 5), round(float(h), 5)]
@@ -331,7 +365,7 @@ def map_density(
     ``[[s, w], [n, e]]`` bounds; the cell defaults to about 1/150 of the extent (>= 500 m)."""
     from geo.raster import density, density_to_png_overlay
 
-    frame = store.query(_query(request, store)).features
+    frame = store.query(map_query(request, store)).features
     if len(frame) == 0:
         return JSONResponse({"total": 0, "bounds": None, "image": None})
     if cell_m is None:
@@ -344,10 +378,172 @@ def map_density(
                          "vmax": float(np.nanmax(ras.band(1))), "image": ov.data_url})
 
 
+def load_meta(store: Any) -> dict[str, Any]:
+    """The current load: id (the data version), time, source file and row counts."""
+    loads = store.loads()
+    if not loads:
+        return {"load_id": None, "loaded_at": None, "source_name": None, "accepted": 0}
+    rec = loads[0].to_dict()
+    return {k: rec[k] for k in ("load_id", "loaded_at", "source_name", "accepted", "rejected")}
+
+
+@router.get("/map/meta", summary="The data version the map shows")
+def map_meta(store: StoreDep, _: ReadDep) -> JSONResponse:
+    """``load_id``, ``loaded_at`` (ISO 8601), ``source_name``, ``accepted``, ``rejected`` of
+    the current load, and the store provider."""
+    return JSONResponse({**load_meta(store), "provider": store.provider})
+
+
+@router.get("/map/count", summary="Matching enterprises in the view, per verdict")
+def map_count(
+    request: Request,
+    store: StoreDep,
+    _: ReadDep,
+    bbox: Annotated[str, Query(description="minLon,minLat,maxLon,maxLat of the view")],
+) -> JSONResponse:
+    """``{"total": n, "verdict": {id: n}}`` for the enterprises matching the filters inside
+    the view (the same filters as the tiles and the items route)."""
+    from api.routers.collections import parse_bbox
+    from api.tiles import count_in_view
+
+    box = parse_bbox(bbox)
+    assert box is not None
+    q = dataclasses.replace(map_query(request, store), bbox=None)
+    counts = count_in_view(store, q, box, _verdict_ids())
+    return JSONResponse({"total": int(sum(counts.values())), "verdict": counts})
+
+
+def _capacity_columns() -> list[str]:
+    from layers.catalog import read_data_toml
+
+    from geo.schema import ENFORCEMENT_COLUMNS
+
+    wanted = read_data_toml("webmap.toml").get("dashboard", {}).get("capacity_columns", [])
+    return [c for c in wanted if c in ENFORCEMENT_COLUMNS]
+
+
+@router.get("/map/dashboard", summary="Counts per basin/region and city by verdict and industry")
+def map_dashboard(request: Request, store: StoreDep, _: ReadDep) -> JSONResponse:
+    """For the enterprises matching the filters (and ``within``): per priority basin /
+    region and per city, the total and the counts by verdict and by industry; the summed
+    capacity by verdict for each capacity column the store holds (``null`` when the
+    registry has none, see ``[dashboard]`` in ``layers/data/webmap.toml``)."""
+    from layers.catalog import read_data_toml
+
+    labels = read_data_toml("labels.toml")
+    q = map_query(request, store).unpaged()
+    cols = ("verdict", "industry")
+
+    def group(key: str, value: str) -> dict[str, Any]:
+        props = dict(q.properties)
+        if key in props and value not in props[key]:
+            return {"total": 0, "verdict": {}, "industry": {}}
+        props[key] = [value]
+        c = store.counts_many(dataclasses.replace(q, properties=props), cols)
+        return {"total": int(sum(c["verdict"].values())), **c}
+
+    zones = []
+    for zid, label in labels["zones"].items():
+        key = "region_id" if zid == "guangfo" else "basin_id"
+        zones.append({"key": key, "id": zid, "label": label, **group(key, zid)})
+    city_counts = store.counts(q, "city")
+    cities = [{"key": "city", "id": c, "label": c, **group("city", c)}
+              for c in sorted(city_counts, key=lambda k: -city_counts[k]) if c]
+    total = store.counts_many(q, cols)
+    capacity = None
+    cap_cols = _capacity_columns()
+    if cap_cols:
+        frame = store.query(q).features
+        capacity = {c: {str(k): float(v) for k, v in
+                        pd.to_numeric(frame[c], errors="coerce").groupby(frame["verdict"])
+                        .sum(min_count=1).dropna().items()} for c in cap_cols}
+    return JSONResponse({"total": int(sum(total["verdict"].values())), **total,
+                         "zones": zones, "cities": cities, "capacity": capacity})
+
+
+@router.get("/map/print", summary="The current map as a PDF or PNG sheet (A4/A3 landscape)",
+            response_class=Response,
+            responses={200: {"content": {"application/pdf": {}, "image/png": {}}}})
+def map_print(
+    request: Request,
+    store: StoreDep,
+    _: ReadDep,
+    bbox: Annotated[str, Query(description="minLon,minLat,maxLon,maxLat of the view")],
+    format: Annotated[str, Query(description="pdf | png")] = "pdf",  # noqa: A002
+    paper: Annotated[str, Query(description="A4 | A3 (landscape)")] = "A4",
+    title: Annotated[str | None, Query(max_length=120)] = None,
+    layers: Annotated[str | None, Query(description="visible layer ids, comma-separated")] = None,
+    area_label: Annotated[str | None, Query(max_length=120)] = None,
+    lang: Annotated[str, Query(description="zh | en")] = "zh",
+) -> Response:
+    """The view with title, legend, scale bar, north arrow, data version and date, and the
+    filters and area in words (see :mod:`layers.printmap`)."""
+    from api.export_jobs import describe_filters
+    from api.ogc import content_disposition
+    from api.routers.collections import parse_bbox
+    from layers.catalog import read_data_toml, rules
+    from layers.printmap import render_print
+    from layers.registry import layer_info, load_layer
+    from layers.webmap import APP_BASE_LAYERS, APP_OVERLAYS
+
+    box = parse_bbox(bbox)
+    assert box is not None
+    en = lang == "en"
+    cfg = read_data_toml("webmap.toml")
+    shown = APP_OVERLAYS if layers is None else [x for x in layers.split(",") if x]
+    q = map_query(request, store)
+    pts = store.points(dataclasses.replace(q, bbox=box)) if (
+        layers is None or "enterprises" in shown) else pd.DataFrame(
+            columns=["lon", "lat", "verdict"])
+    tol = (box[2] - box[0]) / 3000
+    reference = []
+    for lid in [*APP_BASE_LAYERS, *[x for x in APP_OVERLAYS if x in shown]]:
+        info = layer_info(lid)
+        frame = load_layer(lid)
+        frame = frame.set_geometry(shapely.simplify(np.asarray(frame.geometry.values), tol))
+        reference.append((frame, _style(info.style), info.title_en if en else info.title_zh))
+    if q.within is not None:
+        import geopandas as gpd
+
+        reference.append((gpd.GeoDataFrame(geometry=[q.within], crs="EPSG:4326"),
+                          {"color": "#d7301f", "weight": 2.5},
+                          area_label or ("Drawn area" if en else "绘制区域")))
+    params = {k: v for k, v in request.query_params.items()
+              if k not in ("bbox", "format", "paper", "title", "layers", "area_label", "lang",
+                           "within", "v")}
+    meta = load_meta(store)
+    notes = [(("Data version" if en else "数据版本"),
+              f"{meta['load_id']} · {str(meta['loaded_at'])[:10]} · {meta['source_name']}"
+              if meta["load_id"] is not None else "—"),
+             *describe_filters(params, area_label=area_label, within=q.within is not None),
+             (("Printed" if en else "出图时间"),
+              pd.Timestamp.now(tz="Asia/Shanghai").strftime("%Y-%m-%d %H:%M"))]
+    verdicts = [(v.id, v.label_en if en else v.label_zh, v.colour) for v in rules().verdicts]
+    ui = cfg["ui_en"] if en else cfg["ui"]
+    body = render_print(pts, reference, bbox=box, verdicts=verdicts,
+                        title=title or ui["print_default_heading"], notes=notes, fmt=format,
+                        paper=paper, lang="en" if en else "zh",
+                        dpi=int(cfg.get("print", {}).get("dpi", 200)),
+                        papers=cfg.get("print", {}).get("papers"))
+    media = "application/pdf" if format.lower() == "pdf" else "image/png"
+    name = f"执法地图_{paper}.{format.lower()}"
+    return Response(body, media_type=media,
+                    headers={"Content-Disposition": content_disposition(name)})
+
+
+def _style(style: Any) -> dict[str, Any]:
+    from layers.webmap import _style_dict
+
+    return _style_dict(style)
+
+
 def install(app: FastAPI) -> None:
     """Include the map routes (``/`` first, so browsers get the map) and mount the
     vendored assets at :data:`STATIC_PREFIX`."""
     from layers.webmap import static_dir
 
+    from api.routers import tiles
+
     app.include_router(router)
+    tiles.install(app)
     app.mount(STATIC_PREFIX, StaticFiles(directory=static_dir()), name="map-static")

@@ -50,7 +50,7 @@ def test_export_formats_read_back(loaded_client, enterprises, fmt: str, tmp_path
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith(CONTENT_TYPES[fmt])
     name = _filename_star(r.headers["content-disposition"])
-    assert name.startswith("执法清单") and "lianjiang" in name and "印染" in name
+    assert name.startswith("执法清单") and "练江流域" in name and "印染" in name
     df = _read_back(fmt, r.content, tmp_path)
     expected = enterprises.loc[(enterprises.basin_id == "lianjiang")
                                & (enterprises.industry == "印染")]

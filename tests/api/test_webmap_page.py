@@ -25,9 +25,9 @@ def _inside(enterprises: gpd.GeoDataFrame, wkt: str) -> gpd.GeoDataFrame:
 def test_root_serves_the_map_to_browsers_and_the_landing_page_otherwise(loaded_client) -> None:
     page = loaded_client.get("/", headers={"accept": "text/html,application/xhtml+xml"})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "BasinWatchMap.init(" in page.text
+    assert 'id="bw-config"' in page.text and "/basinwatch/boot.js" in page.text
     assert loaded_client.get("/").json()["links"]  # JSON landing page unchanged
-    assert "BasinWatchMap" not in loaded_client.get("/", params={"f": "html"}).text
+    assert "bw-config" not in loaded_client.get("/", params={"f": "html"}).text
     assert loaded_client.get("/map").text == page.text
 
 
@@ -36,12 +36,16 @@ def test_page_loads_only_assets_the_app_serves(loaded_client) -> None:
     urls = re.findall(r'<(?:script|link)\b[^>]*\b(?:src|href)="([^"]+)"', page)
     assert urls, "the page links its JS/CSS"
     for url in urls:
-        if url.startswith("data:"):
-            continue
-        assert url.startswith("/static/map/"), url
+        assert url.startswith("/static/map/") or url == "/map/theme.css", url
         assert loaded_client.get(url).status_code == 200, url
     # no layer data in the page: the enterprises are fetched from the API
     assert "潮南印染一厂" not in page
+    theme = loaded_client.get("/map/theme.css")
+    assert theme.headers["content-type"].startswith("text/css")
+    from layers.catalog import rules
+
+    for v in rules().verdicts:  # verdict colours from the rules catalog, as CSS classes
+        assert f".bw-v-{v.id} {{ background: {v.colour}; }}" in theme.text
 
 
 def test_enterprises_points_follow_bbox_and_filters(loaded_client, enterprises) -> None:
@@ -119,7 +123,12 @@ def test_reference_layer_is_simplified_geojson(loaded_client) -> None:
     full = load_layer("districts")
     body = loaded_client.get("/map/layers/districts").json()
     assert len(body["features"]) == len(full)
-    assert set(body["features"][0]["properties"]) <= {"code", "name_zh", "city_zh"}
+    assert set(body["features"][0]["properties"]) <= {"code", "name_zh", "city_zh", "label_at"}
+    # each label anchor lies inside its own (full-resolution) district
+    by_code = dict(zip(full["code"].astype(str), full.geometry.values, strict=True))
+    for feat in body["features"]:
+        lat, lon = feat["properties"]["label_at"]
+        assert by_code[str(feat["properties"]["code"])].contains(shapely.Point(lon, lat))
     n_full = int(shapely.get_num_coordinates(full.geometry.values).sum())
     n_sent = sum(int(shapely.get_num_coordinates(shapely.geometry.shape(f["geometry"])))
                  for f in body["features"])

@@ -10,6 +10,9 @@
  *    over the plan's year with a play button; every change refetches both layers.
  * Everything from the API is HTML-escaped before it reaches innerHTML. Texts, statuses and
  * colours come from /cases/meta (layers/data/cases.toml). Test state: window.bwCases.
+ * A plug-in of the served map (webmap.toml [plugins]): it starts from
+ * BasinWatchMap.plugins.onInit. No style attributes in markup (the page's CSP forbids
+ * them): colours go through data-colour and CSSOM (withColours).
  */
 (function (global) {
   "use strict";
@@ -32,12 +35,22 @@
   function isoDay(ms) { return new Date(ms).toISOString().slice(0, 10); }
   function dayMs(iso) { return Date.parse(iso + "T00:00:00Z"); }
 
+  /* Markup -> a node whose [data-colour] elements get their background through CSSOM. */
+  function withColours(html) {
+    var div = document.createElement("div");
+    div.innerHTML = html;
+    Array.prototype.forEach.call(div.querySelectorAll("[data-colour]"), function (e) {
+      e.style.background = e.getAttribute("data-colour");
+    });
+    return div;
+  }
+
   function docs(value) {
     if (!value) { return ""; }
     try { return JSON.parse(value).map(esc).join("<br>"); } catch (e) { return esc(value); }
   }
 
-  function init(map, cfg) {
+  function init(map, cfg, host) {
     var api = (cfg && cfg.api) || "";
     var st = {ready: false, asOf: null, cases: 0, overdue: 0, exceeding: 0, requests: 0,
               error: null, filters: {status: "", basin_id: "", overdue: false}};
@@ -70,7 +83,7 @@
       var ui = meta.ui;
       return '<div class="bw-popup"><b>' + esc(p.name) + "</b><table>" +
         row(ui.popup_case, esc(p.case_id)) +
-        row(ui.popup_status, '<span class="bw-dot" style="background:' + esc(p.colour) +
+        row(ui.popup_status, '<span class="bw-dot" data-colour="' + esc(p.colour) +
             '"></span>' + esc(p.status_label)) +
         row(ui.popup_status_date, esc(p.status_date)) +
         row(ui.popup_due, esc(p.due)) +
@@ -103,7 +116,8 @@
         L.circleMarker([c[1], c[0]], {
           pane: "bwCases", radius: 6, weight: p.overdue ? 3 : 1,
           color: p.overdue ? "#b2182b" : "#333333", fillColor: p.colour, fillOpacity: 0.9
-        }).bindPopup(function () { return casePopup(p); }, {className: "bw-case-popup"})
+        }).bindPopup(function () { return withColours(casePopup(p)); },
+                     {className: "bw-case-popup"})
           .addTo(casesLayer).bwCaseId = p.case_id;
       });
       st.cases = fc.features.length;
@@ -219,7 +233,8 @@
         slider.min = "0";
         slider.max = String(Math.round((dayMs(meta.end) - dayMs(meta.start)) / DAY));
         slider.step = "1";
-        slider.style.width = "100%";
+        slider.className = "bw-case-slider";
+        slider.setAttribute("aria-label", ui.as_of);
         time.appendChild(slider);
         slider.addEventListener("input", function () {
           dateBox.value = isoDay(dayMs(meta.start) + Number(slider.value) * DAY);
@@ -271,15 +286,19 @@
         field(body, ui.overdue_only, over).addEventListener("change", function () {
           st.filters.overdue = over.checked; refresh();
         });
-        var legend = L.DomUtil.create("div", "bw-note", body);
-        legend.innerHTML = meta.statuses.map(function (s) {
-          return '<span style="white-space:nowrap"><i class="bw-dot" style="background:' +
-            esc(s.colour) + '"></i>' + esc(s.label) + "</span>";
-        }).join(" ");
+        var legend = L.DomUtil.create("div", "bw-note bw-cases-legend", body);
+        legend.appendChild(withColours(meta.statuses.map(function (s) {
+          return '<span><i class="bw-dot" data-colour="' + esc(s.colour) + '"></i>' +
+            esc(s.label) + "</span>";
+        }).join(" ")));
         if (global.innerHeight < 820) { panel.classList.add("bw-collapsed"); }
         return panel;
       };
-      ctl.addTo(map);
+      if (host && host.addPanelSection) {  // inside the served map's panel, not over it
+        host.addPanelSection(ui.panel_title, ctl.onAdd(map));
+      } else {
+        ctl.addTo(map);
+      }
     }
 
     getJSON(api + "/cases/meta").then(function (m) {
@@ -294,4 +313,7 @@
   }
 
   global.BasinWatchCases = {init: init, esc: esc};
+  if (global.BasinWatchMap && global.BasinWatchMap.plugins) {  // the served map's plug-in hook
+    global.BasinWatchMap.plugins.onInit(function (bw) { init(bw.map, bw.cfg, bw); });
+  }
 })(window);

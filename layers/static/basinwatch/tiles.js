@@ -1,0 +1,263 @@
+/* BasinWatch: enterprise vector tiles (OGC API – Tiles, Mapbox Vector Tile) on canvas.
+ *
+ * BasinWatchTiles.layer(options) -> an L.GridLayer of 512 px tiles, each the WebMercatorQuad
+ * tile one zoom up (same x, y) binned for 512 px display (4 px bins, fewer requests):
+ *   {api}/collections/enterprises/tiles/WebMercatorQuad/{z-1}/{y}/{x}?px=512&<filters>
+ * decoded with the vendored `pbf` reader (only the point layer "enterprises": feature id,
+ * properties verdict and n, one MoveTo per feature) into typed arrays, and drawn as circles
+ * coloured by verdict: larger symbols (more enterprises in the same 4 px bin) first, so
+ * smaller and rarer verdicts stay visible on top; at equal size stronger verdicts on top.
+ * hit(latlng, px) finds the feature under a click (tiles keep their decoded arrays).
+ * No inline styles: canvas drawing only; sizes via CSSOM.
+ */
+(function (global) {
+  "use strict";
+
+  var EXTENT_DEFAULT = 4096;
+
+  // ---- MVT decoding (spec 2.1): Tile.layers=3; Layer name=1 features=2 keys=3 values=4
+  // extent=5; Feature id=1 tags=2 type=3 geometry=4; Value string=1 float=2 double=3
+  // int=4 uint=5 sint=6 bool=7. Read straight from the bytes with the vendored Pbf reader
+  // (no object per feature): two passes over the layer, since values follow the features.
+  function readValue(pbf, end) {
+    var value = null;
+    while (pbf.pos < end) {
+      var val = pbf.readVarint(), tag = val >> 3;
+      if (tag === 1) { value = pbf.readString(); }
+      else if (tag === 2) { value = pbf.readFloat(); }
+      else if (tag === 3) { value = pbf.readDouble(); }
+      else if (tag === 4) { value = pbf.readVarint64(); }
+      else if (tag === 5) { value = pbf.readVarint(); }
+      else if (tag === 6) { value = pbf.readSVarint(); }
+      else if (tag === 7) { value = pbf.readBoolean(); }
+      else { pbf.skip(val); }
+    }
+    return value;
+  }
+
+  function unzig(n) { return (n >>> 1) ^ -(n & 1); }
+
+  function decodeLayer(pbf, end, verdictIndex) {
+    var name = "", keys = [], values = [], starts = [], extent = EXTENT_DEFAULT;
+    while (pbf.pos < end) {
+      var val = pbf.readVarint(), tag = val >> 3;
+      if (tag === 1) { name = pbf.readString(); }
+      else if (tag === 2) { var len = pbf.readVarint(); starts.push(pbf.pos, pbf.pos + len); pbf.pos += len; }
+      else if (tag === 3) { keys.push(pbf.readString()); }
+      else if (tag === 4) { var vend = pbf.readVarint() + pbf.pos; values.push(readValue(pbf, vend)); pbf.pos = vend; }
+      else if (tag === 5) { extent = pbf.readVarint(); }
+      else { pbf.skip(val); }
+    }
+    if (name !== "enterprises") { return null; }
+    var count = starts.length / 2, kv = keys.indexOf("verdict"), kn = keys.indexOf("n");
+    var unknown = Object.keys(verdictIndex).length;
+    var vmap = values.map(function (v) {
+      return verdictIndex[v] === undefined ? unknown : verdictIndex[v];
+    });
+    var out = {count: count, extent: extent, x: new Float32Array(count),
+               y: new Float32Array(count), v: new Int16Array(count), n: new Uint32Array(count),
+               id: new Float64Array(count)};
+    for (var i = 0; i < count; i++) {
+      pbf.pos = starts[2 * i];
+      var fend = starts[2 * i + 1], vi = unknown, ni = 1, id = 0;
+      while (pbf.pos < fend) {
+        var fv = pbf.readVarint(), ft = fv >> 3;
+        if (ft === 1) { id = pbf.readVarint(); }
+        else if (ft === 2) {
+          var tend = pbf.readVarint() + pbf.pos;
+          while (pbf.pos < tend) {
+            var k = pbf.readVarint(), x = pbf.readVarint();
+            if (k === kv) { vi = vmap[x]; } else if (k === kn) { ni = values[x]; }
+          }
+        } else if (ft === 4) {
+          var gend = pbf.readVarint() + pbf.pos;
+          pbf.readVarint();  // MoveTo(1)
+          out.x[i] = unzig(pbf.readVarint());
+          out.y[i] = unzig(pbf.readVarint());
+          pbf.pos = gend;
+        } else { pbf.skip(fv); }
+      }
+      out.v[i] = vi;
+      out.n[i] = ni;
+      out.id[i] = id;
+    }
+    return out;
+  }
+
+  /* Decode the "enterprises" layer into {x, y, v, n, id} typed arrays (tile units). */
+  function decode(buffer, verdictIndex) {
+    var empty = {count: 0, extent: EXTENT_DEFAULT};
+    if (!buffer || !buffer.byteLength) { return empty; }
+    var pbf = new global.Pbf(new Uint8Array(buffer));
+    while (pbf.pos < pbf.length) {
+      var val = pbf.readVarint();
+      if (val >> 3 === 3) {
+        var end = pbf.readVarint() + pbf.pos;
+        var layer = decodeLayer(pbf, end, verdictIndex);
+        if (layer) { return layer; }
+        pbf.pos = end;
+      } else { pbf.skip(val); }
+    }
+    return empty;
+  }
+
+  /* Symbol radius in CSS px for n enterprises at zoom z (area grows with n, capped). */
+  function radius(n, z) {
+    var base = z < 9 ? 2.2 : (z < 12 ? 3.2 : (z < 15 ? 4.5 : 6));
+    return Math.min(16, base + 1.1 * Math.sqrt(n - 1));
+  }
+
+  /* Draw a tile: one path per (size, verdict) group, from the largest symbol to the
+   * smallest and, at equal size, weaker verdicts first so stronger ones lie on top. Dense
+   * tiles (symbols touching) draw squares of the circle's area without outlines: software
+   * canvas rasterises tens of thousands of squares 4-5x faster than anti-aliased arcs
+   * (measured: 55k symbols, 39 ms vs 160-230 ms); the stats counters are for benchmarks. */
+  var DENSE = 2000;
+  function drawTile(canvas, data, colours, z, dpr, size) {
+    var S = size || 256;
+    var ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, S, S);
+    if (!data.count) { return; }
+    var k = S / data.extent, groups = {}, keys = [], i;
+    for (i = 0; i < data.count; i++) {
+      var r = Math.round(radius(data.n[i], z) * 2) / 2;
+      var px = data.x[i] * k, py = data.y[i] * k;
+      if (px < -r || py < -r || px > S + r || py > S + r) { continue; }
+      var key = r * 64 + (63 - data.v[i]);
+      var g = groups[key];
+      if (!g) { g = groups[key] = {r: r, v: data.v[i], xy: []}; keys.push(key); }
+      g.xy.push(px, py);
+    }
+    keys.sort(function (a, b) { return b - a; });
+    var dense = data.count > DENSE, outline = z >= 9 && !dense;
+    ctx.lineWidth = 0.6;
+    ctx.strokeStyle = "rgba(40,40,40,0.85)";
+    for (var j = 0; j < keys.length; j++) {
+      var grp = groups[keys[j]], xy = grp.xy, rr = grp.r, h = rr * 0.886;  // sqrt(pi)/2
+      ctx.beginPath();
+      for (var q = 0; q < xy.length; q += 2) {
+        if (dense) { ctx.rect(xy[q] - h, xy[q + 1] - h, 2 * h, 2 * h); }
+        else {
+          ctx.moveTo(xy[q] + rr, xy[q + 1]);
+          ctx.arc(xy[q], xy[q + 1], rr, 0, 6.283185307179586);
+        }
+      }
+      ctx.fillStyle = colours[grp.v] || "#cccccc";
+      ctx.fill();
+      if (outline) { ctx.stroke(); }
+    }
+  }
+
+  var EnterpriseTiles = L.GridLayer.extend({
+    options: {tileSize: 512, updateWhenZooming: false, keepBuffer: 1, maxZoom: 22, minZoom: 1},
+
+    initialize: function (opts) {
+      L.GridLayer.prototype.initialize.call(this, opts);
+      this._params = "";
+      this._tiles_data = {};
+      this.stats = {requests: 0, features: 0, bytes: 0, failed: 0};
+    },
+
+    setParams: function (query) {
+      if (query === this._params) { return this; }
+      this._params = query;
+      if (this._map) { this.redraw(); }
+      return this;
+    },
+
+    tileUrl: function (c) {
+      return this.options.api + "/collections/enterprises/tiles/WebMercatorQuad/" + (c.z - 1) +
+        "/" + c.y + "/" + c.x + "?px=512" + (this._params ? "&" + this._params : "");
+    },
+
+    createTile: function (coords, done) {
+      var canvas = L.DomUtil.create("canvas", "bw-ent-tile");
+      var dpr = global.devicePixelRatio || 1, self = this;
+      var S = this.options.tileSize;
+      canvas.width = S * dpr;
+      canvas.height = S * dpr;
+      canvas.style.width = S + "px";
+      canvas.style.height = S + "px";
+      var key = this._tileCoordsToKey(coords);
+      var url = this.tileUrl(coords);
+      this.stats.requests += 1;
+      fetch(url, {headers: {"Accept": "application/vnd.mapbox-vector-tile"}})
+        .then(function (r) {
+          if (!r.ok) { throw new Error("HTTP " + r.status); }
+          return r.arrayBuffer();
+        })
+        .then(function (buf) {
+          var t1 = performance.now();
+          self.stats.bytes += buf.byteLength;
+          var data = decode(buf, self.options.verdictIndex);
+          self.stats.features += data.count;
+          data.z = coords.z;
+          self._tiles_data[key] = data;
+          var t2 = performance.now();
+          drawTile(canvas, data, self.options.colours, coords.z, dpr, S);
+          var t3 = performance.now();
+          self.stats.decodeMs = (self.stats.decodeMs || 0) + (t2 - t1);
+          self.stats.drawMs = (self.stats.drawMs || 0) + (t3 - t2);
+          self.stats.lastDone = t3;
+          done(null, canvas);
+        })
+        .catch(function (err) {
+          self.stats.failed += 1;
+          self.fire("bwtileerror", {error: err, url: url});
+          done(err, canvas);
+        });
+      return canvas;
+    },
+
+    _removeTile: function (key) {
+      delete this._tiles_data[key];
+      L.GridLayer.prototype._removeTile.call(this, key);
+    },
+
+    /* Features within `tol` CSS px of latlng at the current zoom: [{id, n, v, d}] nearest
+     * first (from the decoded tiles; no request). */
+    hit: function (latlng, tol) {
+      var map = this._map;
+      if (!map) { return []; }
+      var z = Math.round(map.getZoom()), S = this.options.tileSize;
+      var p = map.project(latlng, z);
+      var out = [];
+      var tx = Math.floor(p.x / S), ty = Math.floor(p.y / S);
+      for (var dx = -1; dx <= 1; dx++) {
+        for (var dy = -1; dy <= 1; dy++) {
+          var data = this._tiles_data[(tx + dx) + ":" + (ty + dy) + ":" + z];
+          if (!data || !data.count) { continue; }
+          var k = S / data.extent, ox = (tx + dx) * S, oy = (ty + dy) * S;
+          for (var i = 0; i < data.count; i++) {
+            var fx = ox + data.x[i] * k, fy = oy + data.y[i] * k;
+            // features in a tile's buffer belong to the neighbour: skip them here
+            if (data.x[i] < 0 || data.y[i] < 0 || data.x[i] >= data.extent ||
+                data.y[i] >= data.extent) { continue; }
+            var d = Math.sqrt((fx - p.x) * (fx - p.x) + (fy - p.y) * (fy - p.y));
+            if (d <= Math.max(tol, radius(data.n[i], z))) {
+              out.push({id: data.id[i], n: data.n[i], v: data.v[i], d: d,
+                        latlng: map.unproject(L.point(fx, fy), z)});
+            }
+          }
+        }
+      }
+      out.sort(function (a, b) { return a.d - b.d || a.v - b.v; });
+      return out;
+    },
+
+    /* Features drawn in the current view (for tests and benchmarks). */
+    drawnFeatures: function () {
+      var n = 0, self = this;
+      Object.keys(this._tiles_data).forEach(function (k) { n += self._tiles_data[k].count; });
+      return n;
+    }
+  });
+
+  global.BasinWatchTiles = {
+    layer: function (opts) { return new EnterpriseTiles(opts); },
+    decode: decode,
+    radius: radius,
+    _draw: drawTile
+  };
+})(window);

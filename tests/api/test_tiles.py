@@ -1,0 +1,299 @@
+"""OGC API – Tiles of the enterprise list (api/tiles.py, api/routers/tiles.py).
+
+Oracles: tiles are decoded with ``mapbox-vector-tile`` (an independent MVT decoder) and with
+GDAL's MVT driver; positions are checked against pyproj's EPSG:3857 transform; counts
+against a brute-force count of the frame; the embedded store's Python tiles against
+PostGIS ``ST_AsMVT``; the matrix set against the values published in OGC 17-083r4.
+"""
+
+from __future__ import annotations
+
+import math
+
+import geopandas as gpd
+import mapbox_vector_tile
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from pyproj import Transformer
+
+from api.testing import make_enterprises
+from api.tiles import BIN, BUFFER, EXTENT, PointIndex, encode_points
+
+VERDICTS = ("shutdown", "rectify", "basin_standard", "priority_supervision", "no_action")
+TILE = "/collections/enterprises/tiles/WebMercatorQuad/{z}/{y}/{x}"
+_TO_3857 = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+_HALF = 20037508.342789244
+
+
+def _many(n: int = 1500, seed: int = 11) -> gpd.GeoDataFrame:
+    """``n`` enterprises around the Lianjiang / Shantou area with all verdicts."""
+    rng = np.random.default_rng(seed)
+    base = make_enterprises()
+    rows = base.iloc[rng.integers(0, len(base), n)].reset_index(drop=True)
+    lon = rng.uniform(116.0, 116.8, n)
+    lat = rng.uniform(23.0, 23.6, n)
+    lon[:40], lat[:40] = 116.4301, 23.2501  # 40 enterprises at one spot: one bin
+    rows["lon"], rows["lat"] = lon, lat
+    rows["verdict"] = rng.choice(VERDICTS, n)
+    rows["uscc"] = [f"91440500MA{i:08d}" for i in range(n)]
+    return gpd.GeoDataFrame(rows.drop(columns="geometry"),
+                            geometry=shapely.points(lon, lat), crs="EPSG:4326")
+
+
+def _tile_xy(lon: float, lat: float, z: int) -> tuple[int, int]:
+    x, y = _TO_3857.transform(lon, lat)
+    n = 2 ** z
+    return int((x + _HALF) / (2 * _HALF) * n), int((_HALF - y) / (2 * _HALF) * n)
+
+
+def _decode(body: bytes) -> list[dict]:
+    if not body:
+        return []
+    layers = mapbox_vector_tile.decode(body, default_options={"y_coord_down": True})
+    assert list(layers) == ["enterprises"]
+    assert layers["enterprises"]["extent"] == EXTENT
+    return layers["enterprises"]["features"]
+
+
+def _in_tile(gdf: gpd.GeoDataFrame, z: int, x: int, y: int, pad: float = 0) -> np.ndarray:
+    """Rows whose EPSG:3857 position (pyproj) lies in tile z/x/y grown by ``pad`` units."""
+    mx, my = _TO_3857.transform(gdf.geometry.x.to_numpy(), gdf.geometry.y.to_numpy())
+    n = 2 ** z
+    tx = ((mx + _HALF) / (2 * _HALF) * n - x) * EXTENT
+    ty = ((_HALF - my) / (2 * _HALF) * n - y) * EXTENT
+    return (tx >= -pad) & (tx < EXTENT + pad) & (ty >= -pad) & (ty < EXTENT + pad)
+
+
+@pytest.fixture
+def many_client(make_client, store):  # noqa: ANN001, ANN201
+    gdf = _many()
+    store.load_enterprises(gdf, loaded_by="test", source_name="many.csv", source_sha256="0")
+    return make_client(), gdf
+
+
+@pytest.mark.parametrize("z", [6, 9, 12, 16])
+def test_tile_holds_every_matching_enterprise_once(many_client, z: int) -> None:
+    client, gdf = many_client
+    x, y = _tile_xy(float(gdf.lon[500]), float(gdf.lat[500]), z)
+    resp = client.get(TILE.format(z=z, x=x, y=y))
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/vnd.mapbox-vector-tile"
+    feats = _decode(resp.content)
+    inside = [f for f in feats if all(0 <= c < EXTENT for c in f["geometry"]["coordinates"])]
+    # bins never straddle the tile edge (EXTENT and BUFFER are multiples of BIN), so the
+    # features inside the tile count exactly the enterprises inside it (pyproj oracle)
+    want = gdf[_in_tile(gdf, z, x, y)]
+    got = pd.Series({v: sum(f["properties"]["n"] for f in inside
+                            if f["properties"]["verdict"] == v) for v in VERDICTS})
+    assert got.sum() == len(want) > 0
+    assert (got == want["verdict"].value_counts().reindex(VERDICTS, fill_value=0)).all()
+    # and with the buffer, every enterprise of the buffered tile
+    assert sum(f["properties"]["n"] for f in feats) == int(_in_tile(gdf, z, x, y, BUFFER).sum())
+    # one feature per (bin, verdict); single enterprises carry their fid, at their bin
+    keys = [(*f["geometry"]["coordinates"], f["properties"]["verdict"]) for f in feats]
+    assert len(keys) == len(set(keys))
+    fid_of = {i + 1: (lon, lat) for i, (lon, lat) in enumerate(zip(gdf.lon, gdf.lat))}
+    singles = [f for f in feats if f["properties"]["n"] == 1]
+    assert singles and all(f["id"] for f in singles)
+    for f in singles[:50]:
+        lon, lat = fid_of[f["id"]]
+        mx, my = _TO_3857.transform(lon, lat)
+        n = 2 ** z
+        tx = ((mx + _HALF) / (2 * _HALF) * n - x) * EXTENT
+        ty = ((_HALF - my) / (2 * _HALF) * n - y) * EXTENT
+        cx, cy = f["geometry"]["coordinates"]
+        assert abs(tx - cx) <= BIN / 2 and abs(ty - cy) <= BIN / 2
+
+
+def test_forty_enterprises_at_one_spot_keep_their_verdict_mix(many_client) -> None:
+    client, gdf = many_client
+    x, y = _tile_xy(116.4301, 23.2501, 16)
+    feats = _decode(client.get(TILE.format(z=16, x=x, y=y)).content)
+    spot = gdf.iloc[:40]["verdict"].value_counts().to_dict()
+    at = {}
+    for f in feats:
+        at.setdefault(tuple(f["geometry"]["coordinates"]), {})[f["properties"]["verdict"]] = \
+            f["properties"]["n"]
+    assert spot in at.values()  # every verdict of the spot with its own count
+
+
+def test_tiles_follow_the_items_filters(many_client) -> None:
+    client, gdf = many_client
+    z = 6  # one tile holds all of them
+    x, y = _tile_xy(116.4, 23.3, z)
+    url = TILE.format(z=z, x=x, y=y)
+    shut = _decode(client.get(url, params={"verdict": "shutdown,rectify"}).content)
+    assert {f["properties"]["verdict"] for f in shut} == {"shutdown", "rectify"}
+    assert sum(f["properties"]["n"] for f in shut) == int(
+        gdf.verdict.isin(["shutdown", "rectify"]).sum())
+    cql = _decode(client.get(url, params={"filter": "verdict = 'no_action'",
+                                          "filter-lang": "cql2-text"}).content)
+    assert sum(f["properties"]["n"] for f in cql) == int(gdf.verdict.eq("no_action").sum())
+    box = "POLYGON((116.0 23.0,116.4 23.0,116.4 23.3,116.0 23.3,116.0 23.0))"
+    within = _decode(client.get(url, params={"within": box}).content)
+    assert sum(f["properties"]["n"] for f in within) == int(
+        shapely.intersects(shapely.from_wkt(box), gdf.geometry.values).sum())
+    empty = client.get(TILE.format(z=10, x=0, y=0))
+    assert empty.status_code == 200 and empty.content == b""
+
+
+def test_bad_tile_requests_name_the_parameter(many_client) -> None:
+    client, _ = many_client
+    r = client.get("/collections/enterprises/tiles/WebMercatorQuad/3/9/0")
+    assert r.status_code == 400 and "tileRow" in r.json()["description"]
+    assert client.get("/collections/enterprises/tiles/WorldCRS84Quad/3/1/1").status_code == 404
+    r = client.get(TILE.format(z=3, x=6, y=3), params={"nope": "1"})
+    assert r.status_code == 400 and "nope" in r.json()["description"]
+
+
+@pytest.mark.postgis
+def test_postgis_st_asmvt_and_python_tiles_agree(make_client, tmp_path) -> None:
+    from tests.api.conftest import open_store
+
+    gdf = _many(3000, seed=5)
+    bodies = {}
+    for kind in ("gpkg", "postgis"):
+        gen = open_store(kind, tmp_path / kind)
+        st = next(gen)
+        st.load_enterprises(gdf, loaded_by="t", source_name="m.csv", source_sha256="0")
+        from api.app import create_app
+        from api.settings import Settings
+        from fastapi.testclient import TestClient
+
+        client = TestClient(create_app(Settings(data_dir=tmp_path), store=st))
+        for z in (7, 11, 14):
+            x, y = _tile_xy(116.43, 23.25, z)
+            for params in ({}, {"verdict": "shutdown"}, {"px": 512}):
+                feats = _decode(client.get(TILE.format(z=z, x=x, y=y), params=params).content)
+                bodies.setdefault((z, str(params)), {})[kind] = sorted(
+                    (*f["geometry"]["coordinates"], f["properties"]["verdict"],
+                     f["properties"]["n"], f.get("id") or 0) for f in feats)
+        gen.close()
+    for key, pair in bodies.items():
+        assert pair["gpkg"] == pair["postgis"], key
+        assert pair["gpkg"], key
+
+
+def test_encoder_round_trips_through_two_decoders(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    n = 5000
+    x = rng.integers(-BUFFER, EXTENT + BUFFER, n)
+    y = rng.integers(-BUFFER, EXTENT + BUFFER, n)
+    v = rng.integers(0, len(VERDICTS), n)
+    cnt = rng.integers(1, 100_000, n)
+    ids = np.where(rng.random(n) < 0.5, rng.integers(1, 2 ** 40, n), 0)
+    body = encode_points(x, y, ids=ids, verdict=v, verdict_names=VERDICTS, n=cnt)
+    feats = _decode(body)
+    assert len(feats) == n
+    for i in (0, 1, n // 2, n - 1):
+        f = feats[i]
+        assert f["geometry"]["type"] == "Point"
+        assert f["geometry"]["coordinates"] == [int(x[i]), int(y[i])]
+        assert f["properties"] == {"verdict": VERDICTS[v[i]], "n": int(cnt[i])}
+        assert (f.get("id") or 0) == int(ids[i])
+    # GDAL's MVT driver (what QGIS and ogr2ogr read) opens the same bytes
+    import pyogrio
+
+    path = tmp_path / "0.pbf"
+    path.write_bytes(body)
+    got = pyogrio.read_dataframe(f"MVT:{path}", layer="enterprises", CLIP="NO")
+    assert len(got) == n and set(got["verdict"]) <= set(VERDICTS)
+    assert int(got["n"].sum()) == int(cnt.sum())
+
+
+def test_point_index_tiles_match_a_brute_force_count() -> None:
+    rng = np.random.default_rng(2)
+    n = 200_000
+    frame = pd.DataFrame({"fid": np.arange(1, n + 1), "lon": rng.uniform(109.7, 117.3, n),
+                          "lat": rng.uniform(20.2, 25.5, n),
+                          "verdict": rng.choice(VERDICTS, n)})
+    idx = PointIndex.build(frame, VERDICTS, (1,))
+    gdf = gpd.GeoDataFrame(frame, geometry=shapely.points(frame.lon, frame.lat), crs=4326)
+    for z in (4, 7, 10, 13, 21):
+        x, y = _tile_xy(113.3, 23.1, z)
+        feats = _decode(idx.tile(z, x, y, None))
+        assert sum(f["properties"]["n"] for f in feats) == int(
+            _in_tile(gdf, z, x, y, BUFFER).sum())
+
+
+def test_tile_matrix_set_and_tileset_documents(many_client) -> None:
+    client, _ = many_client
+    tms = client.get("/tileMatrixSets/WebMercatorQuad").json()
+    z0 = tms["tileMatrices"][0]
+    # OGC 17-083r4 Annex D.1 (WebMercatorQuad): zoom 0 values
+    assert math.isclose(z0["scaleDenominator"], 559082264.0287178, rel_tol=1e-12)
+    assert math.isclose(z0["cellSize"], 156543.0339280410, rel_tol=1e-12)
+    assert z0["pointOfOrigin"] == pytest.approx([-20037508.3427892, 20037508.3427892])
+    assert tms["tileMatrices"][18]["matrixWidth"] == 2 ** 18
+    ts = client.get("/collections/enterprises/tiles/WebMercatorQuad").json()
+    item = next(link for link in ts["links"] if link["rel"] == "item")
+    assert item["href"].endswith("/collections/enterprises/tiles/WebMercatorQuad/"
+                                 "{tileMatrix}/{tileRow}/{tileCol}")
+    assert item["type"] == "application/vnd.mapbox-vector-tile"
+    assert client.get("/collections/enterprises/tiles").json()["tilesets"][0]["dataType"] == \
+        "vector"
+    conf = client.get("/conformance").json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt" in conf
+    style = client.get("/collections/enterprises/tiles/WebMercatorQuad/style.json").json()
+    assert style["layers"][0]["source-layer"] == "enterprises"
+    assert "{z}/{y}/{x}" in style["sources"]["basinwatch"]["tiles"][0]
+
+
+def test_view_count_per_verdict(many_client) -> None:
+    client, gdf = many_client
+    box = (116.2, 23.1, 116.5, 23.4)
+    body = client.get("/map/count", params={"bbox": ",".join(map(str, box)),
+                                            "needs_review": "true"}).json()
+    inside = gdf[(gdf.lon >= box[0]) & (gdf.lon <= box[2]) & (gdf.lat >= box[1])
+                 & (gdf.lat <= box[3]) & gdf.needs_review]
+    assert body["total"] == len(inside) > 0
+    assert body["verdict"] == {k: int(v) for k, v in inside.verdict.value_counts().items()}
+
+
+
+def _features(body: bytes) -> list[tuple]:
+    return sorted((*f["geometry"]["coordinates"], f["properties"]["verdict"],
+                   f["properties"]["n"], f.get("id") or 0) for f in _decode(body))
+
+
+def test_cell_sums_equal_binning_every_enterprise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Low zooms come from cached per-cell counts; forcing the per-enterprise path gives the
+    same tiles."""
+    import api.tiles as tiles
+
+    rng = np.random.default_rng(4)
+    n = 100_000
+    frame = pd.DataFrame({"fid": np.arange(1, n + 1), "lon": rng.normal(113.5, 0.4, n),
+                          "lat": rng.normal(23.0, 0.3, n), "verdict": rng.choice(VERDICTS, n)})
+    idx = PointIndex.build(frame, VERDICTS, (1,))
+    for z in (5, 8, 10):
+        x, y = _tile_xy(113.5, 23.0, z)
+        for px in (256, 512):
+            cells = idx.tile(z, x, y, None, tile_px=px)
+            idx.tiles.clear()  # no cached tile: really take the other path
+            with monkeypatch.context() as m:
+                m.setattr(tiles, "AGG_LEVEL", 0)
+                raw = idx.tile(z, x, y, None, tile_px=px)
+            assert _features(cells) == _features(raw), (z, px)
+
+
+@pytest.mark.parametrize("z", [8, 13])
+def test_a_512_px_tile_is_its_four_256_px_children(many_client, z: int) -> None:
+    """px=512 bins the parent tile for display at 512 px: the same 4 px bins as its four
+    children at the next zoom (each child's coordinates halved and offset)."""
+    client, gdf = many_client
+    x, y = _tile_xy(float(gdf.lon[500]), float(gdf.lat[500]), z)
+    big = [f for f in _features(client.get(TILE.format(z=z, x=x, y=y),
+                                           params={"px": 512}).content)
+           if 0 <= f[0] < EXTENT and 0 <= f[1] < EXTENT]
+    children = []
+    for dx in (0, 1):
+        for dy in (0, 1):
+            body = client.get(TILE.format(z=z + 1, x=2 * x + dx, y=2 * y + dy)).content
+            children += [((cx + dx * EXTENT) // 2, (cy + dy * EXTENT) // 2, *rest)
+                         for cx, cy, *rest in _features(body)
+                         if 0 <= cx < EXTENT and 0 <= cy < EXTENT]
+    assert big and sorted(big) == sorted(children)
+    assert client.get(TILE.format(z=z, x=x, y=y), params={"px": 300}).status_code == 400
