@@ -82,7 +82,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                            source_sha256="0")
     ents["fid"] = range(1, len(ents) + 1)
     port = _free_port()
-    app = create_app(Settings(data_dir=tmp), store=store)
+    app = create_app(Settings(data_dir=tmp, online_tiles="osm,amap"), store=store)
 
     @app.middleware("http")
     async def strict_csp(request, call_next):  # noqa: ANN001, ANN202

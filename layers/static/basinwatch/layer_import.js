@@ -1,8 +1,9 @@
 /*
  * BasinWatch boundary import form for the served map (BasinWatch's own code, MIT).
  *
- * Hooks into BasinWatchMap.init (static/basinwatch/webmap.js) without changing it: after
- * the map is set up, a "导入边界" control opens a form that POSTs the file to
+ * A plug-in of the served map (BasinWatchMap.plugins.panelSection, static/basinwatch/webmap.js;
+ * styles in layer_import.css, none inline, for the page's CSP): a "导入边界" section of the
+ * panel opens a form that POSTs the file to
  * {api}/layers/import with the editor key, shows the validation report and the impact on
  * the stored registry, draws the differences (areas gained/lost, enterprises whose result
  * changes) from {api}/layers/{id}/versions/{v}/impact?format=geojson, and can activate the
@@ -13,7 +14,7 @@
 (function (global) {
   "use strict";
   var BW = global.BasinWatchMap;
-  if (!BW || !BW.init) { return; }
+  if (!BW || !BW.plugins) { return; }
   var esc = BW.esc;
 
   function el(tag, cls, html) {
@@ -31,23 +32,17 @@
 
   function attach(bw) {
     var t = bw.cfg.layer_import || {};
-    if (!t.button) { return; }
+    if (!t.button) { return null; }
     var map = bw.map, api = bw.cfg.api || "";
     var state = {diff: null, version: null, layerId: null, key: ""};
     global.bwImport = state;
 
-    var control = L.control({position: "bottomleft"});
-    control.onAdd = function () {
-      var box = el("div", "bw-import leaflet-bar");
-      box.style.background = "#fff";
-      box.style.padding = "4px 6px";
-      box.style.maxWidth = "380px";
-      box.style.maxHeight = "70vh";
-      box.style.overflowY = "auto";
+    var box = (function () {
+      var box = el("div", "bw-import");
       var open = el("button", "bw-btn bw-import-open", esc(t.button));
       open.type = "button";
       var panel = el("form", "bw-import-form");
-      panel.style.display = "none";
+      panel.hidden = true;
       panel.innerHTML =
         "<b>" + esc(t.title) + "</b>" +
         row(t.file, '<input type="file" name="file" required>') +
@@ -59,7 +54,7 @@
         row(t.source, '<input name="source" size="24">') +
         row(t.licence, '<input name="licence" size="24">') +
         row(t.accuracy, '<input name="accuracy_m" type="number" min="0" step="any" size="8">') +
-        '<label style="display:block"><input type="checkbox" name="repair" value="true"> ' +
+        '<label class="bw-import-row"><input type="checkbox" name="repair" value="true"> ' +
         esc(t.repair) + "</label>" +
         row(t.key, '<input name="key" type="password" autocomplete="off" size="24">') +
         '<button type="submit" class="bw-btn bw-import-submit">' + esc(t.submit) +
@@ -67,10 +62,10 @@
         "</button>" +
         '<div class="bw-import-result"></div>';
       open.addEventListener("click", function () {
-        panel.style.display = panel.style.display === "none" ? "block" : "none";
+        panel.hidden = !panel.hidden;
       });
       panel.querySelector(".bw-import-close").addEventListener("click", function () {
-        panel.style.display = "none";
+        panel.hidden = true;
       });
       panel.addEventListener("submit", function (ev) {
         ev.preventDefault();
@@ -78,14 +73,11 @@
       });
       box.appendChild(open);
       box.appendChild(panel);
-      L.DomEvent.disableClickPropagation(box);
-      L.DomEvent.disableScrollPropagation(box);
       return box;
-    };
-    control.addTo(map);
+    })();
 
     function row(label, input) {
-      return '<label style="display:block;margin-top:3px">' + esc(label) + "<br>" + input +
+      return '<label class="bw-import-row bw-import-field">' + esc(label) + "<br>" + input +
         "</label>";
     }
 
@@ -115,8 +107,8 @@
 
     function checksHtml(report) {
       return "<ul class=\"bw-import-checks\">" + report.checks.map(function (c) {
-        var color = {error: "#c00", warning: "#b36b00", ok: "#2a7", info: "#555"}[c.level];
-        return '<li style="color:' + color + '">[' + esc(c.level) + "] " +
+        var level = {error: 1, warning: 1, ok: 1, info: 1}[c.level] ? c.level : "info";
+        return '<li class="bw-import-' + level + '">[' + esc(c.level) + "] " +
           esc(c.message_zh) + "</li>";
       }).join("") + "</ul>";
     }
@@ -215,12 +207,13 @@
           state.reloaded = layerId;
         });
     }
+    return box;
   }
 
-  var init = BW.init;
-  BW.init = function (map, cfg) {
-    var result = init.apply(this, arguments);
-    attach(global.bw);
-    return result;
-  };
+  // a section of the served map's panel (see BasinWatchMap.plugins in webmap.js)
+  BW.plugins.panelSection({
+    id: "layer_import", order: 90,
+    title: function (bw) { return (bw.cfg.layer_import || {}).button || ""; },
+    render: attach
+  });
 })(window);

@@ -24,7 +24,7 @@
     overlay: function (spec) { registry.overlays.push(spec); },
     /* {id, order, render(props, bw) -> Node | null}: rows appended to enterprise popups */
     popupSection: function (spec) { registry.popupSections.push(spec); },
-    /* {id, order, title, render(bw) -> Node}: a fieldset appended to the panel */
+    /* {id, order, title (string, {zh, en} or fn(bw)), render(bw) -> Node}: a panel fieldset */
     panelSection: function (spec) { registry.panelSections.push(spec); },
     /* fn(bw): called once the map is ready */
     onInit: function (fn) { registry.onInit.push(fn); },
@@ -994,8 +994,11 @@
 
     registry.panelSections.slice().sort(function (a, b) { return (a.order || 0) - (b.order || 0); })
       .forEach(function (sec) {
-        try { section(typeof sec.title === "string" ? sec.title : (sec.title[lang] || sec.title.zh),
-                      "bw-plugin-" + sec.id, [sec.render(bw)]); }
+        try {
+          var title = typeof sec.title === "function" ? sec.title(bw) : sec.title;
+          section(typeof title === "string" ? title : (title[lang] || title.zh),
+                  "bw-plugin-" + sec.id, [sec.render(bw)]);
+        }
         catch (e) { showError(sec.id, e); }
       });
 
