@@ -169,7 +169,7 @@ def test_outputs_keep_registry_text_numeric_columns_and_round_coordinates(tmp_pa
     assert set(numeric_columns()) <= set(ent.columns)
     assert ent["coal_boiler_tph"].tolist()[0] == 12.5
     assert ent["furnace_volume_m3"].tolist()[1] == 400.0
-    assert ent["capacity_t_per_year"].isna().all()  # not in this registry: blank
+    assert ent["annual_output_t"].isna().all()  # not in this registry: blank
     # GCJ-02 converted: 7 decimals (about 1 cm), not 15
     assert ent["lon"].map(lambda v: len(repr(v).split(".")[1])).max() <= 7
     assert abs(ent["lon"].iloc[0] - ent.geometry.x.iloc[0]) < 1e-7
