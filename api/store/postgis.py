@@ -511,8 +511,11 @@ def store_rule_inputs(
     vocab = field_vocabulary()
     attrs = [c for c in enterprises.columns
              if c in vocab and vocab[c].producer == "registry" and c not in ENFORCEMENT_COLUMNS]
+    unit_frame = pd.DataFrame(units) if units is not None else pd.DataFrame()
+    if len(unit_frame.columns):
+        unit_frame = unit_frame.assign(unit_pos=np.arange(len(unit_frame)))  # keeps their order
     tables = {ATTRIBUTES_TABLE: pd.DataFrame(enterprises[["row", *attrs]]),
-              UNITS_TABLE: pd.DataFrame(units) if units is not None else pd.DataFrame()}
+              UNITS_TABLE: unit_frame}
     with store.engine.begin() as conn:
         for name, frame in tables.items():
             conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
@@ -526,7 +529,8 @@ def _stored_units(conn: Connection) -> pd.DataFrame | None:
 
     if not inspect(conn).has_table(UNITS_TABLE):
         return None
-    units = pd.read_sql_table(UNITS_TABLE, conn)
+    units = pd.read_sql(text(f"SELECT * FROM {UNITS_TABLE} ORDER BY unit_pos"), conn)
+    units = units.drop(columns=["unit_pos"])
     return units if len(units) else None
 
 
