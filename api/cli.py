@@ -203,8 +203,14 @@ def run(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
     as_of: Annotated[
         Optional[str],
-        typer.Option(help="Evaluate rules at this date (YYYY-MM-DD); default today.",
+        typer.Option(help="Evaluate rules at this date (YYYY-MM-DD): which rules are in force "
+                          "and which deadlines are overdue; default today.",
                      metavar="YYYY-MM-DD"),
+    ] = None,
+    equipment: Annotated[
+        Optional[Path],
+        typer.Option("--equipment", help="Equipment inventory (设备清单) CSV/XLSX; default: the "
+                                         "registry XLSX's 设备清单 (or second) sheet."),
     ] = None,
     no_map: Annotated[bool, typer.Option("--no-map", help="Skip map.html.")] = False,
 ) -> None:
@@ -214,11 +220,13 @@ def run(
 
     when = _parse_date(as_of)
     _check_registry(registry)
+    if equipment is not None and (not equipment.exists() or equipment.is_dir()):
+        raise typer.BadParameter(f"no such file: {equipment}", param_hint="--equipment")
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{out} is a file; expected a folder", param_hint="--out")
     try:
         with StageProgress(live=_interactive()) as step:
-            result = run_pipeline(registry, as_of=when, progress=step)
+            result = run_pipeline(registry, equipment=equipment, as_of=when, progress=step)
             try:
                 out.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -226,7 +234,8 @@ def run(
                     f"Cannot create the output folder {out}: {exc.strerror}."
                 ) from exc
             paths = export_all(result.enterprises, result.rejected, out,
-                               provenance=result.provenance, progress=step)
+                               provenance=result.provenance, progress=step,
+                               units=result.units)
             if not no_map:
                 from layers.webmap import build_map, save_offline_html
 
@@ -270,32 +279,40 @@ def sample(
                           help="Number of enterprises (1 to 5,000,000).")
     ] = 3000,
     seed: Annotated[int, typer.Option(min=0, help="Random seed (>= 0).")] = 2019,
+    equipment_out: Annotated[
+        Optional[Path],
+        typer.Option("--equipment-out", help="Equipment inventory CSV (default: next to --out; "
+                                             "for .xlsx the inventory is the 2nd sheet)."),
+    ] = None,
 ) -> None:
-    """Write a seeded synthetic registry (clearly labelled synthetic)."""
-    from geo.synthetic import synthetic_registry, write_registry
+    """Write a seeded synthetic registry and equipment inventory (clearly labelled synthetic)."""
+    from geo.synthetic import synthetic_dataset, write_dataset
 
     _check_out_file(out)
     try:
-        frame = synthetic_registry(n, seed=seed)
-        write_registry(frame, out)
+        data = synthetic_dataset(n, seed=seed)
+        reg, equ = write_dataset(data, out, equipment_out)
     except GeoError as exc:
         _fail(exc)
-    console.print(f"wrote {len(frame):,} synthetic rows to {out}", highlight=False)
+    console.print(f"wrote {len(data.registry):,} synthetic enterprises to {reg} and "
+                  f"{len(data.equipment):,} equipment units to {equ or reg}", highlight=False)
 
 
 def _load_into_store(store: object, registry: Optional[Path], who: str,
-                     as_of: date | None = None) -> str:
+                     as_of: date | None = None, equipment: Optional[Path] = None) -> str:
     """Run the pipeline on ``registry`` (default: the sample), load it into ``store`` and
     apply the load to the enforcement cases."""
     from api.casework import sync_cases
     from geo.pipeline import run_pipeline
 
-    result = run_pipeline(registry, as_of=as_of)
+    result = run_pipeline(registry, equipment=equipment, as_of=as_of)
     name = registry.name if registry else "registry_synthetic.csv (sample)"
     rec = store.load_enterprises(  # type: ignore[attr-defined]
         result.enterprises, loaded_by=who, source_name=name,
         source_sha256=result.source_sha256, rejected=len(result.rejected),
     )
+    if hasattr(store, "store_rule_inputs"):  # PostGIS keeps them for in-database re-runs
+        store.store_rule_inputs(result.enterprises, result.units)
     synced = sync_cases(store, as_of=as_of, recorded_by=who)  # type: ignore[arg-type]
     cases = f"; cases {synced.counts}" if synced else ""
     return f"load {rec.load_id}: {len(result.enterprises)} enterprises from {name}{cases}"
@@ -312,6 +329,9 @@ def load(
     as_of: Annotated[
         Optional[str], typer.Option(help="Date the load describes (rules, case changes).")
     ] = None,
+    equipment: Annotated[
+        Optional[Path], typer.Option("--equipment", help="Equipment inventory (设备清单) CSV/XLSX.")
+    ] = None,
 ) -> None:
     """Classify a registry and load it into the store (atomic, versioned); its verdicts open
     or update the enforcement cases."""
@@ -327,7 +347,7 @@ def load(
     try:
         store.init()
         console.print(_load_into_store(store, registry, f"cli:{getpass.getuser()}",
-                                       _parse_date(as_of)))
+                                       _parse_date(as_of), equipment))
     except GeoError as exc:
         _fail(exc)
     finally:

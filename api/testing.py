@@ -43,6 +43,9 @@ def make_enterprises(rows: list[tuple] | None = None) -> gpd.GeoDataFrame:
     data["crs_in"] = ["WGS84"] * n
     data["geocode_precision"] = ["coordinates"] * n
     data["needs_review"] = [i % 2 == 0 for i in range(n)]
+    data["unit_count"] = [i % 3 for i in range(n)]
+    data["deadline"] = ["2019-12-31" if r[3] == "rectify" else "" for r in rows]
+    data["deadline_status"] = ["pending" if r[3] == "rectify" else "" for r in rows]
     data["reasons"] = ["依据《方案》表2；测试" if r[3] != "no_action" else "" for r in rows]
     gdf = gpd.GeoDataFrame(
         data, geometry=shapely.points(np.c_[data["lon"], data["lat"]]), crs="EPSG:4326"

@@ -22,6 +22,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
 from layers.catalog import DATA_DIR
@@ -77,6 +78,72 @@ def enterprises(size: int, seed: int) -> gpd.GeoDataFrame:
         geometry=gpd.points_from_xy(x, y),
         crs=4326,
     )
+
+
+def units(frame: gpd.GeoDataFrame, per_enterprise: float, seed: int,
+          legacy_share: float = 1.0) -> pd.DataFrame:
+    """Seeded equipment units for :func:`enterprises` (canonical columns, no file parsing).
+
+    ``per_enterprise`` units on average (Poisson), typed and measured as the synthetic
+    profile's ``[[units.<industry>]]`` entries (``layers/data/synthetic_profile.toml``:
+    ranges that straddle the plan's thresholds) plus coal boilers for 10 %; units join on
+    the frame's ``row`` (1..n). ``legacy_share`` < 1 keeps that share of units on the
+    profile's ranges and gives the rest modern measures (3x the size, gas-fired boilers), for
+    a mix where few units are obsolete.
+    """
+    from geo.equipment import _header_lookup, _norm_header, _type_lookup, _key
+    from layers.catalog import read_data_toml
+
+    rng = np.random.default_rng(seed + 7)
+    profile = read_data_toml("synthetic_profile.toml")["units"]
+    lookup = _header_lookup()
+    ind = frame["industry_id"].to_numpy()
+    n = len(frame)
+    counts = rng.poisson(per_enterprise, n)
+    owner = np.repeat(np.arange(n), counts)
+    kind = rng.random(len(owner))
+    parts: dict[str, Any] = {"enterprise_row": owner + 1, "source": "equipment",
+                             "source_row": np.arange(len(owner)) + 2, "uscc": "", "name": "",
+                             "unit_type": np.full(len(owner), "other", dtype=object),
+                             "unit_type_raw": "", "data_issues": ""}
+    for industry, entries in profile.items():
+        mine = ind[owner] == industry
+        for k, entry in enumerate(entries):
+            sel = mine & (kind >= k / len(entries)) & (kind < (k + 1) / len(entries))
+            parts["unit_type"][sel] = _type_lookup()[_key(entry["type"])]
+            for head, (a, b) in entry.get("measures", {}).items():
+                base, unit = _norm_header(head)
+                col = lookup[base]
+                if col == "capacity":
+                    col = {"万吨/年": "capacity_t_per_year", "万标张/年": "capacity_hides_per_year",
+                           "万平方米/年": "capacity_m2_per_year"}[unit]
+                    vals = rng.uniform(a, b, int(sel.sum())) * 10_000
+                else:
+                    vals = rng.uniform(a, b, int(sel.sum()))
+                parts.setdefault(col, np.full(len(owner), np.nan))[sel] = np.round(vals, 2)
+    boiler = rng.random(len(owner)) < 0.1
+    parts["unit_type"][boiler] = "coal_boiler"
+    parts["boiler_tph"] = np.where(boiler, np.round(rng.uniform(2, 120, len(owner)), 1), np.nan)
+    parts["fuel"] = np.where(boiler, "coal", "").astype(object)
+    if legacy_share < 1:
+        modern = rng.random(len(owner)) >= legacy_share
+        for col, vals in parts.items():
+            if col in ("volume_m3", "tonnage_t", "diameter_m", "current_ka", "width_m",
+                       "speed_m_per_min", "power_mw") or col.startswith("capacity_"):
+                vals[modern] = vals[modern] * 3
+            elif col == "cadmium_pct":
+                vals[modern] = vals[modern] * 0.3
+        parts["fuel"][modern & boiler] = "natural_gas"
+    out = pd.DataFrame(parts)
+    out["unit_id"] = np.char.add("U", np.arange(len(out)).astype(str)).astype(object)
+    from geo.equipment import ENUM_COLUMNS
+
+    for c in ("uscc", "name", "unit_type_raw", "data_issues", "unit_id"):
+        out[c] = out[c].astype(object)  # as geo.equipment produces them
+    for c in ENUM_COLUMNS:
+        if c in out:
+            out[c] = out[c].astype(object).astype("category")
+    return out
 
 
 def _maxrss_mb() -> float:
@@ -173,6 +240,40 @@ def _lookup_one(gdf: gpd.GeoDataFrame, x: np.ndarray, y: np.ndarray, repeat: int
         "matched": int(sum(f(a, b) >= 0 for a, b in zip(xs, ys, strict=True))),
         "p50": float(np.percentile(arr, 50)),
         "p99": float(np.percentile(arr, 99)),
+    }
+
+
+def _engine_units(size: int, seed: int, repeat: int, per_enterprise: float,
+                  legacy_share: float = 1.0) -> dict[str, Any]:
+    """classify + evaluate_rules with ``per_enterprise`` equipment units per enterprise."""
+    from geo.classify import LAYER_KINDS, classify
+    from geo.rules import evaluate_rules
+    from layers import registry
+
+    frame = enterprises(size, seed)
+    frame["row"] = np.arange(1, size + 1)
+    inventory = units(frame, per_enterprise, seed, legacy_share)
+    for kind in LAYER_KINDS:
+        registry.load_group(kind)
+    ph: dict[str, list[float]] = {"cold": [], "classify": [], "rules": [], "query": []}
+    t0, _ = _timed(lambda: classify(frame))
+    ph["cold"].append(t0)
+    out = None
+    for _ in range(repeat):
+        t1, cl = _timed(lambda: classify(frame))
+        t2, out = _timed(lambda: evaluate_rules(cl, inventory))
+        ph["classify"].append(t1)
+        ph["rules"].append(t2)
+        ph["query"].append(t1 + t2)
+    assert out is not None
+    ent, unit = out.enterprises, out.units
+    return {
+        "phases": ph,
+        "units": len(inventory),
+        "matched": int((ent["district"] != "").sum()),
+        "verdicts": {str(k): int(v) for k, v in ent["verdict"].value_counts().items()},
+        "unit_verdicts": {str(k): int(v) for k, v in unit["verdict"].value_counts().items()},
+        "obsolete_share": float((unit["verdict"].astype(str) != "no_action").mean()),
     }
 
 
@@ -277,6 +378,13 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     if method == "engine":  # its own points; the reference layers come from the registry
         rss0 = _maxrss_mb()
         res = _engine(int(spec["size"]), int(spec.get("seed", 2019)), repeat)
+        res["peak_mb"] = max(_maxrss_mb() - rss0, 0.0)
+        return res
+    if method == "engine_units":
+        rss0 = _maxrss_mb()
+        res = _engine_units(int(spec["size"]), int(spec.get("seed", 2019)), repeat,
+                            float(spec.get("per_enterprise", 3.0)),
+                            float(spec.get("legacy_share", 1.0)))
         res["peak_mb"] = max(_maxrss_mb() - rss0, 0.0)
         return res
     gdf = load_layer(spec["layer"])

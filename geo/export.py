@@ -40,7 +40,13 @@ import pandas as pd
 from geo.errors import ExportError, ReferenceDataError
 from geo.files import atomic_target
 from geo.provenance import Provenance
-from geo.schema import ENFORCEMENT_COLUMNS, LIST_SEP, OPTIONAL_OUTPUT_COLUMNS, REJECTED_COLUMNS
+from geo.schema import (
+    ENFORCEMENT_COLUMNS,
+    LIST_SEP,
+    OPTIONAL_OUTPUT_COLUMNS,
+    REJECTED_COLUMNS,
+    UNIT_COLUMNS,
+)
 
 __all__ = [
     "FORMATS",
@@ -56,6 +62,7 @@ __all__ = [
     "write_geojson",
     "write_gpkg",
     "write_rejected_csv",
+    "write_units_csv",
     "write_shapefile_zip",
     "write_xlsx",
     "write_provenance",
@@ -330,6 +337,19 @@ def write_enforcement_csv(gdf: pd.DataFrame, path: str | os.PathLike[str]) -> Pa
     return _write_csv(frame, path)
 
 
+def write_units_csv(units: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``enforcement_units.csv``: one row per equipment unit (UTF-8 with BOM).
+
+    Columns :data:`geo.schema.UNIT_COLUMNS` (the unit's own verdict, rules, reasons,
+    deadline and status; ``enterprise_row`` joins it to the enforcement list's ``row``),
+    then the unit's measures and attributes in canonical units (equipment.toml).
+    """
+    _check_columns(units, UNIT_COLUMNS, "equipment units")
+    frame = pd.DataFrame(units).copy()
+    frame["needs_review"] = _bool_text(frame["needs_review"], "true", "false")
+    return _write_csv(frame, path)
+
+
 def write_rejected_csv(rejected: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write ``rejected_rows.csv`` (UTF-8 with BOM) with :data:`REJECTED_COLUMNS`.
 
@@ -498,6 +518,7 @@ def _display_frame(df: pd.DataFrame, verdicts: Mapping[str, str]) -> pd.DataFram
     )
     out["review_reasons"] = _codes_text(out["review_reasons"], labels["review_reasons"])
     out["data_issues"] = _codes_text(out["data_issues"], _issue_texts())
+    out = _rule_display(out, labels)
     out = _xlsx_safe(out)
     return out.rename(columns={c: _column_label(c) for c in out.columns})
 
@@ -515,6 +536,34 @@ def _xlsx_safe(frame: pd.DataFrame) -> pd.DataFrame:
             cleaned = ops.replace(_XML_ILLEGAL, "\ufffd", regex=True)
             out[col] = cleaned.where(cleaned.notna(), out[col])
     return out.astype(object).where(out.notna(), None)
+
+
+def _rule_display(out: pd.DataFrame, labels: Mapping[str, Any]) -> pd.DataFrame:
+    """Chinese deadline status and price measures (labels.toml, rules catalog)."""
+    if "deadline_status" in out:
+        status = labels.get("deadline_status", {})
+        out["deadline_status"] = out["deadline_status"].map(lambda v: status.get(v, v))
+    if "price_measures" in out:
+        from layers.catalog import rules
+
+        measures = {m.id: m.label_zh for m in rules().measures}
+        out["price_measures"] = _codes_text(out["price_measures"], measures)
+    return out
+
+
+def _units_display(units: pd.DataFrame, verdicts: Mapping[str, str]) -> pd.DataFrame:
+    """Chinese view of the per-unit result (the Excel 设备清单 sheet)."""
+    labels = _labels()
+    words = labels["words"]
+    out = pd.DataFrame(units.loc[:, list(UNIT_COLUMNS)]).copy()
+    out["verdict"] = out["verdict"].map(lambda v: verdicts.get(v, v))
+    out["needs_review"] = _bool_text(out["needs_review"], words["yes"], words["no"])
+    out["review_reasons"] = _codes_text(out["review_reasons"], labels["review_reasons"])
+    out["data_issues"] = _codes_text(out["data_issues"], _issue_texts())
+    out["source"] = out["source"].map({"registry": "企业名录", "equipment": "设备清单"})
+    out = _rule_display(out, labels)
+    out = out.astype(object).where(out.notna(), None)
+    return out.rename(columns=labels.get("unit_columns", {}))
 
 
 def _issue_texts() -> dict[str, str]:
@@ -664,6 +713,7 @@ def write_xlsx(
     rejected: pd.DataFrame | None = None,
     notes: Sequence[tuple[str, str]] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    units: pd.DataFrame | None = None,
 ) -> Path:
     """Write the Excel workbook for officials (Chinese headers and labels).
 
@@ -694,6 +744,9 @@ def write_xlsx(
         export from the map); none by default.
     progress
         ``progress(rows_written, rows_total)`` over all data sheets, every 1,000 rows.
+    units
+        Per-unit results (``PipelineResult.units``); when given and not empty, a sheet
+        设备清单 lists every unit with its own verdict, reasons, deadline and status.
     """
     from openpyxl import Workbook
     from openpyxl.styles import Font
@@ -730,6 +783,9 @@ def write_xlsx(
         rej = _xlsx_safe(pd.DataFrame(rejected.loc[:, list(REJECTED_COLUMNS)]))
         sheets.append((labels["sheets"]["rejected"],
                        rej.rename(columns=labels["rejected_columns"])))
+    if units is not None and len(units):
+        sheets.append((labels.get("sheets_units", {}).get("units", "设备清单"),
+                       _xlsx_safe(_units_display(units, verdicts))))
     total = sum(len(frame) for _, frame in sheets)
     done = [0]
 
@@ -849,12 +905,14 @@ def export_all(
     verdict_labels: Mapping[str, str] | None = None,
     provenance: Provenance | None = None,
     progress: Callable[..., None] | None = None,
+    units: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write every standard output into ``out_dir``.
 
     Files: ``enforcement_list.csv``, ``.geojson``, ``.xlsx``, ``.gpkg``,
     ``rejected_rows.csv`` and the sidecar ``enforcement_list.provenance.json`` (provenance
-    plus the SHA-256 of each file).
+    plus the SHA-256 of each file); with ``units``, also ``enforcement_units.csv`` and the
+    Excel 设备清单 sheet (the enterprise files carry ``unit_count`` and the named ``units``).
 
     Parameters
     ----------
@@ -868,7 +926,10 @@ def export_all(
         The run's provenance (:attr:`geo.pipeline.PipelineResult.provenance`).
     progress
         Called as ``progress(fmt, rows)`` before and ``progress(fmt, rows, done=True)``
-        after each file (``fmt`` one of csv, geojson, xlsx, gpkg, rejected, provenance).
+        after each file (``fmt`` one of csv, geojson, xlsx, gpkg, units, rejected,
+        provenance).
+    units
+        The pipeline's per-unit results (:attr:`geo.pipeline.PipelineResult.units`).
 
     Returns
     -------
@@ -888,11 +949,19 @@ def export_all(
     paths: dict[str, Path] = {}
     for fmt in ("csv", "geojson", "xlsx", "gpkg"):
         step(fmt, len(result_gdf))
-        paths[fmt] = export(
-            result_gdf, fmt, out / f"enforcement_list{FORMATS[fmt]}",
-            verdict_labels=verdict_labels, provenance=prov, rejected=rejected,
+        target = out / f"enforcement_list{FORMATS[fmt]}"
+        paths[fmt] = write_xlsx(
+            result_gdf, target, verdict_labels=verdict_labels, provenance=prov,
+            rejected=rejected, units=units,
+        ) if fmt == "xlsx" else export(
+            result_gdf, fmt, target, verdict_labels=verdict_labels, provenance=prov,
+            rejected=rejected,
         )
         step(fmt, len(result_gdf), done=True)
+    if units is not None and len(units):
+        step("units", len(units))
+        paths["units"] = write_units_csv(units, out / "enforcement_units.csv")
+        step("units", len(units), done=True)
     step("rejected", len(rejected))
     paths["rejected"] = write_rejected_csv(rejected, out / "rejected_rows.csv")
     step("rejected", len(rejected), done=True)

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from geo.crs import CRS_NAMES, normalise_crs_name
+from geo.equipment import parse_attribute, registry_units
 from geo.errors import MissingColumnError, ReferenceDataError, RegistryFormatError
 from geo.schema import INGEST_COLUMNS, ISSUE_SEP, REJECTED_COLUMNS
 from geo.uscc import normalise_uscc, validate_uscc
@@ -79,11 +80,15 @@ class IngestResult:
     source_rows
         Data rows in the file (fully blank lines excluded);
         ``len(accepted) + len(rejected) == source_rows``.
+    units
+        Implicit equipment units of accepted rows, from the registry columns registry.toml
+        marks ``implicit_unit`` (高炉容积 -> a blast furnace), joined by ``enterprise_row``.
     """
 
     accepted: pd.DataFrame
     rejected: pd.DataFrame
     source_rows: int
+    units: pd.DataFrame | None = None
 
 
 # --------------------------------------------------------------------------- catalogs
@@ -156,8 +161,8 @@ def _norm_header(value: object) -> str:
 def _header_lookup() -> dict[str, str]:
     spec = registry_spec()
     lookup: dict[str, str] = {}
-    for section in ("columns", "numeric"):
-        for canonical, item in spec[section].items():
+    for section in ("columns", "numeric", "attributes"):
+        for canonical, item in spec.get(section, {}).items():
             for alias in [canonical, *item.get("aliases", [])]:
                 lookup.setdefault(_norm_header(alias), canonical)
     return lookup
@@ -293,7 +298,7 @@ def _decode(data: bytes) -> str:
     )
 
 
-def _read_table(data: bytes, name: str) -> pd.DataFrame:
+def _read_table(data: bytes, name: str, *, sheet: str | int | None = 0) -> pd.DataFrame:
     suffix = Path(name).suffix.lower()
     if data.startswith(_XLS_MAGIC) or suffix == ".xls":
         raise RegistryFormatError(
@@ -301,7 +306,10 @@ def _read_table(data: bytes, name: str) -> pd.DataFrame:
         )
     if data.startswith(_XLSX_MAGIC) or suffix in (".xlsx", ".xlsm"):
         try:
-            frame = pd.read_excel(io.BytesIO(data), dtype=str, engine="openpyxl")
+            frame = pd.read_excel(
+                io.BytesIO(data), dtype=str, engine="openpyxl",
+                sheet_name=0 if sheet is None else sheet,
+            )
         except Exception as exc:  # openpyxl raises many types for corrupt files
             raise RegistryFormatError(f"Cannot read the XLSX registry {name}: {exc}") from exc
     else:
@@ -325,6 +333,13 @@ def _read_table(data: bytes, name: str) -> pd.DataFrame:
             raise RegistryFormatError(f"Cannot parse the CSV registry {name}: {exc}") from exc
     frame = frame.astype(object).where(frame.notna(), "")
     return frame.map(str)
+
+
+def _header_unit(raw: object) -> str:
+    """The unit in a header's trailing bracket (``容积(m³)`` -> ``m³``), else ``''``."""
+    text = re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(raw)).strip())
+    m = re.match(r"^.+\((.*)\)$", text)
+    return m.group(1) if m else ""
 
 
 def _map_headers(frame: pd.DataFrame) -> dict[str, str]:
@@ -515,6 +530,7 @@ def read_registry(
             "field": field[rej_idx].to_numpy(dtype=object),
             "reason": reason[rej_idx].to_numpy(dtype=object),
             "message": np.asarray(messages, dtype=object),
+            "source": "registry",
         },
         columns=list(REJECTED_COLUMNS),
     )
@@ -532,6 +548,15 @@ def read_registry(
         if key in table:
             numeric[key], bad = _parse_numbers(col(key))
             numeric_bad |= bad
+    attributes: dict[str, pd.Series] = {}
+    attribute_bad = pd.Series(False, index=idx)
+    for key, item in registry_spec().get("attributes", {}).items():
+        if key in table:
+            attributes[key], err = parse_attribute(col(key), item)
+            attribute_bad |= err.ne("")
+    keyed = table.assign(uscc=uscc, name=name_s)
+    units, unit_bad = registry_units(keyed, _units_of_headers(mapping))
+    numeric_bad |= pd.Series(idx.isin(unit_bad), index=idx)
     issues = _join_issues(
         idx,
         [
@@ -543,6 +568,7 @@ def read_registry(
             ("coordinates_missing", blank_coords & ~unparseable & has_addr & has_coord_cols),
             ("coordinates_out_of_province", outside & has_addr),
             ("numeric_invalid", numeric_bad),
+            ("attribute_invalid", attribute_bad),
         ],
     )
     accepted = pd.DataFrame(
@@ -560,10 +586,12 @@ def read_registry(
             "park_claimed": text("park"),
             "data_issues": issues,
             **numeric,
+            **attributes,
         },
         index=idx,
     )[keep]
-    accepted = accepted[[*INGEST_COLUMNS, *numeric]].reset_index(drop=True)
+    accepted = accepted[[*INGEST_COLUMNS, *numeric, *attributes]].reset_index(drop=True)
+    units = units[units["enterprise_row"].isin(accepted["row"])].reset_index(drop=True)
     for key in ("uscc", "data_issues"):
         accepted[key] = accepted[key].astype(str)
     for key in numeric:
@@ -573,5 +601,10 @@ def read_registry(
         len(rejected),
     )
     assert len(accepted) + len(rejected) == n
-    return IngestResult(accepted=accepted, rejected=rejected, source_rows=n)
+    return IngestResult(accepted=accepted, rejected=rejected, source_rows=n, units=units)
+
+
+def _units_of_headers(mapping: dict[str, str]) -> dict[str, str]:
+    """Canonical column -> the unit written in its original header's bracket."""
+    return {canonical: _header_unit(raw) for raw, canonical in mapping.items()}
 

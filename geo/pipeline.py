@@ -1,6 +1,7 @@
 """The end-to-end pipeline: registry file in, classified enterprises with verdicts out.
 
-    read_registry ──► geocode ──► classify ──► apply_rules ──► PipelineResult
+    read_registry ──► geocode ──► classify ──► evaluate_rules ──► PipelineResult
+    read_equipment ──► join_units ─────────────────┘   (设备清单: 2nd XLSX sheet or own file)
 
 Each step is a public function of its own module; this module only wires them, collects
 the rows each step could not use into one rejected frame, and answers point look-ups
@@ -25,14 +26,16 @@ from geo.classify import classify, classify_point
 from geo.crs import normalise_crs_name, to_wgs84
 from geo.errors import InvalidQueryError
 from geo.geocoding import BaseGeocoder, geocode
-from geo.ingest import issue_message, numeric_columns, read_registry
+from geo.equipment import equipment_sheet_name, join_units, read_equipment
+from geo.ingest import issue_message, numeric_columns, read_registry, registry_spec
 from geo.provenance import Provenance
-from geo.rules import apply_rules, rules_for_point
+from geo.rules import evaluate_rules, rules_for_point, unit_result_frame
 from geo.schema import (
     CLASSIFY_COLUMNS,
     ENFORCEMENT_COLUMNS,
     OPTIONAL_OUTPUT_COLUMNS,
     REJECTED_COLUMNS,
+    UNIT_COLUMNS,
 )
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "classify_frame",
     "locate",
     "SAMPLE_REGISTRY",
+    "SAMPLE_EQUIPMENT",
     "COORD_DECIMALS",
 ]
 
@@ -53,6 +57,8 @@ SAMPLE_REGISTRY = (
     Path(__file__).resolve().parent.parent / "layers" / "data" / "sample"
     / "registry_synthetic.csv"
 )
+#: The bundled synthetic equipment inventory of the sample registry.
+SAMPLE_EQUIPMENT = SAMPLE_REGISTRY.with_name("equipment_synthetic.csv")
 
 #: Stages :func:`run_pipeline` reports to its ``progress`` callback, in order.
 STAGES: Final = ("read", "geocode", "classify", "rules")
@@ -93,6 +99,12 @@ class PipelineResult:
         Hash of the registry file's bytes (identifies a load).
     provenance
         Registry file, rule date, catalog and layer versions, time and counts of the run.
+    units
+        One row per equipment unit of an accepted enterprise (``UNIT_COLUMNS`` + measures):
+        its own verdict, rules, reasons, deadline and status.
+    equipment_rows
+        Data rows of the equipment inventory (0 when there is none);
+        ``units from the inventory + its rejected rows == equipment_rows``.
     """
 
     enterprises: gpd.GeoDataFrame
@@ -101,6 +113,8 @@ class PipelineResult:
     source_sha256: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     provenance: Provenance | None = None
+    units: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(UNIT_COLUMNS)))
+    equipment_rows: int = 0
 
     @property
     def verdict_counts(self) -> dict[str, int]:
@@ -121,6 +135,7 @@ def _sha256(source: str | Path | IO[bytes]) -> str:
     if isinstance(source, (str, Path)):
         return hashlib.sha256(Path(source).read_bytes()).hexdigest()
     pos = source.tell()
+    source.seek(0)  # the whole file, wherever the readers left the stream
     digest = hashlib.sha256(source.read()).hexdigest()
     source.seek(pos)
     return digest
@@ -152,12 +167,15 @@ def _output_frame(ruled: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Select and order the output columns; round lon/lat.
 
     Enforcement columns, optional output columns, every registry numeric attribute (NaN
-    where the registry has none), ``attr_*`` columns, geometry.
+    where the registry has none), the registry attributes rules read that the registry gave
+    (registry.toml [attributes]; stores keep them for in-database re-runs, see
+    ``api.store.postgis.store_rule_inputs``), ``attr_*`` columns, geometry.
     """
     columns = [c for c in ENFORCEMENT_COLUMNS if c in ruled.columns]
     optional = [c for c in OPTIONAL_OUTPUT_COLUMNS if c in ruled.columns]
     numeric = list(numeric_columns())
-    extra = [c for c in ruled.columns if c.startswith("attr_")]
+    attrs = [c for c in registry_spec().get("attributes", {}) if c in ruled.columns]
+    extra = [*attrs, *(c for c in ruled.columns if c.startswith("attr_"))]
     out = ruled[[*columns, *optional, *[c for c in numeric if c in ruled.columns], *extra,
                  "geometry"]].copy()
     for col in numeric:
@@ -171,7 +189,8 @@ def _output_frame(ruled: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def classify_frame(
-    gdf: gpd.GeoDataFrame, *, as_of: date | None = None, progress: ProgressFn | None = None
+    gdf: gpd.GeoDataFrame, *, as_of: date | None = None, progress: ProgressFn | None = None,
+    units: pd.DataFrame | None = None,
 ) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     """Classify geocoded enterprises and apply the rules.
 
@@ -183,6 +202,10 @@ def classify_frame(
         Date at which rules are evaluated (default: today).
     progress
         Told when classification and rules start and end (see :class:`ProgressFn`).
+    units
+        Equipment units joined to ``gdf`` by ``enterprise_row`` (see
+        :func:`geo.equipment.join_units`); their per-unit results are in
+        ``out.attrs["units"]`` of the returned frame.
 
     Returns
     -------
@@ -197,9 +220,12 @@ def classify_frame(
     inside, rejected = _outside_province(classified)
     step("classify", len(inside), done=True)
     step("rules", len(inside))
-    ruled = apply_rules(inside, as_of=as_of)
+    result = evaluate_rules(inside, units, as_of=as_of)
+    ruled = result.enterprises
     step("rules", len(ruled), done=True)
-    return _output_frame(ruled), rejected
+    out = _output_frame(ruled)
+    out.attrs["units"] = unit_result_frame(result.units, out)
+    return out, rejected
 
 
 def _source_name(source: str | Path | IO[bytes], filename: str | None) -> str:
@@ -210,9 +236,53 @@ def _source_name(source: str | Path | IO[bytes], filename: str | None) -> str:
     return Path(str(getattr(source, "name", "") or "")).name
 
 
+def _read_units(
+    source: str | Path | IO[bytes], equipment: str | Path | IO[bytes] | None,
+    filename: str | None,
+) -> tuple[pd.DataFrame | None, pd.DataFrame, int]:
+    """The equipment inventory: its own file, else the registry XLSX's equipment sheet."""
+    if equipment is not None:
+        res = read_equipment(equipment)
+        return res.units, res.rejected, res.source_rows
+    if isinstance(source, (str, Path)):
+        data = Path(source).read_bytes()
+    else:  # the registry reader has consumed the stream: read it again from the start
+        source.seek(0)
+        data = source.read()
+    sheet = equipment_sheet_name(data)
+    if sheet is None:
+        return None, pd.DataFrame(columns=list(REJECTED_COLUMNS)), 0
+    res = read_equipment(data, filename=filename or "registry.xlsx", sheet=sheet)
+    return res.units, res.rejected, res.source_rows
+
+
+def _orphan_units(units: pd.DataFrame, accepted_rows: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off units whose enterprise was rejected after ingest (geocoding, outside)."""
+    lost = ~units["enterprise_row"].isin(accepted_rows)
+    gone = units[lost & units["source"].astype(str).eq("equipment")]
+    rejected = pd.DataFrame(
+        {
+            "row": gone["source_row"].to_numpy(dtype="int64"),
+            "uscc": gone["uscc"].to_numpy(dtype=object),
+            "name": gone["name"].to_numpy(dtype=object),
+            "field": "统一社会信用代码",
+            "reason": "unit_enterprise_rejected",
+            "message": [
+                issue_message("unit_enterprise_rejected", row=r, field="", value=e,
+                              accepted="", sheet="设备清单", bounds="")
+                for r, e in zip(gone["source_row"], gone["enterprise_row"], strict=True)
+            ],
+            "source": "equipment",
+        },
+        columns=list(REJECTED_COLUMNS),
+    )
+    return units[~lost], rejected
+
+
 def run_pipeline(
     source: str | Path | IO[bytes] | None = None,
     *,
+    equipment: str | Path | IO[bytes] | None = None,
     filename: str | None = None,
     geocoder: str | BaseGeocoder = "offline",
     as_of: date | None = None,
@@ -223,7 +293,11 @@ def run_pipeline(
     Parameters
     ----------
     source
-        Path or binary file object of a CSV/XLSX registry; default the bundled sample.
+        Path or binary file object of a CSV/XLSX registry; default the bundled sample (with
+        its synthetic equipment inventory).
+    equipment
+        The equipment inventory (设备清单) as its own CSV/XLSX; default: the registry XLSX's
+        equipment sheet (equipment.toml [sheet] names, else its second sheet), if any.
     filename
         Name used to pick the format when ``source`` is a file object.
     geocoder
@@ -243,7 +317,10 @@ def run_pipeline(
     RegistryError
         If the file cannot be read as a registry (binary, no data rows, missing columns).
     """
-    source = SAMPLE_REGISTRY if source is None else source
+    if source is None:
+        source = SAMPLE_REGISTRY
+        if equipment is None and SAMPLE_EQUIPMENT.exists():
+            equipment = SAMPLE_EQUIPMENT
     step = progress or _no_progress
     day = as_of or date.today()
     timings: dict[str, float] = {}
@@ -252,6 +329,13 @@ def run_pipeline(
     step("read")
     ingested = read_registry(source, filename=filename)
     step("read", ingested.source_rows, done=True)
+    inventory, unit_rejected, equipment_rows = _read_units(source, equipment, filename)
+    units = ingested.units if ingested.units is not None else None
+    if inventory is not None:
+        joined, join_rejected = join_units(inventory, ingested.accepted)
+        unit_rejected = pd.concat([unit_rejected, join_rejected], ignore_index=True)
+        units = joined if units is None or not len(units) else pd.concat(
+            [units, joined], ignore_index=True)
     timings["ingest"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -261,16 +345,27 @@ def run_pipeline(
     timings["geocode"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    enterprises, outside = classify_frame(located, as_of=day, progress=step)
+    enterprises, outside = classify_frame(
+        located, as_of=day, progress=step,
+        units=None if units is None else units[units["enterprise_row"].isin(located["row"])],
+    )
+    orphans = pd.DataFrame(columns=list(REJECTED_COLUMNS))
+    if units is not None and len(units):
+        _kept, orphans = _orphan_units(units, enterprises["row"])
     timings["classify_and_rules"] = time.perf_counter() - t
 
+    registry_rejected = [f for f in (ingested.rejected, geo_rejected, outside) if len(f)]
+    for f in registry_rejected:
+        f["source"] = f["source"].fillna("registry") if "source" in f else "registry"
     rejected = (
         pd.concat(
-            [f for f in (ingested.rejected, geo_rejected, outside) if len(f)]
+            [*registry_rejected, *(f for f in (unit_rejected, orphans) if len(f))]
             or [pd.DataFrame(columns=list(REJECTED_COLUMNS))],
             ignore_index=True,
         )
-        .sort_values("row", kind="stable")
+        .assign(_src=lambda d: d["source"].ne("registry"))
+        .sort_values(["_src", "row"], kind="stable")
+        .drop(columns="_src")
         .reset_index(drop=True)
     )
     log.info(
@@ -297,6 +392,8 @@ def run_pipeline(
         source_sha256=sha,
         timings=timings,
         provenance=provenance,
+        units=enterprises.attrs.pop("units"),
+        equipment_rows=equipment_rows,
     )
 
 

@@ -1,14 +1,26 @@
-"""Rules engine: verdicts, standards and reasons from the rule catalog.
+"""Rules engine: verdicts, standards, deadlines and reasons from the rule catalog.
 
-The catalog (``layers/data/rules.toml``, loaded by :func:`layers.catalog.rules`) states each
-rule's conditions as data. This module evaluates them column-wise: one boolean mask per rule
-(a loop over rules, never over rows), packed into an integer bitmask per row; the output
-strings are then built once per *unique* bitmask and mapped back, so a million rows cost
-little more than the masks themselves.
+The catalog (``layers/data/rules.toml`` and its parts, loaded by :func:`layers.catalog.rules`)
+states each rule's conditions as data. This module evaluates them column-wise, never row by
+row:
+
+* each rule is evaluated on the rows that can match it only: the rows of its industries (and,
+  for unit rules, of its unit types) come from a per-field group index, and every further
+  predicate tests just the surviving rows (a loop over rules and predicates, never over rows);
+* matched rules are packed into integer bitmasks per row; output strings are built once per
+  *unique* bitmask and mapped back, so a million rows cost little more than the masks;
+* ``scope = "unit"`` rules run on the equipment units (3 per enterprise is typical); their
+  bits are OR-ed into their enterprise's, the enterprise verdict is the strongest of its own
+  rules and its units', and its reasons end with the units they concern, each with its
+  verdict and citations ("涉及设备：2号高炉（关停退出〔表5 第1项(1)〕）"), also the ``units``
+  column (grouped string joins in C loops).
 
 Semantics of a predicate ``{field, op, value}``: a field absent from the frame, or a missing
-value (NaN/None) in a row, makes the predicate false for that row -- unknown data never
-triggers a rule. ``is_empty`` means a known empty string.
+value (NaN/None/NaT/NA) in a row, makes the predicate false for that row -- unknown data never
+triggers a rule, and never exempts from one (``unless``). ``is_empty`` means a known empty
+string. Order ops compare exactly (``le 400`` holds at 400, ``lt 3`` does not hold at 3);
+values parsed with units are converted exactly (decimal arithmetic), so a boundary written as
+"1760毫米" is 1.76 m. ``@as_of`` is the evaluation date.
 """
 
 from __future__ import annotations
@@ -16,15 +28,20 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import operator
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from geo.schema import LIST_SEP, REASON_SEP, RULES_COLUMNS, TEXT_DTYPE
+from geo.schema import LIST_SEP, REASON_SEP, RULES_COLUMNS, TEXT_DTYPE, UNIT_COLUMNS
 from layers.catalog import (
+    AS_OF,
     AllOf,
     AnyOf,
     Condition,
@@ -32,46 +49,45 @@ from layers.catalog import (
     Rule,
     RuleCatalog,
     industries,
+    read_data_toml,
+    unit_types,
 )
 from layers.catalog import rules as default_rules
 
-__all__ = ["apply_rules", "rule_masks", "rules_for_point"]
+__all__ = [
+    "RulesResult",
+    "apply_rules",
+    "evaluate_rules",
+    "rule_masks",
+    "rules_for_point",
+    "REVIEW_CODES",
+]
 
 logger = logging.getLogger(__name__)
 
 FrameT = TypeVar("FrameT", bound=pd.DataFrame)
 
-
 _STR = TEXT_DTYPE
+_NAT: Final = np.iinfo(np.int64).min
+_EPOCH: Final = date(1970, 1, 1)
+#: Order operators: one table for every evaluation path (numbers, dates, text).
+_ORDER: Final[Mapping[str, Callable[[Any, Any], Any]]] = {
+    "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge,
+}
+#: What ``deadline_status`` says when the strongest verdict asks for action but gives no date.
+_ACTION_VERDICTS: Final = ("shutdown", "rectify")
 
 
-class _Columns:
-    """Per-field cache of the encodings predicates are evaluated on.
+def _review_codes() -> tuple[str, ...]:
+    return tuple(read_data_toml("labels.toml").get("review_reasons", {}))
 
-    Numeric columns become float arrays (NaN = missing); all others are factorised once
-    into ``codes`` (-1 = missing) and ``uniques`` so that string tests run on the few
-    distinct values only.
-    """
 
-    def __init__(self, df: pd.DataFrame) -> None:
-        self.df = df
-        self.n = len(df)
-        self._numeric: dict[str, np.ndarray] = {}
-        self._factor: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+#: Review reason codes rules may write (labels.toml [review_reasons]).
+REVIEW_CODES: Final = ("exemption_unverified", "fact_unverified", "limit_value_needed",
+                       "recheck_missing", "approval_required", "unit_data_issue")
 
-    def numeric(self, field: str) -> np.ndarray | None:
-        s = self.df[field]
-        if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
-            return None
-        if field not in self._numeric:
-            self._numeric[field] = s.to_numpy(dtype="float64", na_value=np.nan)
-        return self._numeric[field]
 
-    def factor(self, field: str) -> tuple[np.ndarray, np.ndarray]:
-        if field not in self._factor:
-            codes, uniques = pd.factorize(self.df[field], use_na_sentinel=True)
-            self._factor[field] = (np.asarray(codes), np.asarray(uniques, dtype=object))
-        return self._factor[field]
+# --------------------------------------------------------------------------- value tests
 
 
 def _is_missing(u: Any) -> bool:
@@ -79,7 +95,7 @@ def _is_missing(u: Any) -> bool:
 
 
 def _as_number(u: Any) -> float | None:
-    if isinstance(u, bool):
+    if isinstance(u, (bool, np.bool_)):
         return None
     try:
         f = float(u)
@@ -93,23 +109,47 @@ def _as_date(u: Any) -> date | None:
         return u.date()
     if isinstance(u, date):
         return u
+    if isinstance(u, (bool, np.bool_, int, float, np.number)):
+        return None
     try:
         return date.fromisoformat(str(u).strip()[:10])
     except ValueError:
         return None
 
 
+def _norm_word(text: str) -> str:
+    """One string in the form ``contains`` compares (as :func:`geo.equipment.normalise_text`)."""
+    folded = unicodedata.normalize("NFKC", text).lower()
+    return re.sub(r"[·•・]", ".", re.sub(r"\s+", "", folded))
+
+
+@functools.lru_cache(maxsize=1024)
+def _needles(words: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_norm_word(w) for w in words)
+
+
 def _test_value(u: Any, op: str, value: Any) -> bool:
-    """Evaluate a predicate on one distinct (non-missing) value."""
+    """Evaluate a predicate on one distinct (non-missing) value.
+
+    Order ops use :data:`_ORDER` (the same table as the array paths): ``le`` holds at the
+    boundary, ``lt`` does not; booleans are never numbers; an unknown op raises.
+    """
     if op == "is_empty":
         return isinstance(u, str) and u.strip() == ""
     if op == "not_empty":
         return not (isinstance(u, str) and u.strip() == "")
+    if op == "contains":
+        if not isinstance(u, str):
+            return False
+        text = _norm_word(u)
+        return any(w in text for w in _needles(tuple(value)))
     if op in ("eq", "ne", "in", "not_in"):
         values = value if isinstance(value, list) else [value]
         hit = any(_equal(u, v) for v in values)
         return hit if op in ("eq", "in") else not hit
-    # order ops
+    compare = _ORDER.get(op)
+    if compare is None:
+        raise ValueError(f"unknown predicate op {op!r}; expected one of {sorted(_ORDER)}")
     left: Any
     right: Any
     if isinstance(value, date):
@@ -118,13 +158,7 @@ def _test_value(u: Any, op: str, value: Any) -> bool:
         left, right = _as_number(u), float(value)
     if left is None:
         return False
-    if op == "lt":
-        return bool(left < right)
-    if op == "le":
-        return bool(left <= right)
-    if op == "gt":
-        return bool(left > right)
-    return bool(left >= right)
+    return bool(compare(left, right))
 
 
 def _equal(u: Any, v: Any) -> bool:
@@ -138,63 +172,266 @@ def _equal(u: Any, v: Any) -> bool:
     return isinstance(u, str) and u.strip() == v
 
 
-def _predicate_mask(cols: _Columns, p: Predicate) -> np.ndarray:
-    if p.field not in cols.df.columns:
-        return np.zeros(cols.n, dtype=bool)
+# --------------------------------------------------------------------------- columns
+
+
+class _Columns:
+    """Per-field cache of the encodings predicates are evaluated on.
+
+    Numeric columns become float arrays (NaN = missing), datetime columns int64 days
+    (``_NAT`` = missing); all others are factorised once into ``codes`` (-1 = missing) and
+    ``uniques`` so that value tests run on the few distinct values only. A unit frame has a
+    ``parent`` (the enterprise frame) whose fields it reads through ``parent_idx``.
+    """
+
+    def __init__(
+        self, df: pd.DataFrame, *, parent: _Columns | None = None,
+        parent_idx: np.ndarray | None = None,
+    ) -> None:
+        self.df = df
+        self.n = len(df)
+        self.parent = parent
+        self.parent_idx = parent_idx
+        self._numeric: dict[str, np.ndarray | None] = {}
+        self._days: dict[str, np.ndarray | None] = {}
+        self._factor: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _own(self, field: str) -> bool:
+        return field in self.df.columns
+
+    def has(self, field: str) -> bool:
+        if field == "unit_text" and self.parent is not None:
+            return True  # virtual, built from its parts for the rows that need it
+        return self._own(field) or (self.parent is not None and self.parent.has(field))
+
+    def numeric(self, field: str) -> np.ndarray | None:
+        if field not in self._numeric:
+            if not self._own(field):
+                arr = self.parent.numeric(field) if self.parent is not None else None
+                self._numeric[field] = None if arr is None else arr[self.parent_idx]
+            else:
+                s = self.df[field]
+                ok = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+                self._numeric[field] = (
+                    s.to_numpy(dtype="float64", na_value=np.nan) if ok else None
+                )
+        return self._numeric[field]
+
+    def days(self, field: str) -> np.ndarray | None:
+        if field not in self._days:
+            if not self._own(field):
+                arr = self.parent.days(field) if self.parent is not None else None
+                self._days[field] = None if arr is None else arr[self.parent_idx]
+            else:
+                s = self.df[field]
+                if pd.api.types.is_datetime64_any_dtype(s):
+                    d = s.to_numpy(dtype="datetime64[D]")
+                    out = d.astype(np.int64)
+                    out[np.isnat(d)] = _NAT
+                    self._days[field] = out
+                else:
+                    self._days[field] = None
+        return self._days[field]
+
+    def factor(self, field: str) -> tuple[np.ndarray, np.ndarray]:
+        if field not in self._factor:
+            if not self._own(field):
+                assert self.parent is not None
+                codes, uniques = self.parent.factor(field)
+                self._factor[field] = (codes[self.parent_idx], uniques)
+            else:
+                self._factor[field] = _factorize(self.df[field])
+        return self._factor[field]
+
+    def missing(self, field: str, idx: np.ndarray) -> np.ndarray:
+        """Rows of ``idx`` whose value is missing (absent field, NaN/NA/NaT or '')."""
+        if not self.has(field):
+            return np.ones(len(idx), dtype=bool)
+        arr = self.numeric(field)
+        if arr is not None:
+            return np.isnan(arr[idx])
+        d = self.days(field)
+        if d is not None:
+            return d[idx] == _NAT
+        codes, uniques = self.factor(field)
+        blank = np.fromiter(
+            (_is_missing(u) or (isinstance(u, str) and not u.strip()) for u in uniques),
+            dtype=bool, count=len(uniques),
+        )
+        return np.append(blank, True)[codes[idx]]
+
+    def rows_where(self, field: str, values: Sequence[Any]) -> np.ndarray:
+        """Sorted row numbers whose value equals one of ``values`` (group index lookup)."""
+        if not self.has(field):
+            return np.empty(0, dtype=np.int64)
+        codes, uniques = self.factor(field)
+        if field not in self._groups:
+            small = codes.astype(np.int16) if len(uniques) < 30000 else codes
+            order = np.argsort(small, kind="stable")  # radix sort for 16-bit codes
+            bounds = np.searchsorted(codes[order], np.arange(-1, len(uniques) + 1))
+            self._groups[field] = (order, bounds)
+        order, bounds = self._groups[field]
+        wanted = [k for k, u in enumerate(uniques)
+                  if not _is_missing(u) and any(_equal(u, v) for v in values)]
+        if not wanted:
+            return np.empty(0, dtype=np.int64)
+        parts = [order[bounds[k + 1]:bounds[k + 2]] for k in wanted]
+        size = sum(len(p) for p in parts)
+        if len(parts) == 1:  # a stable argsort leaves each group in row order
+            return parts[0].astype(np.int64)
+        if size > self.n // 8:  # a large share: a mask is O(n), no sort
+            lut = np.zeros(len(uniques) + 1, dtype=bool)
+            lut[wanted] = True
+            return np.flatnonzero(lut[codes]).astype(np.int64)
+        return np.sort(np.concatenate(parts)).astype(np.int64)
+
+
+def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (-1 = missing) and distinct values; categoricals and nullable booleans without
+    hashing their rows."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return np.asarray(s.cat.codes, dtype=np.int64), np.asarray(s.cat.categories, dtype=object)
+    if isinstance(s.dtype, pd.BooleanDtype):
+        arr = s.array
+        codes = np.where(arr._mask, -1, arr._data.astype(np.int64))  # noqa: SLF001
+        return codes, np.asarray([False, True], dtype=object)
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    return np.asarray(codes), np.asarray(uniques, dtype=object)
+
+
+def _categorical(codes: np.ndarray, texts: Sequence[str]) -> pd.Categorical:
+    """A text column as a categorical: ``texts`` per code (repeats allowed), no row strings."""
+    cat_codes, categories = pd.factorize(np.asarray(list(texts) or [""], dtype=object))
+    return pd.Categorical.from_codes(np.asarray(cat_codes)[codes], categories=list(categories))
+
+
+def _days_of(value: date) -> int:
+    return (value - _EPOCH).days
+
+
+def _predicate_mask(cols: _Columns, p: Predicate, idx: np.ndarray, as_of: date) -> np.ndarray:
+    """The predicate on the rows ``idx`` (missing values and absent fields are false)."""
+    if not cols.has(p.field):
+        return np.zeros(len(idx), dtype=bool)
+    op = p.op
+    v: Any = as_of if p.value == AS_OF else p.value
     arr = cols.numeric(p.field)
-    if arr is not None and not isinstance(p.value, date):
-        valid = ~np.isnan(arr)
-        op, v = p.op, p.value
+    if arr is not None and not isinstance(v, date) and op != "contains":
+        x = arr[idx]
+        valid = ~np.isnan(x)
         if op == "is_empty":
-            return np.zeros(cols.n, dtype=bool)
+            return np.zeros(len(idx), dtype=bool)
         if op == "not_empty":
             return valid
         if op in ("in", "not_in", "eq", "ne"):
             vals = v if isinstance(v, list) else [v]
-            nums = [
-                float(x) for x in vals if isinstance(x, (int, float)) and not isinstance(x, bool)
-            ]
-            hit = np.isin(arr, nums) if nums else np.zeros(cols.n, dtype=bool)
+            nums = [float(y) for y in vals if isinstance(y, (int, float)) and not isinstance(y, bool)]
+            hit = np.isin(x, nums) if nums else np.zeros(len(idx), dtype=bool)
             return (hit if op in ("in", "eq") else ~hit) & valid
-        f = float(v)  # type: ignore[arg-type]
         with np.errstate(invalid="ignore"):
-            res = {"lt": arr < f, "le": arr <= f, "gt": arr > f, "ge": arr >= f}[op]
-        return res & valid
+            return _ORDER[op](x, float(v)) & valid
+    if op == "contains":
+        if p.field == "unit_text" and not cols._own("unit_text"):
+            from geo.equipment import UNIT_TEXT_PARTS
+
+            out = np.zeros(len(idx), dtype=bool)
+            for part in UNIT_TEXT_PARTS:  # the text contains a word iff one part does
+                if cols._own(part) and not out.all():
+                    rest = ~out
+                    out[rest] = _contains(cols, part, idx[rest], tuple(v))
+            return out
+        return _contains(cols, p.field, idx, tuple(v))
+    d = cols.days(p.field)
+    if d is not None:
+        x = d[idx]
+        valid = x != _NAT
+        if op == "not_empty":
+            return valid
+        if not isinstance(v, (date, list)) or op in ("is_empty", "contains"):
+            return valid if op in ("ne", "not_in") else np.zeros(len(idx), dtype=bool)
+        if op in ("in", "not_in", "eq", "ne"):
+            vals = v if isinstance(v, list) else [v]
+            hit = np.isin(x, [_days_of(y) for y in vals if isinstance(y, date)])
+            return (hit if op in ("in", "eq") else ~hit) & valid
+        return _ORDER[op](x, _days_of(v)) & valid
     codes, uniques = cols.factor(p.field)
     on_uniques = np.fromiter(
-        (not _is_missing(u) and _test_value(u, p.op, p.value) for u in uniques),
+        (not _is_missing(u) and _test_value(u, op, v) for u in uniques),
         dtype=bool,
         count=len(uniques),
     )
     # code -1 (missing) picks the trailing False
-    return np.append(on_uniques, False)[codes]
+    return np.append(on_uniques, False)[codes[idx]]
 
 
-def _condition_mask(cols: _Columns, cond: Condition) -> np.ndarray:
+def _contains(cols: _Columns, field: str, idx: np.ndarray, words: tuple[str, ...]) -> np.ndarray:
+    """Text of the rows ``idx`` contains one of ``words`` (normalised), tested once per
+    distinct value of the column."""
+    if not len(idx):
+        return np.zeros(0, dtype=bool)
+    codes, uniques = cols.factor(field)
+    needles = _needles(words)
+    hit = np.fromiter(
+        (isinstance(u, str) and any(w in _norm_word(u) for w in needles) for u in uniques),
+        dtype=bool, count=len(uniques),
+    )
+    return np.append(hit, False)[codes[idx]]
+
+
+def _condition_mask(cols: _Columns, cond: Condition, idx: np.ndarray, as_of: date) -> np.ndarray:
     if isinstance(cond, Predicate):
-        return _predicate_mask(cols, cond)
+        return _predicate_mask(cols, cond, idx, as_of)
     if isinstance(cond, AnyOf):
-        out = np.zeros(cols.n, dtype=bool)
+        out = np.zeros(len(idx), dtype=bool)
         for c in cond.any:
-            out |= _condition_mask(cols, c)
+            rest = ~out
+            if not rest.any():
+                break
+            out[rest] |= _condition_mask(cols, c, idx[rest], as_of)
         return out
     assert isinstance(cond, AllOf)
-    return _conjunction(cols, cond.all)
+    return np.isin(idx, _narrow(cols, cond.all, idx, as_of))
 
 
-def _conjunction(cols: _Columns, conds: Sequence[Condition]) -> np.ndarray:
-    out = np.ones(cols.n, dtype=bool)
+def _narrow(cols: _Columns, conds: Sequence[Condition], idx: np.ndarray, as_of: date) -> np.ndarray:
+    """The rows of ``idx`` satisfying every condition (each tested on the survivors only)."""
     for c in conds:
-        if not out.any():
+        if not len(idx):
             break
-        out &= _condition_mask(cols, c)
-    return out
+        idx = idx[_condition_mask(cols, c, idx, as_of)]
+    return idx
 
 
-def _rule_mask(cols: _Columns, rule: Rule, all_industries: list[str]) -> np.ndarray:
-    allowed = all_industries if "*" in rule.industries else list(rule.industries)
-    conds: list[Condition] = [Predicate(field="industry_id", op="in", value=allowed)]
-    return _conjunction(cols, [*conds, *rule.when])
+def _seed_rows(cols: _Columns, rule: Rule, all_industries: Sequence[str]) -> np.ndarray:
+    """Candidate rows: the rule's industries, narrowed by a leading unit-type predicate."""
+    allowed = list(all_industries) if "*" in rule.industries else list(rule.industries)
+    first = rule.when[0] if rule.when else None
+    if isinstance(first, Predicate) and first.field == "unit_type" and first.op in ("eq", "in"):
+        values = first.value if isinstance(first.value, list) else [first.value]
+        rows = cols.rows_where("unit_type", values)
+        industry = Predicate(field="industry_id", op="in", value=allowed)
+        return rows[_predicate_mask(cols, industry, rows, date.today())]
+    if "*" in rule.industries:
+        codes, _u = cols.factor("industry_id")
+        known = set(all_industries)
+        return cols.rows_where("industry_id", [u for u in _u if u in known]) \
+            if len(_u) else np.empty(0, dtype=np.int64)
+    return cols.rows_where("industry_id", allowed)
+
+
+def _match_rows(
+    cols: _Columns, rule: Rule, all_industries: Sequence[str], as_of: date
+) -> np.ndarray:
+    """Sorted rows the rule applies to: industry, every ``when``, no ``unless``."""
+    if any(isinstance(c, Predicate) and not cols.has(c.field) for c in rule.when):
+        return np.empty(0, dtype=np.int64)  # a condition on an absent field never holds
+    rows = _narrow(cols, rule.when, _seed_rows(cols, rule, all_industries), as_of)
+    for cond in rule.unless:
+        if not len(rows):
+            break
+        rows = rows[~_condition_mask(cols, cond, rows, as_of)]
+    return rows
 
 
 def _active_rules(catalog: RuleCatalog, as_of: date | None) -> list[Rule]:
@@ -205,7 +442,7 @@ def _active_rules(catalog: RuleCatalog, as_of: date | None) -> list[Rule]:
 def rule_masks(
     df: pd.DataFrame, *, catalog: RuleCatalog | None = None, as_of: date | None = None
 ) -> dict[str, np.ndarray]:
-    """Boolean mask per active rule id (rules effective on ``as_of``, default today).
+    """Boolean mask per active enterprise-scope rule id (rules effective on ``as_of``).
 
     Parameters
     ----------
@@ -214,44 +451,500 @@ def rule_masks(
     catalog
         Rule catalog; defaults to the bundled one.
     as_of
-        Evaluation date; rules whose ``effective`` is later do not apply.
+        Evaluation date (default today); rules whose ``effective`` is later do not apply.
     """
     catalog = catalog or default_rules()
+    day = as_of or date.today()
     cols = _Columns(df)
     all_ids = [i.id for i in industries()]
-    return {r.id: _rule_mask(cols, r, all_ids) for r in _active_rules(catalog, as_of)}
+    out: dict[str, np.ndarray] = {}
+    for r in _active_rules(catalog, day):
+        if r.scope != "enterprise":
+            continue
+        mask = np.zeros(len(df), dtype=bool)
+        mask[_match_rows(cols, r, all_ids, day)] = True
+        out[r.id] = mask
+    return out
 
 
-def _pack(masks: list[np.ndarray], n: int) -> tuple[np.ndarray, list[list[int]]]:
-    """Pack masks into per-row bitmasks; return row -> unique-combination code, and the
-    matched rule indices of every unique combination."""
-    n_words = max(1, math.ceil(len(masks) / 64))
-    words = np.zeros((n_words, n), dtype=np.uint64)
-    for i, m in enumerate(masks):
-        words[i // 64] |= m.astype(np.uint64) << np.uint64(i % 64)
-    if n_words == 1:
-        codes, uniq = pd.factorize(words[0])
-        uniq_words = np.asarray(uniq, dtype=np.uint64)[None, :]
-    else:
-        uniq_t, inverse = np.unique(words.T, axis=0, return_inverse=True)
-        codes, uniq_words = inverse.reshape(-1), uniq_t.T
-    combos = [
-        [i for i in range(len(masks)) if (int(uniq_words[i // 64, k]) >> (i % 64)) & 1]
+# --------------------------------------------------------------------------- matching
+
+
+@dataclass
+class _Matches:
+    """Matched rows per rule of one frame, and per-row aggregates."""
+
+    rules: list[Rule]
+    rows: list[np.ndarray]
+    n: int
+
+    def words(self) -> np.ndarray:
+        n_words = max(1, math.ceil(len(self.rules) / 64))
+        words = np.zeros((n_words, self.n), dtype=np.uint64)
+        for k, rows in enumerate(self.rows):
+            words[k // 64, rows] |= np.uint64(1) << np.uint64(k % 64)
+        return words
+
+
+def _match(cols: _Columns, active: Sequence[Rule], as_of: date) -> _Matches:
+    all_ids = [i.id for i in industries()]
+    return _Matches(
+        rules=list(active),
+        rows=[_match_rows(cols, r, all_ids, as_of) for r in active],
+        n=cols.n,
+    )
+
+
+def _factorize_words(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row -> combination code, and the unique words (n_words x n_combos).
+
+    Words are factorised one at a time and their codes combined (no row sort)."""
+    codes, uniq = pd.factorize(words[0])
+    codes = np.asarray(codes, dtype=np.int64)
+    for w in range(1, words.shape[0]):
+        c, u = pd.factorize(words[w])
+        codes, _ = pd.factorize(codes * len(u) + np.asarray(c, dtype=np.int64))
+        codes = np.asarray(codes, dtype=np.int64)
+    first = np.zeros(codes.max() + 1 if len(codes) else 0, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # a row of each combination
+    return codes, words[:, first]
+
+
+def _combo_rules(uniq_words: np.ndarray, n_rules: int) -> list[list[int]]:
+    return [
+        [i for i in range(n_rules) if (int(uniq_words[i // 64, k]) >> (i % 64)) & 1]
         for k in range(uniq_words.shape[1])
     ]
-    return np.asarray(codes), combos
+
+
+@dataclass
+class _Deadlines:
+    """Per-row aggregates of the rules that drive the row's verdict."""
+
+    rank: np.ndarray        # strongest (lowest) verdict rank matched; default rank when none
+    immediate: np.ndarray   # bool
+    days: np.ndarray        # earliest dated deadline (days since epoch), _NAT when none
+    undetermined: np.ndarray
+    review: np.ndarray      # bitmask of review codes
+
+    @classmethod
+    def empty(cls, n: int, default_rank: int) -> _Deadlines:
+        return cls(
+            rank=np.full(n, default_rank, dtype=np.int64),
+            immediate=np.zeros(n, dtype=bool),
+            days=np.full(n, np.iinfo(np.int64).max, dtype=np.int64),
+            undetermined=np.zeros(n, dtype=bool),
+            review=np.zeros(n, dtype=np.int64),
+        )
+
+    def status_codes(self, as_of: date) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+        """(deadline codes, deadline texts, status codes, status texts) per row."""
+        none = np.iinfo(np.int64).max
+        dated = (self.days != none) & ~self.immediate
+        day = _days_of(as_of)
+        code = np.zeros(len(self.rank), dtype=np.int64)
+        code[self.undetermined] = 1
+        code[dated & (self.days >= day)] = 2
+        code[dated & (self.days < day)] = 3
+        code[self.immediate] = 4
+        dcodes = np.zeros(len(self.rank), dtype=np.int64)
+        at = np.flatnonzero(dated)
+        names = [""]
+        if len(at):
+            c, u = pd.factorize(self.days[at])
+            dcodes[at] = np.asarray(c) + 1
+            names += [str(np.datetime64(int(d), "D")) for d in u]
+        return dcodes, names, code, ["", "undetermined", "pending", "overdue", "immediate"]
+
+    def status(self, as_of: date) -> tuple[Any, Any]:
+        """``deadline`` (ISO text or '') and ``deadline_status`` text columns per row
+        (built from integer codes: strings only for the few distinct values)."""
+        none = np.iinfo(np.int64).max
+        dated = (self.days != none) & ~self.immediate
+        day = _days_of(as_of)
+        code = np.zeros(len(self.rank), dtype=np.int64)  # "", undetermined, pending, ...
+        code[self.undetermined] = 1
+        code[dated & (self.days >= day)] = 2
+        code[dated & (self.days < day)] = 3
+        code[self.immediate] = 4
+        status = pd.array(["", "undetermined", "pending", "overdue", "immediate"],
+                          dtype=_STR).take(code)
+        days = np.where(dated, self.days, none)
+        dcodes, duniq = pd.factorize(days)
+        names = ["" if d == none else str(np.datetime64(int(d), "D")) for d in duniq]
+        deadline = pd.array(names or [""], dtype=_STR).take(np.asarray(dcodes))
+        return deadline, status
+
+
+def _rule_deadline_rows(
+    cols: _Columns, rule: Rule, rows: np.ndarray, action: bool
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(deadline days per matched row or None, undetermined flags or None)."""
+    kind = rule.deadline_kind
+    if kind == "date":
+        assert rule.deadline is not None
+        return np.full(len(rows), _days_of(rule.deadline), dtype=np.int64), None
+    if kind == "field":
+        assert rule.deadline_field is not None
+        d = cols.days(rule.deadline_field)
+        vals = d[rows] if d is not None else np.full(len(rows), _NAT, dtype=np.int64)
+        return np.where(vals == _NAT, np.iinfo(np.int64).max, vals), vals == _NAT
+    if kind == "none" and action:
+        return None, np.ones(len(rows), dtype=bool)
+    return None, None
+
+
+def _review_rows(cols: _Columns, rule: Rule, rows: np.ndarray) -> np.ndarray:
+    """Matched rows the rule flags for review."""
+    if rule.review_code is None or not len(rows):
+        return np.empty(0, dtype=np.int64)
+    if not rule.review_if_missing:
+        return rows
+    miss = np.zeros(len(rows), dtype=bool)
+    for f in rule.review_if_missing:
+        miss |= cols.missing(f, rows)
+    return rows[miss]
+
+
+def _aggregate(
+    events: Sequence[tuple[Rule, np.ndarray, np.ndarray]],
+    cols_of: Callable[[Rule], _Columns],
+    n: int,
+    rank_of: Mapping[str, int],
+    default_rank: int,
+    review_bit: Mapping[str, int],
+) -> _Deadlines:
+    """Verdict rank, deadlines and review bits per target row.
+
+    ``events`` are (rule, source rows, target rows): for enterprise rules both are the same
+    rows; for unit rules the source rows are units and the targets their enterprises.
+    """
+    agg = _Deadlines.empty(n, default_rank)
+    for rule, _src, tgt in events:
+        np.minimum.at(agg.rank, tgt, rank_of[rule.verdict])
+    for rule, src, tgt in events:
+        cols = cols_of(rule)
+        bits = _review_rows(cols, rule, src)
+        if len(bits):
+            pos = np.searchsorted(src, bits)
+            np.bitwise_or.at(agg.review, tgt[pos], 1 << review_bit[rule.review_code or ""])
+        r = rank_of[rule.verdict]
+        drive = agg.rank[tgt] == r
+        if not drive.any():
+            continue
+        t = tgt[drive]
+        if rule.immediate:
+            agg.immediate[t] = True
+            continue
+        days, undetermined = _rule_deadline_rows(cols, rule, src[drive], rule.verdict in _ACTION_VERDICTS)
+        if days is not None:
+            np.minimum.at(agg.days, t, days)
+        if undetermined is not None and undetermined.any():
+            agg.undetermined[t[undetermined]] = True
+    return agg
+
+
+# --------------------------------------------------------------------------- strings
+
+
+def _group_join(groups: np.ndarray, texts: np.ndarray, sep: str) -> tuple[np.ndarray, np.ndarray]:
+    """Join ``texts`` within runs of equal (sorted) ``groups``: (group keys, joined texts)."""
+    if not len(groups):
+        return groups, np.empty(0, dtype=object)
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    pieces = np.asarray(texts, dtype=object).copy()
+    later = np.ones(len(pieces), dtype=bool)
+    later[starts] = False
+    if later.any():
+        pieces[later] = np.add(sep, pieces[later].astype(object))
+    return groups[starts], np.add.reduceat(pieces, starts)
+
+
+@dataclass
+class _ComboText:
+    verdict: list[str]
+    standards: list[str]
+    rule_ids: list[str]
+    reasons: list[str]
+    measures: list[str]
+
+
+def _combo_text(
+    combos: list[list[int]], rules: Sequence[Rule], catalog: RuleCatalog
+) -> _ComboText:
+    rank = {v.id: v.rank for v in catalog.verdicts}
+    measures = {m.id: m for m in catalog.measures}
+    out = _ComboText([], [], [], [], [])
+    for combo in combos:
+        matched = sorted((rules[i] for i in combo), key=lambda r: rank[r.verdict])
+        out.verdict.append(matched[0].verdict if matched else catalog.default_verdict)
+        out.standards.append(LIST_SEP.join(dict.fromkeys(s for r in matched for s in r.standards)))
+        out.rule_ids.append(LIST_SEP.join(r.id for r in matched))
+        ms = list(dict.fromkeys(m for r in matched for m in r.measures))
+        out.measures.append(LIST_SEP.join(ms))
+        out.reasons.append(REASON_SEP.join(
+            [r.reason_zh for r in matched] + [measures[m].reason_zh for m in ms]
+        ))
+    return out
+
+
+def _text(values: np.ndarray) -> Any:
+    """A text column from an object array of few distinct strings (factorise + take)."""
+    codes, uniq = pd.factorize(np.asarray(values, dtype=object))
+    return pd.array(list(uniq), dtype=_STR).take(np.asarray(codes)) if len(values) \
+        else pd.array([], dtype=_STR)
+
+
+def _review_text(existing: pd.Series | None, bits: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge rule review bits into existing ``review_reasons`` codes; (needs_review, reasons)."""
+    codes = REVIEW_CODES
+    if existing is None:
+        ecodes, euniq = np.zeros(n, dtype=np.int64), np.asarray([""], dtype=object)
+    else:
+        ec, eu = pd.factorize(existing.fillna("").astype(str))
+        ecodes, euniq = np.asarray(ec), np.asarray(eu, dtype=object)
+    key = ecodes * (1 << len(codes)) + bits
+    kcodes, kuniq = pd.factorize(key)
+    texts = []
+    for k in kuniq:
+        base = [c for c in str(euniq[int(k) >> len(codes)]).split(LIST_SEP) if c]
+        extra = [c for i, c in enumerate(codes) if (int(k) >> i) & 1 and c not in base]
+        texts.append(LIST_SEP.join(base + extra))
+    reasons = np.asarray(texts, dtype=object)[np.asarray(kcodes)]
+    return reasons != "", reasons
+
+
+# --------------------------------------------------------------------------- public
+
+
+@dataclass
+class RulesResult:
+    """Outcome of :func:`evaluate_rules`.
+
+    Attributes
+    ----------
+    enterprises
+        The input frame with :data:`geo.schema.RULES_COLUMNS` (and ``needs_review`` /
+        ``review_reasons`` updated with the rules' review codes).
+    units
+        The units with ``verdict``, ``rule_ids``, ``reasons``, ``deadline``,
+        ``deadline_status``, ``needs_review``, ``review_reasons`` (own rules only).
+    """
+
+    enterprises: pd.DataFrame
+    units: pd.DataFrame
+
+
+def evaluate_rules(
+    gdf: FrameT,
+    units: pd.DataFrame | None = None,
+    *,
+    catalog: RuleCatalog | None = None,
+    as_of: date | None = None,
+) -> RulesResult:
+    """Decide every rule for enterprises and their equipment units.
+
+    Parameters
+    ----------
+    gdf
+        Classified enterprises (``industry_id`` and the fields rules read; ``row`` when
+        ``units`` are given).
+    units
+        Equipment units with ``enterprise_row`` (the ``row`` of their enterprise), as from
+        :func:`geo.equipment.join_units`; units of enterprises not in ``gdf`` are ignored.
+    catalog
+        Rule catalog; defaults to :func:`layers.catalog.rules`.
+    as_of
+        Evaluation date (default today): rules not yet effective do not apply, deadlines
+        before it are overdue, ``@as_of`` predicates compare with it.
+
+    Returns
+    -------
+    RulesResult
+    """
+    from geo.equipment import derive_unit_fields, empty_units
+
+    catalog = catalog or default_rules()
+    day = as_of or date.today()
+    active = _active_rules(catalog, day)
+    ent_rules = [r for r in active if r.scope == "enterprise"]
+    unit_rules = [r for r in active if r.scope == "unit"]
+    n = len(gdf)
+    ecols = _Columns(gdf)
+
+    if units is None:
+        units = empty_units()
+        units["enterprise_row"] = pd.Series([], dtype=np.int64)
+    if len(units) and "row" not in gdf.columns:
+        raise ValueError("evaluate_rules: units need the enterprises' 'row' column to join on")
+    if len(units):
+        pos = pd.Index(gdf["row"]).get_indexer(units["enterprise_row"])
+        if (pos < 0).any():
+            logger.info("ignoring %d unit(s) of enterprises not in the frame", int((pos < 0).sum()))
+            units = units[pos >= 0]
+            pos = pos[pos >= 0]
+    else:
+        pos = np.empty(0, dtype=np.int64)
+    units = derive_unit_fields(units.reset_index(drop=True), as_of=day)
+    ucols = _Columns(units, parent=ecols, parent_idx=np.asarray(pos, dtype=np.int64))
+
+    em = _match(ecols, ent_rules, day)
+    um = _match(ucols, unit_rules, day)
+    all_rules = [*ent_rules, *unit_rules]
+    rank_of = {v.id: v.rank for v in catalog.verdicts}
+    default_rank = rank_of[catalog.default_verdict]
+    review_bit = {c: i for i, c in enumerate(REVIEW_CODES)}
+
+    # ---------------------------------------------------------------- units
+    u_events = [(r, rows, rows) for r, rows in zip(um.rules, um.rows, strict=True)]
+    uagg = _aggregate(u_events, lambda _r: ucols, len(units), rank_of, default_rank, review_bit)
+    ucodes, uuniq = _factorize_words(um.words())
+    ucombos = _combo_rules(uuniq, len(unit_rules))
+    utext = _combo_text(ucombos, unit_rules, catalog)
+    unit_issue = (units["data_issues"].fillna("").to_numpy(dtype=object) != "") \
+        if "data_issues" in units else np.zeros(len(units), dtype=bool)
+    ubits = uagg.review | np.where(unit_issue, 1 << review_bit["unit_data_issue"], 0)
+    # the unit columns are categoricals: millions of units, a few hundred distinct texts
+    new: dict[str, Any] = {
+        name: _categorical(np.asarray(ucodes), values)
+        for name, values in (("verdict", utext.verdict), ("rule_ids", utext.rule_ids),
+                             ("reasons", utext.reasons))
+    }
+    dl_codes, dl_texts, st_codes, st_texts = uagg.status_codes(day)
+    new["deadline"] = _categorical(dl_codes, dl_texts)
+    new["deadline_status"] = _categorical(st_codes, st_texts)
+    rv_codes, rv_uniq = pd.factorize(ubits)
+    rv_needs, rv_texts = _review_text(None, np.asarray(rv_uniq, dtype=np.int64), len(rv_uniq))
+    new["needs_review"] = np.asarray(rv_needs, dtype=bool)[rv_codes] if len(units) else \
+        np.zeros(0, dtype=bool)
+    new["review_reasons"] = _categorical(np.asarray(rv_codes), rv_texts)
+    new["enterprise_index"] = np.asarray(pos, dtype=np.int64)
+    u_out = pd.concat([units.drop(columns=[c for c in new if c in units]),
+                       pd.DataFrame(new, index=units.index)], axis=1)
+
+    # ---------------------------------------------------------------- enterprises
+    upos = np.asarray(pos, dtype=np.int64)
+    events = [(r, rows, rows) for r, rows in zip(em.rules, em.rows, strict=True)]
+    events += [(r, rows, upos[rows]) for r, rows in zip(um.rules, um.rows, strict=True)]
+    cols_by_rule = {id(r): ecols for r in ent_rules} | {id(r): ucols for r in unit_rules}
+    eagg = _aggregate(events, lambda r: cols_by_rule[id(r)], n, rank_of, default_rank, review_bit)
+    if unit_issue.any():
+        np.bitwise_or.at(eagg.review, upos[unit_issue], 1 << review_bit["unit_data_issue"])
+    words = np.zeros((max(1, math.ceil(len(all_rules) / 64)), n), dtype=np.uint64)
+    for k, (_r, _src, tgt) in enumerate(events):
+        np.bitwise_or.at(words[k // 64], tgt, np.uint64(1) << np.uint64(k % 64))
+    codes, uniq = _factorize_words(words)
+    combos = _combo_rules(uniq, len(all_rules))
+    text = _combo_text(combos, all_rules, catalog)
+
+    out = gdf.copy(deep=False)  # only whole columns are set below: gdf is never modified
+    strings = {
+        "verdict": text.verdict, "standards": text.standards, "rule_ids": text.rule_ids,
+        "reasons": text.reasons, "price_measures": text.measures,
+    }
+    for name, values in strings.items():
+        # take() on a tiny str array is ~10x faster than building 1M Python strings
+        out[name] = pd.array(values, dtype=_STR).take(codes) if n else pd.array([], dtype=_STR)
+    units_text, touched = _units_text(np.asarray(ucodes), ucombos, unit_rules, utext.verdict,
+                                      upos, _LazyLabels(units), n, catalog)
+    if len(touched):
+        out["reasons"] = _name_units(out["reasons"], units_text, touched)
+    out["deadline"], out["deadline_status"] = eagg.status(day)
+    out["unit_count"] = np.bincount(upos, minlength=n).astype(np.int64)
+    out["units"] = pd.array(units_text, dtype=_STR)
+    flagged = np.flatnonzero(eagg.review)
+    if "review_reasons" in gdf.columns and "needs_review" in gdf.columns and not len(flagged):
+        pass  # no rule asks for review: the classification's flags stand as they are
+    else:
+        existing = gdf["review_reasons"] if "review_reasons" in gdf.columns else \
+            pd.Series("", index=gdf.index, dtype=object)
+        needs = gdf["needs_review"].fillna(False).astype(bool).to_numpy() \
+            if "needs_review" in gdf.columns else np.zeros(n, dtype=bool)
+        reasons = existing.fillna("").to_numpy(dtype=object).copy()
+        if len(flagged):  # merge the rule codes into the rows they concern only
+            rn, rt = _review_text(pd.Series(reasons[flagged]), eagg.review[flagged], len(flagged))
+            reasons[flagged], needs = rt, needs.copy()
+            needs[flagged] |= rn
+        out["needs_review"] = needs
+        out["review_reasons"] = _text(reasons)
+    cols = [c for c in out.columns if c not in RULES_COLUMNS] + list(RULES_COLUMNS)
+    logger.debug("%d rules, %d rows, %d units, %d combinations", len(active), n, len(units),
+                 len(combos))
+    return RulesResult(enterprises=out[cols], units=u_out)
+
+
+class _LazyLabels:
+    """Unit display labels, built only for the units asked for (``labels[idx]``)."""
+
+    def __init__(self, units: pd.DataFrame) -> None:
+        cols = [c for c in ("unit_id", "unit_type", "source", "source_row") if c in units]
+        self.units = units[cols]  # the label's columns only: row subsets stay cheap
+        self.cache = np.full(len(units), None, dtype=object)
+
+    def __getitem__(self, idx: np.ndarray) -> np.ndarray:
+        from geo.equipment import unit_labels
+
+        idx = np.asarray(idx, dtype=np.int64)
+        todo = np.unique(idx[np.equal(self.cache[idx], None)])
+        if len(todo):
+            self.cache[todo] = unit_labels(self.units.iloc[todo]).to_numpy(dtype=object)
+        return self.cache[idx]
+
+
+def _units_text(
+    ucodes: np.ndarray, ucombos: Sequence[Sequence[int]], unit_rules: Sequence[Rule],
+    combo_verdicts: Sequence[str], upos: np.ndarray, labels: Any, n: int,
+    catalog: RuleCatalog,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per enterprise, its units that some rule matched, each with its verdict and the
+    citations of its rules: "2号高炉（关停退出〔表5 第1项(1)〕）、3号转炉（…）".
+
+    The suffix after a unit's label is the same for every unit of one rule combination, so
+    the only per-unit work is one concatenation and one grouped join (:func:`_group_join`).
+    Returns the text per enterprise ('' when none) and the enterprises that have one.
+    """
+    values = np.full(n, "", dtype=object)
+    vlabels = {v.id: v.label_zh for v in catalog.verdicts}
+    named = np.asarray([len(c) > 0 for c in ucombos], dtype=bool)
+    if not len(ucodes) or not named.any():
+        return values, np.empty(0, dtype=np.int64)
+    suffix = np.asarray([
+        "（" + vlabels[v] + "".join(dict.fromkeys(f"〔{unit_rules[i].citation}〕" for i in c)) + "）"
+        for c, v in zip(ucombos, combo_verdicts, strict=True)
+    ], dtype=object)
+    at = np.flatnonzero(named[ucodes])
+    txt = np.add(labels[at], suffix[ucodes[at]])
+    ent = upos[at]
+    order = np.argsort(ent, kind="stable")
+    keys, joined = _group_join(ent[order], txt[order], "、")
+    values[keys] = joined
+    return values, keys
+
+
+def _name_units(reasons: Any, units_text: np.ndarray, touched: np.ndarray) -> Any:
+    """Append "涉及设备：<units>" to the reasons of the enterprises with matched units."""
+    values = np.asarray(reasons, dtype=object).copy()
+    head = np.where(values[touched] == "", "涉及设备：", REASON_SEP + "涉及设备：")
+    values[touched] = np.add(np.add(values[touched], head), units_text[touched])
+    return pd.array(values, dtype=_STR)
 
 
 def apply_rules(
-    gdf: FrameT, *, catalog: RuleCatalog | None = None, as_of: date | None = None
+    gdf: FrameT,
+    *,
+    units: pd.DataFrame | None = None,
+    catalog: RuleCatalog | None = None,
+    as_of: date | None = None,
 ) -> FrameT:
-    """Add ``verdict``, ``standards``, ``rule_ids`` and ``reasons`` to a classified frame.
+    """Add :data:`geo.schema.RULES_COLUMNS` to a classified frame (see :func:`evaluate_rules`).
 
     Parameters
     ----------
     gdf
         Output of :func:`geo.classify.classify` (any DataFrame with ``industry_id`` and the
         fields the rules test; missing fields simply do not trigger rules).
+    units
+        Optional equipment units (``enterprise_row`` = the enterprise's ``row``).
     catalog
         Rule catalog; defaults to :func:`layers.catalog.rules`.
     as_of
@@ -259,45 +952,79 @@ def apply_rules(
 
     Returns
     -------
-    A copy of ``gdf`` with :data:`geo.schema.RULES_COLUMNS`. ``verdict`` is the strongest
-    matched verdict (``no_action`` when none); ``standards`` and ``rule_ids`` are
+    A copy of ``gdf`` with the rules columns. ``verdict`` is the strongest matched verdict
+    (``no_action`` when none); ``standards``, ``rule_ids`` and ``price_measures`` are
     ``;``-separated; ``reasons`` are Chinese sentences with plan citations, ``；``-separated.
     """
-    catalog = catalog or default_rules()
-    active = _active_rules(catalog, as_of)
-    cols = _Columns(gdf)
-    all_ids = [i.id for i in industries()]
-    masks = [_rule_mask(cols, r, all_ids) for r in active]
-    codes, combos = _pack(masks, len(gdf))
+    return evaluate_rules(gdf, units, catalog=catalog, as_of=as_of).enterprises  # type: ignore[return-value]
 
-    rank = {v.id: v.rank for v in catalog.verdicts}
-    verdicts, stds, ids, reasons = [], [], [], []
-    for combo in combos:
-        matched = sorted((active[i] for i in combo), key=lambda r: rank[r.verdict])
-        verdicts.append(matched[0].verdict if matched else catalog.default_verdict)
-        stds.append(LIST_SEP.join(dict.fromkeys(s for r in matched for s in r.standards)))
-        ids.append(LIST_SEP.join(r.id for r in matched))
-        reasons.append(REASON_SEP.join(r.reason_zh for r in matched))
 
-    out = gdf.copy(deep=False)  # only whole columns are set below: gdf is never modified
-    for name, values in zip(RULES_COLUMNS, (verdicts, stds, ids, reasons), strict=True):
-        # take() on a tiny str array is ~10x faster than building 1M Python strings
-        out[name] = pd.array(values, dtype=_STR).take(codes)
-    logger.debug("%d rules, %d rows, %d combinations", len(active), len(gdf), len(combos))
+def unit_result_frame(result_units: pd.DataFrame, enterprises: pd.DataFrame) -> pd.DataFrame:
+    """The per-unit output (:data:`geo.schema.UNIT_COLUMNS` + measures) for exports."""
+    from geo.equipment import describe_units
+
+    u = result_units
+    ent = enterprises.reset_index(drop=True)
+    pos = u["enterprise_index"].to_numpy()
+    out = pd.DataFrame(
+        {
+            "enterprise_row": ent["row"].to_numpy()[pos] if len(u) else [],
+            "uscc": ent["uscc"].to_numpy()[pos] if len(u) else [],
+            "name": ent["name"].to_numpy()[pos] if len(u) else [],
+            "industry": ent["industry"].to_numpy()[pos] if len(u) else [],
+            "source": u["source"].to_numpy(),
+            "source_row": u["source_row"].to_numpy(),
+            "unit_id": u["unit_id"].to_numpy(),
+            "unit_type": u["unit_type"].to_numpy(),
+            "unit_type_zh": u["unit_type"].map(unit_types()).fillna("").to_numpy(),
+            "measures": describe_units(u).to_numpy(),
+            "verdict": u["verdict"].to_numpy(),
+            "rule_ids": u["rule_ids"].to_numpy(),
+            "reasons": u["reasons"].to_numpy(),
+            "deadline": u["deadline"].to_numpy(),
+            "deadline_status": u["deadline_status"].to_numpy(),
+            "needs_review": u["needs_review"].to_numpy(),
+            "review_reasons": u["review_reasons"].to_numpy(),
+            "data_issues": u["data_issues"].to_numpy(),
+        },
+        columns=list(UNIT_COLUMNS),
+    )
+    from geo.equipment import equipment_spec
+
+    spec = equipment_spec()
+    extra = [c for c in u.columns if c in _measure_and_attribute_columns(spec)]
+    for c in extra:
+        out[c] = u[c].to_numpy()
     return out
+
+
+def _measure_and_attribute_columns(spec: Mapping[str, Any]) -> list[str]:
+    cols: list[str] = []
+    for m, item in spec["measures"].items():
+        if item.get("dimension") == "capacity":
+            cols += sorted(set(spec["dimensions"]["capacity"]["columns"].values()))
+        else:
+            cols.append(m)
+    cols += list(spec.get("numbers", {})) + list(spec.get("dates", {})) + list(spec["attributes"])
+    return ["unit_type_raw", *cols, "energy_indicator_id"]
+
+
+# --------------------------------------------------------------------------- point look-ups
 
 
 def rules_for_point(
     attrs: Mapping[str, Any], *, catalog: RuleCatalog | None = None, as_of: date | None = None
 ) -> list[dict[str, Any]]:
-    """What the rules say at one location, for each of the 12 industries.
+    """What the enterprise-scope rules say at one location, for each of the 12 industries.
+
+    Unit rules need an equipment inventory and are not part of a location look-up.
 
     Parameters
     ----------
     attrs
         Location attributes, typically one row of :func:`geo.classify.classify` output
-        (``city``, ``basin_id``, ``region_id``, ``park_id``, ...) plus optional numeric
-        fields. ``industry_id`` is ignored.
+        (``city``, ``basin_id``, ``region_id``, ``park_id``, ...) plus optional fields.
+        ``industry_id`` is ignored.
     catalog, as_of
         As in :func:`apply_rules`.
 
@@ -320,20 +1047,12 @@ def _hashable(value: Any) -> Any:
     return None if _is_missing(value) else value
 
 
-def _condition_fields(cond: Condition) -> set[str]:
-    if isinstance(cond, AnyOf):
-        return set().union(*(_condition_fields(c) for c in cond.any))
-    if isinstance(cond, AllOf):
-        return set().union(*(_condition_fields(c) for c in cond.all))
-    return {cond.field}
-
-
 def _catalog_fields(catalog: RuleCatalog) -> frozenset[str]:
-    """Every column some rule of ``catalog`` reads, besides ``industry_id``."""
+    """Every column some enterprise-scope rule of ``catalog`` reads, besides ``industry_id``."""
     fields: set[str] = set()
     for rule in catalog.rules:
-        for cond in rule.when:
-            fields |= _condition_fields(cond)
+        if rule.scope == "enterprise":
+            fields |= rule.fields()
     return frozenset(fields - {"industry_id"})
 
 

@@ -18,6 +18,8 @@ __all__ = [
     "GEOCODE_COLUMNS",
     "CLASSIFY_COLUMNS",
     "RULES_COLUMNS",
+    "DEADLINE_STATUSES",
+    "UNIT_COLUMNS",
     "ENFORCEMENT_COLUMNS",
     "OPTIONAL_OUTPUT_COLUMNS",
     "PRECISIONS",
@@ -47,7 +49,9 @@ INGEST_COLUMNS: Final = (
     "data_issues",
 )
 
-REJECTED_COLUMNS: Final = ("row", "uscc", "name", "field", "reason", "message")
+#: ``source`` says which table ``row`` counts in: ``registry`` (the enterprise list) or
+#: ``equipment`` (the 设备清单 sheet/file).
+REJECTED_COLUMNS: Final = ("row", "uscc", "name", "field", "reason", "message", "source")
 
 #: Geocode precision levels, finest first.
 PRECISIONS: Final = ("coordinates", "town", "district", "city")
@@ -67,7 +71,42 @@ CLASSIFY_COLUMNS: Final = (
     "review_reasons",
 )
 
-RULES_COLUMNS: Final = ("verdict", "standards", "rule_ids", "reasons")
+#: Added by geo.rules: ``deadline`` (ISO date or ''), ``deadline_status`` (one of
+#: :data:`DEADLINE_STATUSES` or ''), ``price_measures`` (ids of rules.toml [measures]),
+#: ``unit_count`` (equipment units of the enterprise) and ``units`` (the flagged units with
+#: their verdicts).
+RULES_COLUMNS: Final = (
+    "verdict", "standards", "rule_ids", "reasons", "deadline", "deadline_status",
+    "price_measures", "unit_count", "units",
+)
+
+#: Values of ``deadline_status``: the action is due at once (立即), by a date not yet past
+#: (pending), by a date already past on the as-of date (overdue), or by a date the data
+#: does not give (undetermined); '' when the verdict asks for no action with a deadline.
+DEADLINE_STATUSES: Final = ("immediate", "pending", "overdue", "undetermined")
+
+#: Columns of the per-unit result (enforcement_units.csv, the Excel 设备清单 sheet), in
+#: order; the measure and attribute columns of equipment.toml follow in the CSV.
+UNIT_COLUMNS: Final = (
+    "enterprise_row",
+    "uscc",
+    "name",
+    "industry",
+    "source",
+    "source_row",
+    "unit_id",
+    "unit_type",
+    "unit_type_zh",
+    "measures",
+    "verdict",
+    "rule_ids",
+    "reasons",
+    "deadline",
+    "deadline_status",
+    "needs_review",
+    "review_reasons",
+    "data_issues",
+)
 
 #: Columns of every enforcement list (files, stores, API), in order.
 ENFORCEMENT_COLUMNS: Final = (
@@ -96,6 +135,11 @@ ENFORCEMENT_COLUMNS: Final = (
     "review_reasons",
     "data_issues",
     "reasons",
+    "deadline",
+    "deadline_status",
+    "price_measures",
+    "unit_count",
+    "units",
 )
 
 

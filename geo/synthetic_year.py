@@ -28,7 +28,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from geo.rules import apply_rules
+from geo.rules import evaluate_rules
 from geo.synthetic import SYNTHETIC_NOTE
 
 __all__ = [
@@ -64,7 +64,8 @@ def synthetic_equipment(enterprises: pd.DataFrame, *, seed: int = 2019,
 
     Adds ``blast_furnace_m3``, ``cement_mill_diameter_m``, ``tannery_hides_per_year``,
     ``ceramic_tile_m2_per_year`` (NaN where unknown), drawn on both sides of the Table 5
-    thresholds, then re-runs :func:`geo.rules.apply_rules` (as of 2019-04-01).
+    thresholds, as one equipment unit each, then re-runs :func:`geo.rules.evaluate_rules`
+    (as of 2019-04-01).
     """
     rng = np.random.default_rng(seed)
     out = enterprises.copy()
@@ -80,8 +81,25 @@ def synthetic_equipment(enterprises: pd.DataFrame, *, seed: int = 2019,
     }
     for col, (industry, values) in draws.items():
         out[col] = np.where(pick & (ind == industry), values, np.nan)
-    return apply_rules(out.drop(columns=["verdict", "standards", "rule_ids", "reasons"]),
-                       as_of=date(2019, 4, 1))
+    # the sizes are equipment units (Table 5 rules are per unit): one unit per known size
+    kinds = {"blast_furnace_m3": ("blast_furnace", "volume_m3"),
+             "cement_mill_diameter_m": ("cement_mill", "diameter_m"),
+             "tannery_hides_per_year": ("tannery_line", "capacity_hides_per_year"),
+             "ceramic_tile_m2_per_year": ("tile_line", "capacity_m2_per_year")}
+    parts = []
+    for col, (unit_type, measure) in kinds.items():
+        has = out[col].notna().to_numpy()
+        parts.append(pd.DataFrame({
+            "enterprise_row": out["row"].to_numpy()[has], "source": "registry",
+            "source_row": out["row"].to_numpy()[has], "unit_id": col,
+            "unit_type": unit_type, measure: out[col].to_numpy()[has],
+        }))
+    units = pd.concat(parts, ignore_index=True)
+    units["data_issues"] = ""
+    from geo.schema import RULES_COLUMNS
+
+    return evaluate_rules(out.drop(columns=[c for c in RULES_COLUMNS if c in out]), units,
+                          as_of=date(2019, 4, 1)).enterprises
 
 
 def synthetic_monitoring(enterprises: pd.DataFrame, *, seed: int = 2019, year: int = 2019,

@@ -425,6 +425,12 @@ def _popup_values(gdf: pd.DataFrame, fields: Sequence[str], lang: str) -> pd.Dat
                 col = col.map(lambda v: labels["precision"].get(v, v))
             elif f == "needs_review":
                 col = col.eq(True).map({True: labels["words"]["yes"], False: labels["words"]["no"]})
+            elif f == "deadline_status":
+                col = col.map(lambda v: labels.get("deadline_status", {}).get(v, v))
+            elif f == "price_measures":
+                names = _measure_labels()
+                col = col.fillna("").astype(str).map(
+                    lambda v: "；".join(names.get(c, c) for c in v.split(";") if c))
         out[f] = _escaped_text(col)
     return out
 
@@ -488,6 +494,13 @@ def _grid_levels(
         levels[zoom] = per_code
         biggest[zoom] = int(counts.max(initial=0))
     return levels, biggest
+
+
+def _measure_labels() -> dict[str, str]:
+    """Price measure id -> Chinese label (rules catalog)."""
+    from layers.catalog import rules
+
+    return {m.id: m.label_zh for m in rules().measures}
 
 
 def _verdict_layer_class() -> Any:
@@ -912,6 +925,9 @@ def _lang_pack(lang: str, data: Mapping[str, Any], labels: Mapping[str, Any],
         "words": labels["words"],
         "precision": {**labels["precision"], **(data.get("precision_en", {}) if en else {})},
         "review_reasons": labels["review_reasons"],
+        "deadline_status": ({k: k for k in labels.get("deadline_status", {})} if en
+                            else dict(labels.get("deadline_status", {}))),
+        "price_measures": {m.id: (m.label_en if en else m.label_zh) for m in rules().measures},
         "verdicts": {v.id: (v.label_en if en else v.label_zh) for v in rules().verdicts},
         "industries": {i.id: (i.name_en if en else i.name_zh) for i in industries()},
         "industry_names": {i.name_zh: (i.name_en if en else i.name_zh) for i in industries()},
@@ -995,7 +1011,9 @@ def app_config(
         "ui": data["ui"],
         "i18n": {code: _lang_pack(code, data, labels, layer_ids) for code in ("zh", "en")},
         "labels": {
-            k: labels[k] for k in ("columns", "zones", "words", "precision", "review_reasons")
+            **{k: labels[k] for k in ("columns", "zones", "words", "precision", "review_reasons")},
+            "deadline_status": labels.get("deadline_status", {}),
+            "price_measures": _measure_labels(),
         },
         "popup_fields": [str(f) for f in data["popup"]["fields"]],
         "verdicts": [list(v) for v in _verdict_styles("zh")],

@@ -81,12 +81,15 @@ def upload(
         "rejected": len(rejected),
         "verdict_counts": {str(k): int(v) for k, v in
                            accepted["verdict"].value_counts().items()},
+        "units": len(getattr(result, "units", ())),
         "rejected_rows": _records(rejected, REPORT_ROWS),
         "loaded": None,
     }
     if load:
         rec = store.load_enterprises(accepted, loaded_by=caller.name, source_name=name,
                                      source_sha256=sha, rejected=len(rejected))
+        if hasattr(store, "store_rule_inputs"):  # PostGIS keeps them for in-database re-runs
+            store.store_rule_inputs(accepted, getattr(result, "units", None))
         report["loaded"] = rec.to_dict()
         from api.casework import sync_cases
 

@@ -7,12 +7,22 @@ answers as the in-process engine:
 * text is compared after trimming whitespace; ``is_empty`` means a known empty string;
 * a numeric value tested against a text column compares the text parsed as a number (plain
   decimal / exponent notation; other spellings Python's ``float()`` accepts are not parsed);
-* a date value compares the ISO ``YYYY-MM-DD`` prefix of text columns.
+* a date value compares the ISO ``YYYY-MM-DD`` prefix of text columns, or date/timestamp
+  columns directly; ``@as_of`` is the evaluation date, bound as a parameter;
+* ``contains`` compares ``normalize(text, NFKC)``, lower-cased, blanks removed, middle dots
+  as '.', with ``strpos`` (the words are parameters, never pattern syntax);
+* ``unless`` conditions exempt a row when one of them holds (missing data never exempts).
+
+Only ``scope = "enterprise"`` rules have a SQL form (:func:`active_rules`); unit rules need
+the equipment units and are evaluated in process (see
+:func:`api.store.postgis.classify_in_database`, which falls back to the in-process engine when
+the store holds units).
 
 Each rule becomes one boolean expression; :func:`match_array` packs them into a
-``boolean[]`` per row (element ``i`` = rule ``i`` of :func:`active_rules` matched), which
-:func:`combo_sql` turns into verdict, standards, rule ids and reasons once per distinct
-combination, exactly as :func:`geo.rules.apply_rules` does.
+``boolean[]`` per row (element ``i`` = rule ``i`` of :func:`active_rules` matched). The
+distinct arrays are few: the store turns each into verdict, standards, rule ids, reasons,
+price measures and deadline with the very functions of :mod:`geo.rules`
+(:func:`combo_rows`), so texts are identical by construction.
 """
 
 from __future__ import annotations
@@ -22,14 +32,30 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Integer, Numeric, and_, case, false, func, literal, or_
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    Numeric,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+)
 from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.sql.elements import ColumnElement
 
-from layers.catalog import AllOf, AnyOf, Condition, Predicate, Rule, RuleCatalog
+from layers.catalog import AS_OF, AllOf, AnyOf, Condition, Predicate, Rule, RuleCatalog
 
-__all__ = ["active_rules", "condition_sql", "rule_sql", "match_array", "rule_rows", "COMBO_SQL"]
+__all__ = ["active_rules", "condition_sql", "rule_sql", "match_array", "combo_rows",
+           "deadline_fields", "date_value"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +66,9 @@ _DATE_RE = r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}"
 
 
 def active_rules(catalog: RuleCatalog, as_of: date | None) -> list[Rule]:
-    """Rules effective on ``as_of`` (default today), in catalog order (as geo.rules)."""
+    """Enterprise-scope rules effective on ``as_of`` (default today), in catalog order."""
     day = as_of or date.today()
-    return [r for r in catalog.rules if r.effective <= day]
+    return [r for r in catalog.rules if r.effective <= day and r.scope == "enterprise"]
 
 
 def _kind(col: ColumnElement[Any]) -> str:
@@ -53,6 +79,8 @@ def _kind(col: ColumnElement[Any]) -> str:
         return "float"
     if isinstance(t, Integer):
         return "int"
+    if isinstance(t, (Date, DateTime)):
+        return "date"
     return "text"
 
 
@@ -92,11 +120,35 @@ def _text_equal(col: ColumnElement[Any], v: Any) -> ColumnElement[bool]:
     return func.btrim(col) == str(v)
 
 
-def _predicate(col: ColumnElement[Any], p: Predicate) -> ColumnElement[bool]:
+def _norm(col: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The text as ``contains`` compares it (geo.equipment.normalise_text)."""
+    folded = func.lower(func.normalize(col, literal_column("NFKC")))
+    return func.translate(func.regexp_replace(folded, r"\s+", "", "g"), "·•・", "...")
+
+
+def _predicate(col: ColumnElement[Any], p: Predicate, as_of: date) -> ColumnElement[bool]:
     """One predicate on an existing column (NULL-valued where the value is missing)."""
-    kind, op, v = _kind(col), p.op, p.value
+    kind, op = _kind(col), p.op
+    v: Any = as_of if p.value == AS_OF else p.value
     values = v if isinstance(v, list) else [v]
     known = col.isnot(None)
+    if op == "contains":
+        if kind != "text":
+            return false()
+        from geo.rules import _needles
+
+        return or_(false(), *[func.strpos(_norm(col), w) > 0 for w in _needles(tuple(v))])
+    if kind == "date":
+        day = sa_cast(col, Date)
+        if op == "not_empty":
+            return known
+        if not isinstance(v, (date, list)) or op == "is_empty":
+            return known if op in ("ne", "not_in") else false()
+        if op in ("in", "not_in", "eq", "ne"):
+            ds = [x for x in values if isinstance(x, date)]
+            hit = day.in_(ds) if ds else false()
+            return and_(hit if op in ("in", "eq") else ~hit, known)
+        return and_(_order(day, op, v), known)
     if kind in ("float", "int") and not isinstance(v, date):
         valid = and_(known, col != literal(float("nan"), Float(precision=53))) \
             if kind == "float" else known
@@ -138,7 +190,7 @@ def _predicate(col: ColumnElement[Any], p: Predicate) -> ColumnElement[bool]:
 
 
 def condition_sql(
-    cond: Condition, columns: Mapping[str, ColumnElement[Any]]
+    cond: Condition, columns: Mapping[str, ColumnElement[Any]], as_of: date | None = None
 ) -> ColumnElement[bool]:
     """A catalog condition as a never-NULL boolean SQL expression over ``columns``.
 
@@ -148,70 +200,89 @@ def condition_sql(
         Predicate, ``any`` or ``all`` group from :mod:`layers.catalog`.
     columns
         Field name -> SQL column; fields not in it make their predicates false.
+    as_of
+        The evaluation date ``@as_of`` stands for (default today).
     """
+    day = as_of or date.today()
     if isinstance(cond, Predicate):
         col = columns.get(cond.field)
         if col is None:
             return false()
-        return func.coalesce(_predicate(col, cond), false())
+        return func.coalesce(_predicate(col, cond, day), false())
     if isinstance(cond, AnyOf):
-        return or_(false(), *[condition_sql(c, columns) for c in cond.any])
+        return or_(false(), *[condition_sql(c, columns, day) for c in cond.any])
     assert isinstance(cond, AllOf)
-    return and_(*[condition_sql(c, columns) for c in cond.all])
+    return and_(*[condition_sql(c, columns, day) for c in cond.all])
 
 
 def rule_sql(
-    rule: Rule, columns: Mapping[str, ColumnElement[Any]], all_industries: Sequence[str]
+    rule: Rule, columns: Mapping[str, ColumnElement[Any]], all_industries: Sequence[str],
+    as_of: date | None = None,
 ) -> ColumnElement[bool]:
-    """Whether ``rule`` applies to a row: industry in the rule's list and every ``when``."""
+    """Whether ``rule`` applies to a row: its industry, every ``when``, no ``unless``."""
     allowed = list(all_industries) if "*" in rule.industries else list(rule.industries)
     industry = Predicate(field="industry_id", op="in", value=allowed)
-    return and_(*[condition_sql(c, columns) for c in (industry, *rule.when)])
+    parts = [condition_sql(c, columns, as_of) for c in (industry, *rule.when)]
+    if rule.unless:
+        parts.append(not_(or_(false(), *[condition_sql(c, columns, as_of) for c in rule.unless])))
+    return and_(*parts)
 
 
 def match_array(
     rules: Sequence[Rule], columns: Mapping[str, ColumnElement[Any]],
-    all_industries: Sequence[str],
+    all_industries: Sequence[str], as_of: date | None = None,
 ) -> ColumnElement[Any]:
     """``boolean[]`` of per-rule matches (element i+1 in SQL = ``rules[i]``)."""
     if not rules:
         return sa_cast(array([false()]), Boolean)  # pragma: no cover - empty catalog
-    return array([rule_sql(r, columns, all_industries) for r in rules])
+    return array([rule_sql(r, columns, all_industries, as_of) for r in rules])
 
 
-def rule_rows(catalog: RuleCatalog, rules: Sequence[Rule]) -> list[dict[str, Any]]:
-    """Rows of the temporary rules table :data:`COMBO_SQL` reads (``ord`` is 1-based)."""
+def date_value(col: ColumnElement[Any] | None) -> ColumnElement[Any]:
+    """A column's value as a date (ISO prefix of text), NULL when absent or not a date."""
+    if col is None:
+        return sa_cast(literal(None), Date)
+    if _kind(col) == "date":
+        return sa_cast(col, Date)
+    if _kind(col) == "text":
+        return sa_cast(_text_date(col), Date)
+    return sa_cast(literal(None), Date)
+
+
+def deadline_fields(rules: Sequence[Rule]) -> list[str]:
+    """The per-row deadline fields of ``rules`` (in order, each once)."""
+    return list(dict.fromkeys(r.deadline_field for r in rules if r.deadline_field))
+
+
+def combo_rows(
+    catalog: RuleCatalog, rules: Sequence[Rule], combos: Sequence[Sequence[bool]]
+) -> list[dict[str, Any]]:
+    """Per distinct match array: the texts and deadline facts :mod:`geo.rules` derives.
+
+    Returns rows with ``m`` (the array), ``verdict``, ``standards``, ``rule_ids``,
+    ``reasons``, ``price_measures``, ``fixed_deadline`` (earliest dated deadline of the rules
+    driving the verdict, or None), ``immediate``, ``undetermined`` and ``fields`` (the
+    deadline fields of driving rules, whose per-row values the SQL update takes the least of).
+    """
+    from geo.rules import _ACTION_VERDICTS, _combo_text
+
     rank = {v.id: v.rank for v in catalog.verdicts}
-    return [
-        {"ord": i + 1, "id": r.id, "verdict": r.verdict, "rank": rank[r.verdict],
-         "standards": list(r.standards), "reason": r.reason_zh}
-        for i, r in enumerate(rules)
-    ]
-
-
-#: Verdict / standards / rule ids / reasons per distinct match array ``m`` of ``_bw_masks``,
-#: from the rules in ``_bw_rules``: matched rules ordered by (verdict rank, catalog order),
-#: standards de-duplicated keeping their first occurrence. Parameters: ``default``,
-#: ``list_sep``, ``reason_sep``.
-COMBO_SQL = """
-CREATE TEMP TABLE _bw_combo ON COMMIT DROP AS
-WITH combos AS (SELECT DISTINCT m FROM _bw_masks),
-hits AS (
-    SELECT c.m, r.* FROM combos c
-    CROSS JOIN LATERAL unnest(c.m) WITH ORDINALITY AS u(hit, ord)
-    JOIN _bw_rules r ON r.ord = u.ord
-    WHERE u.hit
-)
-SELECT c.m,
-    coalesce((SELECT h.verdict FROM hits h WHERE h.m = c.m
-              ORDER BY h.rank, h.ord LIMIT 1), :default) AS verdict,
-    coalesce((SELECT string_agg(x.std, :list_sep ORDER BY x.first) FROM (
-                SELECT s.std, min(ARRAY[h.rank, h.ord, s.k::int]) AS first
-                FROM hits h CROSS JOIN LATERAL unnest(h.standards) WITH ORDINALITY AS s(std, k)
-                WHERE h.m = c.m GROUP BY s.std) x), '') AS standards,
-    coalesce((SELECT string_agg(h.id, :list_sep ORDER BY h.rank, h.ord)
-              FROM hits h WHERE h.m = c.m), '') AS rule_ids,
-    coalesce((SELECT string_agg(h.reason, :reason_sep ORDER BY h.rank, h.ord)
-              FROM hits h WHERE h.m = c.m), '') AS reasons
-FROM combos c
-"""
+    idx = [[i for i, hit in enumerate(m) if hit] for m in combos]
+    text = _combo_text(idx, rules, catalog)
+    out = []
+    for k, m in enumerate(combos):
+        matched = [rules[i] for i in idx[k]]
+        best = min((rank[r.verdict] for r in matched), default=None)
+        driving = [r for r in matched if rank[r.verdict] == best]
+        dated = [r.deadline for r in driving if r.deadline is not None]
+        out.append({
+            "m": list(m), "verdict": text.verdict[k], "standards": text.standards[k],
+            "rule_ids": text.rule_ids[k], "reasons": text.reasons[k],
+            "price_measures": text.measures[k],
+            "fixed_deadline": min(dated) if dated else None,
+            "immediate": any(r.immediate for r in driving),
+            "undetermined": any(r.deadline_kind == "none" and r.verdict in _ACTION_VERDICTS
+                                for r in driving),
+            "fields": [r.deadline_field for r in driving if r.deadline_field],
+        })
+    return out

@@ -45,7 +45,7 @@ FID = "fid"
 GEOMETRY = "geometry"
 #: Columns of :meth:`Store.points` (the lean path of the web map).
 POINT_COLUMNS: tuple[str, ...] = ("fid", "lon", "lat", "verdict")
-INTEGER_COLUMNS: tuple[str, ...] = ("row",)
+INTEGER_COLUMNS: tuple[str, ...] = ("row", "unit_count")
 FLOAT_COLUMNS: tuple[str, ...] = ("lon", "lat")
 BOOL_COLUMNS: tuple[str, ...] = ("needs_review",)
 TEXT_COLUMNS: tuple[str, ...] = tuple(

@@ -24,6 +24,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     Integer,
@@ -63,6 +64,7 @@ __all__ = [
     "REFERENCE_TABLES",
     "load_reference_layers",
     "classify_in_database",
+    "store_rule_inputs",
 ]
 
 log = logging.getLogger(__name__)
@@ -391,6 +393,11 @@ class PostGISStore(Store):
         """Classify the stored list in SQL; see :func:`classify_in_database`."""
         return classify_in_database(self, catalog=catalog, as_of=as_of)
 
+    def store_rule_inputs(self, enterprises: pd.DataFrame, units: pd.DataFrame | None = None
+                          ) -> int:
+        """Store the rules' attribute and unit inputs; see :func:`store_rule_inputs`."""
+        return store_rule_inputs(self, enterprises, units)
+
 
 # --------------------------------------------------------------------------- in-database
 #: Reference tables of in-database classification: kind -> (table, text columns).
@@ -420,14 +427,16 @@ LEFT JOIN LATERAL (SELECT x.id FROM bw_ref_park x
                    WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) p ON true
 """
 
-_UPDATE_SQL = """
+_UPDATE_SPATIAL_SQL = """
 UPDATE enterprises e SET
     city = s.city, district = s.district, district_code = s.district_code,
-    basin_id = s.basin_id, region_id = s.region_id, park_id = s.park_id,
-    verdict = c.verdict, standards = c.standards, rule_ids = c.rule_ids, reasons = c.reasons
-FROM _bw_spatial s JOIN _bw_masks k ON k.fid = s.fid JOIN _bw_combo c ON c.m = k.m
-WHERE e.fid = s.fid
+    basin_id = s.basin_id, region_id = s.region_id, park_id = s.park_id
+FROM _bw_spatial s WHERE e.fid = s.fid
 """
+
+#: Auxiliary tables of the rules' inputs (see store_rule_inputs).
+UNITS_TABLE = "enterprise_units"
+ATTRIBUTES_TABLE = "enterprise_attributes"
 
 
 def load_reference_layers(
@@ -482,6 +491,49 @@ def load_reference_layers(
     return counts
 
 
+def store_rule_inputs(
+    store: PostGISStore, enterprises: pd.DataFrame, units: pd.DataFrame | None = None
+) -> int:
+    """Store what the rules read besides the enterprise list: attributes and units.
+
+    ``enterprise_attributes`` holds, per ``row``, the registry attribute columns of
+    ``enterprises`` (registry.toml: 排污许可证, 主要产品, 质量抽查结果 ...; the pipeline keeps them
+    after the enforcement columns); ``enterprise_units`` the equipment units
+    (``PipelineResult.units``, joined by ``enterprise_row``). Both are auxiliary tables like
+    ``bw_ref_*``, replaced with each load; :func:`classify_in_database` reads them.
+
+    Returns
+    -------
+    Number of units stored.
+    """
+    from layers.catalog import field_vocabulary
+
+    vocab = field_vocabulary()
+    attrs = [c for c in enterprises.columns
+             if c in vocab and vocab[c].producer == "registry" and c not in ENFORCEMENT_COLUMNS]
+    unit_frame = pd.DataFrame(units) if units is not None else pd.DataFrame()
+    if len(unit_frame.columns):
+        unit_frame = unit_frame.assign(unit_pos=np.arange(len(unit_frame)))  # keeps their order
+    tables = {ATTRIBUTES_TABLE: pd.DataFrame(enterprises[["row", *attrs]]),
+              UNITS_TABLE: unit_frame}
+    with store.engine.begin() as conn:
+        for name, frame in tables.items():
+            conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+            if len(frame.columns):
+                frame.to_sql(name, conn, index=False, chunksize=50_000)
+    return len(tables[UNITS_TABLE])
+
+
+def _stored_units(conn: Connection) -> pd.DataFrame | None:
+    from sqlalchemy import inspect
+
+    if not inspect(conn).has_table(UNITS_TABLE):
+        return None
+    units = pd.read_sql(text(f"SELECT * FROM {UNITS_TABLE} ORDER BY unit_pos"), conn)
+    units = units.drop(columns=["unit_pos"])
+    return units if len(units) else None
+
+
 def classify_in_database(
     store: PostGISStore,
     *,
@@ -491,13 +543,19 @@ def classify_in_database(
     """Classify the stored enterprises inside PostGIS and apply the rule catalog in SQL.
 
     Spatial attributes come from ``ST_Contains`` joins against the tables written by
-    :func:`load_reference_layers` (GiST-indexed; the first polygon in layer order wins);
-    rules are :mod:`api.store._sql_rules` expressions over the ``enterprises`` columns
-    (a rule field the table lacks never matches, as in process). Updates ``city``,
-    ``district``, ``district_code``, ``basin_id``, ``region_id``, ``park_id``, ``verdict``,
-    ``standards``, ``rule_ids`` and ``reasons`` in one transaction. ``needs_review`` and
-    ``review_reasons`` are left as stored: boundary bands and coarse-geocode checks are
-    in-process only.
+    :func:`load_reference_layers` (GiST-indexed; the first polygon in layer order wins).
+    Enterprise-scope rules are :mod:`api.store._sql_rules` expressions over the
+    ``enterprises`` columns (a rule field the table lacks never matches, as in process); the
+    few distinct match arrays get their texts from :mod:`geo.rules` itself, and deadline and
+    status are computed per row in SQL. Updates ``city`` ... ``park_id``, ``verdict``,
+    ``standards``, ``rule_ids``, ``reasons``, ``price_measures``, ``deadline`` and
+    ``deadline_status`` in one transaction.
+
+    In process only: ``needs_review`` / ``review_reasons`` (boundary bands, coarse geocodes,
+    the rules' review codes) are left as stored; and the unit rules (Table 5, Table 1, the
+    per-unit Table 2 items), which need the equipment units: when the store holds units
+    (:func:`store_rule_inputs`), the rules step falls back to :func:`geo.rules.evaluate_rules` on
+    the spatially updated rows and their units (the spatial joins still run in SQL).
 
     Parameters
     ----------
@@ -506,25 +564,27 @@ def classify_in_database(
     catalog
         Rule catalog (default :func:`layers.catalog.rules`).
     as_of
-        Evaluation date (default today); rules not yet effective do not apply.
+        Evaluation date (default today): rules not yet effective do not apply, deadlines
+        before it are overdue.
 
     Returns
     -------
     Number of enterprises updated.
     """
+    from datetime import date as _date
+
     from sqlalchemy import ARRAY, inspect
     from sqlalchemy import column as sa_column
     from sqlalchemy import table as sa_table
 
     from api.store import _sql_rules
-    from geo.schema import LIST_SEP, REASON_SEP
     from layers.catalog import industries
     from layers.catalog import rules as default_rules
 
     catalog = catalog or default_rules()
-    active = _sql_rules.active_rules(catalog, as_of)
+    day = as_of or _date.today()
+    active = _sql_rules.active_rules(catalog, day)
     all_ids = [i.id for i in industries()]
-    spatial_cols = ("city", "district", "district_code", "basin_id", "region_id", "park_id")
     with store.engine.begin() as conn:
         missing = [t for t, _ in REFERENCE_TABLES.values()
                    if not inspect(conn).has_table(t)]
@@ -532,35 +592,106 @@ def classify_in_database(
             raise InvalidQueryError(
                 f"reference tables {missing} are missing: call load_reference_layers first."
             )
-        # the live table's columns (attribute columns added to it take part in rules)
-        live = sa_table("enterprises", *[
-            sa_column(c["name"], c["type"]) for c in inspect(conn).get_columns("enterprises")
-        ])
-        spatial = sa_table("_bw_spatial", sa_column("fid", BigInteger),
-                           *[sa_column(c, Text) for c in spatial_cols])
-        columns = {c.name: c for c in live.c if c.name not in spatial_cols}
-        columns.update({c: spatial.c[c] for c in spatial_cols})
-
         conn.execute(text(_SPATIAL_SQL))
-        conn.execute(text("CREATE TEMP TABLE _bw_masks (fid bigint, m boolean[]) "
-                          "ON COMMIT DROP"))
-        masks = sa_table("_bw_masks", sa_column("fid", BigInteger),
-                         sa_column("m", ARRAY(Boolean)))
-        conn.execute(insert(masks).from_select(
-            ["fid", "m"],
-            select(spatial.c.fid, _sql_rules.match_array(active, columns, all_ids))
-            .select_from(spatial.join(live, live.c.fid == spatial.c.fid)),
-        ))
-        conn.execute(text("CREATE TEMP TABLE _bw_rules (ord integer, id text, verdict text, "
-                          "rank integer, standards text[], reason text) ON COMMIT DROP"))
-        rows = _sql_rules.rule_rows(catalog, active)
-        if rows:
-            conn.execute(text("INSERT INTO _bw_rules VALUES "
-                              "(:ord, :id, :verdict, :rank, :standards, :reason)"), rows)
-        conn.execute(text(_sql_rules.COMBO_SQL), {
-            "default": catalog.default_verdict, "list_sep": LIST_SEP, "reason_sep": REASON_SEP,
-        })
-        n = conn.execute(text(_UPDATE_SQL)).rowcount
+        n = conn.execute(text(_UPDATE_SPATIAL_SQL)).rowcount
+        units = _stored_units(conn)
+        if units is not None:
+            _rules_in_process(conn, units, catalog, day)
+        else:
+            # the live table's columns (attribute columns added to it take part in rules),
+            # and the stored attributes of each row
+            types = {c["name"]: c["type"] for c in inspect(conn).get_columns("enterprises")}
+            live = sa_table("enterprises", *[sa_column(k, t) for k, t in types.items()])
+            columns = {c.name: c for c in live.c}
+            source: Any = live
+            if inspect(conn).has_table(ATTRIBUTES_TABLE):
+                atypes = {c["name"]: c["type"]
+                          for c in inspect(conn).get_columns(ATTRIBUTES_TABLE)}
+                attrs = sa_table(ATTRIBUTES_TABLE, *[sa_column(k, t) for k, t in atypes.items()])
+                columns.update({c.name: c for c in attrs.c if c.name not in columns})
+                source = live.outerjoin(attrs, attrs.c["row"] == live.c["row"])
+            fields = _sql_rules.deadline_fields(active)
+            conn.execute(text(
+                "CREATE TEMP TABLE _bw_masks (fid bigint, m boolean[]"
+                + "".join(f", dl_{i} date" for i in range(len(fields))) + ") ON COMMIT DROP"))
+            masks = sa_table("_bw_masks", sa_column("fid", BigInteger),
+                             sa_column("m", ARRAY(Boolean)),
+                             *[sa_column(f"dl_{i}", Date) for i in range(len(fields))])
+            conn.execute(insert(masks).from_select(
+                ["fid", "m", *[f"dl_{i}" for i in range(len(fields))]],
+                select(live.c.fid, _sql_rules.match_array(active, columns, all_ids, day),
+                       *[_sql_rules.date_value(columns.get(f)) for f in fields])
+                .select_from(source),
+            ))
+            combos = [list(r[0]) for r in conn.execute(text("SELECT DISTINCT m FROM _bw_masks"))]
+            rows = _sql_rules.combo_rows(catalog, active, combos)
+            conn.execute(text(
+                "CREATE TEMP TABLE _bw_combo (m boolean[], verdict text, standards text, "
+                "rule_ids text, reasons text, price_measures text, fixed_deadline date, "
+                "immediate boolean, undetermined boolean, fields text[]) ON COMMIT DROP"))
+            if rows:
+                conn.execute(text(
+                    "INSERT INTO _bw_combo VALUES (:m, :verdict, :standards, :rule_ids, "
+                    ":reasons, :price_measures, :fixed_deadline, :immediate, :undetermined, "
+                    ":fields)"), rows)
+            conn.execute(text(_rules_update_sql(fields)),
+                         {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}})
         conn.execute(text("ANALYZE enterprises"))
-    log.info("classified %d enterprises in PostGIS (%d rules)", n, len(active))
+    log.info("classified %d enterprises in PostGIS (%d SQL rules%s)", n, len(active),
+             ", unit rules in process" if units is not None else "")
     return int(n)
+
+
+def _rules_update_sql(fields: Sequence[str]) -> str:
+    """The UPDATE writing a combo's texts and each row's deadline and status.
+
+    ``fields`` are the catalog's deadline fields; their per-row dates are the ``dl_i``
+    columns of ``_bw_masks``; a combo takes those of the rules driving its verdict.
+    """
+    picks = [f"CASE WHEN :f{i} = ANY(c.fields) THEN k.dl_{i} END" for i in range(len(fields))]
+    unknown = [f"(:f{i} = ANY(c.fields) AND k.dl_{i} IS NULL)" for i in range(len(fields))]
+    day = "least(c.fixed_deadline" + "".join(f", {p}" for p in picks) + ")"
+    undetermined = " OR ".join(["c.undetermined", *unknown])
+    return f"""
+UPDATE enterprises e SET
+    verdict = c.verdict, standards = c.standards, rule_ids = c.rule_ids, reasons = c.reasons,
+    price_measures = c.price_measures,
+    deadline = CASE WHEN c.immediate THEN '' ELSE coalesce(to_char({day}, 'YYYY-MM-DD'), '') END,
+    deadline_status = CASE
+        WHEN c.immediate THEN 'immediate'
+        WHEN {day} IS NOT NULL THEN CASE WHEN {day} < :as_of THEN 'overdue' ELSE 'pending' END
+        WHEN {undetermined} THEN 'undetermined'
+        ELSE '' END
+FROM _bw_masks k JOIN _bw_combo c ON c.m = k.m
+WHERE e.fid = k.fid
+"""
+
+
+def _rules_in_process(conn: Connection, units: pd.DataFrame, catalog: Any, day: Any) -> None:
+    """The fallback: every rule by geo.rules on the stored rows and units, written back."""
+    from geo.rules import evaluate_rules
+
+    from sqlalchemy import inspect
+
+    ent = pd.read_sql(text("SELECT * FROM enterprises ORDER BY fid"), conn)
+    ent = ent.drop(columns=["geometry"], errors="ignore")
+    if inspect(conn).has_table(ATTRIBUTES_TABLE):
+        attrs = pd.read_sql_table(ATTRIBUTES_TABLE, conn)
+        extra = [c for c in attrs.columns if c not in ent.columns]
+        ent = ent.merge(attrs[["row", *extra]], on="row", how="left")
+    res = evaluate_rules(ent, units, catalog=catalog, as_of=day).enterprises
+    cols = ["verdict", "standards", "rule_ids", "reasons", "price_measures", "deadline",
+            "deadline_status", "units", "unit_count"]
+    conn.execute(text("CREATE TEMP TABLE _bw_rules_out (fid bigint, verdict text, standards "
+                      "text, rule_ids text, reasons text, price_measures text, deadline text, "
+                      "deadline_status text, units text, unit_count integer) ON COMMIT DROP"))
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(
+        f"COPY _bw_rules_out (fid, {', '.join(cols)}) FROM STDIN"
+    ) as copy:
+        values = [res[c].tolist() for c in cols]
+        for row in zip(res["fid"].tolist(), *values, strict=True):
+            copy.write_row(row)
+    conn.execute(text(
+        "UPDATE enterprises e SET " + ", ".join(f"{c} = o.{c}" for c in cols)
+        + " FROM _bw_rules_out o WHERE e.fid = o.fid"))

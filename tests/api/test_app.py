@@ -209,3 +209,36 @@ def test_point_query_matches_locate(loaded_client) -> None:  # noqa: ANN001
         assert "district_enterprises" in body
     r = loaded_client.get("/query/point", params={"lon": 200, "lat": 23})
     assert r.status_code == 400 and "lon" in r.json()["description"]
+
+
+def test_api_serves_units_deadlines_and_status(make_client, store, tmp_path) -> None:  # noqa: ANN001
+    """A registry XLSX with its 设备清单 sheet, uploaded and loaded: the items carry the
+    flagged units, the deadline and its status; the queryables and the filter know them."""
+    import openpyxl
+
+    from api.testing import EDITOR_KEY
+
+    wb = openpyxl.Workbook()
+    wb.active.append(["统一社会信用代码", "企业名称", "行业", "经度", "纬度"])
+    wb.active.append(["", "深圳某印染厂", "印染", 114.25, 22.72])
+    ws = wb.create_sheet("设备清单")
+    ws.append(["企业名称", "设备编号", "设备类型", "锅炉蒸吨(t/h)"])
+    ws.append(["深圳某印染厂", "1号锅炉", "燃煤锅炉", 6])
+    wb.save(tmp_path / "名录.xlsx")
+    client = make_client()
+    with (tmp_path / "名录.xlsx").open("rb") as fh:
+        resp = client.post("/registry?load=true", headers={"X-API-Key": EDITOR_KEY},
+                           files={"file": ("名录.xlsx", fh)})
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["units"] == 1
+    items = client.get("/collections/enterprises/items").json()["features"]
+    props = items[0]["properties"]
+    assert props["units"].startswith("1号锅炉（限期整改") and props["unit_count"] == 1
+    assert props["deadline"] == "2019-12-31"
+    assert props["deadline_status"] in ("pending", "overdue")  # as of the day the test runs
+    q = client.get("/collections/enterprises/queryables").json()["properties"]
+    assert {"deadline", "deadline_status", "units", "price_measures"} <= set(q)
+    hits = client.get("/collections/enterprises/items",
+                      params={"filter": "deadline_status IN ('pending','overdue')",
+                              "filter-lang": "cql2-text"}).json()
+    assert hits["numberMatched"] == 1

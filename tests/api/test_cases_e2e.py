@@ -26,7 +26,7 @@ PLACES = {
     "光明乙纸业有限公司": ("914403110000000022", "造纸", 113.8900, 22.7800),   # 茅洲河
     "东莞丙染整有限公司": ("914419000000000033", "印染", 113.7500, 23.0200),   # 东莞, coal boiler
     "广州丁陶瓷有限公司": ("914401010000000044", "陶瓷", 113.3000, 23.1500),   # 广州, coal boiler
-    "韶关戊钢铁有限公司": ("914402000000000055", "钢铁", 113.6000, 24.8000),   # nothing applies
+    "韶关戊玻璃有限公司": ("914402000000000055", "平板玻璃", 113.6000, 24.8000),  # nothing applies
     "普宁己印染有限公司": ("914452810000000066", "印染", 116.1700, 23.3000),   # 练江, second load
 }
 BOILER = {"东莞丙染整有限公司": "4", "广州丁陶瓷有限公司": "30"}
@@ -70,12 +70,12 @@ def _case_ids(client) -> dict[str, int]:
 def test_a_year_from_verdicts_to_closed_cases(make_client, store) -> None:
     client = make_client()
     first = ["潮南甲印染有限公司", "光明乙纸业有限公司", "东莞丙染整有限公司", "广州丁陶瓷有限公司",
-             "韶关戊钢铁有限公司"]
+             "韶关戊玻璃有限公司"]
     rep = _load(client, _registry(first), "2019-04-01")
-    assert rep["cases"]["counts"]["opened"] == 4  # everyone but the steel plant
+    assert rep["cases"]["counts"]["opened"] == 4  # everyone but the glass plant
 
     ids = _case_ids(client)
-    assert set(ids) == set(first) - {"韶关戊钢铁有限公司"}
+    assert set(ids) == set(first) - {"韶关戊玻璃有限公司"}
     a, b = ids["潮南甲印染有限公司"], ids["光明乙纸业有限公司"]
     c, d = ids["东莞丙染整有限公司"], ids["广州丁陶瓷有限公司"]
 
@@ -126,7 +126,7 @@ def test_a_year_from_verdicts_to_closed_cases(make_client, store) -> None:
 
     # -- second registry: 甲 moved into the Chaonan dyeing park, 乙 gone, 己 new ----------
     # (116.5454, 23.1471): inside the bundled 潮南 park (陇田/井都) and the Lianjiang basin
-    second = ["潮南甲印染有限公司", "东莞丙染整有限公司", "广州丁陶瓷有限公司", "韶关戊钢铁有限公司",
+    second = ["潮南甲印染有限公司", "东莞丙染整有限公司", "广州丁陶瓷有限公司", "韶关戊玻璃有限公司",
               "普宁己印染有限公司"]
     rep2 = _load(client, _registry(second, moved={"潮南甲印染有限公司": (116.5454, 23.1471)}),
                  "2019-09-01")
@@ -159,7 +159,7 @@ def test_a_year_from_verdicts_to_closed_cases(make_client, store) -> None:
     exc_june = _xlsx_names(client, "exceedance", june)["超标排放企业名单"]
     assert exc_june == ["光明乙纸业有限公司"]
     task_june = _xlsx_names(client, "task_list", june)
-    assert sorted(task_june["落后产能退出工作任务清单"]) == sorted(set(first) - {"韶关戊钢铁有限公司"})
+    assert sorted(task_june["落后产能退出工作任务清单"]) == sorted(set(first) - {"韶关戊玻璃有限公司"})
 
     # the Dongguan plant is re-inspected and fails: closed after the deadline passed
     r = client.post(f"/cases/{c}/changes", headers=ED, json={"on": "2020-01-05",

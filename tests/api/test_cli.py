@@ -25,14 +25,18 @@ def test_run_on_bundled_sample_writes_every_output(tmp_path: Path, sample_result
     rejected = pd.read_csv(out / "rejected_rows.csv")
     assert len(csv) == len(sample_result.enterprises)
     assert len(rejected) == len(sample_result.rejected)
-    assert len(csv) + len(rejected) == sample_result.source_rows
+    assert len(csv) + (rejected["source"] == "registry").sum() == sample_result.source_rows
     assert csv["verdict"].value_counts().to_dict() == sample_result.verdict_counts
+    units = pd.read_csv(out / "enforcement_units.csv", dtype=str, keep_default_na=False)
+    assert len(units) == len(sample_result.units)
+    assert set(units["enterprise_row"].astype(int)) <= set(csv["row"])
     gj = gpd.read_file(out / "enforcement_list.geojson")
     gp = gpd.read_file(out / "enforcement_list.gpkg")
     assert len(gj) == len(gp) == len(csv)
     assert sorted(gj["uscc"]) == sorted(csv["uscc"])
     book = openpyxl.load_workbook(out / "enforcement_list.xlsx", read_only=True)
     assert "汇总" in book.sheetnames and len(book.sheetnames) >= 6
+    assert "设备清单" in book.sheetnames
     html = (out / "map.html").read_text("utf-8")
     assert "练江" in html and "<script src=" not in html
 
@@ -48,6 +52,43 @@ def test_run_small_registry_reports_rejections(tmp_path: Path, data_file) -> Non
     assert len(rejected) + len(accepted) == source_rows
     assert set(rejected.columns) >= {"row", "field", "reason", "message"}
     assert not (out / "map.html").exists()
+
+
+def test_run_with_equipment_file_and_as_of(tmp_path: Path) -> None:
+    """--equipment and --as-of: the unit decides, the deadline turns overdue with the date."""
+    import csv as csvmod
+
+    reg, equ = tmp_path / "r.csv", tmp_path / "e.csv"
+    with reg.open("w", encoding="utf-8-sig", newline="") as fh:
+        w = csvmod.writer(fh)
+        w.writerow(["统一社会信用代码", "企业名称", "行业", "经度", "纬度"])
+        w.writerow(["", "深圳某印染厂", "印染", "114.25", "22.72"])
+    with equ.open("w", encoding="utf-8-sig", newline="") as fh:
+        w = csvmod.writer(fh)
+        w.writerow(["企业名称", "设备编号", "设备类型", "锅炉蒸吨(t/h)", "燃料"])
+        w.writerow(["深圳某印染厂", "1号锅炉", "锅炉", "6", "燃煤"])
+        w.writerow(["深圳某印染厂", "2号锅炉", "锅炉", "6吨", "燃煤"])  # 吨 is not a steam rate
+    for as_of, status in (("2019-06-30", "pending"), ("2020-01-02", "overdue")):
+        out = tmp_path / as_of
+        res = runner.invoke(app, ["run", str(reg), "--equipment", str(equ), "--as-of", as_of,
+                                  "--out", str(out), "--no-map"])
+        assert res.exit_code == 0, res.output
+        ent = pd.read_csv(out / "enforcement_list.csv", dtype=str, keep_default_na=False)
+        assert ent.loc[0, "verdict"] == "rectify" and ent.loc[0, "deadline"] == "2019-12-31"
+        assert ent.loc[0, "deadline_status"] == status
+        assert ent.loc[0, "units"].startswith("1号锅炉（限期整改〔二(二)2〕")
+        assert ent.loc[0, "unit_count"] == "1" and "涉及设备：1号锅炉" in ent.loc[0, "reasons"]
+        rej = pd.read_csv(out / "rejected_rows.csv", dtype=str, keep_default_na=False)
+        assert rej[["source", "row", "field", "reason"]].values.tolist() == \
+            [["equipment", "3", "锅炉蒸吨", "measure_unit_unknown"]]
+        gj = gpd.read_file(out / "enforcement_list.geojson")
+        assert gj.loc[0, "units"] == ent.loc[0, "units"]
+        sheet = pd.read_excel(out / "enforcement_list.xlsx", sheet_name="设备清单", dtype=str)
+        assert sheet["设备编号/名称"].tolist() == ["1号锅炉"]
+        assert sheet["期限状态"].tolist() == [{"pending": "期限内", "overdue": "已逾期"}[status]]
+    missing = runner.invoke(app, ["run", str(reg), "--equipment", str(tmp_path / "no.csv"),
+                                  "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
 
 
 def test_run_rejects_missing_file_and_bad_date(tmp_path: Path) -> None:
@@ -97,6 +138,8 @@ def test_sample_is_reproducible(tmp_path: Path) -> None:
     frame = pd.read_csv(a)
     assert len(frame) == 120 and "统一社会信用代码" in frame.columns
     assert frame["数据说明"].str.contains("synthetic").all()
+    units = pd.read_csv(tmp_path / "a_equipment.csv", dtype=str)
+    assert units["统一社会信用代码"].isin(frame["统一社会信用代码"]).mean() > 0.9
 
 
 def test_raster_density_writes_cog(tmp_path: Path, data_file) -> None:

@@ -76,6 +76,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         keep=False)
     shutdown = ents.index[ents["verdict"].eq("shutdown") & unique & ents["address"].ne("")][0]
     ents.loc[shutdown, "name"] = XSS_NAME
+    # its flagged equipment unit, as the rules engine writes it (shown in the popup)
+    ents.loc[shutdown, ["units", "unit_count"]] = ["1号定形机（关停退出〔表5 第6项(3)〕）", 1]
     store = get_store(tmp / "store.gpkg")
     store.init()
     store.load_enterprises(ents, loaded_by="test", source_name="synthetic.csv",
@@ -291,6 +293,11 @@ def test_popup_escapes_names_and_shows_address_city_district_and_data_version(
         assert str(value) in popup, (label, value)
     assert "数据版本" in popup and "第 1 次载入" in popup
     assert time.strftime("%Y-") in popup  # the load date
+    # units, deadline status (Chinese) of the rules engine
+    labels = json.loads(driver.execute_script("return JSON.stringify(bw.cfg.labels)"))
+    assert labels["columns"]["units"] in popup and "1号定形机（关停退出〔表5 第6项(3)〕）" in popup
+    assert labels["columns"]["deadline_status"] in popup
+    assert labels["deadline_status"][target.deadline_status] in popup
 
 
 # --------------------------------------------------------------------------- bugs 1-9

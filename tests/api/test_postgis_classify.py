@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from sqlalchemy import Boolean, Float, Text, column, select, table, text
+from sqlalchemy import Boolean, Date, Float, Text, column, select, table, text
 from sqlalchemy.dialects import postgresql
 
 from api.store import _sql_rules
@@ -21,7 +21,8 @@ from api.testing import make_enterprises
 from layers.catalog import AnyOf, Predicate, rules
 
 COMPARED = ("city", "district", "district_code", "basin_id", "region_id", "park_id",
-            "verdict", "standards", "rule_ids", "reasons")
+            "verdict", "standards", "rule_ids", "reasons", "price_measures", "deadline",
+            "deadline_status")
 AS_OF = date(2020, 6, 1)
 
 
@@ -46,16 +47,38 @@ def test_predicate_on_absent_field_is_false() -> None:
 
 
 # --------------------------------------------------------------------------- PostGIS
+#: Enterprise attributes the rules read, stored as columns of the list (SQL type, values).
+ATTRIBUTES = {
+    "discharge_permit": ("boolean", [True, False, None]),
+    "emission_exceedance": ("boolean", [True, False, None, None]),
+    "exceedance_severe": ("boolean", [True, None, None]),
+    "status": ("text", ["", "operating", "closed"]),
+    "quality_result": ("text", ["", "", "pass", "fail"]),
+    "quality_recheck": ("text", ["", "pass", "fail"]),
+    "quality_deadline": ("date", [None, date(2020, 1, 31), date(2020, 12, 31)]),
+    "safety_conditions": ("text", ["", "", "fail"]),
+    "products": ("text", ["", "P·C 32.5 复合硅酸盐水泥", "地条钢", "P.O 42.5"]),
+}
+
+
 @pytest.fixture(scope="module")
-def pipeline_result() -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
-    """A few thousand synthetic enterprises through the in-process engine."""
+def pipeline_result() -> gpd.GeoDataFrame:
+    """A few thousand synthetic enterprises, with enterprise attributes, classified in process
+    (no equipment: every rule that applies has a SQL form)."""
     from geo.pipeline import run_pipeline
+    from geo.rules import apply_rules
     from geo.synthetic import synthetic_registry, write_registry
 
-    reg = synthetic_registry(3000, seed=11)
+    reg = synthetic_registry(3000, seed=11).drop(columns=["燃煤锅炉蒸吨"])
     with tempfile.TemporaryDirectory() as d:
         res = run_pipeline(write_registry(reg, Path(d) / "registry.csv"), as_of=AS_OF)
-    return res.enterprises, reg
+    ent = res.enterprises
+    rng = np.random.default_rng(3)
+    for name, (_t, values) in ATTRIBUTES.items():
+        pick = np.asarray(values, dtype=object)[rng.integers(0, len(values), len(ent))]
+        ent[name] = pd.array(pick.tolist(), dtype="boolean") if _t == "boolean" else \
+            (pd.to_datetime(pick) if _t == "date" else pick)
+    return apply_rules(ent, as_of=AS_OF)
 
 
 #: Run with the conftest ``store`` fixture on PostGIS only.
@@ -72,37 +95,66 @@ def _blank(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return out
 
 
-@ON_POSTGIS
-def test_in_database_classification_equals_in_process(
-    store: PostGISStore, pipeline_result: tuple[gpd.GeoDataFrame, pd.DataFrame]
-) -> None:
-    expected, reg = pipeline_result
-    store.load_enterprises(_blank(expected), loaded_by="test", source_name="synthetic.csv",
-                           source_sha256="0" * 64)
-    # the registry's optional boiler capacity, as an attribute column of the stored list
-    boiler = pd.to_numeric(reg["燃煤锅炉蒸吨"], errors="coerce").to_numpy()
-    tph = boiler[expected["row"].to_numpy() - 2]
-    with store.engine.begin() as conn:
-        conn.execute(text("ALTER TABLE enterprises ADD COLUMN coal_boiler_tph float8"))
-        conn.execute(
-            text("UPDATE enterprises e SET coal_boiler_tph = v.x "
-                 "FROM unnest(CAST(:fid AS bigint[]), CAST(:x AS float8[])) AS v(fid, x) "
-                 "WHERE e.fid = v.fid"),
-            {"fid": list(range(1, len(tph) + 1)),
-             "x": [None if np.isnan(v) else float(v) for v in tph]},
-        )
-    counts = store.load_reference_layers()
-    assert counts["basin"] >= 4 and counts["district"] > 100
-    assert store.classify_in_database(as_of=AS_OF) == len(expected)
-
-    got = store.query(FeatureQuery()).features.sort_values("fid").reset_index(drop=True)
+def _compare(got: pd.DataFrame, expected: pd.DataFrame) -> None:
     assert len(got) == len(expected)
     assert (got["row"].to_numpy() == expected["row"].to_numpy()).all()
     for c in COMPARED:
         diff = np.flatnonzero(got[c].astype(str).to_numpy() != expected[c].astype(str).to_numpy())
         assert diff.size == 0, (c, got.loc[diff[:3], c].tolist(), expected.loc[diff[:3], c].tolist())
-    # the comparison covers every verdict the synthetic data produces, incl. boiler rules
-    assert {"shutdown", "rectify", "basin_standard", "priority_supervision"} <= set(got["verdict"])
+
+
+@ON_POSTGIS
+def test_in_database_classification_equals_in_process(
+    store: PostGISStore, pipeline_result: gpd.GeoDataFrame
+) -> None:
+    expected = pipeline_result
+    store.load_enterprises(_blank(expected), loaded_by="test", source_name="synthetic.csv",
+                           source_sha256="0" * 64)
+    # the attributes as stored by a load (enterprise_attributes), except "products", which
+    # is added to the list itself: both kinds of column take part in the SQL rules
+    store.store_rule_inputs(expected.drop(columns=["products"]), None)  # no units: all SQL
+    with store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE enterprises ADD COLUMN products text"))
+        conn.execute(
+            text("UPDATE enterprises e SET products = v.x FROM unnest(CAST(:fid AS bigint[]), "
+                 "CAST(:x AS text[])) AS v(fid, x) WHERE e.fid = v.fid"),
+            {"fid": list(range(1, len(expected) + 1)), "x": expected["products"].tolist()},
+        )
+    counts = store.load_reference_layers()
+    assert counts["basin"] >= 4 and counts["district"] > 100
+    assert store.classify_in_database(as_of=AS_OF) == len(expected)
+    got = store.query(FeatureQuery()).features.sort_values("fid").reset_index(drop=True)
+    _compare(got, expected.reset_index(drop=True))
+    # the comparison covers what it is about: every verdict and deadline status, contains,
+    # unless, date deadlines and @as_of
+    assert {"shutdown", "rectify", "basin_standard", "emission_standard",
+            "priority_supervision", "no_action"} <= set(got["verdict"])
+    assert {"immediate", "pending", "overdue", "undetermined"} <= set(got["deadline_status"])
+    ids = ";".join(got["rule_ids"])
+    for rid in ("cement_32_5_composite_cement", "steel_ditiaogang_product",
+                "over_standard_discharge_severe", "quality_deadline_passed_recheck_missing"):
+        assert rid in ids, rid
+
+
+@ON_POSTGIS
+def test_with_units_the_rules_fall_back_to_the_engine(store: PostGISStore) -> None:
+    """Unit rules have no SQL form: with stored units the store decides them in process."""
+    from geo.pipeline import run_pipeline
+    from geo.synthetic import synthetic_dataset, write_dataset
+
+    with tempfile.TemporaryDirectory() as d:
+        reg, equ = write_dataset(synthetic_dataset(1500, seed=4), Path(d) / "registry.csv")
+        res = run_pipeline(reg, equipment=equ, as_of=AS_OF)
+    expected = res.enterprises
+    store.load_enterprises(_blank(expected), loaded_by="test", source_name="synthetic.csv",
+                           source_sha256="3" * 64)
+    assert store.store_rule_inputs(expected, res.units) == len(res.units)
+    store.load_reference_layers()
+    store.classify_in_database(as_of=AS_OF)
+    got = store.query(FeatureQuery()).features.sort_values("fid").reset_index(drop=True)
+    _compare(got, expected.reset_index(drop=True))
+    assert (got["units"].to_numpy() == expected["units"].to_numpy()).all()
+    assert got["rule_ids"].str.contains("steel_blast_furnace_le_400m3").any()
 
 
 @ON_POSTGIS
@@ -114,6 +166,9 @@ def test_sql_predicates_follow_in_process_semantics(store: PostGISStore) -> None
         "t": [" 5 ", "x", "", "7.5", "1e1", None],
         "f": [1.0, np.nan, 0.0, 65.0, -3.0, 2.0],
         "b": [True, False, True, False, True, False],
+        "d": pd.to_datetime(["2019-06-29", "2019-06-30", None, "2019-07-01", "2020-01-01",
+                             "2018-01-01"]),
+        "s": ["P·C 32.5", "ｐ．ｃ３２．５Ｒ", "P.O 42.5", "", None, "平拉 工艺"],
     })
     preds = [
         Predicate(field="t", op="eq", value="x"), Predicate(field="t", op="eq", value=5),
@@ -122,19 +177,30 @@ def test_sql_predicates_follow_in_process_semantics(store: PostGISStore) -> None
         Predicate(field="f", op="lt", value=65), Predicate(field="f", op="not_in", value=[0, 2]),
         Predicate(field="f", op="not_empty"), Predicate(field="b", op="eq", value=True),
         Predicate(field="b", op="ne", value=1),
+        Predicate(field="d", op="lt", value="@as_of"), Predicate(field="d", op="le", value="@as_of"),
+        Predicate(field="d", op="ge", value=date(2019, 7, 1)),
+        Predicate(field="d", op="eq", value=date(2019, 6, 30)),
+        Predicate(field="d", op="not_empty"),
+        Predicate(field="s", op="contains", value=["p.c32.5"]),
+        Predicate(field="s", op="contains", value=["平拉", "格法"]),
+        Predicate(field="t", op="lt", value="@as_of"),
     ]
+    as_of = date(2019, 6, 30)
     with store.engine.begin() as conn:
-        conn.execute(text("CREATE TEMP TABLE p (i int, t text, f float8, b boolean)"))
-        conn.execute(text("INSERT INTO p VALUES (:i, :t, CAST(:f AS float8), :b)"), [
-            {"i": i, "t": r.t if isinstance(r.t, str) else None, "f": "NaN" if np.isnan(r.f) else r.f, "b": bool(r.b)}
+        conn.execute(text("CREATE TEMP TABLE p (i int, t text, f float8, b boolean, d date, s text)"))
+        conn.execute(text("INSERT INTO p VALUES (:i, :t, CAST(:f AS float8), :b, :d, :s)"), [
+            {"i": i, "t": r.t if isinstance(r.t, str) else None,
+             "f": "NaN" if np.isnan(r.f) else r.f, "b": bool(r.b),
+             "d": None if pd.isna(r.d) else r.d.date(), "s": r.s if isinstance(r.s, str) else None}
             for i, r in enumerate(df.itertuples())
         ])
-        p = table("p", column("i"), column("t", Text), column("f", Float), column("b", Boolean))
-        cols = {"t": p.c.t, "f": p.c.f, "b": p.c.b}
+        p = table("p", column("i"), column("t", Text), column("f", Float), column("b", Boolean),
+                  column("d", Date), column("s", Text))
+        cols = {"t": p.c.t, "f": p.c.f, "b": p.c.b, "d": p.c.d, "s": p.c.s}
         for pred in preds:
             sql_mask = [bool(v) for v in conn.execute(
-                select(_sql_rules.condition_sql(pred, cols)).order_by(p.c.i)).scalars()]
-            want = _predicate_mask(_Columns(df), pred).tolist()
+                select(_sql_rules.condition_sql(pred, cols, as_of)).order_by(p.c.i)).scalars()]
+            want = _predicate_mask(_Columns(df), pred, np.arange(len(df)), as_of).tolist()
             assert sql_mask == want, pred
 
 

@@ -16,6 +16,7 @@ VERDICT_LABELS = {
     "shutdown": "停产退出",
     "rectify": "限期整改",
     "basin_standard": "执行流域标准",
+    "emission_standard": "执行排放标准",
     "priority_supervision": "重点监管",
     "no_action": "无需处置",
 }
@@ -72,6 +73,11 @@ def enforcement_frame() -> gpd.GeoDataFrame:
             "data_issues": ["", "gcj02", "", "", "", ""],
             "reasons": ["练江流域园区外印染企业全部停产退出（表2第6行）" * 3, "执行DB44/2051-2017",
                         "执行DB44/2130-2018", "重点行业重点监管", "限期整改", ""],
+            "deadline": ["", "", "", "", "2019-12-31", ""],
+            "deadline_status": ["immediate", "", "", "", "pending", ""],
+            "price_measures": ["", "", "", "", "differential_price", ""],
+            "unit_count": np.array([0, 0, 1, 0, 2, 0], dtype="int64"),
+            "units": ["", "", "", "", "1号转炉（关停退出〔表5 第1项(2)〕）", ""],
         },
         columns=list(ENFORCEMENT_COLUMNS),
     )
@@ -88,6 +94,7 @@ def rejected_frame() -> pd.DataFrame:
             "field": ["uscc", "address"],
             "reason": ["bad_uscc", "no_location"],
             "message": ["统一社会信用代码校验失败 (uscc: check digit)", "无地址也无坐标 (address)"],
+            "source": ["registry", "registry"],
         },
         columns=list(REJECTED_COLUMNS),
     )

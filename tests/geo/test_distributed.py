@@ -50,7 +50,10 @@ def registry() -> gpd.GeoDataFrame:
             "geocode_precision": rng.choice(["coordinates", "district", "city"], n,
                                             p=[0.8, 0.15, 0.05]),
             "park_claimed": np.where(rng.random(n) < 0.1, "潮南纺织印染环保综合处理中心", ""),
-            "coal_boiler_tph": np.where(rng.random(n) < 0.2, rng.uniform(1, 100, n), np.nan),
+            # an enterprise attribute some rules read (二(二)3: no discharge permit -> rectify)
+            "discharge_permit": pd.array(
+                np.where(rng.random(n) < 0.2, False, True).tolist(), dtype="boolean"
+            ),
         },
         geometry=gpd.points_from_xy(x, y),
         crs=4326,

@@ -22,7 +22,7 @@ from layers.catalog import read_data_toml
 
 LABELS = read_data_toml("labels.toml")
 STRING_COLS = [
-    c for c in ENFORCEMENT_COLUMNS if c not in ("row", "lon", "lat", "needs_review")
+    c for c in ENFORCEMENT_COLUMNS if c not in ("row", "lon", "lat", "needs_review", "unit_count")
 ]
 #: Columns of a file export of the fixture frame: industry_code follows industry.
 OUT_COLS = [*ENFORCEMENT_COLUMNS[:5], "industry_code", *ENFORCEMENT_COLUMNS[5:]]

@@ -21,11 +21,15 @@ from layers.registry import load_group
 
 def test_every_row_is_accounted_for(sample_result) -> None:
     res = sample_result
-    assert len(res.enterprises) + len(res.rejected) == res.source_rows
+    reg_rejected = res.rejected[res.rejected["source"] == "registry"]
+    assert len(res.enterprises) + len(reg_rejected) == res.source_rows
+    eq_rejected = res.rejected[res.rejected["source"] == "equipment"]
+    from_inventory = res.units[res.units["source"] == "equipment"]
+    assert len(from_inventory) + len(eq_rejected) == res.equipment_rows > 0
     assert list(res.enterprises.columns[: len(ENFORCEMENT_COLUMNS)]) == list(ENFORCEMENT_COLUMNS)
     assert list(res.rejected.columns) == list(REJECTED_COLUMNS)
     assert res.enterprises.crs.to_epsg() == 4326
-    assert not set(res.enterprises["row"]) & set(res.rejected["row"])
+    assert not set(res.enterprises["row"]) & set(reg_rejected["row"])
     assert len(res.source_sha256) == 64
 
 
@@ -63,7 +67,14 @@ def test_lianjiang_dyeing_outside_parks_is_shut_down(sample_result) -> None:
     assert (ent.loc[expected, "verdict"] == "shutdown").all()
     inside_park = dyeing.intersection(in_park).intersection(in_lj)  # 潮南 straddles the edge
     assert len(inside_park) > 20
-    assert (ent.loc[inside_park, "verdict"] == "basin_standard").all()
+    # inside a park the exit rule does not apply: the basin standard (or a stronger verdict
+    # from the enterprise's own equipment, e.g. its coal boiler or an old stenter) decides
+    assert not ent.loc[inside_park, "rule_ids"].str.contains("lianjiang_dyeing_outside_park").any()
+    assert ent.loc[inside_park, "rule_ids"].str.contains("dyeing_basin_standard_lianjiang").all()
+    only_area = ent.loc[inside_park, "rule_ids"].str.fullmatch(
+        "dyeing_basin_standard_lianjiang;priority_area_supervision")
+    assert only_area.sum() > 10
+    assert (ent.loc[inside_park[only_area.to_numpy()], "verdict"] == "basin_standard").all()
     assert ent.loc[inside_park, "standards"].str.contains("DB44/2051-2017").all()
 
 
@@ -104,7 +115,10 @@ def test_locate_lianjiang_point() -> None:
     assert len(by_industry) == 12
     assert by_industry["dyeing"]["verdict"] in ("shutdown", "basin_standard")
     assert "DB44/2051-2017" in by_industry["paper"]["standards"]
-    assert by_industry["steel"]["verdict"] == "priority_supervision"
+    # steel: special emission limits from 2019-01-01 (表2 第1项(2)) outrank priority supervision
+    assert by_industry["steel"]["verdict"] == "emission_standard"
+    assert "priority_area_supervision" in by_industry["steel"]["rule_ids"]
+    assert by_industry["flat_glass"]["verdict"] == "priority_supervision"
 
 
 @pytest.mark.parametrize("crs", ["GCJ02", "BD09", "CGCS2000"])
@@ -155,7 +169,7 @@ def test_outputs_keep_registry_text_numeric_columns_and_round_coordinates(tmp_pa
     assert set(numeric_columns()) <= set(ent.columns)
     assert ent["coal_boiler_tph"].tolist()[0] == 12.5
     assert ent["furnace_volume_m3"].tolist()[1] == 400.0
-    assert ent["capacity_t_per_year"].isna().all()  # not in this registry: blank
+    assert ent["annual_output_t"].isna().all()  # not in this registry: blank
     # GCJ-02 converted: 7 decimals (about 1 cm), not 15
     assert ent["lon"].map(lambda v: len(repr(v).split(".")[1])).max() <= 7
     assert abs(ent["lon"].iloc[0] - ent.geometry.x.iloc[0]) < 1e-7

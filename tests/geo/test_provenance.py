@@ -109,7 +109,7 @@ def test_xlsx_notes_sheet_states_provenance(run) -> None:  # noqa: ANN001
     assert rows[p["as_of"]] == "2019-06-30"
     assert rows[p["accepted"]] == f"{len(result.enterprises):,}"
     assert rows[p["rejected"]] == f"{len(result.rejected):,}"
-    assert rows[f"{p['catalog']} rules.toml"] == "2019-plan-v1"
+    assert rows[f"{p['catalog']} rules.toml"] == "2019-plan-v2"
     assert any(str(k).startswith(p["layer"]) and "districts" in str(k) for k in rows)
     datetime.fromisoformat(rows[p["generated_at"]])
     # the summary sheet mentions the rejected rows with their total

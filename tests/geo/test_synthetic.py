@@ -9,16 +9,41 @@ import pandas as pd
 import pytest
 import shapely
 
-from geo.pipeline import SAMPLE_REGISTRY
-from geo.synthetic import SYNTHETIC_NOTE, sample_points, synthetic_registry, write_registry
+from geo.pipeline import SAMPLE_EQUIPMENT, SAMPLE_REGISTRY
+from geo.schema import LIST_SEP
+from geo.synthetic import (
+    BAD_UNIT_KINDS,
+    SYNTHETIC_NOTE,
+    sample_points,
+    synthetic_dataset,
+    synthetic_registry,
+    write_dataset,
+)
 from geo.uscc import validate_uscc
+from layers.catalog import rules
 
 
 def test_shipped_sample_is_reproducible(tmp_path: Path) -> None:
     shipped = pd.read_csv(SAMPLE_REGISTRY, dtype=str, keep_default_na=False)
     n = len(shipped)
-    again = write_registry(synthetic_registry(n, seed=2019), tmp_path / "again.csv")
-    assert again.read_bytes() == SAMPLE_REGISTRY.read_bytes()
+    reg, equ = write_dataset(synthetic_dataset(n, seed=2019), tmp_path / "registry_x.csv")
+    assert reg.read_bytes() == SAMPLE_REGISTRY.read_bytes()
+    assert equ is not None and equ.name == "equipment_x.csv"
+    assert equ.read_bytes() == SAMPLE_EQUIPMENT.read_bytes()
+
+
+def test_sample_exercises_every_rule(sample_result) -> None:
+    fired = {i for s in sample_result.enterprises["rule_ids"] for i in s.split(LIST_SEP) if i}
+    assert {r.id for r in rules().rules} <= fired
+    units = sample_result.units
+    assert len(units) > 2 * len(sample_result.enterprises)  # several lines per enterprise
+    assert units["verdict"].ne("no_action").mean() > 0.05
+    # the deliberately bad equipment rows are reported, with the sheet they come from
+    rej = sample_result.rejected
+    bad = rej[rej["source"] == "equipment"]
+    assert set(bad["reason"]) == set(BAD_UNIT_KINDS)
+    eq_rows = len(pd.read_csv(SAMPLE_EQUIPMENT, dtype=str))
+    assert len(units[units["source"] == "equipment"]) + len(bad) == eq_rows
 
 
 def test_registry_is_realistic() -> None:

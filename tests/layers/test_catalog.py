@@ -9,13 +9,13 @@ import pytest
 
 from geo.errors import ReferenceDataError
 from layers import catalog
-from layers.catalog import Predicate, parse_rule_catalog, read_data_toml
+from layers.catalog import Predicate, parse_rule_catalog, rule_catalog_document
 
 BASINS = ("lianjiang", "maozhou", "shima", "danshui")
 
 
 def _raw() -> dict[str, Any]:
-    return copy.deepcopy(read_data_toml("rules.toml"))
+    return copy.deepcopy(rule_catalog_document())
 
 
 def test_standards_have_required_fields_and_unique_codes() -> None:
@@ -51,6 +51,7 @@ def test_verdicts_ranked_strongest_first() -> None:
         "shutdown",
         "rectify",
         "basin_standard",
+        "emission_standard",
         "priority_supervision",
         "no_action",
     )
@@ -130,8 +131,68 @@ def test_nested_conditions_parse() -> None:
     raw = _raw()
     raw["rule"][0]["when"] = [
         {"all": [{"any": [
-            {"field": "a", "op": "is_empty"}, {"field": "b", "op": "ge", "value": 2}
+            {"field": "park_id", "op": "is_empty"},
+            {"field": "annual_output_t", "op": "ge", "value": 2},
         ]}]}
     ]
     cat = parse_rule_catalog(raw)
     assert cat.rules[0].when[0].all[0].any[1].value == 2  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------ the field vocabulary
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        # a field nothing produces (the Table 5 defect)
+        (lambda r: r.__setitem__("when", [{"field": "tannery_hides_per_year_x", "op": "lt",
+                                           "value": 5}]), "no registry column"),
+        # a per-unit field read by an enterprise rule
+        (lambda r: r.__setitem__("when", [{"field": "volume_m3", "op": "le", "value": 400}]),
+         'scope = "unit"'),
+        # an enum value the vocabulary does not have
+        (lambda r: r.update(scope="unit", when=[{"field": "unit_type", "op": "eq",
+                                                 "value": "blast_furnance"}]), "blast_furnance"),
+        (lambda r: r.__setitem__("review_code", "no_such_code"), "no_such_code"),
+        (lambda r: r.__setitem__("measures", ["free_power"]), "free_power"),
+        (lambda r: r.__setitem__("text_zh", "甲；乙"), "；"),
+        (lambda r: r.update(deadline="2019-12-31", immediate=True), "at most one"),
+        (lambda r: r.__setitem__("review_if_missing", ["foundry_iron"]), "review_code"),
+    ],
+)
+def test_vocabulary_errors_name_the_rule(mutate: Any, needle: str) -> None:
+    raw = _raw()
+    target = raw["rule"][3]
+    mutate(target)
+    with pytest.raises(ReferenceDataError) as err:
+        parse_rule_catalog(raw)
+    assert target["id"] in str(err.value) and needle in str(err.value)
+
+
+def test_every_rule_field_has_a_producer_and_scope() -> None:
+    vocab = catalog.field_vocabulary()
+    for rule in catalog.rules().rules:
+        for f in rule.fields():
+            assert f in vocab, (rule.id, f)
+            if vocab[f].scope == "unit":
+                assert rule.scope == "unit", (rule.id, f)
+    # registry and equipment columns are declared where ingest reads them
+    assert vocab["discharge_permit"].producer == "registry"
+    assert vocab["volume_m3"].producer == "equipment"
+    assert vocab["energy_over_limit"].producer == "derived"
+
+
+def test_energy_limits_have_sources_and_no_invented_values() -> None:
+    inds = catalog.energy_indicators()
+    for i in inds:
+        assert i.source
+        if i.limit is not None:
+            assert i.status == "sourced" and "http" in i.source, i.id
+    industries_with_std = {i.industry for i in inds}
+    doc = catalog.read_data_toml("energy_limits.toml")
+    # Table 1 rows 6 and 8: no national standard, so no indicator -- and the file says so
+    assert set(doc["industries_without_standard"]) == {"dyeing", "lead_acid_battery"}
+    assert not industries_with_std & {"dyeing", "lead_acid_battery"}
+    assert len(industries_with_std) == 10
+    # the one value checked against the standard's own foreword (GB 21346-2013)
+    al = next(i for i in inds if i.id == "aluminium_liquid_ac_power")
+    assert (al.standard, al.limit) == ("GB 21346-2013", 13700)

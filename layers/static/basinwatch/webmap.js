@@ -490,6 +490,13 @@
         return el("ul", {}, parts.map(function (s) { return el("li", {text: s}); }));
       }
       if (field === "standards") { return document.createTextNode(String(value || "").split(";").join("；")); }
+      if (field === "deadline_status") {
+        return document.createTextNode(String((pack.deadline_status || {})[value] || value));
+      }
+      if (field === "price_measures") {
+        return document.createTextNode(String(value || "").split(";").filter(function (c) { return c; })
+          .map(function (c) { return (pack.price_measures || {})[c] || c; }).join("；"));
+      }
       return document.createTextNode(String(value));
     }
 
