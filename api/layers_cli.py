@@ -132,8 +132,11 @@ def _parse_date(value: Optional[str]) -> date | None:
         ) from None
 
 
-def _registry_frame(registry_file: Optional[Path], as_of: date | None) -> tuple[Any, str]:
-    """Enterprises to test a candidate on: a file, else the store, else the bundled sample."""
+def _registry_frame(registry_file: Optional[Path], as_of: date | None
+                    ) -> tuple[Any, Any, str]:
+    """Enterprises (and their equipment units, when known) to test a candidate on: a file,
+    else the store (enterprise-level rules only: the store keeps no units), else the
+    bundled sample."""
     from api.settings import Settings
     from api.store import FeatureQuery, get_store
     from geo.pipeline import run_pipeline
@@ -141,7 +144,8 @@ def _registry_frame(registry_file: Optional[Path], as_of: date | None) -> tuple[
     if registry_file is not None:
         if not registry_file.exists():
             raise typer.BadParameter(f"no such file: {registry_file}", param_hint="--registry")
-        return run_pipeline(registry_file, as_of=as_of).enterprises, registry_file.name
+        result = run_pipeline(registry_file, as_of=as_of)
+        return result.enterprises, result.units, registry_file.name
     settings = Settings()
     store = get_store(settings.database_url, data_dir=settings.data_dir)
     try:
@@ -149,10 +153,11 @@ def _registry_frame(registry_file: Optional[Path], as_of: date | None) -> tuple[
         loads = store.loads()
         if loads:
             frame = store.query(FeatureQuery()).features
-            return frame, f"stored list (load {loads[0].load_id}, {loads[0].source_name})"
+            return frame, None, f"stored list (load {loads[0].load_id}, {loads[0].source_name})"
     finally:
         store.close()
-    return run_pipeline(as_of=as_of).enterprises, "bundled sample registry (the store is empty)"
+    sample = run_pipeline(as_of=as_of)
+    return sample.enterprises, sample.units, "bundled sample registry (the store is empty)"
 
 
 def _run_impact(layer_id: str, version: str, *, registry_file: Optional[Path],
@@ -160,8 +165,8 @@ def _run_impact(layer_id: str, version: str, *, registry_file: Optional[Path],
     from layers.impact import impact, write_impact
     from layers.versions import versions_root
 
-    frame, what = _registry_frame(registry_file, as_of)
-    report = impact(frame, layer_id, version, as_of=as_of)
+    frame, units, what = _registry_frame(registry_file, as_of)
+    report = impact(frame, layer_id, version, as_of=as_of, units=units)
     target = out or versions_root() / layer_id / f"{version}-impact"
     paths = write_impact(report, target)
     s = report.summary()

@@ -160,8 +160,8 @@ def candidate_group(layer_id: str, version: str) -> tuple[str, gpd.GeoDataFrame,
 
 
 def _classified(gdf: gpd.GeoDataFrame, layers: dict[str, gpd.GeoDataFrame] | None,
-                as_of: date | None) -> gpd.GeoDataFrame:
-    return apply_rules(classify(gdf, layers=layers), as_of=as_of)
+                as_of: date | None, units: pd.DataFrame | None) -> gpd.GeoDataFrame:
+    return apply_rules(classify(gdf, layers=layers), units=units, as_of=as_of)
 
 
 def _transitions(before: pd.Series, after: pd.Series) -> dict[str, int]:
@@ -176,6 +176,7 @@ def impact(
     version: str,
     *,
     as_of: date | None = None,
+    units: pd.DataFrame | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ImpactReport:
     """Classify ``enterprises`` against the active layers and against ``layer_id@version``.
@@ -189,6 +190,10 @@ def impact(
         The candidate (``bundled`` for the shipped geometry).
     as_of
         Rule date for both runs (default today).
+    units
+        Equipment units of these enterprises (``PipelineResult.units``, joined by ``row``),
+        so per-unit rules (Table 5, energy) take part in both verdicts; without them only
+        enterprise-level rules do.
     progress
         Called with a step name before each run.
 
@@ -205,9 +210,9 @@ def impact(
         from_version = "(none)"
     base = enterprises.reset_index(drop=True)
     step("before")
-    before = _classified(base, None, as_of)
+    before = _classified(base, None, as_of, units)
     step("after")
-    after = _classified(base, {kind: group}, as_of)
+    after = _classified(base, {kind: group}, as_of, units)
     cols = COMPARED[kind]
     diff = np.zeros(len(base), dtype=bool)
     per_col: dict[str, np.ndarray] = {}

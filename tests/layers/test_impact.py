@@ -95,3 +95,24 @@ def test_impact_files_csv_xlsx_geojson(sample_result, shima_v1, tmp_path: Path) 
     gained = next(f for f in gj["features"] if f["properties"]["change"] == "gained")
     assert gained["geometry"]["type"] in ("Polygon", "MultiPolygon")
     assert gj["summary"]["to_version"] == shima_v1
+
+
+def test_units_take_part_in_both_verdicts(sample_result, shima_v1) -> None:
+    # an enterprise shut down for obsolete equipment (Table 5) stays shut down whichever
+    # basin polygon is active: with its units the dry run must not list a verdict change
+    from layers.catalog import rules
+
+    ent, units = sample_result.enterprises, sample_result.units
+    unit_shutdown = {r.id for r in rules().rules if r.scope == "unit" and r.verdict == "shutdown"}
+    matched = ent["rule_ids"].fillna("").str.split(";")
+    tech = matched.map(lambda ids: bool(unit_shutdown & set(ids))) & ent["verdict"].eq("shutdown")
+    with_units = impact(ent, "shima", shima_v1, as_of=AS_OF, units=units)
+    without = impact(ent, "shima", shima_v1, as_of=AS_OF)
+    moved = set(with_units.changes.loc[
+        with_units.changes["changed"].str.contains("basin_id"), "uscc"]) & set(ent["uscc"][tech])
+    assert moved  # some equipment-shutdown enterprises do cross the moved border
+    verdict_changed = with_units.changes[with_units.changes["changed"].str.contains("verdict")]
+    assert not moved & set(verdict_changed["uscc"])
+    # without their units those same enterprises are judged on enterprise rules only
+    assert (without.changes.set_index("uscc").loc[sorted(moved), "verdict_before"]
+            != "shutdown").any()
