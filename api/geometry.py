@@ -134,21 +134,19 @@ def _to_wgs84(geoms: list[shapely.Geometry], crs: str, param: str) -> list[shape
 
     out = []
     for g in geoms:
+        xy = shapely.get_coordinates(g)
         if crs != "WGS84":
-            xy = shapely.get_coordinates(g)
             if (np.abs(xy[:, 0]) > 180).any() or (np.abs(xy[:, 1]) > 90).any():
                 raise InvalidQueryError(f"{param}: {crs} coordinates must be lon/lat degrees.")
             with np.errstate(all="ignore"):
-                g = shapely.transform(g, lambda a: np.column_stack(
-                    to_wgs84(a[:, 0], a[:, 1], crs)))
-        xy = shapely.get_coordinates(g)
+                xy = np.column_stack(to_wgs84(xy[:, 0], xy[:, 1], crs))
         if not np.isfinite(xy).all() or (np.abs(xy[:, 0]) > 180).any() or (
                 np.abs(xy[:, 1]) > 90).any():
-            raise InvalidQueryError(
-                f"{param}: coordinates must be lon/lat degrees within [-180, 180] x [-90, 90]"
-                f"{' after conversion from ' + crs if crs != 'WGS84' else ''}."
-            )
-        out.append(g)
+            where = (f" after conversion from {crs} (defined in and near China only)"
+                     if crs != "WGS84" else "")
+            raise InvalidQueryError(f"{param}: coordinates must be lon/lat degrees within "
+                                    f"[-180, 180] x [-90, 90]{where}.")
+        out.append(g if crs == "WGS84" else shapely.set_coordinates(g, xy))
     return out
 
 

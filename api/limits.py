@@ -94,7 +94,8 @@ class BodyTooLarge(HTTPException):  # noqa: N818 - raised inside receive(); Fast
     """Raised by the body counter; rendered as a 413 OGC exception."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__(status_code=413, detail=detail)
+        # close the connection: the rest of the body is then never read
+        super().__init__(status_code=413, detail=detail, headers={"Connection": "close"})
 
 
 class CancelToken:
@@ -210,7 +211,8 @@ class LimitsMiddleware:
         limit, name = self._body_limit(scope)
         length = _content_length(scope)
         if length is not None and length > limit:
-            await _send_error(send, *_error(413, "PayloadTooLarge", self._too_large(name)))
+            await _send_error(send, *_error(413, "PayloadTooLarge", self._too_large(name),
+                                            {"Connection": "close"}))
             return
         watch = _Watch(receive, token, limit, self._too_large(name),
                        has_body=bool(length) or _chunked(scope))
@@ -229,7 +231,8 @@ class LimitsMiddleware:
         except BodyTooLarge as exc:
             if started:
                 raise
-            await _send_error(send, *_error(413, "PayloadTooLarge", str(exc.detail)))
+            await _send_error(send, *_error(413, "PayloadTooLarge", str(exc.detail),
+                                            {"Connection": "close"}))
         finally:
             watch.stop()
 
