@@ -35,6 +35,7 @@ __all__ = [
     "StoreDep",
     "SettingsDep",
     "require_role",
+    "check_csrf",
     "require_read",
     "require_editor",
     "require_admin",
@@ -79,13 +80,31 @@ StoreDep = Annotated[Store, Depends(get_store_dep)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def _denied(request: Request, caller: Caller, needed: Role, exc: Exception) -> None:
-    if needed.rank > Role.viewer.rank:  # a refused write attempt goes to the audit log
+def _denied(request: Request, caller: Caller, needed: Role, exc: Exception,
+            key_required: bool = False) -> None:
+    if needed.rank > Role.viewer.rank or key_required:  # refused writes/uploads are audited
         from api.audit import record_write
 
         record_write(request, action=f"{request.method} {request.url.path}",
                      target=request.url.path, outcome=f"denied: {type(exc).__name__}",
                      caller=caller)
+
+
+def check_csrf(request: Request, caller: Caller) -> None:
+    """A request authenticated by session cookie must carry the session's CSRF token.
+
+    Raises
+    ------
+    ForbiddenError
+        If the ``X-CSRF-Token`` header is missing or wrong.
+    """
+    if caller.via != "session":
+        return
+    session = getattr(request.state, "session", None)
+    sent = request.headers.get(CSRF_HEADER, "")
+    if session is None or not sent or sent != session.csrf:
+        raise ForbiddenError(f"{CSRF_HEADER}: a write with a session cookie needs the "
+                             "session's CSRF token in this header.")
 
 
 def require_role(role: Role | str, *, key_required: bool = False) -> Callable[..., Caller]:
@@ -113,23 +132,21 @@ def require_role(role: Role | str, *, key_required: bool = False) -> Callable[..
             if needed == Role.viewer and settings.read_open and not key_required:
                 return caller
             exc: Exception = AuthError()
-            _denied(request, caller, needed, exc)
+            _denied(request, caller, needed, exc, key_required)
             raise exc
         if not caller.role.allows(needed):
             exc = ForbiddenError(
                 f"X-API-Key: this endpoint needs a key with the {needed.value} role; "
                 f"yours has {caller.role.value}."
             )
-            _denied(request, caller, needed, exc)
+            _denied(request, caller, needed, exc, key_required)
             raise exc
-        if caller.via == "session" and needed != Role.viewer:
-            session = getattr(request.state, "session", None)
-            sent = request.headers.get(CSRF_HEADER, "")
-            if session is None or not sent or sent != session.csrf:
-                exc = ForbiddenError(f"{CSRF_HEADER}: a write with a session cookie needs "
-                                     "the session's CSRF token in this header.")
-                _denied(request, caller, needed, exc)
-                raise exc
+        if caller.via == "session" and (needed != Role.viewer or key_required):
+            try:
+                check_csrf(request, caller)
+            except ForbiddenError as err:
+                _denied(request, caller, needed, err, key_required)
+                raise
         return caller
 
     dependency.__name__ = f"require_{needed.value}{'_key' if key_required else ''}"
