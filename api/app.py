@@ -96,11 +96,25 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = 400 if exc.status_code == 422 else exc.status_code
     detail = str(exc.detail)
+    headers = dict(exc.headers or {})
     if status == 405:
         detail = f"{request.method} is not allowed on {request.url.path}."
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     elif status == 404 and detail == "Not Found":
         detail = f"No resource at {request.url.path}; see /openapi.json."
-    return JSONResponse(error_body(status, detail), status_code=status, headers=exc.headers)
+    return JSONResponse(error_body(status, detail), status_code=status, headers=headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at this path (Starlette names only the first)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "__none__"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 def _server_error(request: Request, exc: Exception) -> JSONResponse:

@@ -62,6 +62,8 @@ SUPPORTED_CRS: dict[str, str] = {
 GEOJSON = "application/geo+json"
 OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
 FORMATS = ("json", "html", "csv")
+#: Every accepted value of ``f`` (case-sensitive), as declared in the OpenAPI document.
+FORMAT_VALUES = ("json", "html", "csv", "geojson")
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
@@ -83,12 +85,10 @@ CONFORMANCE = [
 def pick_format(request: Request, f: str | None) -> str:
     """``json``, ``html`` or ``csv`` from the ``f`` parameter, else the Accept header."""
     if f is not None:
-        key = f.lower()
-        aliases = {"geojson": "json", "application/geo+json": "json", "text/html": "html"}
-        key = aliases.get(key, key)
-        if key not in FORMATS:
-            raise InvalidQueryError(f"f: expected one of {', '.join(FORMATS)}, got '{f}'.")
-        return key
+        if f not in FORMAT_VALUES:
+            raise InvalidQueryError(f"f: expected one of {', '.join(FORMAT_VALUES)}, "
+                                    f"got '{f[:40]}'.")
+        return "json" if f == "geojson" else f
     accept = request.headers.get("accept", "")
     if "text/html" in accept and "json" not in accept:
         return "html"
@@ -322,7 +322,7 @@ def parse_crs(value: str | None, *, param: str) -> str:
     InvalidQueryError
         Naming ``param`` and the supported URIs.
     """
-    if value is None or value == "":
+    if value is None:
         return CRS84
     uri = value.strip()
     if uri.startswith("[") and uri.endswith("]"):  # safe CURIE, e.g. [EPSG:4326]
@@ -433,6 +433,9 @@ def _tune_parameter(param: dict[str, Any], settings: Any) -> None:
         schema.update({"type": "string", "format": "uri", "enum": list(SUPPORTED_CRS),
                        "default": CRS84})
         schema.pop("nullable", None)
+    elif name == "f":
+        schema.update({"type": "string", "enum": list(FORMAT_VALUES)})
+        schema.pop("nullable", None)
     elif name == "filter-crs":
         schema.update({"type": "string", "format": "uri", "enum": [CRS84], "default": CRS84})
         schema.pop("nullable", None)
@@ -443,8 +446,10 @@ def _describe_security(op: dict[str, Any], path: str, method: str, settings: Any
     sec = op.get("security")
     if not sec:
         return
-    # reads are open unless BASINWATCH_READ_OPEN=false: the key is then optional ({})
-    if settings.read_open and method == "get" and not path.startswith("/admin"):
+    # reads are open unless BASINWATCH_READ_OPEN=false: the key is then optional ({});
+    # uploads and administration always need one
+    writes = path.startswith("/admin") or (path == "/registry" and method == "post")
+    if settings.read_open and not writes:
         if {} not in sec:
             sec.append({})
 

@@ -143,10 +143,10 @@ def feature_query_from_request(
             "(the load history is at /registry/loads)."
         )
     fcrs = params.get("filter-crs")
-    if fcrs and parse_crs(fcrs, param="filter-crs") != CRS84:
+    if fcrs is not None and parse_crs(fcrs, param="filter-crs") != CRS84:
         raise InvalidQueryError(f"filter-crs: only {CRS84} is supported, got '{fcrs}'.")
     lang = params.get("filter-lang")
-    if lang and lang not in _FILTER_LANGS:
+    if lang is not None and lang not in _FILTER_LANGS:
         raise InvalidQueryError(f"filter-lang: expected cql2-text, got '{lang}'.")
     bbox_text = params.get("bbox")
     bbox = parse_bbox(bbox_text)
@@ -157,7 +157,7 @@ def feature_query_from_request(
                 raise InvalidQueryError(f"bbox: expected min <= max in {bcrs}.")
             bbox = bbox_to_crs84(bbox, bcrs)
         _check_lonlat(bbox, bbox_text or "")
-    elif params.get("bbox-crs"):
+    elif params.get("bbox-crs") is not None:
         parse_crs(params.get("bbox-crs"), param="bbox-crs")
     cql_text = params.get("filter")
     props: dict[str, list[str]] = {}
@@ -210,7 +210,10 @@ def _collection_doc(request: Request, src: Source) -> dict[str, Any]:
     }
 
 
-@router.get("", summary="Feature collections")
+_HTML_TOO = {200: {"content": {"application/json": {}, "text/html": {}}}}
+
+
+@router.get("", summary="Feature collections", responses=_HTML_TOO)
 def collections(request: Request, store: StoreDep, _: ReadDep, f: FParam = None) -> Response:
     """Every reference layer and the enterprise list."""
     fmt = pick_format(request, f)
@@ -227,7 +230,7 @@ def collections(request: Request, store: StoreDep, _: ReadDep, f: FParam = None)
     return render(request, body, "json" if fmt == "csv" else fmt, title="Collections")
 
 
-@router.get("/{collectionId}", summary="One collection")
+@router.get("/{collectionId}", summary="One collection", responses=_HTML_TOO)
 def collection(
     request: Request, collection_id: CollectionId, store: StoreDep, _: ReadDep, f: FParam = None
 ) -> Response:
@@ -341,7 +344,7 @@ def items(
     "/{collectionId}/items/{featureId}",
     summary="One feature",
     response_class=Response,
-    responses={200: {"content": {GEOJSON: {}, "text/html": {}}}},
+    responses={200: {"content": {GEOJSON: {}, "text/html": {}, "text/csv": {}}}},
 )
 def item(
     request: Request,

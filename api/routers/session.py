@@ -126,7 +126,7 @@ def _page(request: Request, settings: Settings, target: str, error: str = "") ->
 
 @router.get("/login", summary="Login page (HTML)", response_class=HTMLResponse)
 def login_page(request: Request, settings: SettingsDep,
-               next: Annotated[str | None, Query(max_length=2048)] = None) -> HTMLResponse:  # noqa: A002
+               next: Annotated[str | None, Query(max_length=512)] = None) -> HTMLResponse:  # noqa: A002
     """A form asking for an API key; it posts to ``/session/login``."""
     root = request.scope.get("root_path", "").rstrip("/")
     res = HTMLResponse(_page(request, settings, _safe_next(next, root)))
@@ -135,12 +135,13 @@ def login_page(request: Request, settings: SettingsDep,
 
 
 @router.post("/login", summary="Log in from the HTML form", response_class=RedirectResponse,
-             status_code=303)
+             status_code=303, responses={401: {"description": "Unknown key: the form again",
+                                               "content": {"text/html": {}}}})
 def login_form(
     request: Request,
     settings: SettingsDep,
     key: Annotated[str, Form(min_length=1, max_length=512)],
-    next: Annotated[str | None, Form(max_length=2048)] = None,  # noqa: A002
+    next: Annotated[str | None, Form(max_length=512)] = None,  # noqa: A002
 ) -> Response:
     """Check the key; on success set the session cookie and go to ``next`` (303)."""
     root = request.scope.get("root_path", "").rstrip("/")

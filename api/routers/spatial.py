@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Body, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.geometry import query_polygon
 from api.ogc import GEOJSON, features_to_geojson, json_response
@@ -92,7 +92,8 @@ def point(
     return JSONResponse(answer)
 
 
-@router.post("/within", summary="Enterprises within a polygon")
+@router.post("/within", summary="Enterprises within a polygon", response_class=Response,
+             responses={200: {"content": {GEOJSON: {}}}})
 def within(
     request: Request,
     store: StoreDep,
@@ -116,7 +117,8 @@ def within(
     return _answer(store, q, {"query": {"crs": name, "bbox": list(geom.bounds)}})
 
 
-@router.get("/radius", summary="Enterprises within a radius of a point")
+@router.get("/radius", summary="Enterprises within a radius of a point",
+            response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
 def radius(
     store: StoreDep,
     settings: SettingsDep,
