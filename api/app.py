@@ -87,6 +87,10 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     parts = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            why = (err.get("ctx") or {}).get("error", "")
+            parts.append(f"body: not valid JSON ({why}).")
+            continue
         loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body", "header")]
         parts.append(f"{'.'.join(loc) or 'request'}: {err.get('msg', 'invalid value')}")
     return JSONResponse(error_body(400, "; ".join(parts) or "Invalid request."), status_code=400)
