@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 
 from api.limits import GeometryTooComplexError, TooManyRequestsError
+from geo.errors import GeoError
 
 __all__ = ["GeometryWorkers", "WorkerCancelled"]
 
@@ -31,8 +32,12 @@ _HEAD = struct.Struct("<I")
 _POLL_S = 0.05
 
 
-class WorkerCancelled(Exception):  # noqa: N818 - control flow, the client is gone
-    """The request's client went away; the work was stopped."""
+class WorkerCancelled(GeoError):  # noqa: N818 - control flow, the client is gone
+    """The request's client went away; the work was stopped (the answer reaches no one)."""
+
+    http_status = 400
+    ogc_code = "ClientClosedRequest"
+    default_msg = "The client closed the connection; the geometry work was stopped."
 
 
 class _Worker:
@@ -40,12 +45,22 @@ class _Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "api._geometry_worker", str(memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            start_new_session=True, bufsize=0,
+            bufsize=0,  # nothing else: CPython then spawns with vfork (no copy of the server)
         )
         self.ready = False
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait for the worker's ready byte (its imports done); not part of a time limit."""
+        if self.ready:
+            return
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready or os.read(self.proc.stdout.fileno(), 1) != b"R":
+            raise GeometryTooComplexError("geometry worker did not start; retry shortly.")
+        self.ready = True
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -91,10 +106,13 @@ class GeometryWorkers:
                 slots.append(self._idle.get_nowait())
             except queue.Empty:
                 break
-        for w in slots:
-            if w is None or not w.alive():
-                w = self._spawn()
-            self._idle.put(w)
+        started = [w if w is not None and w.alive() else self._spawn() for w in slots]
+        try:
+            for w in started:
+                w.wait_ready()
+        finally:
+            for w in started:
+                self._idle.put(w)
 
     def _spawn(self) -> _Worker:
         w = _Worker(self.memory_mb)
@@ -120,7 +138,6 @@ class GeometryWorkers:
         WorkerCancelled
             ``cancelled()`` became true (the client went away).
         """
-        deadline = time.monotonic() + self.timeout_s
         try:
             w = self._idle.get(timeout=self.timeout_s)
         except queue.Empty:
@@ -131,6 +148,8 @@ class GeometryWorkers:
         try:
             if w is None or not w.alive():
                 w = self._spawn()
+            w.wait_ready()  # a fresh worker's start-up does not count against the limit
+            deadline = time.monotonic() + self.timeout_s
             payload = self._call(w, wkbs, deadline, cancelled, what)
         except BaseException:
             if w is not None:
@@ -147,7 +166,6 @@ class GeometryWorkers:
         w.proc.stdin.write(frame)
         w.proc.stdin.flush()
         out = w.proc.stdout
-        need_ready = not w.ready
         buf = b""
         while True:
             if cancelled is not None and cancelled():  # type: ignore[operator]
@@ -171,8 +189,6 @@ class GeometryWorkers:
                     f"BASINWATCH_GEOMETRY_MEMORY_MB={self.memory_mb} MB?)."
                 )
             buf += chunk
-            if need_ready and buf[:1] == b"R":
-                buf, need_ready, w.ready = buf[1:], False, True
             if len(buf) >= 5:
                 (n,) = _HEAD.unpack(buf[1:5])
                 if len(buf) >= 5 + n:

@@ -158,12 +158,14 @@ def _server_env(store: Store, tmp_path: Path) -> dict[str, str]:
 
 def _start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("basinwatch")
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--no-sample-if-empty"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = Path(env["BASINWATCH_DATA_DIR"]).parent / f"server-{port}.log"
+    with log.open("wb") as out:  # a file, never an undrained pipe
+        proc = subprocess.Popen([str(exe), "serve", "--port", str(port),
+                                 "--no-sample-if-empty"], env=env, stdout=out, stderr=out)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            pytest.fail(f"server exited: {log.read_text(errors='replace')[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/conformance", timeout=2).status_code == 200:
                 return proc
@@ -230,8 +232,6 @@ def test_kill_9_mid_load_leaves_the_previous_version(store: Store, tmp_path: Pat
         if server.poll() is None:
             server.kill()
             server.wait()
-        if server.stderr is not None:
-            server.stderr.close()
     assert caught, "the load finished before it could be interrupted"
     assert server.returncode == -signal.SIGKILL
     # a fresh server serves the previous version, whole
@@ -263,8 +263,6 @@ def test_kill_9_mid_load_leaves_the_previous_version(store: Store, tmp_path: Pat
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        if server.stderr is not None:
-            server.stderr.close()
 
 
 @pytest.mark.postgis

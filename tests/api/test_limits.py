@@ -72,8 +72,17 @@ def test_self_intersecting_polygon_is_repaired(loaded_client, enterprises) -> No
     assert [f["properties"]["name"] for f in r.json()["features"]] == want
 
 
+def test_geometry_memory_limit(make_client) -> None:  # noqa: ANN001
+    client = make_client(geometry_timeout_s=60, geometry_memory_mb=256, max_vertices=20_000)
+    hostile = shapely.geometry.mapping(_random_ring(3000))  # ~10^6 crossings to node
+    t0 = time.monotonic()
+    body = _ogc_error(client.post("/query/within", json=hostile), 400,
+                      "BASINWATCH_GEOMETRY_MEMORY_MB=256")
+    assert body["code"] == "LimitExceeded" and time.monotonic() - t0 < 20
+
+
 def test_geometry_time_limit(make_client) -> None:  # noqa: ANN001
-    client = make_client(geometry_timeout_s=0.5, max_vertices=20_000)
+    client = make_client(geometry_timeout_s=0.5, geometry_memory_mb=4096, max_vertices=20_000)
     hostile = shapely.geometry.mapping(_random_ring(3000))  # minutes of make_valid
     t0 = time.monotonic()
     r = client.post("/query/within", json=hostile)
