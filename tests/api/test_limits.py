@@ -250,7 +250,7 @@ def test_rate_limit_per_address_and_per_key(make_client, store, enterprises) -> 
 
 
 def test_client_gone_stops_the_geometry_work(make_app) -> None:  # noqa: ANN001
-    app = make_app(geometry_timeout_s=60, max_vertices=20_000)
+    app = make_app(geometry_timeout_s=60, geometry_memory_mb=4096, max_vertices=20_000)
     workers = app.state.geometry_workers
     hostile = json.dumps(shapely.geometry.mapping(_random_ring(3000))).encode()
     with live_server(app) as url:
