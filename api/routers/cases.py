@@ -25,14 +25,16 @@ from pathlib import Path, PurePath
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from api import casework
 from api.ogc import content_disposition
+from api.audit import record_write
 from api.routers.deps import EditorDep, ReadDep, SettingsDep, StoreDep
+from api.uploads import check_registry_file
 from api.store.casestore import case_store_for
 from geo.cases import CaseChange, CaseNotFoundError, read_case_changes, summary
 from geo.errors import InvalidQueryError, RegistryFormatError
@@ -269,7 +271,7 @@ class CaseChangeIn(BaseModel):
 
 @router.post("/cases/{case_id}/changes", summary="Record a status change (editor)",
              status_code=201)
-def change_case(store: StoreDep, caller: EditorDep, case_id: int,
+def change_case(request: Request, store: StoreDep, caller: EditorDep, case_id: int,
                 body: CaseChangeIn) -> JSONResponse:
     """Validate the change against the workflow (cases.toml) and the plan's deadlines and
     append it to the case's history; 422 names what is wrong, 404 an unknown case.
@@ -279,11 +281,16 @@ def change_case(store: StoreDep, caller: EditorDep, case_id: int,
                                                source="api")
     if len(rejected):
         err = rejected.iloc[0]
+        record_write(request, action="case.change", target=f"case:{case_id}",
+                     outcome=f"failed: {err['reason']}")
         if err["reason"] == "case_not_found":
             raise CaseNotFoundError(f"case_id: no case {case_id}.")
         from geo.cases import CaseError
 
         raise CaseError(str(err["message"]))
+    record_write(request, action="case.change", target=f"case:{case_id}",
+                 detail={"events": len(events), **{k: str(v) for k, v in
+                                                   body.model_dump().items() if v}})
     state = casework.current_states(store)
     row = state[state["case_id"].eq(case_id)]
     return JSONResponse({"case_id": case_id, "events": records(events),
@@ -292,6 +299,7 @@ def change_case(store: StoreDep, caller: EditorDep, case_id: int,
 
 @router.post("/cases/import", summary="Import status changes from a spreadsheet (editor)")
 def import_changes(
+    request: Request,
     store: StoreDep,
     settings: SettingsDep,
     caller: EditorDep,
@@ -303,14 +311,18 @@ def import_changes(
     """
     name = PurePath(file.filename or "").name
     if not name.lower().endswith((".csv", ".xlsx")):
-        raise RegistryFormatError(f"file: expected a .csv or .xlsx file, got '{name}'.")
-    data = file.file.read(settings.max_upload_mb * 1024 * 1024 + 1)
+        raise RegistryFormatError(f"file: expected a .csv or .xlsx file, got '{name[:80]}'.")
+    data = file.file.read()  # bounded while it streamed in (api.limits)
+    check_registry_file(name, data, settings)  # decompressed size and rows, before parsing
     changes, rows, bad = read_case_changes(data, filename=name,
                                            current=casework.current_states(store))
     events, refused = casework.record_changes(store, changes, recorded_by=caller.name,
                                               source=f"import:{name}", rows=rows,
                                               dry_run=dry_run)
     rejected = pd.concat([bad, refused], ignore_index=True).sort_values("row")
+    if not dry_run:
+        record_write(request, action="case.import", target=f"import:{name}",
+                     detail={"events": len(events), "rejected": len(rejected)})
     return JSONResponse({
         "source_name": name, "rows": len(rows) + len(bad), "applied_rows": len(rows) - len(
             refused), "events": len(events), "dry_run": dry_run,
@@ -380,7 +392,8 @@ class SubmissionIn(BaseModel):
 
 @router.post("/calendar/{item_id}/submissions", summary="Record a submission (editor)",
              tags=["calendar"], status_code=201)
-def submit(store: StoreDep, caller: EditorDep, item_id: str, body: SubmissionIn) -> JSONResponse:
+def submit(request: Request, store: StoreDep, caller: EditorDep, item_id: str,
+           body: SubmissionIn) -> JSONResponse:
     """Record that a department submitted an item (422 for an unknown item or department)."""
     spec = calendar_spec()
     try:
@@ -396,6 +409,9 @@ def submit(store: StoreDep, caller: EditorDep, item_id: str, body: SubmissionIn)
     row = case_store_for(store).add_submission(
         item_id=item_id, department=body.department, submitted_on=body.submitted_on,
         recorded_by=caller.name, note=body.note)
+    record_write(request, action="calendar.submission", target=f"calendar:{item_id}",
+                 detail={"department": body.department,
+                         "submitted_on": str(body.submitted_on)})
     return JSONResponse(json.loads(json.dumps(row, default=str)), status_code=201)
 
 

@@ -19,13 +19,15 @@ from pathlib import PurePath
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from api import casework
 from api.routers.cases import _text, records
-from api.routers.deps import AuthError, ForbiddenError, ReadDep, SettingsDep, StoreDep
+from api.audit import record_write
+from api.routers.deps import ForbiddenError, KeyRequiredDep, ReadDep, SettingsDep, StoreDep
 from api.settings import Role
+from api.uploads import check_registry_file
 from api.store import FeatureQuery
 from api.store.casestore import case_store_for
 from geo.errors import InvalidQueryError, RegistryFormatError
@@ -57,22 +59,26 @@ _BY = {
 
 @router.post("", summary="Validate (and optionally store) a monitoring file")
 def upload(
+    request: Request,
     store: StoreDep,
     settings: SettingsDep,
-    caller: ReadDep,
+    caller: KeyRequiredDep,
     file: Annotated[UploadFile, File(description="CSV or XLSX, one measured value per row")],
     load: Annotated[bool, Query(description="store the usable rows (editor key)")] = False,
 ) -> JSONResponse:
     """Read the file, match its rows to the current enterprise list and report: accepted and
     rejected counts, every rejected row with its row number, field and reason.
     """
-    if load and caller.role != Role.editor:
-        raise AuthError() if caller.role is None else ForbiddenError()
+    if load and not caller.allows(Role.editor):
+        record_write(request, action="monitoring.load", target="monitoring",
+                     outcome="denied: ForbiddenError")
+        raise ForbiddenError("X-API-Key: load=true needs a key with the editor role.")
     name = PurePath(file.filename or "").name
     if not name.lower().endswith((".csv", ".xlsx")):
         raise RegistryFormatError(f"file: expected a .csv or .xlsx monitoring file, got "
-                                  f"'{name or '(no name)'}'.")
-    data = file.file.read(settings.max_upload_mb * 1024 * 1024 + 1)
+                                  f"'{name[:80] or '(no name)'}'.")
+    data = file.file.read()  # bounded while it streamed in (api.limits)
+    check_registry_file(name, data, settings)  # decompressed size and rows, before parsing
     result = read_monitoring(data, filename=name)
     matched, unmatched = attach_enterprises(result.accepted,
                                             store.query(FeatureQuery()).features)
@@ -89,6 +95,10 @@ def upload(
             source_sha256=hashlib.sha256(data).hexdigest(), rejected=len(rejected))
         report["loaded"] = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
                             for k, v in batch.items()}
+        record_write(request, action="monitoring.load",
+                     target=f"batch:{report['loaded'].get('batch_id', '?')}",
+                     detail={"source_name": name, "accepted": len(keep),
+                             "rejected": len(rejected)})
     return JSONResponse(report, status_code=201 if load else 200)
 
 

@@ -318,8 +318,8 @@ class Store(ABC):
         """A read view of the current version: every read through it (queries, counts,
         points, history) answers from that version even if a load commits meanwhile.
 
-        Creating the view does no I/O. Writes through it go to the store itself. Call
-        :meth:`release` when done. ``cancel`` lets a departed client cancel a running
+        Creating the view does no I/O. Writes through it go to the store itself, and reads
+        after a write through the view see that write. Call :meth:`release` when done. ``cancel`` lets a departed client cancel a running
         statement.
         """
         return self

@@ -294,10 +294,12 @@ class GeoPackageStore(Store):
         rejected: int = 0,
     ) -> LoadRecord:
         """Write a new file with the list and the extended history, then swap it in."""
-        if self._origin is not None:
-            return self._origin.load_enterprises(
+        if self._origin is not None:  # a view: write, then read what was written
+            rec = self._origin.load_enterprises(
                 gdf, loaded_by=loaded_by, source_name=source_name,
                 source_sha256=source_sha256, rejected=rejected)
+            self._pin = self._origin._version()
+            return rec
         frame = prepare_enterprises(gdf)
         self.init()
         with self._write_lock():

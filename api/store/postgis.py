@@ -469,7 +469,9 @@ class PostGISStore(Store):
         rejected: int = 0,
     ) -> LoadRecord:
         """Replace the list in one transaction (COPY into staging, index, swap, record)."""
-        if self._origin is not None:
+        if self._origin is not None:  # a view: write, then read what was written
+            if self._pin is not None:
+                self._pin.close()  # the swap must not wait for this request's own snapshot
             return self._origin.load_enterprises(
                 gdf, loaded_by=loaded_by, source_name=source_name,
                 source_sha256=source_sha256, rejected=rejected)
