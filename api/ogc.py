@@ -433,7 +433,7 @@ def _tune_parameter(param: dict[str, Any], settings: Any) -> None:
         schema.update({"type": "string", "format": "uri", "enum": list(SUPPORTED_CRS),
                        "default": CRS84})
         schema.pop("nullable", None)
-    elif name == "f":
+    elif name == "f" and "enum" not in schema:  # the OGC routers' f (others declare theirs)
         schema.update({"type": "string", "enum": list(FORMAT_VALUES)})
         schema.pop("nullable", None)
     elif name == "filter-crs":

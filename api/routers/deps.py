@@ -8,11 +8,14 @@ an endpoint by role. Routers of other resources use these the same way.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
+from datetime import date
 from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request
+from pydantic import BeforeValidator, WithJsonSchema
 from fastapi.security import APIKeyCookie, APIKeyHeader
 
 from api.auth import (
@@ -43,6 +46,7 @@ __all__ = [
     "EditorDep",
     "AdminDep",
     "KeyRequiredDep",
+    "IsoDate",
 ]
 
 log = logging.getLogger(__name__)
@@ -162,3 +166,20 @@ EditorDep = Annotated[Caller, Depends(require_editor)]
 AdminDep = Annotated[Caller, Depends(require_admin)]
 #: Any valid key or session, even while reads are open (file parsing costs CPU).
 KeyRequiredDep = Annotated[Caller, Depends(require_role(Role.viewer, key_required=True))]
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date(value: object) -> object:
+    """Only ``YYYY-MM-DD`` (pydantic alone would read ``0`` as 1970-01-01)."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError(f"expected a date YYYY-MM-DD, got '{str(value)[:40]}'")
+    return value
+
+
+#: A date parameter given as ``YYYY-MM-DD`` and nothing else.
+IsoDate = Annotated[date, BeforeValidator(_iso_date),
+                    WithJsonSchema({"type": "string", "format": "date"})]

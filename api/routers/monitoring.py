@@ -16,16 +16,23 @@ import hashlib
 import logging
 from datetime import date
 from pathlib import PurePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import APIRouter, File, Query, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api import casework
 from api.routers.cases import _text, records
 from api.audit import record_write
-from api.routers.deps import ForbiddenError, KeyRequiredDep, ReadDep, SettingsDep, StoreDep
+from api.routers.deps import (
+    ForbiddenError,
+    IsoDate,
+    KeyRequiredDep,
+    ReadDep,
+    SettingsDep,
+    StoreDep,
+)
 from api.settings import Role
 from api.uploads import check_registry_file
 from api.store import FeatureQuery
@@ -115,10 +122,11 @@ def _filtered(store: Any, start: date | None, end: date | None,
 def exceedances(
     store: StoreDep,
     _: ReadDep,
-    start: date | None = None,
-    end: date | None = None,
-    period: Annotated[str, Query(description="M (month) | Q (quarter)")] = "M",
-    by: Annotated[str, Query(description=" | ".join(_BY))] = "enterprise_pollutant",
+    start: Annotated[IsoDate | None, Query()] = None,
+    end: Annotated[IsoDate | None, Query()] = None,
+    period: Annotated[Literal["M", "Q"], Query(description="M (month) | Q (quarter)")] = "M",
+    by: Annotated[Literal["enterprise", "pollutant", "enterprise_pollutant", "basin", "city",
+                          "industry"], Query(description=" | ".join(_BY))] = "enterprise_pollutant",
     basin_id: str | None = None,
     city: str | None = None,
     industry_id: str | None = None,
@@ -138,7 +146,8 @@ def exceedances(
 
 
 @router.get("/lists", summary="超标排放企业名单 and 超标排放情节严重企业名单 on a date")
-def exceedance_lists(store: StoreDep, _: ReadDep, as_of: date | None = None,
+def exceedance_lists(store: StoreDep, _: ReadDep,
+                     as_of: Annotated[IsoDate | None, Query()] = None,
                      basin_id: str | None = None) -> JSONResponse:
     """Enterprises with exceedances this year up to ``as_of``, and those meeting a
     criterion of 情节严重 (monitoring.toml [serious], each with its legal basis).
@@ -162,8 +171,11 @@ def limits(_: ReadDep) -> JSONResponse:
     return JSONResponse({"limits": records(limits_table())})
 
 
-@router.get("/map", summary="Monitored enterprises with their exceedances (GeoJSON)")
-def monitoring_map(store: StoreDep, _: ReadDep, as_of: date | None = None,
+@router.get("/map", summary="Monitored enterprises with their exceedances (GeoJSON)",
+            response_class=Response,
+            responses={200: {"content": {"application/geo+json": {}}}})
+def monitoring_map(store: StoreDep, _: ReadDep,
+                   as_of: Annotated[IsoDate | None, Query()] = None,
                    basin_id: str | None = None) -> JSONResponse:
     """One point per monitored enterprise: samples and exceedances from 1 January to
     ``as_of``, largest multiple, exceeded pollutants, serious criteria.

@@ -23,7 +23,14 @@ from fastapi.responses import JSONResponse
 
 from api.audit import record_write
 from api.limits import RateLimiter, TooManyRequestsError
-from api.routers.deps import ForbiddenError, KeyRequiredDep, ReadDep, SettingsDep, StoreDep
+from api.routers.deps import (
+    ForbiddenError,
+    IsoDate,
+    KeyRequiredDep,
+    ReadDep,
+    SettingsDep,
+    StoreDep,
+)
 from api.settings import Role, Settings
 from api.uploads import check_registry_file
 from geo.errors import RegistryFormatError
@@ -71,7 +78,7 @@ def upload(
     caller: KeyRequiredDep,
     file: Annotated[UploadFile, File(description="CSV or XLSX enterprise registry")],
     load: Annotated[bool, Query(description="load the accepted rows (editor key)")] = False,
-    as_of: Annotated[date | None, Query(description="date the load describes: rules and "
+    as_of: Annotated[IsoDate | None, Query(description="date the load describes: rules and "
                                                     "case changes take effect on it")] = None,
 ) -> JSONResponse:
     """Run the pipeline on the uploaded registry and return the validation report.

@@ -46,8 +46,8 @@ def test_error_bodies_name_the_problem(loaded_client) -> None:
     assert r.status_code == 400 and "on" in r.json()["description"]
     r = client.get("/cases", params={"dimension": "weather"})
     assert r.status_code == 400 and "dimension" in r.json()["description"]
-    r = client.get("/lists/nope")
-    assert r.status_code == 400 and "task_list" in r.json()["description"]
+    r = client.get("/lists/nope")  # an unknown id in the path is a 404 naming the known ones
+    assert r.status_code == 404 and "task_list" in r.json()["description"]
     r = client.post("/calendar/q1_department_lists/submissions", headers=ED,
                     json={"department": "省教育厅", "submitted_on": "2019-04-10"})
     assert r.status_code == 400 and "省能源局" in r.json()["description"]
