@@ -387,6 +387,7 @@ def serve(
         logger = logging.getLogger("basinwatch.access")
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+        logger.propagate = False  # one line per request, not one more from the root logger
     console.print(f"BasinWatch on http://{host}:{port}/  (API docs: /docs)")
     uvicorn.run(create_app(settings, store=store), host=host, port=port, log_level="warning",
                 proxy_headers=forwarded_allow_ips is not None,
