@@ -14,9 +14,7 @@
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import logging
 import re
 from typing import Any
@@ -32,15 +30,11 @@ __all__ = [
     "SecurityHeadersMiddleware",
     "ClosedCORSMiddleware",
     "default_csp",
-    "csp_allowing_inline_scripts",
     "public_base",
     "tile_hosts",
 ]
 
 log = logging.getLogger(__name__)
-
-_INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S | re.I)
-
 
 @functools.cache
 def tile_hosts() -> tuple[str, ...]:
@@ -76,17 +70,6 @@ def default_csp(*, extra_script: tuple[str, ...] = ()) -> str:
         "form-action 'self'",
         "frame-ancestors 'none'",
     ])
-
-
-def csp_allowing_inline_scripts(page: str) -> str:
-    """The default policy plus the SHA-256 of each inline ``<script>`` of a page this
-    server built itself (never of pages holding user input): those scripts run, no other
-    inline script does."""
-    hashes = tuple(
-        "'sha256-" + base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode()
-        + "'" for body in _INLINE_SCRIPT.findall(page)
-    )
-    return default_csp(extra_script=tuple(dict.fromkeys(hashes)))
 
 
 class SecurityHeadersMiddleware:
