@@ -127,7 +127,7 @@ step "ruff (pyflakes rules: undefined and unused names)"
 step "pytest"
 .venv/bin/python -m pytest -p no:cacheprovider
 step "schemathesis (all checks, keys off on the embedded store, keys on on PostGIS)"
-.venv/bin/python scripts/fuzz_api.py --examples 25 --min-cases 2000
+.venv/bin/python scripts/fuzz_api.py --examples 15 --min-cases 2000
 if ls notebooks/*.ipynb >/dev/null 2>&1; then
   step "notebooks"
   .venv/bin/python -m pytest -p no:cacheprovider --nbmake notebooks -o filterwarnings= -q

@@ -424,7 +424,8 @@ def map_count(
     from api.tiles import count_in_view
 
     box = parse_bbox(bbox)
-    assert box is not None
+    if box is None:
+        raise InvalidQueryError("bbox: expected minLon,minLat,maxLon,maxLat of the view.")
     q = dataclasses.replace(map_query(request, store), bbox=None)
     counts = count_in_view(store, q, box, _verdict_ids())
     return JSONResponse({"total": int(sum(counts.values())), "verdict": counts})
@@ -504,7 +505,8 @@ def map_print(
     from layers.webmap import APP_BASE_LAYERS, APP_OVERLAYS
 
     box = parse_bbox(bbox)
-    assert box is not None
+    if box is None:
+        raise InvalidQueryError("bbox: expected minLon,minLat,maxLon,maxLat of the view.")
     en = lang == "en"
     cfg = read_data_toml("webmap.toml")
     shown = APP_OVERLAYS if layers is None else [x for x in layers.split(",") if x]
