@@ -1,41 +1,49 @@
 """FastAPI application factory.
 
 ``create_app(settings)`` opens the store the settings name, initialises it, mounts one
-router per resource and maps every :class:`geo.errors.GeoError` (and request validation
-errors) to an OGC-style JSON body ``{"code": ..., "description": ...}`` in one place.
+router per resource, wraps the app in the service's guards (limits, CORS, security headers)
+and maps every error to an OGC exception document ``{"code", "description"}`` in one place:
+:class:`geo.errors.GeoError` subclasses, request validation errors (always 400, never 422),
+HTTP errors, and anything unexpected (a JSON 500 that names no internals).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.settings import Settings
 from api.store import FeatureQuery, Store, get_store
 from geo.errors import GeoError
 
-__all__ = ["create_app", "error_body", "warm_up"]
+__all__ = ["create_app", "error_body", "warm_up", "OGC_CODES"]
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("basinwatch.access")
 
-_OGC_CODES = {
+#: Stable exception codes by HTTP status (limits use ``LimitExceeded``).
+OGC_CODES = {
     400: "InvalidParameterValue",
     401: "Unauthorized",
     403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
+    406: "NotAcceptable",
     413: "PayloadTooLarge",
+    414: "URITooLong",
     415: "UnsupportedMediaType",
-    422: "InvalidInput",
+    429: "TooManyRequests",
     500: "ServerError",
     503: "ServiceUnavailable",
 }
@@ -43,23 +51,46 @@ _OGC_CODES = {
 
 def error_body(status: int, description: str, code: str | None = None) -> dict[str, str]:
     """The OGC exception document."""
-    return {"code": code or _OGC_CODES.get(status, "Error"), "description": description}
+    return {"code": code or OGC_CODES.get(status, "Error"), "description": description}
 
 
-def _geo_error(request: Request, exc: Exception) -> JSONResponse:
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return request.method == "GET" and "text/html" in accept and "json" not in accept
+
+
+def _geo_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GeoError)
     status = int(getattr(exc, "http_status", 500))
+    if status == 422:  # bad input is a 400, whatever the engine's own status says
+        status = 400
     if status >= 500:
         log.error("%s on %s: %s", type(exc).__name__, request.url.path, exc.msg)
-    headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
-    return JSONResponse(error_body(status, exc.msg, type(exc).__name__), status_code=status,
-                        headers=headers)
+    headers: dict[str, str] = {}
+    if status == 401:
+        if _wants_html(request):  # a browser without a session: to the login page
+            from urllib.parse import quote
+
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"{request.scope.get('root_path', '')}/session/login"
+                                    f"?next={quote(target, safe='')}", status_code=303)
+        headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
+    retry = getattr(exc, "retry_after", None)
+    if retry:
+        headers["Retry-After"] = str(retry)
+    code = getattr(exc, "ogc_code", None)
+    return JSONResponse(error_body(status, exc.msg, code), status_code=status,
+                        headers=headers or None)
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     parts = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            why = (err.get("ctx") or {}).get("error", "")
+            parts.append(f"body: not valid JSON ({why}).")
+            continue
         loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body", "header")]
         parts.append(f"{'.'.join(loc) or 'request'}: {err.get('msg', 'invalid value')}")
     return JSONResponse(error_body(400, "; ".join(parts) or "Invalid request."), status_code=400)
@@ -67,19 +98,74 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse(error_body(exc.status_code, str(exc.detail)),
-                        status_code=exc.status_code, headers=exc.headers)
+    status = 400 if exc.status_code == 422 else exc.status_code
+    detail = str(exc.detail)
+    headers = dict(exc.headers or {})
+    if status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}."
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    elif status == 404 and detail == "Not Found":
+        detail = f"No resource at {request.url.path}; see /openapi.json."
+    return JSONResponse(error_body(status, detail), status_code=status, headers=headers or None)
 
 
-def _serve_openapi_30(app: FastAPI) -> None:
-    """Make ``/openapi.json`` a valid OpenAPI 3.0.3 document (OGC API Features Part 1)."""
-    from api.ogc import to_openapi_30
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at this path (Starlette names only the first)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "__none__"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
+def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    ref = uuid.uuid4().hex[:12]
+    log.exception("unexpected %s on %s %s (ref %s)", type(exc).__name__, request.method,
+                  request.url.path, ref)
+    return JSONResponse(error_body(500, f"Internal error (reference {ref}); the server log "
+                                        "has the details."), status_code=500)
+
+
+class _AccessLog:
+    """One INFO line per request: method, path with query, status, milliseconds."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = [0]
+
+        async def send_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            qs = scope.get("query_string", b"").decode("latin-1")
+            access_log.info("%s %s%s %d %.1f ms", scope["method"], scope["path"],
+                            f"?{qs}" if qs else "", status[0],
+                            (time.perf_counter() - t0) * 1000)
+
+
+def _serve_openapi_30(app: FastAPI, settings: Settings) -> None:
+    """Make ``/openapi.json`` a valid OpenAPI 3.0.3 document (OGC API Features Part 1)
+    that declares every status, limit and per-collection parameter."""
+    from api.ogc import complete_openapi, to_openapi_30
 
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = to_openapi_30(generate())
+            app.openapi_schema = complete_openapi(to_openapi_30(generate()), app, settings)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -121,8 +207,23 @@ def create_app(
     run_pipeline
         Replacement for :func:`geo.pipeline.run_pipeline` (tests).
     """
-    from api.routers import cases, collections, exports, landing, layers, monitoring, registry
-    from api.routers import spatial, webmap
+    from api.limits import LimitsMiddleware
+    from api.routers import (
+        admin,
+        cases,
+        collections,
+        docs,
+        exports,
+        landing,
+        layers,
+        monitoring,
+        registry,
+        session,
+        spatial,
+        webmap,
+    )
+    from api.security import ClosedCORSMiddleware, SecurityHeadersMiddleware
+    from api.workers import GeometryWorkers
 
     settings = settings or Settings()
     from api.settings import layers_root
@@ -132,33 +233,64 @@ def create_app(
     if store is None:
         store = get_store(settings.database_url, data_dir=settings.data_dir)
     store.init()
+    store.configure(query_timeout_s=settings.query_timeout_s)
     ready = store
+    workers = GeometryWorkers(settings.geometry_workers, settings.geometry_timeout_s,
+                              settings.geometry_memory_mb)
 
     @contextlib.asynccontextmanager
     async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(workers.start)
         await anyio.to_thread.run_sync(warm_up, ready)  # the event loop stays responsive
-        yield
+        try:
+            yield
+        finally:
+            workers.close()
+
     app = FastAPI(
         title=settings.title,
         version="0.1.0",
-        description="OGC API – Features (Part 1 core, GeoJSON, HTML, OpenAPI 3.0; Part 3 "
-                    "CQL2 text filter) over the enterprise list and reference layers, plus "
-                    "spatial queries, exports and registry upload.",
+        description="OGC API – Features (Part 1 core, GeoJSON, HTML, OpenAPI 3.0; Part 2 "
+                    "CRS by reference; Part 3 CQL2 text filter and queryables) over the "
+                    "enterprise list and reference layers, plus spatial queries, exports and "
+                    "registry upload. Errors are OGC exception documents "
+                    "{\"code\", \"description\"}; limits are named in them.",
         openapi_tags=[{"name": t} for t in
                       ("landing", "collections", "spatial", "exports", "registry", "cases",
-                       "lists", "calendar", "monitoring", "layers")],
+                       "lists", "calendar", "monitoring", "layers", "session", "admin")],
         lifespan=_lifespan,
+        docs_url=None,  # api.routers.docs serves vendored Swagger UI
+        redoc_url=None,
+        openapi_url=None,  # api.routers.docs serves it with the OpenAPI 3.0 media type
     )
     app.openapi_version = "3.0.3"
-    _serve_openapi_30(app)
+    _serve_openapi_30(app, settings)
     app.state.settings = settings
     app.state.store = store
     app.state.run_pipeline = run_pipeline
+    app.state.geometry_workers = workers
     app.add_exception_handler(GeoError, _geo_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _server_error)
     webmap.install(app)  # first: "/" serves the map to browsers, the landing page otherwise
-    for module in (landing, collections, spatial, exports, registry, cases, monitoring, layers):
+    for module in (landing, collections, spatial, exports, registry, cases, monitoring, layers,
+                   session,
+                   admin, docs):
         app.include_router(module.router)
+    docs.install(app)
+    # middleware: the last added is the outermost
+    app.add_middleware(LimitsMiddleware, settings=settings)
+    app.add_middleware(
+        ClosedCORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["X-API-Key", "Authorization", "Content-Type", "X-CSRF-Token"],
+        expose_headers=["Content-Crs", "Content-Disposition", "Retry-After"],
+        max_age=600,
+    )
+    app.add_middleware(SecurityHeadersMiddleware, csp=settings.content_security_policy,
+                       hsts=bool(settings.base_url and settings.base_url.startswith("https")))
+    app.add_middleware(_AccessLog)
     log.info("BasinWatch API on %s store", store.provider)
     return app

@@ -361,6 +361,13 @@ def serve(
     sample_if_empty: Annotated[
         bool, typer.Option(help="Load the bundled sample when the store holds no list yet.")
     ] = True,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (method, path and query, status, ms).")
+    ] = False,
+    forwarded_allow_ips: Annotated[
+        Optional[str], typer.Option(help="Proxies whose X-Forwarded-For/-Proto are believed "
+                                         "(comma-separated; default: none).")
+    ] = None,
 ) -> None:
     """Serve the HTTP API, OGC API Features and the web map (embedded store by default)."""
     import uvicorn
@@ -374,8 +381,46 @@ def serve(
     store.init()
     if sample_if_empty and not store.loads():
         console.print(_load_into_store(store, None, "serve:sample"))
+    if access_log:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger = logging.getLogger("basinwatch.access")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # one line per request, not one more from the root logger
     console.print(f"BasinWatch on http://{host}:{port}/  (API docs: /docs)")
-    uvicorn.run(create_app(settings, store=store), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings, store=store), host=host, port=port, log_level="warning",
+                proxy_headers=forwarded_allow_ips is not None,
+                forwarded_allow_ips=forwarded_allow_ips or "")
+
+
+@app.command("hash-key")
+def hash_key_command(
+    new: Annotated[bool, typer.Option("--new", help="Generate a new random key too.")] = False,
+) -> None:
+    """Print the sha256: hash of an API key, to store in BASINWATCH_API_KEYS instead of it.
+
+    The key is read from standard input (or a hidden prompt), never from the command line,
+    so it stays out of shell history. With --new a random key is generated and printed once.
+    """
+    import secrets
+    import sys
+
+    from api.settings import check_key_strength, hash_key
+
+    if new:
+        key = secrets.token_urlsafe(32)
+        typer.echo(f"key (give it to its holder; it is not stored): {key}", err=True)
+    elif sys.stdin.isatty():
+        key = typer.prompt("API key", hide_input=True)
+    else:
+        key = sys.stdin.readline().strip()
+    try:
+        check_key_strength(key)
+    except ValueError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
+    typer.echo(hash_key(key))
 
 
 _DENSITY_BY = {"industry": "industry_id", "verdict": "verdict"}

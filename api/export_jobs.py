@@ -42,9 +42,11 @@ MAX_JOBS = 2
 
 
 class ExportBusyError(GeoError, RuntimeError):
-    """Too many exports running."""
+    """Too many exports running: a limit, answered 429 with ``Retry-After``."""
 
-    http_status = 503
+    http_status = 429
+    ogc_code = "TooManyRequests"
+    retry_after = 5
 
 
 @dataclasses.dataclass

@@ -1,11 +1,15 @@
-"""OGC API – Features helpers shared by the routers: links, GeoJSON, CSV and HTML bodies."""
+"""OGC API – Features helpers shared by the routers: links, CRS, GeoJSON, CSV and HTML
+bodies, and the completion of the OpenAPI document (statuses, limits, per-collection
+parameters) that clients such as GDAL read."""
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +27,11 @@ from geo.errors import InvalidQueryError
 
 __all__ = [
     "CRS84",
+    "SUPPORTED_CRS",
+    "parse_crs",
+    "transform_frame",
+    "bbox_to_crs84",
+    "complete_openapi",
     "GEOJSON",
     "OPENAPI_JSON",
     "CONFORMANCE",
@@ -41,14 +50,26 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+#: CRS of OGC API – Features Part 2 this server answers in: URI -> pyproj name. EPSG:4326
+#: and EPSG:4490 (CGCS2000) have latitude first; CGCS2000 agrees with WGS84 to centimetres
+#: (see geo.crs), so it differs from EPSG:4326 by name only.
+SUPPORTED_CRS: dict[str, str] = {
+    CRS84: "OGC:CRS84",
+    "http://www.opengis.net/def/crs/EPSG/0/4326": "EPSG:4326",
+    "http://www.opengis.net/def/crs/EPSG/0/4490": "EPSG:4490",
+    "http://www.opengis.net/def/crs/EPSG/0/3857": "EPSG:3857",
+}
 GEOJSON = "application/geo+json"
 OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
 FORMATS = ("json", "html", "csv")
+#: Every accepted value of ``f`` (case-sensitive), as declared in the OpenAPI document.
+FORMAT_VALUES = ("json", "html", "csv", "geojson")
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
@@ -64,12 +85,10 @@ CONFORMANCE = [
 def pick_format(request: Request, f: str | None) -> str:
     """``json``, ``html`` or ``csv`` from the ``f`` parameter, else the Accept header."""
     if f is not None:
-        key = f.lower()
-        aliases = {"geojson": "json", "application/geo+json": "json", "text/html": "html"}
-        key = aliases.get(key, key)
-        if key not in FORMATS:
-            raise InvalidQueryError(f"f: expected one of {', '.join(FORMATS)}, got '{f}'.")
-        return key
+        if f not in FORMAT_VALUES:
+            raise InvalidQueryError(f"f: expected one of {', '.join(FORMAT_VALUES)}, "
+                                    f"got '{f[:40]}'.")
+        return "json" if f == "geojson" else f
     accept = request.headers.get("accept", "")
     if "text/html" in accept and "json" not in accept:
         return "html"
@@ -77,8 +96,13 @@ def pick_format(request: Request, f: str | None) -> str:
 
 
 def url_for(request: Request, path: str, params: Mapping[str, Any] | None = None) -> str:
-    """Absolute URL of ``path`` on this server, with query parameters."""
-    base = str(request.base_url).rstrip("/")
+    """Absolute URL of ``path`` on this server, with query parameters.
+
+    The base is :func:`api.security.public_base`: never an untrusted Host header.
+    """
+    from api.security import public_base
+
+    base = public_base(request)
     url = base + path
     if params:
         url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
@@ -287,3 +311,173 @@ def to_openapi_30(node: Any) -> Any:
         out.pop("contentMediaType")
         out["format"] = "binary"
     return out
+
+
+# -- OGC API – Features Part 2: CRS ---------------------------------------------------------
+def parse_crs(value: str | None, *, param: str) -> str:
+    """The supported CRS URI ``value`` names (default CRS84).
+
+    Raises
+    ------
+    InvalidQueryError
+        Naming ``param`` and the supported URIs.
+    """
+    if value is None:
+        return CRS84
+    uri = value.strip()
+    if uri.startswith("[") and uri.endswith("]"):  # safe CURIE, e.g. [EPSG:4326]
+        auth, _, code = uri[1:-1].partition(":")
+        uri = (CRS84 if auth.upper() == "OGC" and code.upper() == "CRS84"
+               else f"http://www.opengis.net/def/crs/{auth.upper()}/0/{code}")
+    if uri.startswith("https://"):
+        uri = "http://" + uri[len("https://"):]
+    if uri not in SUPPORTED_CRS:
+        raise InvalidQueryError(
+            f"{param}: expected one of {', '.join(SUPPORTED_CRS)}, got '{value}'."
+        )
+    return uri
+
+
+@functools.cache
+def _transformer(src: str, dst: str) -> Any:
+    from pyproj import Transformer
+
+    return Transformer.from_crs(SUPPORTED_CRS[src], SUPPORTED_CRS[dst])
+
+
+def transform_frame(gdf: gpd.GeoDataFrame, crs: str) -> gpd.GeoDataFrame:
+    """A copy of a CRS84 frame with coordinates in ``crs`` (axis order of that CRS)."""
+    if crs == CRS84 or len(gdf) == 0:
+        return gdf
+    tr = _transformer(CRS84, crs)
+    geoms = shapely.transform(np.asarray(gdf.geometry.values),
+                              lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    out = gdf.copy()
+    out[gdf.geometry.name] = gpd.GeoSeries(geoms, index=gdf.index, crs=None)
+    return out.set_crs(None, allow_override=True)
+
+
+def bbox_to_crs84(bbox: tuple[float, float, float, float], crs: str,
+                  ) -> tuple[float, float, float, float]:
+    """A bbox given in ``crs`` (its axis order) as minLon, minLat, maxLon, maxLat."""
+    if crs == CRS84:
+        return bbox
+    tr = _transformer(crs, CRS84)
+    a, b, c, d = tr.transform_bounds(*bbox, densify_pts=21)
+    if not all(math.isfinite(v) for v in (a, b, c, d)):
+        raise InvalidQueryError(f"bbox: cannot be transformed from {crs}.")
+    return (a, b, c, d)
+
+
+# -- the OpenAPI document --------------------------------------------------------------------
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["code", "description"],
+    "properties": {"code": {"type": "string", "description": "stable OGC exception code"},
+                   "description": {"type": "string"}},
+}
+_ERROR_STATUSES = {
+    "400": "Bad parameter or limit exceeded (OGC exception naming the parameter or limit)",
+    "401": "A key or session is required",
+    "403": "The key's role does not allow this",
+    "404": "No such resource",
+    "406": "No representation in an accepted media type",
+    "413": "Body or upload larger than its limit",
+    "414": "Request line too long",
+    "429": "Rate limit or busy geometry workers; see Retry-After",
+    "500": "Unexpected error (reported with a reference in the server log)",
+    "503": "Service unavailable",
+}
+
+
+def _error_response(text: str) -> dict[str, Any]:
+    return {"description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/"
+                                                                 "Exception"}}}}
+
+
+def complete_openapi(doc: dict[str, Any], app: Any, settings: Any) -> dict[str, Any]:
+    """Declare what FastAPI cannot know: every error status of every operation with the
+    OGC exception schema, ``limit``'s default and maximum from the settings, the
+    ``filter-lang`` and CRS enums, and one ``/collections/{id}/items`` path per collection
+    with its properties as query parameters (GDAL pushes ``-where`` down through these)."""
+    doc.setdefault("components", {}).setdefault("schemas", {})["Exception"] = _ERROR_SCHEMA
+    for path, ops in doc.get("paths", {}).items():
+        for method, op in ops.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            responses = op["responses"]
+            responses.pop("422", None)
+            for status, text in _ERROR_STATUSES.items():
+                responses.setdefault(status, _error_response(text))
+            for param in op.get("parameters", []):
+                _tune_parameter(param, settings)
+            _describe_security(op, path, method, settings)
+    _add_collection_paths(doc, app)
+    return doc
+
+
+def _tune_parameter(param: dict[str, Any], settings: Any) -> None:
+    name, schema = param.get("name"), param.setdefault("schema", {})
+    if param.get("in") != "query":
+        return
+    if schema.pop("x-bw-limit", False):
+        schema.update({"type": "integer", "minimum": 1, "maximum": settings.max_limit,
+                       "default": settings.default_limit})
+        schema.pop("nullable", None)
+    elif name == "filter-lang":
+        schema.update({"type": "string", "enum": ["cql2-text", "cql-text"],
+                       "default": "cql2-text"})
+        schema.pop("nullable", None)
+    elif name in ("crs", "bbox-crs") and schema.get("x-bw-crs"):
+        schema.update({"type": "string", "format": "uri", "enum": list(SUPPORTED_CRS),
+                       "default": CRS84})
+        schema.pop("nullable", None)
+    elif name == "f" and "enum" not in schema:  # the OGC routers' f (others declare theirs)
+        schema.update({"type": "string", "enum": list(FORMAT_VALUES)})
+        schema.pop("nullable", None)
+    elif name == "filter-crs":
+        schema.update({"type": "string", "format": "uri", "enum": [CRS84], "default": CRS84})
+        schema.pop("nullable", None)
+    schema.pop("x-bw-crs", None)
+
+
+def _describe_security(op: dict[str, Any], path: str, method: str, settings: Any) -> None:
+    sec = op.get("security")
+    if not sec:
+        return
+    # reads are open unless BASINWATCH_READ_OPEN=false: the key is then optional ({});
+    # uploads and administration always need one
+    writes = path.startswith("/admin") or (path == "/registry" and method == "post")
+    if settings.read_open and not writes:
+        if {} not in sec:
+            sec.append({})
+
+
+def _add_collection_paths(doc: dict[str, Any], app: Any) -> None:
+    """``/collections/<id>/items`` for each collection, with its properties as parameters."""
+    from api.sources import list_sources
+
+    generic = doc.get("paths", {}).get("/collections/{collectionId}/items", {}).get("get")
+    if generic is None:
+        return
+    try:
+        sources = list_sources(app.state.store)
+    except Exception as exc:  # noqa: BLE001 - the document must still be served
+        log.warning("OpenAPI: collection paths skipped (%s)", exc)
+        return
+    for src in sources:
+        op = json.loads(json.dumps(generic))
+        op["operationId"] = f"getItems_{src.id}"
+        op["summary"] = f"Features of {src.id}"
+        params = [p for p in op.get("parameters", []) if p.get("name") != "collectionId"]
+        for prop, kind in src.properties.items():
+            schema: dict[str, Any] = {"type": kind}
+            params.append({
+                "name": prop, "in": "query", "required": False, "schema": schema,
+                "style": "form", "explode": False,
+                "description": f"Only features whose {prop} equals this value "
+                               "(comma-separated values: any of them).",
+            })
+        op["parameters"] = params
+        doc["paths"][f"/collections/{src.id}/items"] = {"get": op}

@@ -60,9 +60,12 @@ class Source:
         """The feature with that id (empty frame if none)."""
         if self.store is not None:
             try:
-                return self.store.get(int(feature_id))
+                fid = int(feature_id)
             except ValueError:
+                fid = -1
+            if not 0 < fid < 2**63:  # fids are positive int64: anything else matches nothing
                 return self.store.query(FeatureQuery(limit=0)).features
+            return self.store.get(fid)
         assert self.frame is not None
         return self.frame.loc[self.frame[self.id_column].astype(str) == str(feature_id)]
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import geopandas as gpd
 import numpy as np
 import shapely
 
 from geo.schema import ENFORCEMENT_COLUMNS
 
-__all__ = ["SAMPLE_ROWS", "EDITOR_KEY", "READER_KEY", "make_enterprises"]
+__all__ = ["SAMPLE_ROWS", "EDITOR_KEY", "READER_KEY", "ADMIN_KEY", "make_enterprises",
+           "live_server"]
 
 #: API keys the test-suite configures (never use them in a deployment).
 EDITOR_KEY = "editor-key-0123456789abcdef"
-READER_KEY = "reader-key-0123456789abcdef"
+READER_KEY = "reader-key-0123456789abcdef"  # the viewer role
+ADMIN_KEY = "admin-key-0123456789abcdef0"
 
 #: (name, industry_id, industry, verdict, basin_id, district, lon, lat)
 SAMPLE_ROWS = [
@@ -53,3 +59,31 @@ def make_enterprises(rows: list[tuple] | None = None) -> gpd.GeoDataFrame:
     return gdf[[*ENFORCEMENT_COLUMNS, "geometry"]]
 
 
+
+
+@contextlib.contextmanager
+def live_server(app: Any, *, port: int | None = None, timeout_s: float = 30) -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` of uvicorn serving ``app`` in a thread (loopback only)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"uvicorn did not start within {timeout_s} s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=15)

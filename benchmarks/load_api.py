@@ -164,7 +164,9 @@ def _store_run(name: str, url: str, frame: Any, args: argparse.Namespace,
     store.close()
     out: dict[str, Any] = {"store": name, "ingest_rps": len(frame) / ingest,
                            "read_rps": n / read, "runs": {}}
+    # wrk sends everything from one address: the per-address rate limit would answer 429
     env = {"BASINWATCH_DATA_DIR": str(work), "BASINWATCH_READ_OPEN": "true",
+           "BASINWATCH_RATE_LIMIT_PER_MINUTE": "0",
            "BASINWATCH_DATABASE_URL":
                url if not schema else f"{url}?options=-csearch_path%3D{schema},public"}
     port = _free_port()

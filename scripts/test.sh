@@ -126,6 +126,8 @@ step "ruff (pyflakes rules: undefined and unused names)"
 
 step "pytest"
 .venv/bin/python -m pytest -p no:cacheprovider
+step "schemathesis (all checks, keys off on the embedded store, keys on on PostGIS)"
+.venv/bin/python scripts/fuzz_api.py --examples 15 --min-cases 2000
 if ls notebooks/*.ipynb >/dev/null 2>&1; then
   step "notebooks"
   .venv/bin/python -m pytest -p no:cacheprovider --nbmake notebooks -o filterwarnings= -q
@@ -139,4 +141,5 @@ SMOKE_DIR=$(mktemp -d)
 .venv/bin/python benchmarks/offline_map_bench.py --n 4000 --out "$SMOKE_DIR/offline-map.md"
 .venv/bin/python benchmarks/map_bench.py --n 3000 --repeat 1 --out "$SMOKE_DIR/map.md"
 .venv/bin/python benchmarks/export_bench.py --n 2000 --out "$SMOKE_DIR/map-export.md"
+.venv/bin/python benchmarks/hostile.py --smoke --out "$SMOKE_DIR/hostile.md"
 echo "all tests passed"

@@ -22,20 +22,23 @@ import shutil
 import tempfile
 from datetime import date, datetime
 from pathlib import Path, PurePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import Path as FastPath
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from api import casework
 from api.ogc import content_disposition
-from api.routers.deps import EditorDep, ReadDep, SettingsDep, StoreDep
+from api.audit import record_write
+from api.routers.deps import EditorDep, IsoDate, ReadDep, SettingsDep, StoreDep
+from api.uploads import check_registry_file
 from api.store.casestore import case_store_for
 from geo.cases import CaseChange, CaseNotFoundError, read_case_changes, summary
-from geo.errors import InvalidQueryError, RegistryFormatError
+from geo.errors import GeoError, InvalidQueryError, RegistryFormatError
 from layers.casework import calendar_spec, case_spec
 
 __all__ = ["router", "records", "CaseChangeIn", "FILTERS"]
@@ -51,7 +54,7 @@ FILTERS: dict[str, str] = {
     "verdict": "verdict",
 }
 _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-AsOf = Annotated[date | None, Query(description="state on this date (YYYY-MM-DD); default today")]
+AsOf = Annotated[IsoDate | None, Query(description="state on this date (YYYY-MM-DD); default today")]
 
 
 def _cell(v: Any) -> Any:
@@ -68,6 +71,20 @@ def _cell(v: Any) -> Any:
     if v is pd.NA:
         return None
     return v
+
+
+class UnknownIdError(GeoError, KeyError):
+    """An id in the path that names nothing."""
+
+    http_status = 404
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+def _known(value: str, ids: list[str], param: str) -> None:
+    if value not in ids:
+        raise UnknownIdError(f"{param}: no '{value[:60]}'; expected one of {', '.join(ids)}.")
 
 
 def records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -132,7 +149,9 @@ def _text(s: pd.Series) -> pd.Series:
     return s.where(s.notna(), "")
 
 
-@router.get("/cases", summary="Case states on a date (JSON or GeoJSON)")
+@router.get("/cases", summary="Case states on a date (JSON or GeoJSON)",
+            responses={200: {"content": {"application/json": {},
+                                         "application/geo+json": {}}}})
 def list_cases(
     store: StoreDep,
     _: ReadDep,
@@ -145,10 +164,11 @@ def list_cases(
     industry: str | None = None,
     status: str | None = None,
     verdict: str | None = None,
-    dimension: Annotated[str | None, Query(description="energy | environment | quality | "
-                                                      "safety | technology")] = None,
+    dimension: Annotated[str | None, Query(
+        description="energy | environment | quality | safety | technology",
+        json_schema_extra={"enum": list(case_spec().dimensions)})] = None,
     overdue: bool | None = None,
-    f: Annotated[str, Query(description="json | geojson")] = "json",
+    f: Annotated[Literal["json", "geojson"], Query(description="json | geojson")] = "json",
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JSONResponse:
@@ -200,8 +220,10 @@ def case_summary(
     store: StoreDep,
     _: ReadDep,
     as_of: AsOf = None,
-    by: Annotated[str, Query(description="basin_id | city | district | industry | "
-                                         "dimensions | departments")] = "basin_id",
+    by: Annotated[Literal["basin_id", "region_id", "city", "district", "industry",
+                          "industry_id", "dimensions", "departments", "status"],
+                  Query(description="basin_id | city | district | industry | "
+                                    "dimensions | departments")] = "basin_id",
     basin_id: str | None = None,
     city: str | None = None,
     industry_id: str | None = None,
@@ -238,8 +260,11 @@ def case_syncs(
     return JSONResponse(body)
 
 
-@router.get("/cases/{case_id}", summary="One case on a date, with its history")
-def get_case(store: StoreDep, _: ReadDep, case_id: int, as_of: AsOf = None) -> JSONResponse:
+CaseId = Annotated[int, FastPath(ge=1, le=2**31 - 1, description="case id")]
+
+
+@router.get("/cases/{case_id:int}", summary="One case on a date, with its history")
+def get_case(store: StoreDep, _: ReadDep, case_id: CaseId, as_of: AsOf = None) -> JSONResponse:
     """The case's state on ``as_of`` and every event ever recorded for it (who, when,
     before, after, effective date).
     """
@@ -255,10 +280,10 @@ def get_case(store: StoreDep, _: ReadDep, case_id: int, as_of: AsOf = None) -> J
 class CaseChangeIn(BaseModel):
     """A status change (fields left out stay as they are)."""
 
-    on: date = Field(description="date the change took effect (the document's date)")
+    on: IsoDate = Field(description="date the change took effect (the document's date)")
     status: str | None = Field(default=None, description="next status (cases.toml)")
-    deadline: date | None = None
-    extension_deadline: date | None = None
+    deadline: IsoDate | None = None
+    extension_deadline: IsoDate | None = None
     equipment_action: str | None = Field(default=None, description="dismantled | sealed")
     documents: list[str] = Field(default_factory=list, description="document names to add")
     department: str | None = None
@@ -267,9 +292,9 @@ class CaseChangeIn(BaseModel):
     note: str = ""
 
 
-@router.post("/cases/{case_id}/changes", summary="Record a status change (editor)",
+@router.post("/cases/{case_id:int}/changes", summary="Record a status change (editor)",
              status_code=201)
-def change_case(store: StoreDep, caller: EditorDep, case_id: int,
+def change_case(request: Request, store: StoreDep, caller: EditorDep, case_id: CaseId,
                 body: CaseChangeIn) -> JSONResponse:
     """Validate the change against the workflow (cases.toml) and the plan's deadlines and
     append it to the case's history; 422 names what is wrong, 404 an unknown case.
@@ -279,11 +304,16 @@ def change_case(store: StoreDep, caller: EditorDep, case_id: int,
                                                source="api")
     if len(rejected):
         err = rejected.iloc[0]
+        record_write(request, action="case.change", target=f"case:{case_id}",
+                     outcome=f"failed: {err['reason']}")
         if err["reason"] == "case_not_found":
             raise CaseNotFoundError(f"case_id: no case {case_id}.")
         from geo.cases import CaseError
 
         raise CaseError(str(err["message"]))
+    record_write(request, action="case.change", target=f"case:{case_id}",
+                 detail={"events": len(events), **{k: str(v) for k, v in
+                                                   body.model_dump().items() if v}})
     state = casework.current_states(store)
     row = state[state["case_id"].eq(case_id)]
     return JSONResponse({"case_id": case_id, "events": records(events),
@@ -292,6 +322,7 @@ def change_case(store: StoreDep, caller: EditorDep, case_id: int,
 
 @router.post("/cases/import", summary="Import status changes from a spreadsheet (editor)")
 def import_changes(
+    request: Request,
     store: StoreDep,
     settings: SettingsDep,
     caller: EditorDep,
@@ -303,14 +334,18 @@ def import_changes(
     """
     name = PurePath(file.filename or "").name
     if not name.lower().endswith((".csv", ".xlsx")):
-        raise RegistryFormatError(f"file: expected a .csv or .xlsx file, got '{name}'.")
-    data = file.file.read(settings.max_upload_mb * 1024 * 1024 + 1)
+        raise RegistryFormatError(f"file: expected a .csv or .xlsx file, got '{name[:80]}'.")
+    data = file.file.read()  # bounded while it streamed in (api.limits)
+    check_registry_file(name, data, settings)  # decompressed size and rows, before parsing
     changes, rows, bad = read_case_changes(data, filename=name,
                                            current=casework.current_states(store))
     events, refused = casework.record_changes(store, changes, recorded_by=caller.name,
                                               source=f"import:{name}", rows=rows,
                                               dry_run=dry_run)
     rejected = pd.concat([bad, refused], ignore_index=True).sort_values("row")
+    if not dry_run:
+        record_write(request, action="case.import", target=f"import:{name}",
+                     detail={"events": len(events), "rejected": len(rejected)})
     return JSONResponse({
         "source_name": name, "rows": len(rows) + len(bad), "applied_rows": len(rows) - len(
             refused), "events": len(events), "dry_run": dry_run,
@@ -332,7 +367,7 @@ def lists(_: ReadDep) -> JSONResponse:
             response_class=FileResponse,
             responses={200: {"content": {_XLSX: {}, "application/json": {}}}})
 def get_list(store: StoreDep, _: ReadDep, list_id: str, as_of: AsOf = None,
-             format: Annotated[str, Query(description="xlsx | json")] = "xlsx",  # noqa: A002
+             format: Annotated[Literal["xlsx", "json"], Query(description="xlsx | json")] = "xlsx",  # noqa: A002
              ) -> Any:
     """The list on ``as_of`` (default today): Excel with Chinese headers (a 说明 sheet with
     the legal basis first), or JSON with one array per sheet.
@@ -340,6 +375,7 @@ def get_list(store: StoreDep, _: ReadDep, list_id: str, as_of: AsOf = None,
     from geo.caselists import list_file_name, write_list_xlsx
 
     when = as_of or date.today()
+    _known(list_id, list(calendar_spec().lists), "list_id")
     tables = casework.list_tables(store, list_id, when)
     if format == "json":
         return JSONResponse({"list": tables.definition.model_dump(mode="json"),
@@ -374,21 +410,18 @@ class SubmissionIn(BaseModel):
     """A department's submission of a calendar item."""
 
     department: str
-    submitted_on: date
+    submitted_on: IsoDate
     note: str = ""
 
 
 @router.post("/calendar/{item_id}/submissions", summary="Record a submission (editor)",
              tags=["calendar"], status_code=201)
-def submit(store: StoreDep, caller: EditorDep, item_id: str, body: SubmissionIn) -> JSONResponse:
+def submit(request: Request, store: StoreDep, caller: EditorDep, item_id: str,
+           body: SubmissionIn) -> JSONResponse:
     """Record that a department submitted an item (422 for an unknown item or department)."""
     spec = calendar_spec()
-    try:
-        item = spec.item(item_id)
-    except KeyError:
-        raise InvalidQueryError(
-            f"item_id: unknown item '{item_id}'; expected one of "
-            f"{', '.join(i.id for i in spec.items)}.") from None
+    _known(item_id, [i.id for i in spec.items], "item_id")
+    item = spec.item(item_id)
     if body.department not in item.departments:
         raise InvalidQueryError(
             f"department: '{body.department}' does not owe '{item_id}'; expected one of "
@@ -396,6 +429,9 @@ def submit(store: StoreDep, caller: EditorDep, item_id: str, body: SubmissionIn)
     row = case_store_for(store).add_submission(
         item_id=item_id, department=body.department, submitted_on=body.submitted_on,
         recorded_by=caller.name, note=body.note)
+    record_write(request, action="calendar.submission", target=f"calendar:{item_id}",
+                 detail={"department": body.department,
+                         "submitted_on": str(body.submitted_on)})
     return JSONResponse(json.loads(json.dumps(row, default=str)), status_code=201)
 
 

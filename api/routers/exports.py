@@ -18,10 +18,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.background import BackgroundTask
 
+from api.geometry import query_polygon
 from api.ogc import content_disposition
 from api.routers.collections import feature_query_from_request
 from api.routers.deps import ReadDep, StoreDep
-from api.routers.webmap import parse_within
 from api.sources import ENTERPRISES, get_source
 from api.store.base import FID
 from geo.errors import ExportError
@@ -140,7 +140,7 @@ def _selection(request: Request, store: StoreDep, fmt: str, within: str | None):
     src = get_source(store, ENTERPRISES)
     params = {k: v for k, v in request.query_params.items() if k not in _NOT_FILTERS}
     q = feature_query_from_request(request, src, limit=None, offset=0, ignore=_NOT_FILTERS)
-    area = parse_within(within)
+    area = query_polygon(request, within, param="within")  # bounded (api.geometry)
     if area is not None:
         q = dataclasses.replace(q, within=area)
     frame = src.query(q).features.drop(columns=[FID])

@@ -17,7 +17,10 @@ router = APIRouter(tags=["landing"])
 FParam = Annotated[str | None, Query(description="json | html")]
 
 
-@router.get("/", summary="Landing page")
+_HTML_TOO = {200: {"content": {"application/json": {}, "text/html": {}}}}
+
+
+@router.get("/", summary="Landing page", responses=_HTML_TOO)
 def landing(request: Request, settings: SettingsDep, _: ReadDep, f: FParam = None) -> Response:
     """Links to the API definition, conformance and the collections."""
     fmt = pick_format(request, f)
@@ -43,7 +46,7 @@ def landing(request: Request, settings: SettingsDep, _: ReadDep, f: FParam = Non
     return render(request, body, "json" if fmt == "csv" else fmt, title=settings.title)
 
 
-@router.get("/conformance", summary="Conformance classes")
+@router.get("/conformance", summary="Conformance classes", responses=_HTML_TOO)
 def conformance(request: Request, _: ReadDep, f: FParam = None) -> Response:
     """The OGC conformance classes this server implements."""
     fmt = pick_format(request, f)

@@ -16,11 +16,12 @@ from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
 import shapely
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from api.app import error_body
 from api.ogc import content_disposition
+from api.audit import record_write
 from api.routers.deps import EditorDep, ReadDep, SettingsDep, StoreDep
 from api.store import FeatureQuery, Store
 from geo.errors import GeoError, InvalidQueryError
@@ -116,6 +117,7 @@ def _impact(store: Store, layer_id: str, version: str, as_of: date | None) -> An
 @router.post("/import", summary="Import a boundary file as a new layer version (editor)",
              status_code=201)
 def import_layer(
+    request: Request,
     store: StoreDep,
     settings: SettingsDep,
     caller: EditorDep,
@@ -159,9 +161,14 @@ def import_layer(
                 source_name=name,
             )
         except ImportRejectedError as exc:
-            body = error_body(422, exc.msg, type(exc).__name__)
+            record_write(request, action="layer.import", target=f"layer:{layer_id}",
+                         outcome="failed: rejected", detail={"source_name": name})
+            body = error_body(400, exc.msg)  # bad input is a 400, like every other
             body["import"] = exc.outcome.to_dict()  # type: ignore[assignment]
-            return JSONResponse(body, status_code=422)
+            return JSONResponse(body, status_code=400)
+    record_write(request, action="layer.import", target=f"layer:{layer_id}",
+                 detail={"source_name": name, "version": getattr(outcome.version, "version",
+                                                                 None)})
     body = {"import": outcome.to_dict(), "impact": None}
     if impact and outcome.version is not None and store.loads():
         rep = _impact(store, layer_id, outcome.version.version, None)
@@ -239,6 +246,7 @@ def refresh_store_layers(store: Store) -> dict[str, int] | None:
 
 @router.post("/{layer_id}/activate", summary="Make a version active (editor)")
 def activate(
+    request: Request,
     layer_id: str,
     store: StoreDep,
     caller: EditorDep,
@@ -248,17 +256,21 @@ def activate(
     from layers.versions import activate as do_activate
 
     rec = do_activate(layer_id, version, by=f"api:{caller.name}")
+    record_write(request, action="layer.activate", target=f"layer:{layer_id}",
+                 detail={"version": version})
     body = rec.model_dump()
     body["database_reference_layers"] = refresh_store_layers(store)
     return JSONResponse(body)
 
 
 @router.post("/{layer_id}/rollback", summary="Return to the previously active version (editor)")
-def rollback(layer_id: str, store: StoreDep, caller: EditorDep) -> JSONResponse:
+def rollback(request: Request, layer_id: str, store: StoreDep,
+             caller: EditorDep) -> JSONResponse:
     """Undo the layer's last switch."""
     from layers.versions import rollback as do_rollback
 
     rec = do_rollback(layer_id, by=f"api:{caller.name}")
+    record_write(request, action="layer.rollback", target=f"layer:{layer_id}")
     body = rec.model_dump()
     body["database_reference_layers"] = refresh_store_layers(store)
     return JSONResponse(body)

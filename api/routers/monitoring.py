@@ -16,16 +16,25 @@ import hashlib
 import logging
 from datetime import date
 from pathlib import PurePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, File, Query, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
 
 from api import casework
 from api.routers.cases import _text, records
-from api.routers.deps import AuthError, ForbiddenError, ReadDep, SettingsDep, StoreDep
+from api.audit import record_write
+from api.routers.deps import (
+    ForbiddenError,
+    IsoDate,
+    KeyRequiredDep,
+    ReadDep,
+    SettingsDep,
+    StoreDep,
+)
 from api.settings import Role
+from api.uploads import check_registry_file
 from api.store import FeatureQuery
 from api.store.casestore import case_store_for
 from geo.errors import InvalidQueryError, RegistryFormatError
@@ -57,22 +66,26 @@ _BY = {
 
 @router.post("", summary="Validate (and optionally store) a monitoring file")
 def upload(
+    request: Request,
     store: StoreDep,
     settings: SettingsDep,
-    caller: ReadDep,
+    caller: KeyRequiredDep,
     file: Annotated[UploadFile, File(description="CSV or XLSX, one measured value per row")],
     load: Annotated[bool, Query(description="store the usable rows (editor key)")] = False,
 ) -> JSONResponse:
     """Read the file, match its rows to the current enterprise list and report: accepted and
     rejected counts, every rejected row with its row number, field and reason.
     """
-    if load and caller.role != Role.editor:
-        raise AuthError() if caller.role is None else ForbiddenError()
+    if load and not caller.allows(Role.editor):
+        record_write(request, action="monitoring.load", target="monitoring",
+                     outcome="denied: ForbiddenError")
+        raise ForbiddenError("X-API-Key: load=true needs a key with the editor role.")
     name = PurePath(file.filename or "").name
     if not name.lower().endswith((".csv", ".xlsx")):
         raise RegistryFormatError(f"file: expected a .csv or .xlsx monitoring file, got "
-                                  f"'{name or '(no name)'}'.")
-    data = file.file.read(settings.max_upload_mb * 1024 * 1024 + 1)
+                                  f"'{name[:80] or '(no name)'}'.")
+    data = file.file.read()  # bounded while it streamed in (api.limits)
+    check_registry_file(name, data, settings)  # decompressed size and rows, before parsing
     result = read_monitoring(data, filename=name)
     matched, unmatched = attach_enterprises(result.accepted,
                                             store.query(FeatureQuery()).features)
@@ -89,6 +102,10 @@ def upload(
             source_sha256=hashlib.sha256(data).hexdigest(), rejected=len(rejected))
         report["loaded"] = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
                             for k, v in batch.items()}
+        record_write(request, action="monitoring.load",
+                     target=f"batch:{report['loaded'].get('batch_id', '?')}",
+                     detail={"source_name": name, "accepted": len(keep),
+                             "rejected": len(rejected)})
     return JSONResponse(report, status_code=201 if load else 200)
 
 
@@ -105,10 +122,11 @@ def _filtered(store: Any, start: date | None, end: date | None,
 def exceedances(
     store: StoreDep,
     _: ReadDep,
-    start: date | None = None,
-    end: date | None = None,
-    period: Annotated[str, Query(description="M (month) | Q (quarter)")] = "M",
-    by: Annotated[str, Query(description=" | ".join(_BY))] = "enterprise_pollutant",
+    start: Annotated[IsoDate | None, Query()] = None,
+    end: Annotated[IsoDate | None, Query()] = None,
+    period: Annotated[Literal["M", "Q"], Query(description="M (month) | Q (quarter)")] = "M",
+    by: Annotated[Literal["enterprise", "pollutant", "enterprise_pollutant", "basin", "city",
+                          "industry"], Query(description=" | ".join(_BY))] = "enterprise_pollutant",
     basin_id: str | None = None,
     city: str | None = None,
     industry_id: str | None = None,
@@ -128,7 +146,8 @@ def exceedances(
 
 
 @router.get("/lists", summary="超标排放企业名单 and 超标排放情节严重企业名单 on a date")
-def exceedance_lists(store: StoreDep, _: ReadDep, as_of: date | None = None,
+def exceedance_lists(store: StoreDep, _: ReadDep,
+                     as_of: Annotated[IsoDate | None, Query()] = None,
                      basin_id: str | None = None) -> JSONResponse:
     """Enterprises with exceedances this year up to ``as_of``, and those meeting a
     criterion of 情节严重 (monitoring.toml [serious], each with its legal basis).
@@ -152,8 +171,11 @@ def limits(_: ReadDep) -> JSONResponse:
     return JSONResponse({"limits": records(limits_table())})
 
 
-@router.get("/map", summary="Monitored enterprises with their exceedances (GeoJSON)")
-def monitoring_map(store: StoreDep, _: ReadDep, as_of: date | None = None,
+@router.get("/map", summary="Monitored enterprises with their exceedances (GeoJSON)",
+            response_class=Response,
+            responses={200: {"content": {"application/geo+json": {}}}})
+def monitoring_map(store: StoreDep, _: ReadDep,
+                   as_of: Annotated[IsoDate | None, Query()] = None,
                    basin_id: str | None = None) -> JSONResponse:
     """One point per monitored enterprise: samples and exceedances from 1 January to
     ``as_of``, largest multiple, exceeded pollutants, serious criteria.

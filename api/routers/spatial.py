@@ -12,10 +12,10 @@ import math
 from typing import Annotated, Any
 
 import numpy as np
-import shapely
-from fastapi import APIRouter, Body, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse, Response
 
+from api.geometry import query_polygon
 from api.ogc import GEOJSON, features_to_geojson, json_response
 from api.routers.deps import ReadDep, SettingsDep, StoreDep
 from api.store import FeatureQuery, Store
@@ -35,7 +35,15 @@ MAX_RADIUS_M = 500_000.0
 Crs = Annotated[str, Query(description="WGS84 (default), CGCS2000, GCJ02 or BD09")]
 Lon = Annotated[float, Query(description="longitude in degrees", ge=-180, le=180)]
 Lat = Annotated[float, Query(description="latitude in degrees", ge=-90, le=90)]
-Limit = Annotated[int, Query(ge=0, description="features returned (counts cover all)")]
+Limit = Annotated[int, Query(ge=0, description="features returned (counts cover all; at "
+                                               "most BASINWATCH_MAX_LIMIT)")]
+
+
+def _limit(limit: int, settings: object) -> int:
+    top = settings.max_limit  # type: ignore[attr-defined]
+    if limit > top:
+        raise InvalidQueryError(f"limit: at most BASINWATCH_MAX_LIMIT={top}, got {limit}.")
+    return limit
 
 
 def _point(lon: float, lat: float, crs: str) -> tuple[float, float]:
@@ -84,30 +92,12 @@ def point(
     return JSONResponse(answer)
 
 
-def _polygon_from_geojson(doc: Any) -> shapely.Geometry:
-    if not isinstance(doc, dict) or "type" not in doc:
-        raise InvalidQueryError("body: expected a GeoJSON Polygon, MultiPolygon, Feature or "
-                                "FeatureCollection.")
-    kind = doc["type"]
-    if kind == "FeatureCollection":
-        geoms = [_polygon_from_geojson(ft) for ft in doc.get("features") or []]
-        if not geoms:
-            raise InvalidQueryError("body: the FeatureCollection has no features.")
-        return shapely.union_all(geoms)
-    if kind == "Feature":
-        return _polygon_from_geojson(doc.get("geometry"))
-    try:
-        geom = shapely.geometry.shape(doc)
-    except Exception as exc:  # shapely raises several types for malformed input
-        raise InvalidQueryError(f"body: not a valid GeoJSON geometry ({exc}).") from exc
-    if geom.geom_type not in ("Polygon", "MultiPolygon") or geom.is_empty:
-        raise InvalidQueryError(f"body: expected a Polygon or MultiPolygon, got {geom.geom_type}.")
-    return geom
-
-
-@router.post("/within", summary="Enterprises within a polygon")
+@router.post("/within", summary="Enterprises within a polygon", response_class=Response,
+             responses={200: {"content": {GEOJSON: {}}}})
 def within(
+    request: Request,
     store: StoreDep,
+    settings: SettingsDep,
     _: ReadDep,
     geojson: Annotated[dict[str, Any], Body(description="GeoJSON Polygon/MultiPolygon/Feature/"
                                             "FeatureCollection", examples=[{
@@ -117,18 +107,18 @@ def within(
     crs: Crs = "WGS84",
     limit: Limit = 1000,
 ) -> JSONResponse:
-    """Enterprises inside (or on the edge of) the posted polygon, with counts."""
-    geom = _polygon_from_geojson(geojson)
+    """Enterprises inside (or on the edge of) the posted polygon, with counts.
+
+    The polygon is bounded (``BASINWATCH_MAX_VERTICES``, ``BASINWATCH_MAX_BODY_KB``) and, if
+    self-intersecting, repaired within ``BASINWATCH_GEOMETRY_TIMEOUT_S``."""
     name = normalise_crs_name(crs)
-    if name != "WGS84":
-        geom = shapely.transform(geom, lambda xy: np.column_stack(to_wgs84(xy[:, 0], xy[:, 1], name)))
-    if not geom.is_valid:
-        geom = shapely.make_valid(geom)
-    q = FeatureQuery(within=geom, limit=limit)
+    geom = query_polygon(request, geojson, param="body", crs=name)
+    q = FeatureQuery(within=geom, limit=_limit(limit, settings))
     return _answer(store, q, {"query": {"crs": name, "bbox": list(geom.bounds)}})
 
 
-@router.get("/radius", summary="Enterprises within a radius of a point")
+@router.get("/radius", summary="Enterprises within a radius of a point",
+            response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
 def radius(
     store: StoreDep,
     settings: SettingsDep,
@@ -141,7 +131,7 @@ def radius(
 ) -> JSONResponse:
     """Enterprises within ``radius_m`` metres (geodesic) of the point, with counts."""
     x, y = _point(lon, lat, crs)
-    q = FeatureQuery(near=(x, y, radius_m), limit=min(limit, settings.max_limit))
+    q = FeatureQuery(near=(x, y, radius_m), limit=_limit(limit, settings))
     return _answer(store, q, {"query": {"lon": x, "lat": y, "radius_m": radius_m,
                                         "crs_in": normalise_crs_name(crs)}})
 

@@ -32,6 +32,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from api.geometry import query_polygon
 from api.routers.collections import feature_query_from_request
 from api.routers.deps import ReadDep, SettingsDep, StoreDep
 from api.settings import Settings
@@ -231,7 +232,8 @@ def map_query(request: Request, store: Any, *, limit: int | None = None) -> Feat
     parameters plus ``within`` (WKT or GeoJSON polygon)."""
     src = get_source(store, ENTERPRISES)
     q = feature_query_from_request(request, src, limit=limit, offset=0, ignore=_OWN)
-    within = parse_within(request.query_params.get("within"))
+    # bounded: vertex cap, repair in a worker within the time limit (api.geometry)
+    within = query_polygon(request, request.query_params.get("within"), param="within")
     return dataclasses.replace(q, within=within) if within is not None else q
 
 
@@ -365,13 +367,28 @@ def map_density(
     ``[[s, w], [n, e]]`` bounds; the cell defaults to about 1/150 of the extent (>= 500 m)."""
     from geo.raster import density, density_to_png_overlay
 
+    floor = request.app.state.settings.min_density_cell_m
+    if cell_m is not None and cell_m < floor:
+        from api.limits import LimitExceededError
+
+        raise LimitExceededError(f"cell_m: at least BASINWATCH_MIN_DENSITY_CELL_M={floor:g} m, "
+                                 f"got {cell_m:g}.")
     frame = store.query(map_query(request, store)).features
     if len(frame) == 0:
         return JSONResponse({"total": 0, "bounds": None, "image": None})
+    b = frame.total_bounds
     if cell_m is None:
-        b = frame.total_bounds
         span_m = max(b[2] - b[0], b[3] - b[1]) * 111_000
         cell_m = float(max(500.0, math.ceil(span_m / 150 / 100) * 100))
+    cells = (math.ceil((b[2] - b[0]) * 111_000 / cell_m) + 1) * (
+        math.ceil((b[3] - b[1]) * 111_000 / cell_m) + 1)
+    top = request.app.state.settings.max_density_cells
+    if cells > top:
+        from api.limits import LimitExceededError
+
+        raise LimitExceededError(f"cell_m: {cells:,} cells over these enterprises, more than "
+                                 f"BASINWATCH_MAX_DENSITY_CELLS={top:,}; use a larger cell_m "
+                                 "or a smaller area.")
     ras = density(frame, cell_m=cell_m)
     ov = density_to_png_overlay(ras)
     return JSONResponse({"total": len(frame), "cell_m": cell_m, "bounds": ov.bounds,
@@ -407,7 +424,8 @@ def map_count(
     from api.tiles import count_in_view
 
     box = parse_bbox(bbox)
-    assert box is not None
+    if box is None:
+        raise InvalidQueryError("bbox: expected minLon,minLat,maxLon,maxLat of the view.")
     q = dataclasses.replace(map_query(request, store), bbox=None)
     counts = count_in_view(store, q, box, _verdict_ids())
     return JSONResponse({"total": int(sum(counts.values())), "verdict": counts})
@@ -487,7 +505,8 @@ def map_print(
     from layers.webmap import APP_BASE_LAYERS, APP_OVERLAYS
 
     box = parse_bbox(bbox)
-    assert box is not None
+    if box is None:
+        raise InvalidQueryError("bbox: expected minLon,minLat,maxLon,maxLat of the view.")
     en = lang == "en"
     cfg = read_data_toml("webmap.toml")
     shown = APP_OVERLAYS if layers is None else [x for x in layers.split(",") if x]

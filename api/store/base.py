@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import geopandas as gpd
 import pandas as pd
@@ -35,6 +35,10 @@ __all__ = [
     "prepare_enterprises",
     "check_columns",
     "POINT_COLUMNS",
+    "AuditEntry",
+    "CancelHook",
+    "parse_bool",
+    "bbox_boxes",
 ]
 
 log = logging.getLogger(__name__)
@@ -123,6 +127,45 @@ class LoadRecord:
         }
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One write (or refused write attempt) in the audit log."""
+
+    actor: str
+    role: str
+    action: str
+    target: str
+    outcome: str
+    client: str = ""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    at: datetime | None = None
+    entry_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "id": self.entry_id,
+            "at": self.at.isoformat() if self.at else None,
+            "actor": self.actor,
+            "role": self.role,
+            "action": self.action,
+            "target": self.target,
+            "outcome": self.outcome,
+            "client": self.client,
+            "detail": dict(self.detail),
+        }
+
+
+class CancelHook(Protocol):
+    """What a store needs of a request's cancellation token."""
+
+    def add_callback(self, fn: Callable[[], None]) -> object:
+        """Call ``fn`` (from another thread) when the request is cancelled."""
+
+    def remove_callback(self, handle: object) -> None:
+        """Forget a callback registered by :meth:`add_callback`."""
+
+
 def prepare_enterprises(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Check and normalise an enterprise frame before it is stored.
 
@@ -167,6 +210,32 @@ def prepare_enterprises(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return res.reset_index(drop=True)
 
 
+def parse_bool(value: object, column: str) -> bool:
+    """``true``/``1`` or ``false``/``0`` (any case) as a bool; anything else is a 400.
+
+    Raises
+    ------
+    InvalidQueryError
+        Naming the column and the accepted values.
+    """
+    low = str(value).strip().lower()
+    if low in ("true", "1"):
+        return True
+    if low in ("false", "0"):
+        return False
+    raise InvalidQueryError(f"{column}: expected true or false, got '{str(value)[:40]}'.")
+
+
+def bbox_boxes(
+    bbox: tuple[float, float, float, float],
+) -> list[tuple[float, float, float, float]]:
+    """One box, or two when ``minx > maxx`` (the box crosses the antimeridian)."""
+    minx, miny, maxx, maxy = bbox
+    if minx <= maxx:
+        return [bbox]
+    return [(minx, miny, 180.0, maxy), (-180.0, miny, maxx, maxy)]
+
+
 def check_columns(columns: Sequence[str], *, param: str) -> None:
     """Raise :class:`InvalidQueryError` naming ``param`` if a column is not queryable."""
     known = set(ENFORCEMENT_COLUMNS) | {FID}
@@ -183,6 +252,8 @@ class Store(ABC):
 
     #: Short provider name shown by the API (``gpkg`` or ``postgis``).
     provider: str = ""
+    #: Time limit of one read statement (PostGIS), seconds; None = the server's default.
+    query_timeout_s: float | None = None
 
     @abstractmethod
     def init(self) -> None:
@@ -238,6 +309,36 @@ class Store(ABC):
             "lat": geom.y.to_numpy(dtype="float64") if len(feats) else [],
             "verdict": feats["verdict"].astype(str).to_numpy(dtype=object),
         }, columns=list(POINT_COLUMNS))
+
+    # -- consistency: one version per request ------------------------------------------------
+    #: True when :meth:`release` of a pinned view does blocking I/O (run it in a thread).
+    release_blocks: bool = False
+
+    def pinned(self, *, cancel: CancelHook | None = None) -> Store:
+        """A read view of the current version: every read through it (queries, counts,
+        points, history) answers from that version even if a load commits meanwhile.
+
+        Creating the view does no I/O. Writes through it go to the store itself, and reads
+        after a write through the view see that write. Call :meth:`release` when done. ``cancel`` lets a departed client cancel a running
+        statement.
+        """
+        return self
+
+    def release(self) -> None:  # noqa: B027 - optional hook
+        """End a view made by :meth:`pinned` (no-op on the store itself)."""
+
+    def configure(self, *, query_timeout_s: float | None = None) -> None:
+        """Apply service limits (PostGIS: ``statement_timeout`` of every read)."""
+        self.query_timeout_s = query_timeout_s
+
+    # -- audit log ---------------------------------------------------------------------------
+    def record_audit(self, entry: AuditEntry) -> None:
+        """Append one entry to the audit log (see :func:`api.audit.record_write`)."""
+        raise NotImplementedError
+
+    def audit_entries(self, *, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
+        """Audit log, newest first."""
+        raise NotImplementedError
 
     def warm(self) -> None:  # noqa: B027 - optional hook
         """Read the current list and build indexes now, so no request pays for it."""

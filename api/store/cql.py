@@ -8,6 +8,7 @@ parameters (PostGIS). User input never reaches SQL as text.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -28,24 +29,95 @@ log = logging.getLogger(__name__)
 _GEOMETRY_NAMES = ("geometry", "geom", "the_geom")
 
 
-def parse_cql(text: str) -> ast.Node:
-    """Parse CQL2 text into a pygeofilter AST.
+_LOGICAL = (ast.And, ast.Or, ast.Not)
+
+
+def parse_cql(
+    text: str,
+    *,
+    max_chars: int | None = None,
+    max_terms: int | None = None,
+    max_vertices: int | None = None,
+) -> ast.Node:
+    """Parse CQL2 text into a pygeofilter AST, within the service limits.
+
+    Parameters
+    ----------
+    text
+        CQL2 text.
+    max_chars, max_terms, max_vertices
+        Longest text, most AND/OR/NOT terms, most vertices of all geometry literals
+        (defaults: ``layers/data/service_limits.toml``).
 
     Raises
     ------
     InvalidQueryError
         Naming the ``filter`` parameter and where parsing stopped.
+    LimitExceededError
+        Naming the limit exceeded.
     """
     from pygeofilter.parsers.cql2_text import parse
 
+    from api.limits import LimitExceededError
+    from api.settings import limit_defaults
+
+    limits = limit_defaults()
+    max_chars = max_chars or limits["max_filter_chars"]
+    max_terms = max_terms or limits["max_filter_terms"]
+    max_vertices = max_vertices or limits["max_vertices"]
+    if len(text) > max_chars:
+        raise LimitExceededError(
+            f"filter: {len(text)} characters, more than BASINWATCH_MAX_FILTER_CHARS="
+            f"{max_chars}; use IN (...) lists instead of long OR chains."
+        )
     try:
-        return parse(text)
+        node = parse(text)
+    except RecursionError as exc:
+        raise LimitExceededError(
+            f"filter: nested too deeply (BASINWATCH_MAX_FILTER_TERMS={max_terms})."
+        ) from exc
     except Exception as exc:  # lark raises its own hierarchy
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidQueryError(
             f"filter: not valid CQL2 text ({first}); expected e.g. "
             "\"verdict = 'shutdown' AND industry IN ('印染','造纸')\"."
         ) from exc
+    _check_size(node, max_terms=max_terms, max_vertices=max_vertices)
+    return node
+
+
+def _check_size(node: ast.Node, *, max_terms: int, max_vertices: int) -> None:
+    """Count logical terms and geometry vertices without recursion."""
+    from api.geometry import count_coordinates
+    from api.limits import LimitExceededError
+
+    terms = vertices = 0
+    stack: list[Any] = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, _LOGICAL):
+            terms += 1
+            if terms > max_terms:
+                raise LimitExceededError(
+                    f"filter: more than BASINWATCH_MAX_FILTER_TERMS={max_terms} AND/OR/NOT "
+                    "terms; use IN (...) lists instead of long OR chains."
+                )
+        if isinstance(n, values.Geometry):
+            geo = n.geometry if isinstance(n.geometry, dict) else {}
+            depth = {"Point": 1, "LineString": 2, "MultiPoint": 2, "Polygon": 3,
+                     "MultiLineString": 3, "MultiPolygon": 4}.get(str(geo.get("type")))
+            if depth is None:
+                raise InvalidQueryError(f"filter: unsupported geometry {geo.get('type')}.")
+            vertices += count_coordinates(geo.get("coordinates"), depth, param="filter",
+                                          cap=max_vertices - vertices)
+        elif isinstance(n, values.Envelope):
+            vals = (n.x1, n.x2, n.y1, n.y2)
+            if not all(isinstance(v, int | float) and math.isfinite(v) for v in vals):
+                raise InvalidQueryError("filter: ENVELOPE needs four finite numbers.")
+        if hasattr(n, "get_sub_nodes"):
+            stack.extend(n.get_sub_nodes())
+        elif isinstance(n, list | tuple):
+            stack.extend(n)
 
 
 def like_to_regex(pattern: str, *, nocase: bool = False) -> re.Pattern[str]:
@@ -106,7 +178,8 @@ def frame_mask(gdf: gpd.GeoDataFrame, node: ast.Node) -> pd.Series:
         res = _FrameEvaluator(gdf, columns).evaluate(node)
     except InvalidQueryError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError,
+            RecursionError, shapely.errors.GEOSException) as exc:
         raise InvalidQueryError(f"filter: cannot be evaluated ({exc}).") from exc
     if isinstance(res, bool):
         return pd.Series(res, index=gdf.index)
@@ -162,5 +235,6 @@ def sql_filter(node: ast.Node, columns: Mapping[str, Any]) -> Any:
         return _Sql(dict(columns), False).evaluate(node)
     except InvalidQueryError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError,
+            RecursionError) as exc:
         raise InvalidQueryError(f"filter: cannot be evaluated ({exc}).") from exc

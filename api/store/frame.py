@@ -14,7 +14,7 @@ import pandas as pd
 import shapely
 from pyproj import Geod
 
-from api.store.base import FeatureQuery, QueryResult
+from api.store.base import FeatureQuery, QueryResult, bbox_boxes, parse_bool
 from api.store.cql import frame_mask
 from geo.errors import InvalidQueryError
 
@@ -35,7 +35,7 @@ def _spatial_candidates(gdf: gpd.GeoDataFrame, q: FeatureQuery) -> np.ndarray | 
         cand = hit if cand is None else np.intersect1d(cand, hit, assume_unique=True)
 
     if q.bbox is not None:
-        narrow(shapely.box(*q.bbox))
+        narrow(shapely.union_all([shapely.box(*b) for b in bbox_boxes(q.bbox)]))
     if q.within is not None:
         narrow(q.within)
     if q.near is not None:
@@ -69,7 +69,7 @@ def property_mask(gdf: pd.DataFrame, col: str, accepted: object) -> np.ndarray:
     values = gdf[col]
     acc = list(accepted)  # type: ignore[call-overload]
     if pd.api.types.is_bool_dtype(values):
-        flags = {str(a).lower() in ("true", "1", "yes") for a in acc}
+        flags = {parse_bool(a, col) for a in acc}
         return values.isin(list(flags)).to_numpy()
     if pd.api.types.is_numeric_dtype(values):
         try:

@@ -2,22 +2,32 @@
 
 Layers in the file: ``enterprises`` (points, GeoPackage FID = ``fid``, R-tree index) and
 ``loads`` (attribute table, the version history). A load writes a complete new file next to
-the old one and swaps it in with :func:`os.replace`, so readers see either the old or the
-new version and a failed load leaves the old file untouched. The current list is cached in
-memory keyed by the file's (inode, mtime, size) and queried with vectorised frame queries.
+the old one (``.load-<pid>-*.gpkg``, flushed to disk) and swaps it in with
+:func:`os.replace`, so readers see either the old or the new version, and a failed or
+killed load leaves the old file untouched (a killed loader's temporary file is removed by
+the next :meth:`~GeoPackageStore.init`). Loads of several processes are serialised by an
+``flock`` on ``<file>.lock``. The current list is cached in memory keyed by the file's
+(inode, mtime, size) and queried with vectorised frame queries; :meth:`pinned` keeps one
+such version for a whole request. The audit log is a SQLite file beside the store
+(``<name>.audit.sqlite``, append-only, WAL).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import fcntl
+import json
 import logging
 import os
+import re
+import sqlite3
 import tempfile
 import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
@@ -31,10 +41,13 @@ from api.store.base import (
     INTEGER_COLUMNS,
     POINT_COLUMNS,
     TEXT_COLUMNS,
+    AuditEntry,
+    CancelHook,
     FeatureQuery,
     LoadRecord,
     QueryResult,
     Store,
+    parse_bool,
     prepare_enterprises,
 )
 from api.store.frame import query_frame, select_positions
@@ -109,10 +122,28 @@ class GeoPackageStore(Store):
         self.path = Path(path)
         self._lock = threading.Lock()
         self._cache: _Version | None = None
+        self._pin: _Version | None = None
+        self._origin: GeoPackageStore | None = None
 
     def init(self) -> None:
-        """Create the data directory."""
+        """Create the data directory and the audit log; remove temporary files of loads
+        whose process no longer exists (killed mid-load)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        for tmp in self.path.parent.glob(".load-*.gpkg*"):
+            m = re.match(r"\.load-(\d+)-", tmp.name)
+            if m and not _alive(int(m.group(1))):
+                tmp.unlink(missing_ok=True)
+                log.warning("removed %s left by a killed load", tmp)
+        with self._audit_db() as db:
+            db.execute(_AUDIT_DDL)
+
+    # -- one version per request -----------------------------------------------------------
+    def pinned(self, *, cancel: CancelHook | None = None) -> GeoPackageStore:
+        """A view answering every read from the version current now."""
+        view = copy.copy(self)
+        view._origin = self._origin or self
+        view._pin = self._version()
+        return view
 
     # -- reading ---------------------------------------------------------------------------
     def _stamp(self) -> tuple[int, int, int] | None:
@@ -123,6 +154,8 @@ class GeoPackageStore(Store):
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _version(self) -> _Version:
+        if self._pin is not None:
+            return self._pin
         stamp = self._stamp()
         if stamp is None:
             return _Version.of(None, _empty(), [])
@@ -205,7 +238,7 @@ class GeoPackageStore(Store):
             for col, accepted in q.properties.items():
                 codes, labels = v.factorized(col)
                 if col in BOOL_COLUMNS:
-                    want = {str(str(a).lower() in ("true", "1", "yes")) for a in accepted}
+                    want = {str(parse_bool(a, col)) for a in accepted}
                 else:
                     want = {str(a) for a in accepted}
                 ok = np.array([lab in want for lab in labels] + [False], dtype=bool)
@@ -261,8 +294,29 @@ class GeoPackageStore(Store):
         rejected: int = 0,
     ) -> LoadRecord:
         """Write a new file with the list and the extended history, then swap it in."""
+        if self._origin is not None:  # a view: write, then read what was written
+            rec = self._origin.load_enterprises(
+                gdf, loaded_by=loaded_by, source_name=source_name,
+                source_sha256=source_sha256, rejected=rejected)
+            self._pin = self._origin._version()
+            return rec
         frame = prepare_enterprises(gdf)
         self.init()
+        with self._write_lock():
+            return self._write(frame, loaded_by=loaded_by, source_name=source_name,
+                               source_sha256=source_sha256, rejected=rejected)
+
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        with open(self.path.with_name(self.path.name + ".lock"), "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # released by the kernel if this process dies
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _write(self, frame: gpd.GeoDataFrame, *, loaded_by: str, source_name: str,
+               source_sha256: str, rejected: int) -> LoadRecord:
         previous = self.loads()
         record = LoadRecord(
             load_id=(previous[0].load_id + 1) if previous else 1,
@@ -276,7 +330,8 @@ class GeoPackageStore(Store):
         history = pd.DataFrame(
             [r.to_dict() for r in [record, *previous]], columns=list(_LOAD_COLUMNS)
         )
-        fd, tmp = tempfile.mkstemp(prefix=".load-", suffix=".gpkg", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".load-{os.getpid()}-", suffix=".gpkg",
+                                   dir=self.path.parent)
         os.close(fd)
         os.unlink(tmp)  # GDAL wants to create the file itself
         try:
@@ -284,9 +339,74 @@ class GeoPackageStore(Store):
                 frame, tmp, layer=_ENTERPRISES, driver="GPKG", spatial_index=True
             )
             pyogrio.write_dataframe(history, tmp, layer=_LOADS, driver="GPKG")
+            _fsync(Path(tmp))
             os.replace(tmp, self.path)
+            _fsync(self.path.parent)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         log.info("load %d: %d enterprises into %s", record.load_id, len(frame), self.path)
         return record
+
+    # -- audit log -------------------------------------------------------------------------
+    def _audit_path(self) -> Path:
+        return self.path.with_name(self.path.stem + ".audit.sqlite")
+
+    @contextlib.contextmanager
+    def _audit_db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self._audit_path(), timeout=10, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            yield db
+        finally:
+            db.close()
+
+    def record_audit(self, entry: AuditEntry) -> None:
+        """Append an entry to the SQLite audit log beside the store."""
+        with self._audit_db() as db:
+            db.execute(_AUDIT_DDL)
+            db.execute(
+                "INSERT INTO audit_log (at, actor, role, action, target, outcome, client, "
+                "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                ((entry.at or datetime.now(UTC)).isoformat(), entry.actor, entry.role,
+                 entry.action, entry.target, entry.outcome, entry.client,
+                 json.dumps(dict(entry.detail), ensure_ascii=False, default=str)),
+            )
+
+    def audit_entries(self, *, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
+        """Audit log, newest first."""
+        with self._audit_db() as db:
+            db.execute(_AUDIT_DDL)
+            rows = db.execute(
+                "SELECT id, at, actor, role, action, target, outcome, client, detail "
+                "FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+        return [AuditEntry(actor=r[2], role=r[3], action=r[4], target=r[5], outcome=r[6],
+                           client=r[7], detail=json.loads(r[8] or "{}"),
+                           at=datetime.fromisoformat(r[1]), entry_id=int(r[0]))
+                for r in rows]
+
+
+_AUDIT_DDL = (
+    "CREATE TABLE IF NOT EXISTS audit_log (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "at TEXT NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, "
+    "target TEXT NOT NULL, outcome TEXT NOT NULL, client TEXT NOT NULL, detail TEXT)"
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or directory to disk (the swap survives a crash of the machine)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

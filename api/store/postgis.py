@@ -2,13 +2,24 @@
 
 Schema is owned by alembic (``api/migrations``); :meth:`PostGISStore.init` upgrades to head.
 A load streams the frame into a staging table with ``COPY ... FROM STDIN (FORMAT csv)``,
-builds the indexes there, then swaps it for ``enterprises`` and records the load in one
-transaction: readers see the old list until commit, and any failure rolls everything back.
+builds the indexes and statistics there, then swaps it for ``enterprises`` and records the
+load in one transaction: readers see the old list until commit, and any failure (or the
+loading process killed: the server rolls back a transaction whose client is gone) leaves
+the old list and history as they were.
+
+Every read runs in a ``REPEATABLE READ, READ ONLY`` transaction that first takes
+``ACCESS SHARE`` on ``enterprises`` (before its snapshot), so all statements of it see one
+version: a swap committed meanwhile waits for it, and a swap committed before it is seen
+whole. :meth:`PostGISStore.pinned` keeps one such transaction for a whole request, with
+``statement_timeout`` from the service limits; a departed client cancels it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import io
+import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -35,10 +46,12 @@ from sqlalchemy import (
     create_engine,
     func,
     insert,
+    or_,
     select,
     text,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DataError, InternalError, OperationalError
 
 from api.store.base import (
     BOOL_COLUMNS,
@@ -48,10 +61,14 @@ from api.store.base import (
     INTEGER_COLUMNS,
     POINT_COLUMNS,
     TEXT_COLUMNS,
+    AuditEntry,
+    CancelHook,
     FeatureQuery,
     LoadRecord,
     QueryResult,
     Store,
+    bbox_boxes,
+    parse_bool,
     prepare_enterprises,
 )
 from api.store.cql import sql_filter
@@ -106,6 +123,58 @@ loads_table = Table(
     Column("rejected", Integer),
 )
 
+audit_table = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("at", DateTime(timezone=True), server_default=func.now()),
+    Column("actor", Text),
+    Column("role", Text),
+    Column("action", Text),
+    Column("target", Text),
+    Column("outcome", Text),
+    Column("client", Text),
+    Column("detail", Text),
+)
+
+
+class _Pin:
+    """The snapshot transaction of a pinned view, opened at its first read."""
+
+    def __init__(self, store: PostGISStore, cancel: CancelHook | None) -> None:
+        self.store = store
+        self.cancel = cancel
+        self.conn: Connection | None = None
+        self._handle: object = None
+
+    def connection(self) -> Connection:
+        if self.conn is None:
+            conn = self.store.engine.connect()
+            try:
+                self.store._begin_read(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self.conn = conn
+            if self.cancel is not None:
+                raw = conn.connection.driver_connection
+                self._handle = self.cancel.add_callback(raw.cancel_safe)
+        return self.conn
+
+    def close(self) -> None:
+        if self.cancel is not None and self._handle is not None:
+            self.cancel.remove_callback(self._handle)
+            self._handle = None
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            try:
+                conn.rollback()
+            except Exception as exc:  # noqa: BLE001 - e.g. cancelled as the client left
+                log.debug("pinned read ended with %s; connection discarded", exc)
+                conn.invalidate()
+            finally:
+                conn.close()
+
 
 class PostGISStore(Store):
     """Store in a PostGIS database.
@@ -132,6 +201,8 @@ class PostGISStore(Store):
         #: (load id, property filter, columns) -> counts: property-only counts (a district's
         #: industries and verdicts for every point look-up) change only with a new load.
         self._counts_memo: dict[tuple[Any, ...], dict[str, dict[str, int]]] = {}
+        self._pin: _Pin | None = None
+        self._origin: PostGISStore | None = None
 
     def init(self) -> None:
         """Upgrade the schema to the newest alembic revision."""
@@ -148,7 +219,63 @@ class PostGISStore(Store):
 
     def close(self) -> None:
         """Dispose of the connection pool."""
-        self.engine.dispose()
+        if self._origin is None:
+            self.engine.dispose()
+
+    # -- one version per read ----------------------------------------------------------------
+    def pinned(self, *, cancel: CancelHook | None = None) -> PostGISStore:
+        """A view whose reads share one snapshot transaction (opened at its first read)."""
+        view = copy.copy(self)
+        view._origin = self._origin or self
+        view._pin = _Pin(self, cancel)
+        return view
+
+    @property
+    def release_blocks(self) -> bool:  # type: ignore[override]
+        """True once the view holds a connection."""
+        return self._pin is not None and self._pin.conn is not None
+
+    def release(self) -> None:
+        """End the view's transaction and return its connection to the pool."""
+        if self._pin is not None:
+            self._pin.close()
+
+    def _begin_read(self, conn: Connection) -> None:
+        ms = int(self.query_timeout_s * 1000) if self.query_timeout_s else 0
+        conn.exec_driver_sql(
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
+            f"SET LOCAL statement_timeout = {ms:d}; "
+            "LOCK TABLE enterprises IN ACCESS SHARE MODE"
+        )
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection in a snapshot transaction: the view's, or one for this call."""
+        try:
+            if self._pin is not None:
+                yield self._pin.connection()
+                return
+            with self.engine.connect() as conn:
+                self._begin_read(conn)
+                try:
+                    yield conn
+                finally:
+                    conn.rollback()
+        except OperationalError as exc:
+            import psycopg.errors
+
+            if isinstance(exc.orig, psycopg.errors.QueryCanceled):
+                from api.limits import QueryTimeoutError
+
+                raise QueryTimeoutError(
+                    f"query: ran longer than BASINWATCH_QUERY_TIMEOUT_S="
+                    f"{self.query_timeout_s or 0:g} s (or the client went away); narrow it "
+                    "with bbox, filter or limit."
+                ) from exc
+            raise
+        except (DataError, InternalError) as exc:  # values PostGIS rejects (GEOS, ranges)
+            first = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+            raise InvalidQueryError(f"query: the database rejected a value ({first}).") from exc
 
     # -- queries ---------------------------------------------------------------------------
     def _where(self, q: FeatureQuery) -> list[Any]:
@@ -156,7 +283,9 @@ class PostGISStore(Store):
         geom = t.c[GEOMETRY]
         conds: list[Any] = []
         if q.bbox is not None:
-            conds.append(func.ST_Intersects(geom, func.ST_MakeEnvelope(*q.bbox, 4326)))
+            boxes = [func.ST_Intersects(geom, func.ST_MakeEnvelope(*b, 4326))
+                     for b in bbox_boxes(q.bbox)]
+            conds.append(boxes[0] if len(boxes) == 1 else or_(*boxes))
         if q.within is not None:
             poly = func.ST_GeomFromWKB(shapely.to_wkb(q.within), 4326)
             conds.append(func.ST_Intersects(geom, poly))
@@ -195,7 +324,7 @@ class PostGISStore(Store):
         except ValueError as exc:
             raise InvalidQueryError(f"{col}: expected a number, got {list(accepted)}.") from exc
         if col in BOOL_COLUMNS:
-            return [str(a).lower() in ("true", "1", "yes") for a in accepted]
+            return [parse_bool(a, col) for a in accepted]
         return [str(a) for a in accepted]
 
     def _frame(self, conn: Connection, stmt: Any) -> gpd.GeoDataFrame:
@@ -227,14 +356,14 @@ class PostGISStore(Store):
         if q.limit is not None:
             stmt = stmt.limit(q.limit)
         count = select(func.count()).select_from(enterprises).where(*conds)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             frame = self._frame(conn, stmt)
             n = int(conn.execute(count).scalar_one())
         return QueryResult(features=frame, number_matched=n)
 
     def get(self, fid: int) -> gpd.GeoDataFrame:
         """The feature with that fid (empty frame if none)."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return self._frame(conn, self._select().where(enterprises.c[FID] == fid))
 
     def counts(self, q: FeatureQuery, column: str) -> dict[str, int]:
@@ -245,7 +374,7 @@ class PostGISStore(Store):
         stmt = (
             select(col, func.count()).where(*self._where(q.unpaged())).group_by(col)
         )
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return {str(k): int(v) for k, v in conn.execute(stmt).all()}
 
     def counts_many(self, q: FeatureQuery, columns: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -262,7 +391,7 @@ class PostGISStore(Store):
             .group_by(func.grouping_sets(*cols))
         )
         out: dict[str, dict[str, int]] = {c: {} for c in names}
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             key = None
             if q.bbox is None and q.within is None and q.near is None and q.cql is None:
                 version = conn.execute(select(func.max(loads_table.c.load_id))).scalar()
@@ -290,21 +419,21 @@ class PostGISStore(Store):
             .where(*self._where(q.unpaged()))
             .order_by(t.c[FID])
         )
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(stmt).all()
         df = pd.DataFrame(rows, columns=list(POINT_COLUMNS))
         return df.astype({FID: "int64", "lon": "float64", "lat": "float64"})
 
     def warm(self) -> None:
         """Open a pooled connection and touch the table, so the first request is not slow."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             conn.execute(select(func.count()).select_from(loads_table)).scalar_one()
             conn.execute(select(enterprises.c[FID]).limit(1)).all()
 
     def loads(self) -> list[LoadRecord]:
         """Load history, newest first."""
         stmt = select(loads_table).order_by(loads_table.c.load_id.desc())
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [LoadRecord(**dict(r._mapping)) for r in conn.execute(stmt)]
 
     def extent(self) -> tuple[float, float, float, float] | None:
@@ -312,7 +441,7 @@ class PostGISStore(Store):
         g = enterprises.c[GEOMETRY]
         stmt = select(func.ST_XMin(func.ST_Extent(g)), func.ST_YMin(func.ST_Extent(g)),
                       func.ST_XMax(func.ST_Extent(g)), func.ST_YMax(func.ST_Extent(g)))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(stmt).one()
         return None if row[0] is None else (float(row[0]), float(row[1]),
                                             float(row[2]), float(row[3]))
@@ -340,6 +469,12 @@ class PostGISStore(Store):
         rejected: int = 0,
     ) -> LoadRecord:
         """Replace the list in one transaction (COPY into staging, index, swap, record)."""
+        if self._origin is not None:  # a view: write, then read what was written
+            if self._pin is not None:
+                self._pin.close()  # the swap must not wait for this request's own snapshot
+            return self._origin.load_enterprises(
+                gdf, loaded_by=loaded_by, source_name=source_name,
+                source_sha256=source_sha256, rejected=rejected)
         frame = prepare_enterprises(gdf)
         columns = [FID, *ENFORCEMENT_COLUMNS, "load_id", GEOMETRY]
         col_sql = ", ".join(f'"{c}"' for c in columns)
@@ -369,18 +504,40 @@ class PostGISStore(Store):
                 "PRIMARY KEY (fid)",
                 "CREATE INDEX ix_staging_geometry ON enterprises_staging USING gist (geometry)",
                 *[f"CREATE INDEX ix_staging_{c} ON enterprises_staging ({c})" for c in _INDEXED],
+                "ANALYZE enterprises_staging",  # before the swap: readers wait only for it
                 "DROP TABLE enterprises",
                 "ALTER TABLE enterprises_staging RENAME TO enterprises",
                 "ALTER INDEX enterprises_staging_pkey RENAME TO enterprises_pkey",
                 "ALTER INDEX ix_staging_geometry RENAME TO ix_enterprises_geometry",
                 *[f"ALTER INDEX ix_staging_{c} RENAME TO ix_enterprises_{c}" for c in _INDEXED],
-                "ANALYZE enterprises",
             ]
             for stmt in ddl:
                 conn.execute(text(stmt))
         record = LoadRecord(**dict(rec._mapping))
         log.info("load %d: %d enterprises into PostGIS", record.load_id, len(frame))
         return record
+
+    # -- audit log -----------------------------------------------------------------------------
+    def record_audit(self, entry: AuditEntry) -> None:
+        """Append an entry to the ``audit_log`` table (its own transaction)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(audit_table).values(
+                actor=entry.actor, role=entry.role, action=entry.action, target=entry.target,
+                outcome=entry.outcome, client=entry.client,
+                detail=json.dumps(dict(entry.detail), ensure_ascii=False, default=str),
+                **({"at": entry.at} if entry.at else {}),
+            ))
+
+    def audit_entries(self, *, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
+        """Audit log, newest first."""
+        t = audit_table
+        stmt = select(t).order_by(t.c.id.desc()).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [AuditEntry(actor=r.actor, role=r.role, action=r.action, target=r.target,
+                           outcome=r.outcome, client=r.client,
+                           detail=json.loads(r.detail or "{}"), at=r.at, entry_id=int(r.id))
+                for r in rows]
 
     # -- in-database classification ----------------------------------------------------------
     def load_reference_layers(

@@ -16,7 +16,7 @@ import geopandas as gpd
 import pytest
 
 from api.store import Store, get_store
-from api.testing import EDITOR_KEY, READER_KEY, make_enterprises
+from api.testing import ADMIN_KEY, EDITOR_KEY, READER_KEY, make_enterprises
 
 @pytest.fixture
 def enterprises() -> gpd.GeoDataFrame:
@@ -96,14 +96,19 @@ def make_client(store: Store, tmp_path: Path):  # noqa: ANN201
     from api.settings import Settings
 
     client_cls = _test_client_class()
+    apps = []
 
     def make(*, run_pipeline=None, **settings):  # noqa: ANN001, ANN003, ANN202
-        opts = {"data_dir": tmp_path, "api_keys": {EDITOR_KEY: "editor", READER_KEY: "reader"}}
+        opts = {"data_dir": tmp_path, "api_keys": {EDITOR_KEY: "editor", READER_KEY: "viewer",
+                                                    ADMIN_KEY: "admin"}}
         opts.update(settings)
         app = create_app(Settings(**opts), store=store, run_pipeline=run_pipeline)
+        apps.append(app)
         return client_cls(app)
 
-    return make
+    yield make
+    for app in apps:  # geometry worker processes started by requests
+        app.state.geometry_workers.close()
 
 
 @pytest.fixture
@@ -112,3 +117,24 @@ def loaded_client(make_client, store: Store, enterprises: gpd.GeoDataFrame):  # 
     store.load_enterprises(enterprises, loaded_by="fixture", source_name="样例.csv",
                            source_sha256="f" * 64)
     return make_client()
+
+
+@pytest.fixture
+def make_app(store: Store, tmp_path: Path):  # noqa: ANN201
+    """Factory: the app over ``store`` (keyword args go to Settings), for live servers."""
+    from api.app import create_app
+    from api.settings import Settings
+
+    apps = []
+
+    def make(*, run_pipeline=None, **settings):  # noqa: ANN001, ANN003, ANN202
+        opts = {"data_dir": tmp_path, "api_keys": {EDITOR_KEY: "editor", READER_KEY: "viewer",
+                                                    ADMIN_KEY: "admin"}}
+        opts.update(settings)
+        app = create_app(Settings(**opts), store=store, run_pipeline=run_pipeline)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.state.geometry_workers.close()

@@ -62,7 +62,20 @@ def test_export_formats_read_back(loaded_client, enterprises, fmt: str, tmp_path
 
 def test_export_bad_format(loaded_client) -> None:  # noqa: ANN001
     r = loaded_client.get("/exports/enforcement", params={"format": "pdf"})
-    assert r.status_code == 422 and "format" in r.json()["description"]
+    assert r.status_code == 400 and "format" in r.json()["description"]
+
+
+def _xlsx_bytes(rows: list[list[object]]) -> bytes:
+    import io
+
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    for row in rows:
+        wb.active.append(row)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
 
 
 @dataclass
@@ -89,7 +102,11 @@ def fake_pipeline(enterprises):  # noqa: ANN001, ANN201
 def test_upload_validates_without_loading(make_client, fake_pipeline, store) -> None:  # noqa: ANN001
     client = make_client(run_pipeline=fake_pipeline)
     payload = "企业名称,经度,纬度\n甲,116.4,23.2\n".encode()
-    r = client.post("/registry", files={"file": ("名录.csv", payload, "text/csv")})
+    files = {"file": ("名录.csv", payload, "text/csv")}
+    # parsing a file needs a key even while reads are open (issue 14)
+    assert client.post("/registry", files=files).status_code == 401
+    assert fake_pipeline.calls == []
+    r = client.post("/registry", files=files, headers={"X-API-Key": READER_KEY})
     assert r.status_code == 200, r.text
     rep = r.json()
     assert (rep["accepted"], rep["rejected"], rep["loaded"]) == (4, 1, None)
@@ -102,7 +119,8 @@ def test_upload_load_needs_editor(make_client, fake_pipeline, store, enterprises
     import hashlib
 
     client = make_client(run_pipeline=fake_pipeline)
-    files = {"file": ("名录.xlsx", b"not really xlsx", "application/octet-stream")}
+    content = _xlsx_bytes([["企业名称", "经度", "纬度"], ["甲", 116.4, 23.2]])
+    files = {"file": ("名录.xlsx", content, "application/octet-stream")}
     assert client.post("/registry?load=true", files=files).status_code == 401
     r = client.post("/registry?load=true", files=files, headers={"X-API-Key": READER_KEY})
     assert r.status_code == 403 and "editor" in r.json()["description"]
@@ -110,7 +128,7 @@ def test_upload_load_needs_editor(make_client, fake_pipeline, store, enterprises
     r = client.post("/registry?load=true", files=files, headers={"X-API-Key": EDITOR_KEY})
     assert r.status_code == 201, r.text
     loaded = r.json()["loaded"]
-    assert loaded["source_sha256"] == hashlib.sha256(b"not really xlsx").hexdigest()
+    assert loaded["source_sha256"] == hashlib.sha256(content).hexdigest()
     assert (loaded["accepted"], loaded["rejected"]) == (4, 1)
     hist = client.get("/registry/loads").json()["loads"]
     assert [h["load_id"] for h in hist] == [loaded["load_id"]]
@@ -120,8 +138,9 @@ def test_upload_load_needs_editor(make_client, fake_pipeline, store, enterprises
 
 def test_upload_rejects_other_file_types(make_client, fake_pipeline) -> None:  # noqa: ANN001
     client = make_client(run_pipeline=fake_pipeline)
-    r = client.post("/registry", files={"file": ("a.pdf", b"%PDF", "application/pdf")})
-    assert r.status_code == 422 and ".csv or .xlsx" in r.json()["description"]
+    r = client.post("/registry", files={"file": ("a.pdf", b"%PDF", "application/pdf")},
+                    headers={"X-API-Key": READER_KEY})
+    assert r.status_code == 400 and ".csv or .xlsx" in r.json()["description"]
     assert fake_pipeline.calls == []
 
 

@@ -92,3 +92,33 @@ def _ogr_names(ogrinfo: str, server: str, *extra: str) -> list[str]:
     ).stdout
     prefix = "  name (String) = "
     return [line[len(prefix):] for line in out.splitlines() if line.startswith(prefix)]
+
+
+@pytest.mark.gdal
+def test_gdal_pushes_where_down(server: str, enterprises: gpd.GeoDataFrame,
+                                caplog: pytest.LogCaptureFixture) -> None:
+    """``ogrinfo -where`` becomes a server-side CQL filter (seen in the access log), and the
+    answer equals the fixture frame filtered the same way."""
+    import logging
+    from urllib.parse import parse_qs, urlsplit
+
+    ogrinfo = shutil.which("ogrinfo")
+    if ogrinfo is None:
+        pytest.skip("ogrinfo (gdal-bin) is not installed")
+    where = "verdict = 'basin_standard' AND industry = '印染'"
+    with caplog.at_level(logging.INFO, logger="basinwatch.access"):
+        names = _ogr_names(ogrinfo, server, "-where", where)
+    expected = enterprises.loc[(enterprises.verdict == "basin_standard")
+                               & (enterprises.industry == "印染"), "name"].tolist()
+    assert names == expected and 0 < len(expected) < len(enterprises)
+    pushed = []
+    for rec in caplog.records:
+        if rec.name != "basinwatch.access" or "/collections/enterprises/items?" not in rec.getMessage():
+            continue
+        query = parse_qs(urlsplit(rec.getMessage().split(" ")[1]).query)
+        if "filter" in query:
+            pushed.append(query)
+    assert pushed, "GDAL did not send the filter to the server"
+    assert all("verdict = 'basin_standard'" in q["filter"][0]
+               and "industry = '印染'" in q["filter"][0] for q in pushed)
+    assert all(q["filter-lang"] == ["cql-text"] for q in pushed)
