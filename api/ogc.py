@@ -398,7 +398,8 @@ def _error_response(text: str) -> dict[str, Any]:
 
 def complete_openapi(doc: dict[str, Any], app: Any, settings: Any) -> dict[str, Any]:
     """Declare what FastAPI cannot know: every error status of every operation with the
-    OGC exception schema, ``limit``'s default and maximum from the settings, the
+    OGC exception schema, ``limit``'s default and maximum from the settings (one
+    ``$ref``-ed component), the
     ``filter-lang`` and CRS enums, and one ``/collections/{id}/items`` path per collection
     with its properties as query parameters (GDAL pushes ``-where`` down through these)."""
     doc.setdefault("components", {}).setdefault("schemas", {})["Exception"] = _ERROR_SCHEMA
@@ -414,7 +415,28 @@ def complete_openapi(doc: dict[str, Any], app: Any, settings: Any) -> dict[str, 
                 _tune_parameter(param, settings)
             _describe_security(op, path, method, settings)
     _add_collection_paths(doc, app)
+    _limit_by_reference(doc)
     return doc
+
+
+def _limit_by_reference(doc: dict[str, Any]) -> None:
+    """Declare ``limit`` once, as ``#/components/parameters/limit``, and refer to it.
+
+    The OGC API – Features Part 1 OpenAPI fragments do this, and GDAL's OAPIF driver
+    (``DeterminePageSizeFromAPI`` in recent releases; not Debian 12's 3.6) reads the page
+    size only through such a ``$ref``: with it, it asks for
+    ``min(max(1000, default), maximum)`` features per page.
+    """
+    params = doc.setdefault("components", {}).setdefault("parameters", {})
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            if not isinstance(op, dict):
+                continue
+            plist = op.get("parameters", [])
+            for i, param in enumerate(plist):
+                if param.get("name") == "limit" and param.get("in") == "query":
+                    params.setdefault("limit", param)
+                    plist[i] = {"$ref": "#/components/parameters/limit"}
 
 
 def _tune_parameter(param: dict[str, Any], settings: Any) -> None:
