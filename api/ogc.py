@@ -434,8 +434,11 @@ def _limit_by_reference(doc: dict[str, Any]) -> None:
                 continue
             plist = op.get("parameters", [])
             for i, param in enumerate(plist):
-                if param.get("name") == "limit" and param.get("in") == "query":
-                    params.setdefault("limit", param)
+                if param.get("name") != "limit" or param.get("in") != "query":
+                    continue
+                # Only operations whose limit is the same declaration share it: /cases
+                # and /query/* page differently and keep their own bounds.
+                if params.setdefault("limit", param) == param:
                     plist[i] = {"$ref": "#/components/parameters/limit"}
 
 

@@ -115,6 +115,15 @@ def test_limit_default_and_maximum(make_client, store, enterprises) -> None:  # 
     limit = doc["components"]["parameters"]["limit"]
     assert (limit["name"], limit["in"]) == ("limit", "query")
     assert (limit["schema"]["default"], limit["schema"]["maximum"]) == (2, 5)
+    # routes that page differently keep their own bounds: the declaration must be what
+    # the endpoint enforces (schemathesis found /query/within accepting limit=0 and
+    # /cases limit=10001 under a shared declaration that said 1..5)
+    for path in ("/query/within", "/cases"):
+        op = doc["paths"][path]["post" if path == "/query/within" else "get"]
+        own = [p for p in op["parameters"] if p.get("name") == "limit"]
+        assert len(own) == 1 and own[0]["schema"] != limit["schema"]
+    assert client.post("/query/within?limit=0", json={"type": "Polygon", "coordinates": [
+        [[116.3, 23.1], [116.6, 23.1], [116.6, 23.4], [116.3, 23.1]]]}).status_code == 200
 
 
 def test_openapi_declares_filters_for_gdal(loaded_client) -> None:  # noqa: ANN001
