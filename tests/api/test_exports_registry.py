@@ -44,7 +44,6 @@ def _read_back(fmt: str, data: bytes, tmp_path) -> pd.DataFrame:  # noqa: ANN001
 
 @pytest.mark.parametrize("fmt", list(CONTENT_TYPES))
 def test_export_formats_read_back(loaded_client, enterprises, fmt: str, tmp_path) -> None:  # noqa: ANN001
-    pytest.importorskip("geo.export")
     r = loaded_client.get("/exports/enforcement",
                           params={"format": fmt, "basin_id": "lianjiang", "industry": "印染"})
     assert r.status_code == 200, r.text
