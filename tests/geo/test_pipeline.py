@@ -108,12 +108,19 @@ def test_xlsx_registry_gives_same_result_as_csv(tmp_path: Path) -> None:
 
 
 def test_locate_lianjiang_point() -> None:
-    answer = locate(116.38, 23.27)
+    # 陈店 (116.38, 23.27): in the Lianjiang basin (tests/layers/test_data.py) and in none of
+    # the three dyeing parks (checked below with shapely on the park layer), so 表2 第6项
+    # "练江流域...园区外的印染企业...退出" applies: shutdown, not the in-park basin standard
+    answer = locate(116.38, 23.27, as_of=date(2019, 6, 30))
     loc = answer["location"]
     assert (loc["city"], loc["district"], loc["basin_id"]) == ("汕头市", "潮南区", "lianjiang")
+    parks = load_group("park")
+    assert not parks.contains(gpd.points_from_xy([116.38], [23.27])[0]).any()
+    assert loc["park_id"] == ""
     by_industry = {i["industry_id"]: i for i in answer["industries"]}
     assert len(by_industry) == 12
-    assert by_industry["dyeing"]["verdict"] in ("shutdown", "basin_standard")
+    assert by_industry["dyeing"]["verdict"] == "shutdown"
+    assert "lianjiang_dyeing_outside_park" in by_industry["dyeing"]["rule_ids"]
     assert "DB44/2051-2017" in by_industry["paper"]["standards"]
     # steel: special emission limits from 2019-01-01 (表2 第1项(2)) outrank priority supervision
     assert by_industry["steel"]["verdict"] == "emission_standard"
@@ -125,9 +132,16 @@ def test_locate_lianjiang_point() -> None:
 def test_locate_any_crs_gives_same_place(crs: str) -> None:
     lon, lat = 113.90, 22.76  # Shenzhen, Guangming district (Maozhou basin)
     x, y = from_wgs84(np.array([lon]), np.array([lat]), crs)
-    answer = locate(float(x[0]), float(y[0]), crs)
+    answer = locate(float(x[0]), float(y[0]), crs, as_of=date(2019, 6, 30))
     assert abs(answer["location"]["lon"] - lon) < 1e-6
-    assert answer["location"]["basin_id"] == locate(lon, lat)["location"]["basin_id"]
+    assert abs(answer["location"]["lat"] - lat) < 1e-6
+    loc = answer["location"]
+    assert (loc["city"], loc["district"], loc["basin_id"]) == ("深圳市", "光明区", "maozhou")
+    by_industry = {i["industry_id"]: i for i in answer["industries"]}
+    # 茅洲河: dyeing and paper meet the basin standard DB44/2130-2018 (表2 第5项(2)、第6项(3))
+    assert by_industry["dyeing"]["verdict"] == "basin_standard"
+    assert "DB44/2130-2018" in by_industry["dyeing"]["standards"]
+    assert "DB44/2130-2018" in by_industry["paper"]["standards"]
 
 
 def test_locate_rejects_points_outside_guangdong() -> None:
