@@ -42,6 +42,25 @@ def _read_back(fmt: str, data: bytes, tmp_path) -> pd.DataFrame:  # noqa: ANN001
     return gpd.read_file(path)
 
 
+def _assert_format(fmt: str, data: bytes) -> None:
+    """The body is the asked format by its bytes, whatever its headers say."""
+    if fmt == "gpkg":
+        assert data.startswith(b"SQLite format 3\x00")
+    elif fmt in ("xlsx", "shp"):
+        import io
+
+        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        assert ("xl/workbook.xml" in names) if fmt == "xlsx" else any(
+            n.endswith(".shp") for n in names)
+    elif fmt == "geojson":
+        import json
+
+        assert json.loads(data)["type"] == "FeatureCollection"
+    else:
+        text = data.decode("utf-8-sig")
+        assert not text.lstrip().startswith("{") and "," in text.splitlines()[0]
+
+
 @pytest.mark.parametrize("fmt", list(CONTENT_TYPES))
 def test_export_formats_read_back(loaded_client, enterprises, fmt: str, tmp_path) -> None:  # noqa: ANN001
     r = loaded_client.get("/exports/enforcement",
@@ -50,6 +69,7 @@ def test_export_formats_read_back(loaded_client, enterprises, fmt: str, tmp_path
     assert r.headers["content-type"].startswith(CONTENT_TYPES[fmt])
     name = _filename_star(r.headers["content-disposition"])
     assert name.startswith("执法清单") and "练江流域" in name and "印染" in name
+    _assert_format(fmt, r.content)
     df = _read_back(fmt, r.content, tmp_path)
     expected = enterprises.loc[(enterprises.basin_id == "lianjiang")
                                & (enterprises.industry == "印染")]
