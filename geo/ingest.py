@@ -282,19 +282,26 @@ def _is_binary(data: bytes) -> bool:
     return control > _BINARY_SHARE * max(len(head), 1)
 
 
-def _decode(data: bytes) -> str:
+def _decode(data: bytes, name: str = "") -> str:
+    """UTF-16 (with BOM), UTF-8 or GB18030 text; else an error naming the line that fails."""
     if data.startswith(_UTF16_BOMS):  # Excel's "Unicode text" export
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError:
             pass
+    where: list[str] = []
+    line = 0
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            where.append(f"{encoding.upper()}: line {line}, byte 0x{data[exc.start]:02X}")
     raise RegistryFormatError(
-        "The CSV registry is neither UTF-8 nor GBK/GB18030 text: save it as UTF-8 CSV or XLSX."
+        f"The CSV registry {name or '(upload)'} is neither UTF-8 nor GBK/GB18030 text "
+        f"({'; '.join(where)}): expected UTF-8 or GBK/GB18030 text, or an .xlsx workbook; "
+        f"save it as UTF-8 CSV. 登记文件第{line}行既不是 UTF-8 也不是 GBK/GB18030 编码："
+        "请另存为 UTF-8 CSV 或 .xlsx。"
     )
 
 
@@ -311,7 +318,11 @@ def _read_table(data: bytes, name: str, *, sheet: str | int | None = 0) -> pd.Da
                 sheet_name=0 if sheet is None else sheet,
             )
         except Exception as exc:  # openpyxl raises many types for corrupt files
-            raise RegistryFormatError(f"Cannot read the XLSX registry {name}: {exc}") from exc
+            raise RegistryFormatError(
+                f"Cannot read the XLSX registry {name}: {exc}; expected a complete .xlsx "
+                "workbook (a ZIP archive): the file may be truncated or damaged, save it again "
+                "from Excel. 无法读取 XLSX 登记文件：文件可能不完整或已损坏，请用 Excel 重新保存。"
+            ) from exc
     else:
         if not data.startswith(_UTF16_BOMS) and _is_binary(data):
             raise RegistryFormatError(
@@ -319,7 +330,7 @@ def _read_table(data: bytes, name: str, *, sheet: str | int | None = 0) -> pd.Da
                 "a UTF-8 or GBK/GB18030 CSV (comma or tab separated) or an .xlsx workbook. "
                 "登记文件是二进制文件，不是文本 CSV：请另存为 UTF-8 CSV 或 .xlsx。"
             )
-        text = _decode(data)
+        text = _decode(data, name)
         if not text.strip():
             raise RegistryFormatError(f"The registry {name or '(upload)'} is empty.")
         header = text.lstrip().splitlines()[0]
@@ -330,9 +341,32 @@ def _read_table(data: bytes, name: str, *, sheet: str | int | None = 0) -> pd.Da
                 skip_blank_lines=False,
             )
         except (pd.errors.ParserError, ValueError) as exc:
-            raise RegistryFormatError(f"Cannot parse the CSV registry {name}: {exc}") from exc
+            raise RegistryFormatError(_csv_parse_message(text, name, exc)) from exc
     frame = frame.astype(object).where(frame.notna(), "")
     return frame.map(str)
+
+
+def _unclosed_quote_line(text: str) -> int | None:
+    """1-based line of a double quote that is never closed, or None (error path only)."""
+    start, open_ = 0, False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.count('"') % 2:
+            start = start if open_ else number
+            open_ = not open_
+    return start if open_ else None
+
+
+def _csv_parse_message(text: str, name: str, exc: Exception) -> str:
+    """What is wrong with a CSV pandas cannot tokenise, naming the line."""
+    line = _unclosed_quote_line(text)
+    if line is not None:
+        return (
+            f"Cannot parse the CSV registry {name}: line {line} opens a quote (\") that is "
+            "never closed; expected every quoted field to end with a closing quote. "
+            f"登记文件第{line}行的引号（\"）没有闭合，请补上或删去该引号。"
+        )
+    return (f"Cannot parse the CSV registry {name}: {exc}; expected one record per line, "
+            "each with as many fields as the header.")
 
 
 def _header_unit(raw: object) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]  # tests/test_ci_skips.py runs the CI-skip hook on throwaway files
+
 DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -45,10 +47,27 @@ def sample_result():
 
 # --- Under CI=true a skipped test fails the run -------------------------------------------
 # Every test must run in CI: a skip there hides a missing install step or a broken import.
-# The only skips allowed are listed here, each with its reason (node id prefix -> reason).
-ALLOWED_CI_SKIPS: dict[str, str] = {}
+# Outside CI a missing tool (PostGIS, chromium, gdal-bin) skips with its reason; under CI=true
+# the same skip fails the run, with no per-test flag. The only skips allowed under CI are
+# listed in ONE place, tests/ci_skips.toml (node id prefix = "reason"), read below.
+# Skips raised while collecting a module (module-level importorskip) count too.
+CI_SKIPS_FILE = Path(__file__).resolve().parent / "ci_skips.toml"
 
-_ci_skips: list[str] = []
+
+def allowed_ci_skips() -> dict[str, str]:
+    """Node-id prefixes whose skips are allowed under CI, each with its reason."""
+    import tomllib
+
+    if not CI_SKIPS_FILE.exists():
+        return {}
+    table = tomllib.loads(CI_SKIPS_FILE.read_text(encoding="utf-8")).get("allowed", {})
+    empty = [k for k, v in table.items() if not str(v).strip()]
+    if empty:
+        raise pytest.UsageError(f"{CI_SKIPS_FILE.name}: allowed skips need a reason: {empty}")
+    return {str(k): str(v) for k, v in table.items()}
+
+
+ALLOWED_CI_SKIPS: dict[str, str] = allowed_ci_skips()
 
 
 def _ci_enforced() -> bool:
@@ -57,8 +76,15 @@ def _ci_enforced() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Collect skipped (and xfailed) tests not listed in ``ALLOWED_CI_SKIPS``."""
+_ci_skips: list[str] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _ci_skips.clear()
+
+
+def _record_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
     if not (_ci_enforced() and report.skipped):
         return
     if any(report.nodeid.startswith(prefix) for prefix in ALLOWED_CI_SKIPS):
@@ -67,9 +93,19 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _ci_skips.append(f"{report.nodeid}: {reason}")
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect skipped (and xfailed) tests not listed in ``tests/ci_skips.toml``."""
+    _record_skip(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A module skipped while collecting (module-level ``importorskip``) counts as a skip."""
+    _record_skip(report)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Turn a run with unlisted skips into a failure under CI."""
-    if _ci_skips and exitstatus == 0:
+    """Turn a run with unlisted skips into a failure under CI (also when nothing else ran)."""
+    if _ci_skips and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

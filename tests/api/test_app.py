@@ -193,22 +193,50 @@ def test_reference_layer_collections(make_client, monkeypatch: pytest.MonkeyPatc
     assert doc["extent"]["spatial"]["bbox"][0] == pytest.approx(list(polys.total_bounds))
 
 
-def test_point_query_matches_locate(loaded_client) -> None:  # noqa: ANN001
-    pipeline = pytest.importorskip("geo.pipeline")
-    try:
-        expected = pipeline.locate(116.43, 23.25)
-    except Exception as exc:  # noqa: BLE001 - engine unfinished in this build
-        pytest.skip(f"geo.pipeline.locate unavailable: {exc}")
-    r = loaded_client.get("/query/point", params={"lon": 116.43, "lat": 23.25})
+#: Landmarks with known district and basin (tests/layers/test_data.py, from the published
+#: basin outlines and district boundaries), and what the plan requires of dyeing there:
+#: 表2 第6项 练江流域 印染 outside the planned parks must exit (shutdown); 茅洲河 印染 and
+#: 造纸 meet the basin standard DB44/2130-2018; Tianhe (Guangzhou) is in no priority basin.
+LANDMARKS = [
+    # lon, lat, city, district, district_code, basin_id, dyeing verdict, dyeing standard
+    (116.38, 23.27, "汕头市", "潮南区", "440514", "lianjiang", "shutdown", None),  # 陈店
+    (116.17, 23.30, "揭阳市", "普宁市", "445281", "lianjiang", "shutdown", None),  # 流沙
+    (113.936, 22.748, "深圳市", "光明区", "440311", "maozhou", "basin_standard",
+     "DB44/2130-2018"),  # 光明区, wholly in the Maozhou basin
+    (113.325, 23.138, "广州市", "天河区", "440106", "", "no_action", None),  # 天河体育中心
+]
+
+
+@pytest.mark.parametrize(("lon", "lat", "city", "district", "code", "basin", "dyeing", "std"),
+                         LANDMARKS, ids=["chendian", "liusha", "guangming", "tianhe"])
+def test_point_query_at_landmarks(loaded_client, enterprises, lon, lat, city, district,  # noqa: ANN001
+                                  code, basin, dyeing, std) -> None:
+    """/query/point against landmarks of known place and plan requirement (not against
+    the function the endpoint calls)."""
+    r = loaded_client.get("/query/point", params={"lon": lon, "lat": lat})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["location"] == expected["location"]
-    assert body["industries"] == expected["industries"]
-    code = expected["location"].get("district_code")
-    if code:
-        assert "district_enterprises" in body
+    loc = body["location"]
+    assert (loc["city"], loc["district"], loc["district_code"], loc["basin_id"]) == (
+        city, district, code, basin)
+    assert (loc["lon"], loc["lat"]) == (lon, lat)
+    by_industry = {i["industry_id"]: i for i in body["industries"]}
+    assert len(by_industry) == 12
+    assert by_industry["dyeing"]["verdict"] == dyeing
+    if std:
+        assert std in by_industry["dyeing"]["standards"]
+        assert std in by_industry["paper"]["standards"]
+    assert body["district_enterprises"]["district_code"] == code
+    # the six fixture rows carry no district code: none is counted in any district
+    assert (enterprises["district_code"] == "").all()
+    assert sum(body["district_enterprises"]["industry"].values()) == 0
+
+
+def test_point_query_rejects_bad_points(loaded_client) -> None:  # noqa: ANN001
     r = loaded_client.get("/query/point", params={"lon": 200, "lat": 23})
     assert r.status_code == 400 and "lon" in r.json()["description"]
+    r = loaded_client.get("/query/point", params={"lon": 108.32, "lat": 22.82})  # Nanning
+    assert r.status_code in (400, 422) and "Guangdong" in r.text
 
 
 def test_api_serves_units_deadlines_and_status(make_client, store, tmp_path) -> None:  # noqa: ANN001

@@ -42,15 +42,34 @@ def _read_back(fmt: str, data: bytes, tmp_path) -> pd.DataFrame:  # noqa: ANN001
     return gpd.read_file(path)
 
 
+def _assert_format(fmt: str, data: bytes) -> None:
+    """The body is the asked format by its bytes, whatever its headers say."""
+    if fmt == "gpkg":
+        assert data.startswith(b"SQLite format 3\x00")
+    elif fmt in ("xlsx", "shp"):
+        import io
+
+        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        assert ("xl/workbook.xml" in names) if fmt == "xlsx" else any(
+            n.endswith(".shp") for n in names)
+    elif fmt == "geojson":
+        import json
+
+        assert json.loads(data)["type"] == "FeatureCollection"
+    else:
+        text = data.decode("utf-8-sig")
+        assert not text.lstrip().startswith("{") and "," in text.splitlines()[0]
+
+
 @pytest.mark.parametrize("fmt", list(CONTENT_TYPES))
 def test_export_formats_read_back(loaded_client, enterprises, fmt: str, tmp_path) -> None:  # noqa: ANN001
-    pytest.importorskip("geo.export")
     r = loaded_client.get("/exports/enforcement",
                           params={"format": fmt, "basin_id": "lianjiang", "industry": "印染"})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith(CONTENT_TYPES[fmt])
     name = _filename_star(r.headers["content-disposition"])
     assert name.startswith("执法清单") and "练江流域" in name and "印染" in name
+    _assert_format(fmt, r.content)
     df = _read_back(fmt, r.content, tmp_path)
     expected = enterprises.loc[(enterprises.basin_id == "lianjiang")
                                & (enterprises.industry == "印染")]
@@ -86,7 +105,10 @@ class _Result:
 
 
 @pytest.fixture
-def fake_pipeline(enterprises):  # noqa: ANN001, ANN201
+def plumbing_pipeline(enterprises):  # noqa: ANN001, ANN201
+    """A stand-in pipeline for the tests of the upload plumbing (keys, roles, checksum, load
+    history, what reaches the pipeline). Verdicts of real files through the real pipeline:
+    ``test_real_registry_*`` below."""
     calls: list[tuple[bytes, str]] = []
     rejected = pd.DataFrame({"row": [9], "uscc": [""], "name": ["无名"], "field": ["lon"],
                              "reason": ["out_of_province"], "message": ["经度超出广东省范围"]})
@@ -99,26 +121,26 @@ def fake_pipeline(enterprises):  # noqa: ANN001, ANN201
     return run
 
 
-def test_upload_validates_without_loading(make_client, fake_pipeline, store) -> None:  # noqa: ANN001
-    client = make_client(run_pipeline=fake_pipeline)
+def test_upload_plumbing_validates_without_loading(make_client, plumbing_pipeline, store) -> None:  # noqa: ANN001
+    client = make_client(run_pipeline=plumbing_pipeline)
     payload = "企业名称,经度,纬度\n甲,116.4,23.2\n".encode()
     files = {"file": ("名录.csv", payload, "text/csv")}
     # parsing a file needs a key even while reads are open (issue 14)
     assert client.post("/registry", files=files).status_code == 401
-    assert fake_pipeline.calls == []
+    assert plumbing_pipeline.calls == []
     r = client.post("/registry", files=files, headers={"X-API-Key": READER_KEY})
     assert r.status_code == 200, r.text
     rep = r.json()
     assert (rep["accepted"], rep["rejected"], rep["loaded"]) == (4, 1, None)
     assert rep["rejected_rows"][0]["message"] == "经度超出广东省范围"
-    assert fake_pipeline.calls == [(payload, "名录.csv")]
+    assert plumbing_pipeline.calls == [(payload, "名录.csv")]
     assert store.loads() == []
 
 
-def test_upload_load_needs_editor(make_client, fake_pipeline, store, enterprises) -> None:  # noqa: ANN001
+def test_upload_plumbing_load_needs_editor(make_client, plumbing_pipeline, store, enterprises) -> None:  # noqa: ANN001
     import hashlib
 
-    client = make_client(run_pipeline=fake_pipeline)
+    client = make_client(run_pipeline=plumbing_pipeline)
     content = _xlsx_bytes([["企业名称", "经度", "纬度"], ["甲", 116.4, 23.2]])
     files = {"file": ("名录.xlsx", content, "application/octet-stream")}
     assert client.post("/registry?load=true", files=files).status_code == 401
@@ -136,12 +158,12 @@ def test_upload_load_needs_editor(make_client, fake_pipeline, store, enterprises
     assert [f["properties"]["name"] for f in items["features"]] == enterprises["name"][:4].tolist()
 
 
-def test_upload_rejects_other_file_types(make_client, fake_pipeline) -> None:  # noqa: ANN001
-    client = make_client(run_pipeline=fake_pipeline)
+def test_upload_plumbing_rejects_other_file_types(make_client, plumbing_pipeline) -> None:  # noqa: ANN001
+    client = make_client(run_pipeline=plumbing_pipeline)
     r = client.post("/registry", files={"file": ("a.pdf", b"%PDF", "application/pdf")},
                     headers={"X-API-Key": READER_KEY})
     assert r.status_code == 400 and ".csv or .xlsx" in r.json()["description"]
-    assert fake_pipeline.calls == []
+    assert plumbing_pipeline.calls == []
 
 
 def test_weak_api_keys_are_refused() -> None:
@@ -151,3 +173,53 @@ def test_weak_api_keys_are_refused() -> None:
 
     with pytest.raises(ValidationError, match="too weak"):
         Settings(api_keys={"changeme": "editor"})
+
+
+# ------------------------------------- real files through the real pipeline, over HTTP
+# Expectations written by hand from the file's rows and the published layers, not from the
+# pipeline: tests/data/registry_small.* holds four rows:
+#   row 2 潮南甲印染有限公司  印染 GCJ-02 (116.42, 23.25), 陈店 -> Lianjiang basin, 潮南区
+#   row 3 光明乙纸业有限公司  C2221 (paper), lon/lat swapped (22.78, 113.89) -> 公明街道,
+#         光明区, wholly in the Maozhou basin: paper meets DB44/2130-2018 (表2 第5项(2))
+#   row 4 丙化工有限公司      化工 is none of the plan's 12 industries -> rejected (行业)
+#   row 5 东莞丁染整厂        1713 (dyeing), coordinates 0,0 and an address -> located from
+#         东莞市长安镇; its USCC repeats row 2's
+
+
+@pytest.mark.parametrize("name", ["registry_small.csv", "registry_small.xlsx"])
+def test_real_registry_through_real_pipeline(make_client, store, data_file, name: str) -> None:  # noqa: ANN001
+    client = make_client()  # no run_pipeline: geo.pipeline.run_pipeline
+    content = data_file(name).read_bytes()
+    files = {"file": (name, content, "application/octet-stream")}
+    r = client.post("/registry?load=true&as_of=2019-06-30", files=files,
+                    headers={"X-API-Key": EDITOR_KEY})
+    assert r.status_code == 201, r.text
+    rep = r.json()
+    assert (rep["source_rows"], rep["accepted"], rep["rejected"]) == (4, 3, 1)
+    [rej] = rep["rejected_rows"]
+    assert (rej["row"], rej["reason"], rej["field"]) == (4, "industry_unknown", "行业")
+    assert "第4行" in rej["message"] and "化工" in rej["message"]
+
+    items = client.get("/collections/enterprises/items").json()["features"]
+    by_name = {f["properties"]["name"]: f for f in items}
+    assert set(by_name) == {"潮南甲印染有限公司", "光明乙纸业有限公司", "东莞丁染整厂"}
+
+    paper = by_name["光明乙纸业有限公司"]
+    p = paper["properties"]
+    assert (p["industry_id"], p["district"], p["basin_id"]) == ("paper", "光明区", "maozhou")
+    assert p["verdict"] == "basin_standard" and "DB44/2130-2018" in p["standards"]
+    assert "lonlat_swapped" in p["data_issues"]
+    lon, lat = paper["geometry"]["coordinates"]
+    assert (lon, lat) == pytest.approx((113.89, 22.78), abs=1e-9)  # swapped back, WGS84 as given
+
+    dye = by_name["潮南甲印染有限公司"]
+    d = dye["properties"]
+    assert (d["industry_id"], d["district"], d["basin_id"]) == ("dyeing", "潮南区", "lianjiang")
+    assert d["crs_in"] == "GCJ02"
+    lon, lat = dye["geometry"]["coordinates"]
+    # GCJ-02 converted: WGS84 lies ~0.0045 deg west and ~0.0027 deg north of the given point
+    assert 116.41 < lon < 116.42 and 23.25 < lat < 23.26
+
+    dongguan = by_name["东莞丁染整厂"]["properties"]
+    assert dongguan["industry_id"] == "dyeing" and dongguan["city"] == "东莞市"
+    assert {"coordinates_missing", "uscc_duplicate"} <= set(dongguan["data_issues"].split(";"))

@@ -227,8 +227,40 @@ def _contains_reference(
     return which, count > 1
 
 
+#: Guangdong-wide Albers equal-area (standard parallels 21 N / 25 N): distance scale within
+#: 0.3 % across the province, a metric CRS independent of the engine's per-layer UTM zone.
+GD_ALBERS = "+proj=aea +lat_0=0 +lon_0=113.5 +lat_1=21 +lat_2=25 +ellps=WGS84 +units=m"
+
+
+def _near_boundary_reference(
+    geoms: np.ndarray, accuracy_m: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points closer than the layer accuracy to a polygon's boundary, by shapely distance
+    in metres (a second method to the engine's buffered band), and the points within 5 %
+    of the accuracy of that distance, where the two methods may fairly differ (the band is
+    a 4-segments-per-quarter buffer: up to 1.9 % short of the circle, plus projections)."""
+    from pyproj import Transformer
+
+    to_m = Transformer.from_crs("EPSG:4326", GD_ALBERS, always_xy=True)
+    px, py = to_m.transform(x, y)
+    pts = shapely.points(px, py)
+    near = np.zeros(len(x), dtype=bool)
+    unsure = np.zeros(len(x), dtype=bool)
+    for geom, acc in zip(geoms, accuracy_m):
+        if not acc > 0:
+            continue
+        edge = shapely.transform(shapely.boundary(geom),
+                                 lambda c: np.column_stack(to_m.transform(c[:, 0], c[:, 1])))
+        x0, y0, x1, y1 = shapely.bounds(edge)
+        cand = (px > x0 - 2 * acc) & (px < x1 + 2 * acc) & (py > y0 - 2 * acc) & (py < y1 + 2 * acc)
+        dist = shapely.distance(edge, pts[cand])
+        near[cand] |= dist < acc
+        unsure[cand] |= np.abs(dist - acc) < 0.05 * acc
+    return near, unsure
+
+
 def test_cellindex_path_matches_contains_xy_on_real_layers() -> None:
-    from geo.classify import _boundary_band, _layer_accuracy
+    from geo.classify import _layer_accuracy  # the layers' accuracy (data), not the band
     from layers import registry
 
     rng = np.random.default_rng(2019)
@@ -254,13 +286,10 @@ def test_cellindex_path_matches_contains_xy_on_real_layers() -> None:
         assert (out[col].to_numpy() == expected).all(), col
         got_multi = np.array([f"multiple_{kind}s" in r for r in reasons])
         assert (got_multi == multi).all(), kind
-        bands = [_boundary_band(g, float(d)) for g, d in zip(geoms, _layer_accuracy(kind, frame))]
-        near = np.zeros(n, dtype=bool)
-        for band in bands:
-            if band is not None:
-                near |= shapely.contains_xy(band, x, y)
+        near, unsure = _near_boundary_reference(geoms, _layer_accuracy(kind, frame), x, y)
         got_near = np.array([f"near_{kind}_boundary" in r for r in reasons])
-        assert (got_near == near).all(), kind
+        assert (got_near[~unsure] == near[~unsure]).all(), kind
+        assert near.sum() > 0 and unsure.sum() < 0.01 * n, kind
     assert (out["basin_id"] != "").sum() > 100  # the test exercises the basins
 
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 
+import distributed
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
 import shapely
 
-pytest.importorskip("dask_geopandas")
-distributed = pytest.importorskip("distributed")
-
-from geo.classify import classify  # noqa: E402
-from geo.distributed import classify_partitioned  # noqa: E402
-from geo.rules import apply_rules  # noqa: E402
-from geo.synthetic import sample_points  # noqa: E402
+from geo.classify import classify
+from geo.distributed import classify_partitioned
+from geo.rules import apply_rules
+from geo.synthetic import sample_points
 
 AS_OF = date(2020, 6, 1)
 

@@ -200,10 +200,39 @@ def test_export_all_writes_the_five_files(gdf, tmp_path):
     assert len(gpd.read_file(paths["gpkg"])) == len(gdf)
 
 
+def _sniff(path: Path) -> str:
+    """The format of a written file from its bytes (not its name): an independent check."""
+    head = path.read_bytes()[:64]
+    if head.startswith(b"SQLite format 3\x00"):
+        return "gpkg"
+    if head.startswith(b"PK\x03\x04"):
+        names = zipfile.ZipFile(path).namelist()
+        if "xl/workbook.xml" in names:
+            return "xlsx"
+        if any(n.endswith(".shp") for n in names) and any(n.endswith(".dbf") for n in names):
+            return "shp"
+        return "zip"
+    text = path.read_bytes().decode("utf-8-sig")
+    if text.lstrip().startswith("{"):
+        return "geojson" if json.loads(text).get("type") == "FeatureCollection" else "json"
+    return "csv" if text.splitlines()[0].split(",")[0] == "row" else "text"
+
+
 @pytest.mark.parametrize("fmt", ["csv", "geojson", "xlsx", "gpkg", "shp"])
 def test_export_dispatch(gdf, tmp_path, fmt):
+    """Each format name writes that format (judged by magic bytes / structure, not the name):
+    writing GeoJSON where CSV was asked fails here."""
     path = ex.export(gdf, fmt, tmp_path / f"e{ex.FORMATS[fmt]}", verdict_labels=VERDICT_LABELS)
-    assert path.exists() and path.stat().st_size > 0
+    assert _sniff(path) == fmt
+    if fmt == "csv":
+        assert len(pd.read_csv(path, encoding="utf-8-sig")) == len(gdf)
+    elif fmt == "geojson":
+        assert len(json.loads(path.read_text(encoding="utf-8"))["features"]) == len(gdf)
+    elif fmt == "gpkg":
+        layers = [name for name, _geom in pyogrio.list_layers(path)]
+        assert len(layers) == 1 and len(pyogrio.read_dataframe(path, layer=layers[0])) == len(gdf)
+    elif fmt == "xlsx":
+        assert openpyxl.load_workbook(path, read_only=True).sheetnames[0]
 
 
 def test_export_unknown_format_names_accepted(gdf, tmp_path):

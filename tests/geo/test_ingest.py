@@ -306,3 +306,77 @@ def test_rejection_messages_are_bilingual_with_one_separator(tmp_path: Path) -> 
         assert not any("\u4e00" <= ch <= "\u9fff" for ch in en.split("field ")[0])
     industry = rej.loc[rej["reason"] == "industry_unknown", "message"].iloc[0]
     assert "Textile dyeing" in industry.split(MESSAGE_SEP)[1]  # English hint in English
+
+
+# ------------------------------------------- paths with no test before issue 16 (each fails
+# on a mutant: the condition removed or the message reverted to one without row and encoding)
+
+
+def test_latitude_zero_alone_is_no_location(tmp_path: Path) -> None:
+    """纬度 0 with a valid 经度 is a blank coordinate (Excel writes 0 for an empty cell), not a
+    point on the equator: no address -> rejected ``no_location`` naming the row; with an
+    address -> located from the address, flagged ``coordinates_missing``."""
+    lines = [HEADER,
+             f"{U1},甲,印染,,116.42,0,,",                      # row 2: lat 0, no address
+             f"{U2},乙,印染,汕头市潮南区陈店镇,116.42,0,,",     # row 3: lat 0, address
+             f"{U3},丙,印染,,0,23.25,,"]                        # row 4: lon 0, no address
+    res = read_registry(_write(tmp_path, lines))
+    rej = res.rejected.set_index("row")
+    assert sorted(rej.index) == [2, 4]
+    assert (rej["reason"] == "no_location").all() and (rej["field"] == "经度/纬度").all()
+    assert "第2行" in rej.loc[2, "message"] and "row 2" in rej.loc[2, "message"]
+    assert "116.42,0" in rej.loc[2, "message"] or "为空或为0" in rej.loc[2, "message"]
+    acc = res.accepted.set_index("row")
+    assert list(acc.index) == [3]
+    assert _issues(acc.loc[3]) == {"coordinates_missing"}
+    assert np.isnan(acc.loc[3, "lon_in"]) and np.isnan(acc.loc[3, "lat_in"])
+
+
+def test_numeric_invalid_is_flagged_blanked_and_kept(tmp_path: Path) -> None:
+    """A numeric attribute that is no number is left blank and flagged on its row; the row
+    is kept and its other numbers are read (nothing silently dropped or guessed)."""
+    lines = ["企业名称,行业,经度,纬度,燃煤锅炉蒸吨,年产能",
+             "甲,印染,116.42,23.25,约十蒸吨,50000",   # row 2: not a number
+             "乙,印染,116.42,23.25,12.5,",             # row 3: fine, blank is no issue
+             "丙,印染,116.42,23.25,１０,"]             # row 4: full-width digits are a number
+    acc = read_registry(_write(tmp_path, lines)).accepted.set_index("row")
+    acc["data_issues"] = acc["data_issues"].str.replace("uscc_missing", "")  # no USCC column
+    assert _issues(acc.loc[2]) == {"numeric_invalid"}
+    assert np.isnan(acc.loc[2, "coal_boiler_tph"]) and acc.loc[2, "annual_output_t"] == 50000
+    assert _issues(acc.loc[3]) == set() and acc.loc[3, "coal_boiler_tph"] == 12.5
+    assert _issues(acc.loc[4]) == set() and acc.loc[4, "coal_boiler_tph"] == 10
+    assert "数值" in describe_issues(acc.loc[2, "data_issues"])
+
+
+def test_file_in_an_undeclared_encoding_names_line_and_encodings(tmp_path: Path) -> None:
+    """A Windows-1252 file (neither UTF-8 nor GB18030): the error names the file, the line
+    of the first byte neither encoding accepts, and the encodings expected."""
+    path = tmp_path / "latin.csv"
+    path.write_bytes("name,industry,lon,lat\nA,dyeing,116.4,23.2\nSociété,dyeing,116.4,23.2\n"
+                     .encode("cp1252"))
+    with pytest.raises(RegistryFormatError) as err:
+        read_registry(path)
+    msg = str(err.value)
+    assert "latin.csv" in msg and "line 3" in msg and "第3行" in msg
+    assert "UTF-8" in msg and "GB18030" in msg and "0xE9" in msg
+
+
+def test_truncated_xlsx_is_a_clear_error(tmp_path: Path, data_file) -> None:
+    full = data_file("registry_small.xlsx").read_bytes()
+    path = tmp_path / "cut.xlsx"
+    path.write_bytes(full[: len(full) // 2])  # a download cut short: the zip directory is gone
+    with pytest.raises(RegistryFormatError) as err:
+        read_registry(path)
+    msg = str(err.value)
+    assert "cut.xlsx" in msg and "XLSX" in msg
+    assert "expected a complete .xlsx workbook" in msg
+
+
+def test_unbalanced_quote_names_the_line(tmp_path: Path) -> None:
+    lines = ["企业名称,行业,经度,纬度", "甲,印染,116.4,23.2", '"乙,印染,116.4,23.2',
+             "丙,印染,116.4,23.2"]
+    with pytest.raises(RegistryFormatError) as err:
+        read_registry(_write(tmp_path, lines, name="quote.csv"))
+    msg = str(err.value)
+    assert "quote.csv" in msg and "line 3" in msg and "第3行" in msg
+    assert "quote" in msg.split("quote.csv", 1)[1]  # says what is wrong: the quote

@@ -14,7 +14,7 @@ from geo.crs import from_wgs84
 from geo.errors import InvalidQueryError, UnknownCRSError
 from geo.pipeline import locate, run_pipeline
 from geo.schema import ENFORCEMENT_COLUMNS, REJECTED_COLUMNS
-from geo.synthetic import BAD_ROW_KINDS, synthetic_registry, write_registry
+from geo.synthetic import synthetic_registry, write_registry
 from layers.catalog import standards
 from layers.registry import load_group
 
@@ -33,25 +33,43 @@ def test_every_row_is_accounted_for(sample_result) -> None:
     assert len(res.source_sha256) == 64
 
 
+#: What each deliberate defect of the synthetic registry must give, written by hand from the
+#: issue catalog (layers/data/issues.toml) and the brief ("nothing silently dropped"), not
+#: taken from geo.synthetic.BAD_ROW_KINDS: ("rejected", reason) or ("kept", data issue).
+EXPECTED_BAD_ROWS = {
+    "uscc_check_digit": ("kept", "uscc_check_digit"),
+    "uscc_duplicate": ("kept", "uscc_duplicate"),
+    "lonlat_swapped": ("kept", "lonlat_swapped"),
+    "zero_coordinates": ("rejected", "no_location"),        # 0,0 and no address
+    "outside_guangdong": ("rejected", "outside_guangdong"),  # no address to fall back on
+    "unknown_industry": ("rejected", "industry_unknown"),
+    "unknown_crs": ("rejected", "crs_unknown"),
+    "name_missing": ("rejected", "name_missing"),
+    "unparseable_address": ("rejected", "geocode_failed"),   # address only, not geocodable
+    "in_the_sea": ("rejected", "outside_districts"),         # in the bounds, in no district
+}
+
+
 def test_bad_rows_reported_with_reason(tmp_path: Path) -> None:
     reg = synthetic_registry(400, seed=7)
     path = write_registry(reg, tmp_path / "reg.csv")
     res = run_pipeline(path, as_of=date(2019, 6, 30))
     rows = reg.index.to_numpy() + 2  # spreadsheet row: header is row 1
-    rejected = set(res.rejected["row"])
-    for kind, kept in BAD_ROW_KINDS.items():
-        bad_rows = set(rows[reg["_bad_kind"] == kind])
-        assert bad_rows, kind
-        if kept:
-            assert not bad_rows & rejected, kind
-        else:
-            assert bad_rows <= rejected, kind
-    assert rejected == set(rows[reg["_bad_kind"].map(BAD_ROW_KINDS).eq(False)])
-    assert res.rejected["message"].str.len().gt(10).all()
+    rejected = res.rejected.set_index("row")
     issues = res.enterprises.set_index("row")["data_issues"]
-    for kind in ("uscc_check_digit", "uscc_duplicate", "lonlat_swapped"):
-        flagged = rows[reg["_bad_kind"] == kind]
-        assert issues.loc[flagged].str.contains(kind).all(), kind
+    assert set(reg["_bad_kind"].unique()) - {""} == set(EXPECTED_BAD_ROWS)
+    for kind, (outcome, code) in EXPECTED_BAD_ROWS.items():
+        bad_rows = rows[reg["_bad_kind"] == kind]
+        assert len(bad_rows), kind
+        if outcome == "kept":
+            assert not set(bad_rows) & set(rejected.index), kind
+            assert issues.loc[bad_rows].str.split(";").map(lambda c, k=code: k in c).all(), kind
+        else:
+            assert (rejected.loc[bad_rows, "reason"] == code).all(), kind
+            assert all(f"第{r}行" in m for r, m in zip(bad_rows, rejected.loc[bad_rows, "message"]))
+    clean = rows[reg["_bad_kind"] == ""]
+    assert not set(clean) & set(rejected.index)  # nothing else dropped
+    assert len(res.enterprises) + len(res.rejected) == len(reg)
 
 
 def test_lianjiang_dyeing_outside_parks_is_shut_down(sample_result) -> None:
@@ -108,12 +126,19 @@ def test_xlsx_registry_gives_same_result_as_csv(tmp_path: Path) -> None:
 
 
 def test_locate_lianjiang_point() -> None:
-    answer = locate(116.38, 23.27)
+    # 陈店 (116.38, 23.27): in the Lianjiang basin (tests/layers/test_data.py) and in none of
+    # the three dyeing parks (checked below with shapely on the park layer), so 表2 第6项
+    # "练江流域...园区外的印染企业...退出" applies: shutdown, not the in-park basin standard
+    answer = locate(116.38, 23.27, as_of=date(2019, 6, 30))
     loc = answer["location"]
     assert (loc["city"], loc["district"], loc["basin_id"]) == ("汕头市", "潮南区", "lianjiang")
+    parks = load_group("park")
+    assert not parks.contains(gpd.points_from_xy([116.38], [23.27])[0]).any()
+    assert loc["park_id"] == ""
     by_industry = {i["industry_id"]: i for i in answer["industries"]}
     assert len(by_industry) == 12
-    assert by_industry["dyeing"]["verdict"] in ("shutdown", "basin_standard")
+    assert by_industry["dyeing"]["verdict"] == "shutdown"
+    assert "lianjiang_dyeing_outside_park" in by_industry["dyeing"]["rule_ids"]
     assert "DB44/2051-2017" in by_industry["paper"]["standards"]
     # steel: special emission limits from 2019-01-01 (表2 第1项(2)) outrank priority supervision
     assert by_industry["steel"]["verdict"] == "emission_standard"
@@ -125,9 +150,16 @@ def test_locate_lianjiang_point() -> None:
 def test_locate_any_crs_gives_same_place(crs: str) -> None:
     lon, lat = 113.90, 22.76  # Shenzhen, Guangming district (Maozhou basin)
     x, y = from_wgs84(np.array([lon]), np.array([lat]), crs)
-    answer = locate(float(x[0]), float(y[0]), crs)
+    answer = locate(float(x[0]), float(y[0]), crs, as_of=date(2019, 6, 30))
     assert abs(answer["location"]["lon"] - lon) < 1e-6
-    assert answer["location"]["basin_id"] == locate(lon, lat)["location"]["basin_id"]
+    assert abs(answer["location"]["lat"] - lat) < 1e-6
+    loc = answer["location"]
+    assert (loc["city"], loc["district"], loc["basin_id"]) == ("深圳市", "光明区", "maozhou")
+    by_industry = {i["industry_id"]: i for i in answer["industries"]}
+    # 茅洲河: dyeing and paper meet the basin standard DB44/2130-2018 (表2 第5项(2)、第6项(3))
+    assert by_industry["dyeing"]["verdict"] == "basin_standard"
+    assert "DB44/2130-2018" in by_industry["dyeing"]["standards"]
+    assert "DB44/2130-2018" in by_industry["paper"]["standards"]
 
 
 def test_locate_rejects_points_outside_guangdong() -> None:
