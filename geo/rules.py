@@ -196,6 +196,8 @@ class _Columns:
         self._days: dict[str, np.ndarray | None] = {}
         self._factor: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._filled: dict[str, np.ndarray | None] = {}
+        self._unknown: dict[str, bool] = {}
 
     def _own(self, field: str) -> bool:
         return field in self.df.columns
@@ -244,6 +246,62 @@ class _Columns:
                 self._factor[field] = _factorize(self.df[field])
         return self._factor[field]
 
+    def filled(self, field: str) -> np.ndarray | None:
+        """Own text column: rows holding a non-empty string (one pass, no hashing); None
+        when the column is not plain text."""
+        if field not in self._filled:
+            s = self.df[field]
+            if s.dtype != object:
+                self._filled[field] = None
+            else:
+                arr = s.to_numpy()
+                try:  # '' and None are false, NaN true (tested below); pd.NA raises
+                    filled = arr.astype(bool)
+                except TypeError:
+                    filled = pd.notna(arr)
+                filled[filled] = pd.notna(arr[filled]) & (arr[filled] != "")
+                self._filled[field] = filled
+        return self._filled[field]
+
+    def never_known(self, field: str) -> bool:
+        """A numeric or date field whose every value is missing (no predicate on it holds)."""
+        if field not in self._unknown:
+            self._unknown[field] = self._never_known(field)
+        return self._unknown[field]
+
+    def _never_known(self, field: str) -> bool:
+        if not self.has(field) or field == "unit_text":
+            return not self.has(field)
+        arr = self.numeric(field)
+        if arr is not None:
+            return bool(np.isnan(arr).all())
+        d = self.days(field)
+        if d is not None:
+            return bool((d == _NAT).all())
+        s = self.df[field] if self._own(field) else None
+        if s is not None and isinstance(s.dtype, pd.BooleanDtype):
+            return bool(s.array._mask.all())  # noqa: SLF001
+        return False
+
+    def codes_at(self, field: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Codes of the rows ``idx`` and the distinct values they index (-1 = missing).
+
+        In a unit frame, when the field is not encoded yet and ``idx`` is a small share of
+        the rows, only those rows are factorised (a rule's candidates among millions of
+        units); parent fields are read at the parent rows of ``idx``.
+        """
+        if field in self._factor:
+            codes, uniques = self._factor[field]
+            return codes[idx], uniques
+        if not self._own(field):
+            assert self.parent is not None and self.parent_idx is not None
+            return self.parent.codes_at(field, self.parent_idx[idx])
+        s = self.df[field]
+        if self.parent is not None and 4 * len(idx) < self.n and s.dtype == object:
+            return _factorize(pd.Series(s.to_numpy()[idx], dtype=object))
+        codes, uniques = self.factor(field)
+        return codes[idx], uniques
+
     def missing(self, field: str, idx: np.ndarray) -> np.ndarray:
         """Rows of ``idx`` whose value is missing (absent field, NaN/NA/NaT or '')."""
         if not self.has(field):
@@ -254,12 +312,12 @@ class _Columns:
         d = self.days(field)
         if d is not None:
             return d[idx] == _NAT
-        codes, uniques = self.factor(field)
+        codes, uniques = self.codes_at(field, idx)
         blank = np.fromiter(
             (_is_missing(u) or (isinstance(u, str) and not u.strip()) for u in uniques),
             dtype=bool, count=len(uniques),
         )
-        return np.append(blank, True)[codes[idx]]
+        return np.append(blank, True)[codes]
 
     def rows_where(self, field: str, values: Sequence[Any]) -> np.ndarray:
         """Sorted row numbers whose value equals one of ``values`` (group index lookup)."""
@@ -306,6 +364,14 @@ def _categorical(codes: np.ndarray, texts: Sequence[str]) -> pd.Categorical:
     return pd.Categorical.from_codes(np.asarray(cat_codes)[codes], categories=list(categories))
 
 
+def _non_blank(s: pd.Series) -> np.ndarray:
+    """Rows holding a value other than '' (tested once per distinct value)."""
+    codes, uniques = _factorize(s)
+    keep = np.fromiter((not _is_missing(u) and u != "" for u in uniques), dtype=bool,
+                       count=len(uniques))
+    return np.append(keep, False)[codes]
+
+
 def _days_of(value: date) -> int:
     return (value - _EPOCH).days
 
@@ -338,7 +404,8 @@ def _predicate_mask(cols: _Columns, p: Predicate, idx: np.ndarray, as_of: date) 
             out = np.zeros(len(idx), dtype=bool)
             for part in UNIT_TEXT_PARTS:  # the text contains a word iff one part does
                 if cols._own(part) and not out.all():
-                    rest = ~out
+                    filled = cols.filled(part)
+                    rest = ~out if filled is None else ~out & filled[idx]
                     out[rest] = _contains(cols, part, idx[rest], tuple(v))
             return out
         return _contains(cols, p.field, idx, tuple(v))
@@ -355,14 +422,14 @@ def _predicate_mask(cols: _Columns, p: Predicate, idx: np.ndarray, as_of: date) 
             hit = np.isin(x, [_days_of(y) for y in vals if isinstance(y, date)])
             return (hit if op in ("in", "eq") else ~hit) & valid
         return _ORDER[op](x, _days_of(v)) & valid
-    codes, uniques = cols.factor(p.field)
+    codes, uniques = cols.codes_at(p.field, idx)
     on_uniques = np.fromiter(
         (not _is_missing(u) and _test_value(u, op, v) for u in uniques),
         dtype=bool,
         count=len(uniques),
     )
     # code -1 (missing) picks the trailing False
-    return np.append(on_uniques, False)[codes[idx]]
+    return np.append(on_uniques, False)[codes]
 
 
 def _contains(cols: _Columns, field: str, idx: np.ndarray, words: tuple[str, ...]) -> np.ndarray:
@@ -370,13 +437,13 @@ def _contains(cols: _Columns, field: str, idx: np.ndarray, words: tuple[str, ...
     distinct value of the column."""
     if not len(idx):
         return np.zeros(0, dtype=bool)
-    codes, uniques = cols.factor(field)
+    codes, uniques = cols.codes_at(field, idx)
     needles = _needles(words)
     hit = np.fromiter(
         (isinstance(u, str) and any(w in _norm_word(u) for w in needles) for u in uniques),
         dtype=bool, count=len(uniques),
     )
-    return np.append(hit, False)[codes[idx]]
+    return np.append(hit, False)[codes]
 
 
 def _condition_mask(cols: _Columns, cond: Condition, idx: np.ndarray, as_of: date) -> np.ndarray:
@@ -424,7 +491,7 @@ def _match_rows(
     cols: _Columns, rule: Rule, all_industries: Sequence[str], as_of: date
 ) -> np.ndarray:
     """Sorted rows the rule applies to: industry, every ``when``, no ``unless``."""
-    if any(isinstance(c, Predicate) and not cols.has(c.field) for c in rule.when):
+    if any(isinstance(c, Predicate) and cols.never_known(c.field) for c in rule.when):
         return np.empty(0, dtype=np.int64)  # a condition on an absent field never holds
     rows = _narrow(cols, rule.when, _seed_rows(cols, rule, all_industries), as_of)
     for cond in rule.unless:
@@ -801,8 +868,8 @@ def evaluate_rules(
     ucodes, uuniq = _factorize_words(um.words())
     ucombos = _combo_rules(uuniq, len(unit_rules))
     utext = _combo_text(ucombos, unit_rules, catalog)
-    unit_issue = (units["data_issues"].fillna("").to_numpy(dtype=object) != "") \
-        if "data_issues" in units else np.zeros(len(units), dtype=bool)
+    unit_issue = _non_blank(units["data_issues"]) if "data_issues" in units \
+        else np.zeros(len(units), dtype=bool)
     ubits = uagg.review | np.where(unit_issue, 1 << review_bit["unit_data_issue"], 0)
     # the unit columns are categoricals: millions of units, a few hundred distinct texts
     new: dict[str, Any] = {
@@ -846,9 +913,9 @@ def evaluate_rules(
         # take() on a tiny str array is ~10x faster than building 1M Python strings
         out[name] = pd.array(values, dtype=_STR).take(codes) if n else pd.array([], dtype=_STR)
     units_text, touched = _units_text(np.asarray(ucodes), ucombos, unit_rules, utext.verdict,
-                                      upos, _LazyLabels(units), n, catalog)
+                                      upos, units, n, catalog)
     if len(touched):
-        out["reasons"] = _name_units(out["reasons"], units_text, touched)
+        out["reasons"] = _name_units(text.reasons, codes, units_text, touched)
     out["deadline"], out["deadline_status"] = eagg.status(day)
     out["unit_count"] = np.bincount(upos, minlength=n).astype(np.int64)
     out["units"] = pd.array(units_text, dtype=_STR)
@@ -873,27 +940,23 @@ def evaluate_rules(
     return RulesResult(enterprises=out[cols], units=u_out)
 
 
-class _LazyLabels:
-    """Unit display labels, built only for the units asked for (``labels[idx]``)."""
+def _labels_at(units: pd.DataFrame, at: np.ndarray) -> np.ndarray:
+    """Display labels of the units ``at`` (their id; type + sheet row when it is blank)."""
+    from geo.equipment import unit_labels
 
-    def __init__(self, units: pd.DataFrame) -> None:
+    if "unit_id" not in units:
+        return unit_labels(units.iloc[at]).to_numpy(dtype=object)
+    uid = units["unit_id"].to_numpy(dtype=object)[at]
+    blank = np.flatnonzero(pd.isna(uid) | (uid == ""))
+    if len(blank):
         cols = [c for c in ("unit_id", "unit_type", "source", "source_row") if c in units]
-        self.units = units[cols]  # the label's columns only: row subsets stay cheap
-        self.cache = np.full(len(units), None, dtype=object)
-
-    def __getitem__(self, idx: np.ndarray) -> np.ndarray:
-        from geo.equipment import unit_labels
-
-        idx = np.asarray(idx, dtype=np.int64)
-        todo = np.unique(idx[np.equal(self.cache[idx], None)])
-        if len(todo):
-            self.cache[todo] = unit_labels(self.units.iloc[todo]).to_numpy(dtype=object)
-        return self.cache[idx]
+        uid[blank] = unit_labels(units[cols].iloc[at[blank]]).to_numpy(dtype=object)
+    return uid
 
 
 def _units_text(
     ucodes: np.ndarray, ucombos: Sequence[Sequence[int]], unit_rules: Sequence[Rule],
-    combo_verdicts: Sequence[str], upos: np.ndarray, labels: Any, n: int,
+    combo_verdicts: Sequence[str], upos: np.ndarray, units: pd.DataFrame, n: int,
     catalog: RuleCatalog,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per enterprise, its units that some rule matched, each with its verdict and the
@@ -913,19 +976,28 @@ def _units_text(
         for c, v in zip(ucombos, combo_verdicts, strict=True)
     ], dtype=object)
     at = np.flatnonzero(named[ucodes])
-    txt = np.add(labels[at], suffix[ucodes[at]])
     ent = upos[at]
-    order = np.argsort(ent, kind="stable")
-    keys, joined = _group_join(ent[order], txt[order], "、")
+    if len(ent) > 1 and (ent[1:] < ent[:-1]).any():  # units not listed by enterprise
+        order = np.argsort(ent, kind="stable")
+        at, ent = at[order], ent[order]
+    txt = np.add(_labels_at(units, at), suffix[ucodes[at]])
+    keys, joined = _group_join(ent, txt, "、")
     values[keys] = joined
     return values, keys
 
 
-def _name_units(reasons: Any, units_text: np.ndarray, touched: np.ndarray) -> Any:
-    """Append "涉及设备：<units>" to the reasons of the enterprises with matched units."""
-    values = np.asarray(reasons, dtype=object).copy()
-    head = np.where(values[touched] == "", "涉及设备：", REASON_SEP + "涉及设备：")
-    values[touched] = np.add(np.add(values[touched], head), units_text[touched])
+def _name_units(
+    combo_reasons: Sequence[str], codes: np.ndarray, units_text: np.ndarray, touched: np.ndarray
+) -> Any:
+    """The reasons per enterprise, with "涉及设备：<units>" appended where units matched.
+
+    The head (the combination's reasons and the separator) is built once per combination;
+    each touched enterprise costs one concatenation.
+    """
+    base = np.asarray(list(combo_reasons) or [""], dtype=object)
+    head = np.asarray([r + (REASON_SEP if r else "") + "涉及设备：" for r in base], dtype=object)
+    values = base[codes]
+    values[touched] = np.add(head[codes[touched]], units_text[touched])
     return pd.array(values, dtype=_STR)
 
 

@@ -135,6 +135,7 @@ SMOKE_DIR=$(mktemp -d)
 .venv/bin/python benchmarks/run.py --smoke --out "$SMOKE_DIR/classify.md"
 .venv/bin/python benchmarks/scale.py --smoke --out "$SMOKE_DIR/scale.md"
 .venv/bin/python benchmarks/rules_units.py --size 10000 --repeat 1 --out "$SMOKE_DIR/rules-units.md"
+.venv/bin/python benchmarks/rules_equality.py --size 2000 --work "$SMOKE_DIR/rules-equality"
 .venv/bin/python benchmarks/load_api.py --smoke --out "$SMOKE_DIR/api-load.md"
 .venv/bin/python benchmarks/offline_map_bench.py --n 4000 --out "$SMOKE_DIR/offline-map.md"
 .venv/bin/python benchmarks/map_bench.py --n 3000 --repeat 1 --out "$SMOKE_DIR/map.md"
