@@ -107,18 +107,10 @@
     return Math.min(16, base + 1.1 * Math.sqrt(n - 1));
   }
 
-  /* Draw a tile: one path per (size, verdict) group, from the largest symbol to the
-   * smallest and, at equal size, weaker verdicts first so stronger ones lie on top. Dense
-   * tiles (symbols touching) draw squares of the circle's area without outlines: software
-   * canvas rasterises tens of thousands of squares 4-5x faster than anti-aliased arcs
-   * (measured: 55k symbols, 39 ms vs 160-230 ms); the stats counters are for benchmarks. */
-  var DENSE = 2000;
-  function drawTile(canvas, data, colours, z, dpr, size) {
-    var S = size || 256;
-    var ctx = canvas.getContext("2d");
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, S, S);
-    if (!data.count) { return; }
+  /* Group the tile's symbols for drawing: one group per (size, verdict), ordered from the
+   * largest symbol to the smallest and, at equal size, weaker verdicts first so stronger
+   * ones lie on top. Positions in CSS px of the tile; symbols wholly outside are dropped. */
+  function groupSymbols(data, z, S) {
     var k = S / data.extent, groups = {}, keys = [], i;
     for (i = 0; i < data.count; i++) {
       var r = Math.round(radius(data.n[i], z) * 2) / 2;
@@ -130,23 +122,118 @@
       g.xy.push(px, py);
     }
     keys.sort(function (a, b) { return b - a; });
-    var dense = data.count > DENSE, outline = z >= 9 && !dense;
-    ctx.lineWidth = 0.6;
-    ctx.strokeStyle = "rgba(40,40,40,0.85)";
-    for (var j = 0; j < keys.length; j++) {
-      var grp = groups[keys[j]], xy = grp.xy, rr = grp.r, h = rr * 0.886;  // sqrt(pi)/2
-      ctx.beginPath();
-      for (var q = 0; q < xy.length; q += 2) {
-        if (dense) { ctx.rect(xy[q] - h, xy[q + 1] - h, 2 * h, 2 * h); }
-        else {
-          ctx.moveTo(xy[q] + rr, xy[q + 1]);
-          ctx.arc(xy[q], xy[q + 1], rr, 0, 6.283185307179586);
+    return keys.map(function (key) { return groups[key]; });
+  }
+
+  // ---- software stamping. The tile's pixels are written directly (one putImageData per
+  // tile): an opaque square per symbol on dense tiles, a pre-rasterised anti-aliased circle
+  // with its outline (a "stamp" per size and colour, blended source-over) otherwise.
+  // Measured in headless Chromium (software canvas), this is several times cheaper than
+  // Skia paths of arcs or rects, whose rasterisation is deferred to the next frame.
+  var OUTLINE = [40, 40, 40, 0.85], OUTLINE_W = 0.6;
+  var rgbaMemo = {}, stampMemo = {};
+
+  /* [r, g, b, a (0..1)] of a CSS colour (parsed by the canvas itself, once per colour). */
+  function rgba(css) {
+    var hit = rgbaMemo[css];
+    if (hit) { return hit; }
+    var c = document.createElement("canvas");
+    c.width = 1; c.height = 1;
+    var ctx = c.getContext("2d", {willReadFrequently: true});
+    ctx.fillStyle = css;
+    ctx.fillRect(0, 0, 1, 1);
+    var d = ctx.getImageData(0, 0, 1, 1).data;
+    hit = rgbaMemo[css] = [d[0], d[1], d[2], d[3] / 255];
+    return hit;
+  }
+
+  /* A circle of radius r device px centred on a pixel corner, filled with `fill` and
+   * outlined (width w px) when w > 0: per covered pixel its offset and premultiplied
+   * colour, coverage from the distance of the pixel centre to the circle (1 px ramp). */
+  function stamp(r, fill, w) {
+    var key = r + "|" + fill.join(",") + "|" + w, hit = stampMemo[key];
+    if (hit) { return hit; }
+    var R = Math.ceil(r + w / 2 + 1), dx = [], dy = [], pr = [], pg = [], pb = [], pa = [];
+    for (var j = -R; j < R; j++) {
+      for (var i = -R; i < R; i++) {
+        var d = Math.sqrt((i + 0.5) * (i + 0.5) + (j + 0.5) * (j + 0.5));
+        var cf = Math.max(0, Math.min(1, r - d + 0.5)) * fill[3];
+        var a = cf, cr = fill[0] * cf, cg = fill[1] * cf, cb = fill[2] * cf;
+        if (w > 0) {
+          var co = Math.max(0, Math.min(1, w / 2 + 0.5 - Math.abs(d - r))) * OUTLINE[3];
+          cr = OUTLINE[0] * co + cr * (1 - co); cg = OUTLINE[1] * co + cg * (1 - co);
+          cb = OUTLINE[2] * co + cb * (1 - co); a = co + a * (1 - co);
         }
+        if (a <= 0.002) { continue; }
+        dx.push(i); dy.push(j); pr.push(cr); pg.push(cg); pb.push(cb); pa.push(a);
       }
-      ctx.fillStyle = colours[grp.v] || "#cccccc";
-      ctx.fill();
-      if (outline) { ctx.stroke(); }
     }
+    hit = stampMemo[key] = {dx: Int16Array.from(dx), dy: Int16Array.from(dy),
+      r: Float32Array.from(pr), g: Float32Array.from(pg), b: Float32Array.from(pb),
+      a: Float32Array.from(pa), n: dx.length};
+    return hit;
+  }
+
+  /* Source-over of a premultiplied stamp at pixel (cx, cy) into unpremultiplied RGBA. */
+  function blend(px, W, H, st, cx, cy) {
+    for (var q = 0; q < st.n; q++) {
+      var x = cx + st.dx[q], y = cy + st.dy[q];
+      if (x < 0 || y < 0 || x >= W || y >= H) { continue; }
+      var o = (y * W + x) * 4, sa = st.a[q];
+      if (sa >= 0.998) {
+        px[o] = st.r[q]; px[o + 1] = st.g[q]; px[o + 2] = st.b[q]; px[o + 3] = 255;
+        continue;
+      }
+      var da = px[o + 3] / 255 * (1 - sa), oa = sa + da;
+      px[o] = (st.r[q] + px[o] * da) / oa;
+      px[o + 1] = (st.g[q] + px[o + 1] * da) / oa;
+      px[o + 2] = (st.b[q] + px[o + 2] * da) / oa;
+      px[o + 3] = oa * 255;
+    }
+  }
+
+  /* Opaque squares of side 2h device px centred on (x, y): 32-bit writes. */
+  function squares(u32, W, H, xy, h, d, colour) {
+    for (var q = 0; q < xy.length; q += 2) {
+      var x0 = Math.max(0, Math.round(xy[q] * d - h)), x1 = Math.min(W, Math.round(xy[q] * d + h));
+      var y0 = Math.max(0, Math.round(xy[q + 1] * d - h));
+      var y1 = Math.min(H, Math.round(xy[q + 1] * d + h));
+      for (var y = y0; y < y1; y++) { u32.fill(colour, y * W + x0, y * W + x1); }
+    }
+  }
+
+  var LITTLE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+  function packed(c) {
+    var a = Math.round(c[3] * 255);
+    return LITTLE ? ((a << 24) | (c[2] << 16) | (c[1] << 8) | c[0]) >>> 0
+                  : ((c[0] << 24) | (c[1] << 16) | (c[2] << 8) | a) >>> 0;
+  }
+
+  /* Draw a tile (see groupSymbols for the order). Dense tiles (symbols touching) draw
+   * opaque squares of the circle's area without outlines; the others anti-aliased circles,
+   * outlined from zoom 9. */
+  var DENSE = 2000;
+  function drawTile(canvas, data, colours, z, dpr, size) {
+    var S = size || 256, W = canvas.width, H = canvas.height;
+    var ctx = canvas.getContext("2d");
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    if (!data.count) { ctx.clearRect(0, 0, W, H); return; }
+    var groups = groupSymbols(data, z, S);
+    var img = ctx.createImageData(W, H), px = img.data;
+    var dense = data.count > DENSE, w = z >= 9 && !dense ? OUTLINE_W * dpr : 0;
+    var u32 = dense ? new Uint32Array(px.buffer) : null;
+    for (var j = 0; j < groups.length; j++) {
+      var grp = groups[j], fill = rgba(colours[grp.v] || "#cccccc");
+      if (dense) {
+        squares(u32, W, H, grp.xy, grp.r * 0.886 * dpr, dpr, packed(fill));
+        continue;
+      }
+      var st = stamp(grp.r * dpr, fill, w), xy = grp.xy;
+      for (var q = 0; q < xy.length; q += 2) {
+        blend(px, W, H, st, Math.round(xy[q] * dpr), Math.round(xy[q + 1] * dpr));
+      }
+    }
+    ctx.putImageData(img, 0, 0);
   }
 
   var EnterpriseTiles = L.GridLayer.extend({
