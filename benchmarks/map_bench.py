@@ -112,7 +112,7 @@ var s = bw.layers.enterprises.stats;
 function srv(x) { var e = (x.serverTiming || []).filter(function (y) {
   return y.name === 'tile'; }); return e.length ? e[0].duration : 0; }
 return {tiles: t.length, features: bw.layers.enterprises.drawnFeatures(), bytes: s.bytes,
-        drawn: bw.state.lastMs, decode: s.decodeMs || 0, draw: s.drawMs || 0,
+        drawn: bw.state.lastMs, painted: bw.state.paintedMs, decode: s.decodeMs || 0, draw: s.drawMs || 0,
         request: t.length ? Math.max.apply(null, t.map(function (x) {
           return x.duration; })) : null,
         server: t.length ? Math.max.apply(null, t.map(srv)) : null};
@@ -175,13 +175,15 @@ def run(n: int, repeat: int, *, plugins: bool = False) -> dict[str, Any]:
             first.append(float(_wait(drv, "window.bw && bw.state.ready && bw.state.readyAt")))
             _wait(drv, "!bw.state.pending")
             for label, lat, lon, zoom in TOUR:
-                drv.execute_script("bw.state.lastMs = null; bw.timings.length = 0;"
+                drv.execute_script("bw.state.lastMs = null; bw.state.paintedMs = -1;"
+                                   "bw.timings.length = 0;"
                                    "performance.clearResourceTimings();"
                                    "var s = bw.layers.enterprises.stats;"
                                    "s.bytes = 0; s.decodeMs = 0; s.drawMs = 0;"
                                    "bw.map.setView([arguments[0], arguments[1]], arguments[2],"
                                    " {animate: false});", lat, lon, zoom)
-                _wait(drv, "bw.state.lastMs !== null && !bw.state.pending")
+                _wait(drv, "bw.state.lastMs !== null && !bw.state.pending && "
+                           "bw.state.paintedMs !== null")
                 time.sleep(0.05)
                 res = drv.execute_script(_VIEW_JS)
                 res["run"] = run_no
@@ -207,14 +209,21 @@ def _pct(values: list[float]) -> str:
     return f"{np.percentile(values, 50):.0f} / {np.percentile(values, 95):.0f}"
 
 
+def _painted(r: dict[str, Any]) -> float:
+    """View change -> frame with every tile produced (the load time when no tile loaded)."""
+    p = r.get("painted")
+    return float(p) if p is not None and p >= 0 else float(r["drawn"])
+
+
 def summary(views: dict[str, list[dict[str, Any]]]) -> list[str]:
     """p50 / p95 of request + draw over every view change, split into the page's main-thread
     decode + draw of the tiles and the rest (requests, server, Leaflet), for all runs and for
     the first run alone (server tile cache cold)."""
     runs = [r for rs in views.values() for r in rs]
-    out = ["| view changes | n | request + draw p50 / p95 ms | decode + draw p50 / p95 ms | "
-           "rest (requests, server, Leaflet) p50 / p95 ms | slowest server p50 / p95 ms |",
-           "|---|---:|---:|---:|---:|---:|"]
+    out = ["| view changes | n | request + draw p50 / p95 ms | ... to the painted frame "
+           "p50 / p95 ms | decode + draw p50 / p95 ms | rest (requests, server, Leaflet) "
+           "p50 / p95 ms | slowest server p50 / p95 ms |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
     for name, sel in (("all runs", runs), ("first run (server cache cold)",
                                           [r for r in runs if r.get("run") == 0])):
         if not sel:
@@ -223,11 +232,14 @@ def summary(views: dict[str, list[dict[str, Any]]]) -> list[str]:
         client = [r["decode"] + r["draw"] for r in sel]
         rest = [max(t - c, 0.0) for t, c in zip(total, client, strict=True)]
         srv = [r["server"] or 0.0 for r in sel]
-        out.append(f"| {name} | {len(sel)} | {_pct(total)} | {_pct(client)} | {_pct(rest)} | "
+        out.append(f"| {name} | {len(sel)} | {_pct(total)} | "
+                   f"{_pct([_painted(r) for r in sel])} | {_pct(client)} | {_pct(rest)} | "
                    f"{_pct(srv)} |")
     p95 = float(np.percentile([r["drawn"] for r in runs], 95))
+    p95p = float(np.percentile([_painted(r) for r in runs], 95))
     out += ["", f"Pan/zoom over the whole tour ({len(runs)} view changes): "
-                f"**p95 request + draw {p95:.0f} ms** (target < 200 ms)."]
+                f"**p95 request + draw {p95:.0f} ms** to the tile layer's load event, "
+                f"{p95p:.0f} ms to the frame showing it (target < 200 ms)."]
     return out
 
 

@@ -148,42 +148,55 @@
   }
 
   /* A circle of radius r device px centred on a pixel corner, filled with `fill` and
-   * outlined (width w px) when w > 0: per covered pixel its offset and premultiplied
-   * colour, coverage from the distance of the pixel centre to the circle (1 px ramp). */
-  function stamp(r, fill, w) {
-    var key = r + "|" + fill.join(",") + "|" + w, hit = stampMemo[key];
+   * outlined (width w px) when w > 0, for a W px wide canvas: coverage from the distance
+   * of each pixel centre to the circle (1 px ramp); opaque pixels as offsets to write the
+   * packed colour at, the others as offsets with a premultiplied colour to blend. */
+  function stamp(r, fill, w, W) {
+    var key = r + "|" + fill.join(",") + "|" + w + "|" + W, hit = stampMemo[key];
     if (hit) { return hit; }
-    var R = Math.ceil(r + w / 2 + 1), dx = [], dy = [], pr = [], pg = [], pb = [], pa = [];
+    var R = Math.ceil(r + w / 2 + 1), opaque = [], ox = [], oy = [], dx = [], dy = [],
+      pr = [], pg = [], pb = [], pa = [];
     for (var j = -R; j < R; j++) {
       for (var i = -R; i < R; i++) {
         var d = Math.sqrt((i + 0.5) * (i + 0.5) + (j + 0.5) * (j + 0.5));
         var cf = Math.max(0, Math.min(1, r - d + 0.5)) * fill[3];
-        var a = cf, cr = fill[0] * cf, cg = fill[1] * cf, cb = fill[2] * cf;
+        var a = cf, cr = fill[0] * cf, cg = fill[1] * cf, cb = fill[2] * cf, co = 0;
         if (w > 0) {
-          var co = Math.max(0, Math.min(1, w / 2 + 0.5 - Math.abs(d - r))) * OUTLINE[3];
+          co = Math.max(0, Math.min(1, w / 2 + 0.5 - Math.abs(d - r))) * OUTLINE[3];
           cr = OUTLINE[0] * co + cr * (1 - co); cg = OUTLINE[1] * co + cg * (1 - co);
           cb = OUTLINE[2] * co + cb * (1 - co); a = co + a * (1 - co);
         }
         if (a <= 0.002) { continue; }
+        if (cf >= 0.998 && co <= 0.002) {  // the fill colour alone
+          opaque.push(j * W + i); ox.push(i); oy.push(j);
+          continue;
+        }
         dx.push(i); dy.push(j); pr.push(cr); pg.push(cg); pb.push(cb); pa.push(a);
       }
     }
-    hit = stampMemo[key] = {dx: Int16Array.from(dx), dy: Int16Array.from(dy),
-      r: Float32Array.from(pr), g: Float32Array.from(pg), b: Float32Array.from(pb),
-      a: Float32Array.from(pa), n: dx.length};
+    hit = stampMemo[key] = {R: R, colour: packed(fill), opaque: Int32Array.from(opaque),
+      ox: Int16Array.from(ox), oy: Int16Array.from(oy),
+      dx: Int16Array.from(dx), dy: Int16Array.from(dy), r: Float32Array.from(pr),
+      g: Float32Array.from(pg), b: Float32Array.from(pb), a: Float32Array.from(pa)};
     return hit;
   }
 
-  /* Source-over of a premultiplied stamp at pixel (cx, cy) into unpremultiplied RGBA. */
-  function blend(px, W, H, st, cx, cy) {
-    for (var q = 0; q < st.n; q++) {
-      var x = cx + st.dx[q], y = cy + st.dy[q];
+  /* Source-over of a stamp at pixel (cx, cy) into unpremultiplied RGBA (px, and u32 over
+   * the same bytes). */
+  function blend(px, u32, W, H, st, cx, cy) {
+    var q, x, y, base = cy * W + cx, op = st.opaque, c = st.colour;
+    if (cx >= st.R && cy >= st.R && cx + st.R <= W && cy + st.R <= H) {
+      for (q = 0; q < op.length; q++) { u32[base + op[q]] = c; }
+    } else {
+      for (q = 0; q < op.length; q++) {  // near the edge: clip pixel by pixel
+        x = cx + st.ox[q]; y = cy + st.oy[q];
+        if (x >= 0 && y >= 0 && x < W && y < H) { u32[base + op[q]] = c; }
+      }
+    }
+    for (q = 0; q < st.a.length; q++) {
+      x = cx + st.dx[q]; y = cy + st.dy[q];
       if (x < 0 || y < 0 || x >= W || y >= H) { continue; }
       var o = (y * W + x) * 4, sa = st.a[q];
-      if (sa >= 0.998) {
-        px[o] = st.r[q]; px[o + 1] = st.g[q]; px[o + 2] = st.b[q]; px[o + 3] = 255;
-        continue;
-      }
       var da = px[o + 3] / 255 * (1 - sa), oa = sa + da;
       px[o] = (st.r[q] + px[o] * da) / oa;
       px[o + 1] = (st.g[q] + px[o + 1] * da) / oa;
@@ -198,7 +211,9 @@
       var x0 = Math.max(0, Math.round(xy[q] * d - h)), x1 = Math.min(W, Math.round(xy[q] * d + h));
       var y0 = Math.max(0, Math.round(xy[q + 1] * d - h));
       var y1 = Math.min(H, Math.round(xy[q + 1] * d + h));
-      for (var y = y0; y < y1; y++) { u32.fill(colour, y * W + x0, y * W + x1); }
+      for (var y = y0; y < y1; y++) {
+        for (var o = y * W + x0, e = y * W + x1; o < e; o++) { u32[o] = colour; }
+      }
     }
   }
 
@@ -207,6 +222,17 @@
     var a = Math.round(c[3] * 255);
     return LITTLE ? ((a << 24) | (c[2] << 16) | (c[1] << 8) | c[0]) >>> 0
                   : ((c[0] << 24) | (c[1] << 16) | (c[2] << 8) | a) >>> 0;
+  }
+
+  /* One ImageData reused by every tile of a size (putImageData copies it): no 1 MB
+   * allocation per tile. */
+  var scratchImg = null, scratchU32 = null;
+  function scratch(ctx, W, H) {
+    if (!scratchImg || scratchImg.width !== W || scratchImg.height !== H) {
+      scratchImg = ctx.createImageData(W, H);
+      scratchU32 = new Uint32Array(scratchImg.data.buffer);
+    }
+    return scratchImg;
   }
 
   /* Draw a tile (see groupSymbols for the order). Dense tiles (symbols touching) draw
@@ -219,18 +245,19 @@
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     if (!data.count) { ctx.clearRect(0, 0, W, H); return; }
     var groups = groupSymbols(data, z, S);
-    var img = ctx.createImageData(W, H), px = img.data;
+    var img = scratch(ctx, W, H), px = img.data;
     var dense = data.count > DENSE, w = z >= 9 && !dense ? OUTLINE_W * dpr : 0;
-    var u32 = dense ? new Uint32Array(px.buffer) : null;
+    var u32 = scratchU32;
+    u32.fill(0);
     for (var j = 0; j < groups.length; j++) {
       var grp = groups[j], fill = rgba(colours[grp.v] || "#cccccc");
       if (dense) {
         squares(u32, W, H, grp.xy, grp.r * 0.886 * dpr, dpr, packed(fill));
         continue;
       }
-      var st = stamp(grp.r * dpr, fill, w), xy = grp.xy;
+      var st = stamp(grp.r * dpr, fill, w, W), xy = grp.xy;
       for (var q = 0; q < xy.length; q += 2) {
-        blend(px, W, H, st, Math.round(xy[q] * dpr), Math.round(xy[q + 1] * dpr));
+        blend(px, u32, W, H, st, Math.round(xy[q] * dpr), Math.round(xy[q + 1] * dpr));
       }
     }
     ctx.putImageData(img, 0, 0);
