@@ -14,7 +14,8 @@ times are measured in the browser (``performance.now()``):
 Results go to ``BENCHMARKS.md`` between ``<!-- begin:map -->`` and ``<!-- end:map -->``
 (the block is appended when absent; the rest of the file is left alone)::
 
-    python benchmarks/map_bench.py [--n 1000000] [--repeat 3] [--out BENCHMARKS.md]
+    python benchmarks/map_bench.py [--n 1000000] [--repeat 3] [--keep-store DIR]
+                                   [--out BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -119,8 +120,10 @@ return {tiles: t.length, features: bw.layers.enterprises.drawnFeatures(), bytes:
 """
 
 
-def run(n: int, repeat: int, *, plugins: bool = False) -> dict[str, Any]:
-    """Serve ``n`` enterprises and measure the map in headless Chromium."""
+def run(n: int, repeat: int, *, plugins: bool = False,
+        keep: Path | None = None) -> dict[str, Any]:
+    """Serve ``n`` enterprises and measure the map in headless Chromium (``keep``: a folder
+    whose store is reused when present, else made there and kept)."""
     import uvicorn
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -137,12 +140,16 @@ def run(n: int, repeat: int, *, plugins: bool = False) -> dict[str, Any]:
         lw.build_app_page = functools.partial(lw.build_app_page, plugins=False)
     load_start = os.getloadavg()
     t = time.perf_counter()
-    ents = make_enterprises(n)
-    tmp = Path(tempfile.mkdtemp(prefix="bw-mapbench-store-"))
+    tmp = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="bw-mapbench-store-"))
+    reuse = keep is not None and (tmp / "store.gpkg").exists()
     store = get_store(tmp / "store.gpkg")
     store.init()
-    store.load_enterprises(ents, loaded_by="bench", source_name="bench", source_sha256="0")
-    log.info("loaded %d enterprises in %.1f s", n, time.perf_counter() - t)
+    if reuse:
+        log.info("reusing the store in %s", tmp)
+    else:
+        store.load_enterprises(make_enterprises(n), loaded_by="bench", source_name="bench",
+                               source_sha256="0")
+        log.info("loaded %d enterprises in %.1f s", n, time.perf_counter() - t)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(Settings(data_dir=tmp), store=store),
                                         host="127.0.0.1", port=port, log_level="warning"))
@@ -162,7 +169,7 @@ def run(n: int, repeat: int, *, plugins: bool = False) -> dict[str, Any]:
     from api.tiles import point_index
     from api.routers.tiles import _verdicts
 
-    point_index(store, [v for v, _l, _c in _verdicts()])  # what the first tile would build
+    n = len(point_index(store, [v for v, _l, _c in _verdicts()]))  # as the first tile would
     index_s = time.perf_counter() - t_index
     try:
         base = f"http://127.0.0.1:{port}/map"
@@ -196,7 +203,8 @@ def run(n: int, repeat: int, *, plugins: bool = False) -> dict[str, Any]:
         thread.join(timeout=10)
         store.close()
         shutil.rmtree(profile, ignore_errors=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return {"n": n, "repeat": repeat, "first": first, "views": views, "index_s": index_s,
             "load": os.getloadavg(), "load_start": load_start, "plugins": plugins}
 
@@ -294,11 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--plugins", action="store_true",
                     help="serve the page with its plug-ins (webmap.toml [plugins])")
+    ap.add_argument("--keep-store", type=Path, default=None,
+                    help="folder for the generated store, reused by later runs (the 1M "
+                         "registry takes minutes to build and load)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] /
                     "BENCHMARKS.md")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    res = run(args.n, args.repeat, plugins=args.plugins)
+    res = run(args.n, args.repeat, plugins=args.plugins, keep=args.keep_store)
     block = render(res)
     print(block)
     write_block(args.out, "map", block.replace(BEGIN, "").replace(END, ""))
