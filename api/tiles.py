@@ -17,6 +17,9 @@ Two producers give the same tiles:
   :func:`encode_points` (vectorised protobuf, no per-feature Python).
 - :func:`postgis_tile` (PostGIS): the same binning in SQL, encoded by ``ST_AsMVT``.
 
+Either way the encoded bytes are kept in :data:`TILES` under :func:`tile_key` (store, data
+version, filters, tile), which also names the tile's ETag.
+
 Spec: Mapbox Vector Tile 2.1 (points: one ``MoveTo`` command, zig-zag parameters);
 OGC Two Dimensional Tile Matrix Set 17-083r4 (WebMercatorQuad).
 """
