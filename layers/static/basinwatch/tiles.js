@@ -116,7 +116,7 @@
       var r = Math.round(radius(data.n[i], z) * 2) / 2;
       var px = data.x[i] * k, py = data.y[i] * k;
       if (px < -r || py < -r || px > S + r || py > S + r) { continue; }
-      var key = r * 64 + (63 - data.v[i]);
+      var key = r * 64 + data.v[i];  // sorted descending: weaker (higher index) first
       var g = groups[key];
       if (!g) { g = groups[key] = {r: r, v: data.v[i], xy: []}; keys.push(key); }
       g.xy.push(px, py);
@@ -162,7 +162,11 @@
         var cf = Math.max(0, Math.min(1, r - d + 0.5)) * fill[3];
         var a = cf, cr = fill[0] * cf, cg = fill[1] * cf, cb = fill[2] * cf, co = 0;
         if (w > 0) {
-          co = Math.max(0, Math.min(1, w / 2 + 0.5 - Math.abs(d - r))) * OUTLINE[3];
+          // the ring [r - w/2, r + w/2] seen through a 1 px box along the radius; thinner
+          // than a pixel, a 1 px ring at w's opacity (how the canvas draws hairlines)
+          co = (w < 1 ? w * Math.max(0, 1 - Math.abs(d - r))
+                : Math.max(0, Math.min(d + 0.5, r + w / 2) - Math.max(d - 0.5, r - w / 2))) *
+            OUTLINE[3];
           cr = OUTLINE[0] * co + cr * (1 - co); cg = OUTLINE[1] * co + cg * (1 - co);
           cb = OUTLINE[2] * co + cb * (1 - co); a = co + a * (1 - co);
         }
