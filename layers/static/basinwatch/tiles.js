@@ -5,8 +5,9 @@
  *   {api}/collections/enterprises/tiles/WebMercatorQuad/{z-1}/{y}/{x}?px=512&<filters>
  * decoded with the vendored `pbf` reader (only the point layer "enterprises": feature id,
  * properties verdict and n, one MoveTo per feature) into typed arrays, and drawn as circles
- * coloured by verdict: larger symbols (more enterprises in the same 4 px bin) first, so
- * smaller and rarer verdicts stay visible on top; at equal size stronger verdicts on top.
+ * coloured by verdict (written into the tile's pixels: see drawTile): larger symbols (more
+ * enterprises in the same 4 px bin) first, so smaller and rarer verdicts stay visible on
+ * top; at equal size stronger verdicts on top.
  * hit(latlng, px) finds the feature under a click (tiles keep their decoded arrays).
  * No inline styles: canvas drawing only; sizes via CSSOM.
  */
