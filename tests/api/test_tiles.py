@@ -388,3 +388,47 @@ def test_gzip_when_accepted_decodes_to_the_same_tile(many_client) -> None:
         assert "Accept-Encoding" in r.headers["vary"]
     assert len(body) < len(plain.content)
     assert gzip.decompress(body) == plain.content  # Python's gzip as the decoder
+
+
+def test_the_tile_index_is_built_once_per_load_not_per_request(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request reads through its own pinned view of the store: the 1M-row index must
+    still be shared (it was keyed by the view's id: rebuilt per tile request)."""
+    from api.store import get_store
+    from api.tiles import TILES
+
+    st = get_store(tmp_path / "s.gpkg")
+    st.init()
+    st.load_enterprises(_many(300, seed=8), loaded_by="t", source_name="a.csv",
+                        source_sha256="a")
+    builds = []
+    real = PointIndex.build.__func__
+
+    def counting(cls, *args, **kwargs):  # noqa: ANN001, ANN202
+        builds.append(1)
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(PointIndex, "build", classmethod(counting))
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    client = TestClient(create_app(Settings(data_dir=tmp_path), store=st))
+    TILES.clear()
+    for z in (8, 9, 10, 11):
+        x, y = _tile_xy(116.43, 23.25, z)
+        assert client.get(TILE.format(z=z, x=x, y=y)).status_code == 200
+    assert len(builds) == 1
+    from api.routers.tiles import _verdicts
+    from api.tiles import point_index
+
+    names = [v for v, _l, _c in _verdicts()]
+    views = [st.pinned(), st.pinned()]  # alive together: two ids
+    assert point_index(views[0], names) is point_index(views[1], names)
+    assert len(builds) == 1
+    st.load_enterprises(_many(300, seed=9), loaded_by="t", source_name="b.csv",
+                        source_sha256="b")
+    x, y = _tile_xy(116.43, 23.25, 12)
+    client.get(TILE.format(z=12, x=x, y=y))
+    assert len(builds) == 2  # a new load: a new index
