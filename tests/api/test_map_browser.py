@@ -315,13 +315,14 @@ return [painted, differ];
 def test_tile_pixels_match_the_canvas_drawing_the_same_symbols(server, driver, z: int,
                                                                count: int) -> None:
     """The tile layer writes pixels itself (stamps, squares); the browser's own canvas
-    drawing of the same circles / squares in the same order is the oracle: at most 3 % of
-    the painted pixels differ by more than a quarter of the range (edges: anti-aliasing and
-    whole-pixel positions)."""
+    drawing of the same circles / squares in the same order is the oracle: at most 2 % of
+    the painted pixels of circles differ by more than a quarter of the range (anti-aliased
+    edges), 6 % of squares (written in whole pixels: the canvas blends their fractional
+    edges)."""
     _open(driver, server["base"] + "/")
     painted, differ = driver.execute_script(_PIXELS_JS, z, count)
     assert painted > 10_000
-    assert differ <= 0.03 * painted, (painted, differ)
+    assert differ <= (0.06 if count > 2000 else 0.02) * painted, (painted, differ)
 
 
 def test_popup_escapes_names_and_shows_address_city_district_and_data_version(
