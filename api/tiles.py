@@ -17,6 +17,9 @@ Two producers give the same tiles:
   :func:`encode_points` (vectorised protobuf, no per-feature Python).
 - :func:`postgis_tile` (PostGIS): the same binning in SQL, encoded by ``ST_AsMVT``.
 
+Either way the encoded bytes are kept in :data:`TILES` under :func:`tile_key` (store, data
+version, filters, tile), which also names the tile's ETag.
+
 Spec: Mapbox Vector Tile 2.1 (points: one ``MoveTo`` command, zig-zag parameters);
 OGC Two Dimensional Tile Matrix Set 17-083r4 (WebMercatorQuad).
 """
@@ -36,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from api.store.base import FID, FeatureQuery, Store
+from api.tilecache import CachedTile, TileCache
 from geo.errors import InvalidQueryError
 
 __all__ = [
@@ -53,6 +57,9 @@ __all__ = [
     "point_index",
     "postgis_tile",
     "render_tile",
+    "cached_tile",
+    "tile_key",
+    "TILES",
     "count_in_view",
 ]
 
@@ -72,8 +79,10 @@ MAX_ZOOM = 22
 #: AGG_LEVEL - 6 are summed from these cells instead of from single enterprises.
 AGG_LEVEL = 18
 _BINS_PER_TILE = EXTENT // 64  # 2**6 bins of BIN units across a tile
-#: Encoded tiles kept per load (a few tens of MB at most).
-TILE_CACHE = 2048
+#: Bytes of encoded tiles kept (all stores and versions; see :mod:`api.tilecache`).
+TILE_CACHE_BYTES = 64 << 20
+#: Bumped when the tile encoding changes, so ETags of older builds stop matching.
+TILE_FORMAT = 1
 _R = 6378137.0
 _MAX_LAT = 85.0511287798066
 
@@ -339,8 +348,6 @@ class PointIndex:
     fid_order: np.ndarray | None = None
     cells: OrderedDict[tuple[Any, ...], _Cells] = dataclasses.field(
         default_factory=OrderedDict)
-    #: Encoded tiles of this load (LRU, at most TILE_CACHE): panning back costs nothing.
-    tiles: OrderedDict[tuple[Any, ...], bytes] = dataclasses.field(default_factory=OrderedDict)
 
     @classmethod
     def build(cls, frame: pd.DataFrame, verdict_names: Sequence[str],
@@ -482,19 +489,8 @@ class PointIndex:
 
         While a bin is no finer than a cell of :data:`AGG_LEVEL`, the tile is summed from
         the cached cell counts (a cell lies in exactly one bin), beyond from single
-        enterprises."""
-        ckey = (filter_key, z, x, y, tile_px)
-        with self.lock:
-            hit = self.tiles.get(ckey)
-            if hit is not None:
-                self.tiles.move_to_end(ckey)
-                return hit
-        body = self._tile(z, x, y, mask, filter_key, tile_px)
-        with self.lock:
-            self.tiles[ckey] = body
-            while len(self.tiles) > TILE_CACHE:
-                self.tiles.popitem(last=False)
-        return body
+        enterprises. Not cached here: :func:`render_tile` keeps the encoded bytes."""
+        return self._tile(z, x, y, mask, filter_key, tile_px)
 
     def _tile(self, z: int, x: int, y: int, mask: np.ndarray | None,
               filter_key: tuple[Any, ...], tile_px: int) -> bytes:
@@ -544,11 +540,26 @@ class PointIndex:
         return {name: int(c) for name, c in zip(self.verdict_names, counts, strict=True) if c}
 
 
-_INDEXES: dict[int, PointIndex] = {}
+_INDEXES: dict[tuple[Any, ...], PointIndex] = {}
 _INDEX_LOCK = threading.Lock()
 
 
+def _store_id(store: Store) -> tuple[Any, ...]:
+    """What names the data behind ``store`` (the same for every per-request view of it):
+    the GeoPackage file, or the database URL and schema."""
+    origin = getattr(store, "_origin", None) or store
+    path = getattr(origin, "path", None)
+    if path is not None:
+        return (store.provider, str(path))
+    url = getattr(origin, "url", None)
+    if url is not None:
+        return (store.provider, str(url), getattr(origin, "schema", None))
+    return (store.provider, id(origin))
+
+
 def _version_of(store: Store) -> tuple[Any, ...]:
+    """The data version: the newest load (every load writes a new record; the tile index
+    and the tile cache are keyed by it)."""
     loads = store.loads()
     if not loads:
         return (None,)
@@ -557,17 +568,19 @@ def _version_of(store: Store) -> tuple[Any, ...]:
 
 
 def point_index(store: Store, verdict_names: Sequence[str]) -> PointIndex:
-    """The :class:`PointIndex` of the store's current load (built on first use per load)."""
+    """The :class:`PointIndex` of the store's current load (built on first use per load,
+    shared by every per-request view of the store)."""
     version = _version_of(store)
-    hit = _INDEXES.get(id(store))
+    sid = (_store_id(store), tuple(verdict_names))
+    hit = _INDEXES.get(sid)
     if hit is not None and hit.version == version:
         return hit
     with _INDEX_LOCK:
-        hit = _INDEXES.get(id(store))
+        hit = _INDEXES.get(sid)
         if hit is not None and hit.version == version:
             return hit
         idx = PointIndex.build(store.points(FeatureQuery()), verdict_names, version)
-        _INDEXES[id(store)] = idx
+        _INDEXES[sid] = idx
         log.info("tile index of %d enterprises built", len(idx))
         return idx
 
@@ -618,19 +631,45 @@ def postgis_tile(store: Any, q: FeatureQuery, z: int, x: int, y: int,
 # --------------------------------------------------------------------------- dispatch
 
 
-def render_tile(store: Store, q: FeatureQuery, z: int, x: int, y: int,
-                verdict_names: Sequence[str], tile_px: int = 256) -> bytes:
-    """Tile ``z/x/y`` of the enterprises matching ``q`` from whichever store holds them,
-    binned for display at ``tile_px`` (256, the WebMercatorQuad default, or 512)."""
+#: Encoded tiles of every store and version (LRU by bytes): panning back costs nothing.
+TILES = TileCache(TILE_CACHE_BYTES)
+
+
+def tile_key(store: Store, q: FeatureQuery, z: int, x: int, y: int,
+             verdict_names: Sequence[str], tile_px: int = 256) -> tuple[Any, ...]:
+    """Cache key (and ETag source) of a tile request, after checking it: store, data
+    version, verdict list, non-spatial filters, tile and display size."""
     _check_tile(z, x, y)
     if tile_px not in (256, 512):
         raise InvalidQueryError(f"px: expected 256 or 512, got {tile_px}.")
     if q.bbox is not None:
         raise InvalidQueryError("bbox: a tile is its own extent; drop the bbox parameter.")
+    return (TILE_FORMAT, _store_id(store), _version_of(store), tuple(verdict_names),
+            PointIndex.filter_key(q), z, x, y, tile_px)
+
+
+def cached_tile(store: Store, q: FeatureQuery, z: int, x: int, y: int,
+                verdict_names: Sequence[str], tile_px: int = 256,
+                key: tuple[Any, ...] | None = None) -> CachedTile:
+    """Tile ``z/x/y`` with its ETag, from :data:`TILES` or made now (``key``: the
+    :func:`tile_key` already computed for this request)."""
+    key = key or tile_key(store, q, z, x, y, verdict_names, tile_px)
+    hit = TILES.get(key)
+    if hit is not None:
+        return hit
     if store.provider == "postgis":
-        return postgis_tile(store, q, z, x, y, verdict_names, tile_px=tile_px)
-    idx = point_index(store, verdict_names)
-    return idx.tile(z, x, y, idx.mask(store, q), idx.filter_key(q), tile_px=tile_px)
+        body = postgis_tile(store, q, z, x, y, verdict_names, tile_px=tile_px)
+    else:
+        idx = point_index(store, verdict_names)
+        body = idx.tile(z, x, y, idx.mask(store, q), idx.filter_key(q), tile_px=tile_px)
+    return TILES.put(key, body)
+
+
+def render_tile(store: Store, q: FeatureQuery, z: int, x: int, y: int,
+                verdict_names: Sequence[str], tile_px: int = 256) -> bytes:
+    """Tile ``z/x/y`` of the enterprises matching ``q`` from whichever store holds them,
+    binned for display at ``tile_px`` (256, the WebMercatorQuad default, or 512)."""
+    return cached_tile(store, q, z, x, y, verdict_names, tile_px).body
 
 
 def count_in_view(store: Store, q: FeatureQuery, bbox: tuple[float, float, float, float],

@@ -271,6 +271,60 @@ def test_map_draws_every_enterprise_from_tiles_under_a_strict_csp(server, driver
     assert outside == []
 
 
+_PIXELS_JS = """
+var z = arguments[0], count = arguments[1], seed = 7;
+function rnd() { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; }
+var d = {count: count, extent: 4096, x: new Float32Array(count), y: new Float32Array(count),
+         v: new Int16Array(count), n: new Uint32Array(count), id: new Float64Array(count)};
+for (var i = 0; i < count; i++) {
+  d.x[i] = 16 + 32 * Math.floor(rnd() * 130) - 32; d.y[i] = 16 + 32 * Math.floor(rnd() * 130) - 32;
+  d.v[i] = Math.floor(rnd() * 5); d.n[i] = rnd() < 0.8 ? 1 : 1 + Math.floor(rnd() * 30);
+}
+var cols = ['#d7191c', '#fdae61', '#e6e600', '#abd9e9', '#2c7bb6'];
+function canvas() { var c = document.createElement('canvas'); c.width = 512; c.height = 512;
+  return c; }
+var a = canvas(); BasinWatchTiles._draw(a, d, cols, z, 1, 512);
+// oracle: the same symbols drawn by the canvas itself, one by one, in the documented order
+// (largest first; at equal size weaker verdicts, i.e. higher index, first)
+var b = canvas(), ctx = b.getContext('2d'), order = [];
+for (i = 0; i < count; i++) { order.push(i); }
+function r(i) { return Math.round(BasinWatchTiles.radius(d.n[i], z) * 2) / 2; }
+order.sort(function (p, q) { return r(q) - r(p) || d.v[q] - d.v[p] || p - q; });
+var dense = count > 2000;
+order.forEach(function (i) {
+  var x = d.x[i] / 8, y = d.y[i] / 8, rr = r(i), h = rr * 0.886;
+  ctx.fillStyle = cols[d.v[i]];
+  if (dense) { ctx.fillRect(x - h, y - h, 2 * h, 2 * h); return; }
+  ctx.beginPath(); ctx.arc(x, y, rr, 0, 2 * Math.PI); ctx.fill();
+  if (z >= 9) { ctx.lineWidth = 0.6; ctx.strokeStyle = 'rgba(40,40,40,0.85)'; ctx.stroke(); }
+});
+var pa = a.getContext('2d').getImageData(0, 0, 512, 512).data, pb = ctx.getImageData(0, 0, 512, 512).data;
+var painted = 0, differ = 0;
+for (i = 0; i < pa.length; i += 4) {
+  if (pa[i + 3] === 0 && pb[i + 3] === 0) { continue; }
+  painted += 1;
+  var m = Math.max(Math.abs(pa[i] - pb[i]), Math.abs(pa[i + 1] - pb[i + 1]),
+                   Math.abs(pa[i + 2] - pb[i + 2]), Math.abs(pa[i + 3] - pb[i + 3]));
+  if (m > 64) { differ += 1; }
+}
+return [painted, differ];
+"""
+
+
+@pytest.mark.parametrize(("z", "count"), [(7, 1500), (12, 1500), (14, 7000)])
+def test_tile_pixels_match_the_canvas_drawing_the_same_symbols(server, driver, z: int,
+                                                               count: int) -> None:
+    """The tile layer writes pixels itself (stamps, squares); the browser's own canvas
+    drawing of the same circles / squares in the same order is the oracle: at most 2 % of
+    the painted pixels of circles differ by more than a quarter of the range (anti-aliased
+    edges), 6 % of squares (written in whole pixels: the canvas blends their fractional
+    edges)."""
+    _open(driver, server["base"] + "/")
+    painted, differ = driver.execute_script(_PIXELS_JS, z, count)
+    assert painted > 10_000
+    assert differ <= (0.06 if count > 2000 else 0.02) * painted, (painted, differ)
+
+
 def test_popup_escapes_names_and_shows_address_city_district_and_data_version(
         server, driver) -> None:
     base, target = server["base"], server["xss"]

@@ -272,7 +272,6 @@ def test_cell_sums_equal_binning_every_enterprise(monkeypatch: pytest.MonkeyPatc
         x, y = _tile_xy(113.5, 23.0, z)
         for px in (256, 512):
             cells = idx.tile(z, x, y, None, tile_px=px)
-            idx.tiles.clear()  # no cached tile: really take the other path
             with monkeypatch.context() as m:
                 m.setattr(tiles, "AGG_LEVEL", 0)
                 raw = idx.tile(z, x, y, None, tile_px=px)
@@ -297,3 +296,139 @@ def test_a_512_px_tile_is_its_four_256_px_children(many_client, z: int) -> None:
                          if 0 <= cx < EXTENT and 0 <= cy < EXTENT]
     assert big and sorted(big) == sorted(children)
     assert client.get(TILE.format(z=z, x=x, y=y), params={"px": 300}).status_code == 400
+
+
+# --------------------------------------------------------------------------- tile cache, HTTP
+
+
+def _moved(gdf: gpd.GeoDataFrame, dlon: float) -> gpd.GeoDataFrame:
+    out = gdf.copy()
+    out["lon"] = out["lon"] + dlon
+    out["verdict"] = "shutdown"
+    return gpd.GeoDataFrame(out.drop(columns="geometry"),
+                            geometry=shapely.points(out["lon"], out["lat"]), crs="EPSG:4326")
+
+
+@pytest.mark.parametrize("kind", ["gpkg", pytest.param("postgis", marks=pytest.mark.postgis)])
+def test_tile_cache_follows_the_data_version(kind: str, tmp_path) -> None:
+    """A tile served (and cached) before a new load is not served after it: the bytes and
+    the ETag change, and the new bytes count the new list (brute-force oracle)."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+    from api.tiles import TILES
+    from tests.api.conftest import open_store
+
+    gen = open_store(kind, tmp_path / kind)
+    st = next(gen)
+    try:
+        gdf = _many(800, seed=3)
+        st.load_enterprises(gdf, loaded_by="t", source_name="a.csv", source_sha256="a")
+        client = TestClient(create_app(Settings(data_dir=tmp_path), store=st))
+        z = 10
+        x, y = _tile_xy(116.43, 23.25, z)
+        url = TILE.format(z=z, x=x, y=y)
+        first = client.get(url)
+        hits = TILES.hits
+        again = client.get(url)
+        assert TILES.hits == hits + 1 and again.content == first.content  # from the cache
+        moved = _moved(gdf, 0.002)  # ~200 m east: other bins, one verdict
+        st.load_enterprises(moved, loaded_by="t", source_name="b.csv", source_sha256="b")
+        after = client.get(url)
+        assert after.status_code == 200
+        assert after.content != first.content
+        assert after.headers["etag"] != first.headers["etag"]
+        feats = _decode(after.content)
+        assert {f["properties"]["verdict"] for f in feats} == {"shutdown"}
+        inside = [f for f in feats if 0 <= f["geometry"]["coordinates"][0] < EXTENT
+                  and 0 <= f["geometry"]["coordinates"][1] < EXTENT]
+        assert sum(f["properties"]["n"] for f in inside) == int(_in_tile(moved, z, x, y).sum())
+    finally:
+        gen.close()
+
+
+def test_etag_names_the_version_and_a_revalidation_is_not_modified(many_client) -> None:
+    """RFC 9110: If-None-Match with the tile's ETag (alone, in a list, weak, or ``*``) is a
+    304 without a body; another tag, filter or tile is a 200 with another ETag."""
+    client, gdf = many_client
+    x, y = _tile_xy(116.43, 23.25, 11)
+    url = TILE.format(z=11, x=x, y=y)
+    first = client.get(url)
+    tag = first.headers["etag"]
+    assert first.status_code == 200 and tag.startswith('"') and first.content
+    for inm in (tag, f'"x", {tag}', f"W/{tag}", "*"):
+        r = client.get(url, headers={"If-None-Match": inm})
+        assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == tag, inm
+    assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+    other = client.get(url, params={"verdict": "shutdown"})
+    assert other.headers["etag"] != tag
+    assert client.get(TILE.format(z=11, x=x + 1, y=y)).headers["etag"] != tag
+    # the page's URL names the load (v=<load id>): kept; without it: revalidated
+    load_id = client.get("/map/meta").json()["load_id"]
+    assert "max-age=86400" in client.get(url, params={"v": load_id}).headers["cache-control"]
+    assert "no-cache" in first.headers["cache-control"]
+    assert "no-cache" in client.get(url, params={"v": load_id + 1}).headers["cache-control"]
+
+
+def test_gzip_when_accepted_decodes_to_the_same_tile(many_client) -> None:
+    import gzip
+
+    import httpx
+
+    client, gdf = many_client
+    x, y = _tile_xy(116.43, 23.25, 9)
+    url = TILE.format(z=9, x=x, y=y)
+    plain = client.get(url, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and len(plain.content) > 1024
+    raw = httpx.Client(transport=client._transport, base_url=str(client.base_url))
+    with raw.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as r:
+        body = b"".join(r.iter_raw())
+        assert r.headers["content-encoding"] == "gzip"
+        assert "Accept-Encoding" in r.headers["vary"]
+    assert len(body) < len(plain.content)
+    assert gzip.decompress(body) == plain.content  # Python's gzip as the decoder
+
+
+def test_the_tile_index_is_built_once_per_load_not_per_request(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request reads through its own pinned view of the store: the 1M-row index must
+    still be shared (it was keyed by the view's id: rebuilt per tile request)."""
+    from api.store import get_store
+    from api.tiles import TILES
+
+    st = get_store(tmp_path / "s.gpkg")
+    st.init()
+    st.load_enterprises(_many(300, seed=8), loaded_by="t", source_name="a.csv",
+                        source_sha256="a")
+    builds = []
+    real = PointIndex.build.__func__
+
+    def counting(cls, *args, **kwargs):  # noqa: ANN001, ANN202
+        builds.append(1)
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(PointIndex, "build", classmethod(counting))
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    client = TestClient(create_app(Settings(data_dir=tmp_path), store=st))
+    TILES.clear()
+    for z in (8, 9, 10, 11):
+        x, y = _tile_xy(116.43, 23.25, z)
+        assert client.get(TILE.format(z=z, x=x, y=y)).status_code == 200
+    assert len(builds) == 1
+    from api.routers.tiles import _verdicts
+    from api.tiles import point_index
+
+    names = [v for v, _l, _c in _verdicts()]
+    views = [st.pinned(), st.pinned()]  # alive together: two ids
+    assert point_index(views[0], names) is point_index(views[1], names)
+    assert len(builds) == 1
+    st.load_enterprises(_many(300, seed=9), loaded_by="t", source_name="b.csv",
+                        source_sha256="b")
+    x, y = _tile_xy(116.43, 23.25, 12)
+    client.get(TILE.format(z=12, x=x, y=y))
+    assert len(builds) == 2  # a new load: a new index

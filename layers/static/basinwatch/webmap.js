@@ -402,8 +402,14 @@
     tiles.on("load", function () {
       bw.state.pending = false;
       if (bw.state.viewStart !== null && bw.state.viewStart !== undefined) {
-        bw.state.lastMs = performance.now() - bw.state.viewStart;
+        var start = bw.state.viewStart;
+        bw.state.lastMs = performance.now() - start;
         bw.state.viewStart = null;
+        // draw-done: the frame showing every tile has been produced (canvas rasterised)
+        bw.state.paintedMs = null;
+        requestAnimationFrame(function () {
+          setTimeout(function () { bw.state.paintedMs = performance.now() - start; }, 0);
+        });
       }
       bw.state.shown = tiles.drawnFeatures();
       if (!bw.state.ready) {
