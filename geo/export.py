@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from geo.errors import ExportError, ReferenceDataError
@@ -502,8 +503,10 @@ def write_shapefile_zip(
 # --------------------------------------------------------------------------- Excel
 
 
-def _display_frame(df: pd.DataFrame, verdicts: Mapping[str, str]) -> pd.DataFrame:
-    """Chinese view of the output columns for Excel (ids translated, formulas inert)."""
+def _display_frame(df: pd.DataFrame, verdicts: Mapping[str, str], *,
+                   safe: bool = True) -> pd.DataFrame:
+    """Chinese view of the output columns for Excel (ids translated; with ``safe``,
+    formulas inert and XML-illegal characters replaced, else left to the writer)."""
     labels = _labels()
     words = labels["words"]
     zones = labels["zones"]
@@ -519,7 +522,8 @@ def _display_frame(df: pd.DataFrame, verdicts: Mapping[str, str]) -> pd.DataFram
     out["review_reasons"] = _codes_text(out["review_reasons"], labels["review_reasons"])
     out["data_issues"] = _codes_text(out["data_issues"], _issue_texts())
     out = _rule_display(out, labels)
-    out = _xlsx_safe(out)
+    if safe:
+        out = _xlsx_safe(out)
     return out.rename(columns={c: _column_label(c) for c in out.columns})
 
 
@@ -748,8 +752,7 @@ def write_xlsx(
         Per-unit results (``PipelineResult.units``); when given and not empty, a sheet
         设备清单 lists every unit with its own verdict, reasons, deadline and status.
     """
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
+    from geo.xlsx import Book
 
     df = _enforcement_frame(gdf)
     verdicts = (
@@ -757,36 +760,23 @@ def write_xlsx(
     )
     prov = _provenance_for(df, provenance)
     labels = _labels()
-    words = labels["words"]
     by_zone, by_ind = _summary_tables(df, verdicts)
-    display = _display_frame(df, verdicts)
+    display = _display_frame(df, verdicts, safe=False)  # made safe column-wise in Arrow
 
-    wb = Workbook()
-    ws = wb.active
-    ws.title = labels["sheets"]["summary"]
-    _write_table(ws, by_zone, autofilter=True)
-    _write_table(ws, by_ind, start_row=len(by_zone) + 3, autofilter=False)
-    rej_row = len(by_zone) + len(by_ind) + 6
-    title = f"{words['rejected_rows']}（{words['rejected_hint']}）"
-    ws.cell(row=rej_row - 1, column=1, value=title).font = Font(bold=True)
-    _write_table(ws, _rejected_summary(rejected, prov.rejected), start_row=rej_row,
-                 autofilter=False)
-    ws.freeze_panes = "B2"
-
-    sheets = [(labels["sheets"]["all"], display)]
+    zones = []
     for zid, zname in labels["zones"].items():
-        member = (df["basin_id"].eq(zid) | df["region_id"].eq(zid)).to_numpy()
-        if member.any():
-            sheets.append((zname, display[member]))
+        member = np.flatnonzero((df["basin_id"].eq(zid) | df["region_id"].eq(zid)).to_numpy())
+        if len(member):
+            zones.append((zname, member))
+    extra = []
     if rejected is not None:
         _check_columns(rejected, REJECTED_COLUMNS, "rejected rows")
-        rej = _xlsx_safe(pd.DataFrame(rejected.loc[:, list(REJECTED_COLUMNS)]))
-        sheets.append((labels["sheets"]["rejected"],
-                       rej.rename(columns=labels["rejected_columns"])))
+        rej = pd.DataFrame(rejected.loc[:, list(REJECTED_COLUMNS)])
+        extra.append((labels["sheets"]["rejected"], rej.rename(columns=labels["rejected_columns"])))
     if units is not None and len(units):
-        sheets.append((labels.get("sheets_units", {}).get("units", "设备清单"),
-                       _xlsx_safe(_units_display(units, verdicts))))
-    total = sum(len(frame) for _, frame in sheets)
+        extra.append((labels.get("sheets_units", {}).get("units", "设备清单"),
+                      _units_display(units, verdicts)))
+    total = len(display) + sum(len(m) for _, m in zones) + sum(len(f) for _, f in extra)
     done = [0]
 
     def step(k: int) -> None:
@@ -794,18 +784,49 @@ def write_xlsx(
         if progress is not None:
             progress(done[0], total)
 
-    for title, frame in sheets:
-        sheet = wb.create_sheet(title)
-        _write_table(sheet, frame, autofilter=True, progress=step)
-        sheet.freeze_panes = "A2"
-    _write_notes(wb.create_sheet(labels["sheets"]["notes"]), prov, notes)
-    wb.properties.title = labels["provenance"]["title"]
-    wb.properties.creator = prov.generator
-    wb.properties.description = prov.to_json()
-
-    with atomic_target(path) as tmp:
-        wb.save(tmp)
+    with atomic_target(path) as tmp, Book(tmp, progress=step) as book:
+        _xlsx_summary(book, by_zone, by_ind, _rejected_summary(rejected, prov.rejected))
+        table = book.encode(display)
+        book.add_rows(labels["sheets"]["all"], table)
+        for zname, member in zones:
+            book.add_rows(zname, table, member)
+        for title, frame in extra:
+            book.add_rows(title, book.encode(frame))
+        _xlsx_notes(book, prov, notes)
+        book.set_properties({"title": labels["provenance"]["title"],
+                             "author": prov.generator, "comments": prov.to_json()})
     return Path(path)
+
+
+def _xlsx_summary(book: Any, by_zone: pd.DataFrame, by_ind: pd.DataFrame,
+                  rejected: pd.DataFrame) -> None:
+    """The 汇总 sheet: counts by zone and by industry, rejected rows by reason."""
+    labels = _labels()
+    words = labels["words"]
+    ws = book.add_sheet(labels["sheets"]["summary"])
+    widths: dict[int, float] = {}
+    book.write_small(ws, by_zone, autofilter=True, widths=widths)
+    book.write_small(ws, by_ind, start_row=len(by_zone) + 2, autofilter=False, widths=widths)
+    rej_row = len(by_zone) + len(by_ind) + 5  # 0-based
+    ws.write_string(rej_row - 1, 0, f"{words['rejected_rows']}（{words['rejected_hint']}）",
+                    book.bold)
+    book.write_small(ws, rejected, start_row=rej_row, autofilter=False, widths=widths)
+    ws.freeze_panes(1, 1)
+
+
+def _xlsx_notes(book: Any, prov: Provenance, extra: Sequence[tuple[str, str]] | None) -> None:
+    """The 说明 sheet (XlsxWriter): like :func:`_write_notes`."""
+    labels = _labels()
+    words = labels["words"]
+    ws = book.add_sheet(labels["sheets"]["notes"])
+    ws.write_string(0, 0, labels["provenance"]["title"], book.bold)
+    table = pd.DataFrame([*(extra or []), *prov.rows_zh(labels["provenance"])],
+                         columns=["项目", "内容"])
+    book.write_small(ws, _xlsx_safe(table), start_row=2, autofilter=False)
+    row = 2 + len(table) + 2
+    for note in (words["review_note"], words["formula_note"]):
+        ws.write_string(row, 0, note)
+        row += 1
 
 
 # --------------------------------------------------------------------------- dispatch
