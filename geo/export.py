@@ -512,19 +512,23 @@ def _display_frame(df: pd.DataFrame, verdicts: Mapping[str, str], *,
     zones = labels["zones"]
     omit = [c for c in labels.get("xlsx", {}).get("omit_columns", []) if c in df.columns]
     out = df.drop(columns=omit)
-    out["verdict"] = out["verdict"].map(lambda v: verdicts.get(v, v))
+    out["verdict"] = _translate(out["verdict"], verdicts)
     out["needs_review"] = _bool_text(out["needs_review"], words["yes"], words["no"])
     for col in ("basin_id", "region_id"):
-        out[col] = out[col].map(lambda v: zones.get(v, v))
-    out["geocode_precision"] = out["geocode_precision"].map(
-        lambda v: labels["precision"].get(v, v)
-    )
+        out[col] = _translate(out[col], zones)
+    out["geocode_precision"] = _translate(out["geocode_precision"], labels["precision"])
     out["review_reasons"] = _codes_text(out["review_reasons"], labels["review_reasons"])
     out["data_issues"] = _codes_text(out["data_issues"], _issue_texts())
     out = _rule_display(out, labels)
     if safe:
         out = _xlsx_safe(out)
     return out.rename(columns={c: _column_label(c) for c in out.columns})
+
+
+def _translate(values: pd.Series, texts: Mapping[str, str]) -> pd.Series:
+    """``texts[v]`` where ``v`` has a text, else ``v`` (one lookup per distinct value)."""
+    mapped = values.map(dict(texts))
+    return mapped.where(mapped.notna(), values)
 
 
 def _xlsx_safe(frame: pd.DataFrame) -> pd.DataFrame:
@@ -546,7 +550,7 @@ def _rule_display(out: pd.DataFrame, labels: Mapping[str, Any]) -> pd.DataFrame:
     """Chinese deadline status and price measures (labels.toml, rules catalog)."""
     if "deadline_status" in out:
         status = labels.get("deadline_status", {})
-        out["deadline_status"] = out["deadline_status"].map(lambda v: status.get(v, v))
+        out["deadline_status"] = _translate(out["deadline_status"], status)
     if "price_measures" in out:
         from layers.catalog import rules
 
@@ -560,7 +564,7 @@ def _units_display(units: pd.DataFrame, verdicts: Mapping[str, str]) -> pd.DataF
     labels = _labels()
     words = labels["words"]
     out = pd.DataFrame(units.loc[:, list(UNIT_COLUMNS)]).copy()
-    out["verdict"] = out["verdict"].map(lambda v: verdicts.get(v, v))
+    out["verdict"] = _translate(out["verdict"], verdicts)
     out["needs_review"] = _bool_text(out["needs_review"], words["yes"], words["no"])
     out["review_reasons"] = _codes_text(out["review_reasons"], labels["review_reasons"])
     out["data_issues"] = _codes_text(out["data_issues"], _issue_texts())
