@@ -30,13 +30,14 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from geo.errors import ExportError, ReferenceDataError
 from geo.files import atomic_target
@@ -54,6 +55,7 @@ __all__ = [
     "COORD_DECIMALS",
     "PROVENANCE_SIDECAR",
     "CSV_LINE_END",
+    "csv_chunks",
     "export",
     "export_all",
     "output_columns",
@@ -97,6 +99,8 @@ _CSV_ENCODING: Final = "utf-8-sig"  # the BOM makes Excel open Chinese text corr
 #: RFC 4180 line break. With it Python's csv writer also quotes a field holding a bare CR
 #: (with "\n" alone, a CR inside a name would split the row for other readers).
 CSV_LINE_END: Final = "\r\n"
+#: Rows formatted at once by :func:`csv_chunks` (bounds the memory of a CSV export).
+CSV_CHUNK_ROWS: Final = 100_000
 _WGS84: Final = "EPSG:4326"
 #: First characters a spreadsheet reads as the start of a formula or a command: OWASP
 #: "CSV Injection" (= + - @ tab CR) and ASVS 5.0 V1.2.10 (adds NUL); LF for good measure.
@@ -306,11 +310,63 @@ def _provenance_for(
 
 
 def _write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    with atomic_target(path) as tmp:
-        neutralise_frame(df).to_csv(
-            tmp, index=False, encoding=_CSV_ENCODING, lineterminator=CSV_LINE_END
-        )
+    with atomic_target(path) as tmp, tmp.open("wb") as fh:
+        for chunk in csv_chunks(df):
+            fh.write(chunk)
     return Path(path)
+
+
+def csv_chunks(df: pd.DataFrame, *, rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+    """``df`` as CSV bytes, ``rows`` rows at a time: UTF-8 BOM and header first, CRLF line
+    ends, formulas neutralised (:func:`neutralise_formulas`), missing values empty.
+
+    Rows are formatted column-wise by ``pyarrow.csv`` (text quoted, numbers in their
+    shortest round-trip form, ``-5.0`` as ``-5``); memory is bounded by one chunk.
+    """
+    import csv
+    import io
+
+    import pyarrow.csv as pacsv
+
+    head = io.StringIO()
+    csv.writer(head, lineterminator=CSV_LINE_END).writerow([str(c) for c in df.columns])
+    yield head.getvalue().encode(_CSV_ENCODING)
+    options = pacsv.WriteOptions(include_header=False, eol=CSV_LINE_END)
+    for start in range(0, len(df), rows):
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(_arrow_csv_table(df.iloc[start:start + rows]), sink, options)
+        yield sink.getvalue().to_pybytes()
+
+
+def _arrow_csv_table(df: pd.DataFrame) -> pa.Table:
+    """Arrow columns of ``df`` for CSV: text neutralised, other objects as text."""
+    from geo.xlsx import neutralise_text
+
+    columns = {}
+    for i, col in enumerate(df.columns):
+        values = df.iloc[:, i]
+        if isinstance(values.dtype, gpd.array.GeometryDtype):
+            values = values.to_wkt()
+        try:
+            arr = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds: written as text
+            arr = pa.array(values.map(lambda v: None if _is_missing(v) else str(v)),
+                           type=pa.string())
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            arr = neutralise_text(arr.cast(pa.string()))
+        elif pa.types.is_null(arr.type):
+            arr = arr.cast(pa.string())
+        columns[str(col) if str(col) not in columns else f"{col}.{i}"] = arr
+    return pa.table(columns)
+
+
+def _is_missing(value: object) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
 
 
 # --------------------------------------------------------------------------- writers

@@ -37,7 +37,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["Book", "Encoded", "CHUNK_ROWS", "FORMULA_START", "XML_ILLEGAL", "display_width"]
+__all__ = ["Book", "Encoded", "CHUNK_ROWS", "FORMULA_START", "XML_ILLEGAL", "display_width",
+           "neutralise", "neutralise_text"]
 
 #: Rows joined and written at once (bounds the memory of a sheet).
 CHUNK_ROWS: Final = 25_000
@@ -69,13 +70,18 @@ def display_width(text: pa.Array) -> int:
     return int(pc.max(width).as_py() or 0)
 
 
-def neutralise(text: pa.Array) -> pa.Array:
-    """Formulas made inert (leading ``'``) and XML-illegal characters -> U+FFFD."""
-    text = pc.replace_substring_regex(text, XML_ILLEGAL, "\ufffd")
+def neutralise_text(text: pa.Array) -> pa.Array:
+    """Text a spreadsheet would run as a formula, with a leading ``'`` (the Arrow twin of
+    :func:`geo.export.neutralise_formulas`)."""
     risky = pc.match_substring_regex(text, FORMULA_START)
     if not pc.any(risky).as_py():
         return text
     return pc.if_else(risky, pc.binary_join_element_wise("'", text, ""), text)
+
+
+def neutralise(text: pa.Array) -> pa.Array:
+    """Formulas made inert (leading ``'``) and XML-illegal characters -> U+FFFD."""
+    return neutralise_text(pc.replace_substring_regex(text, XML_ILLEGAL, "\ufffd"))
 
 
 def _escape(text: pa.Array) -> pa.Array:
