@@ -56,6 +56,7 @@ __all__ = [
     "PROVENANCE_SIDECAR",
     "CSV_LINE_END",
     "csv_chunks",
+    "enforcement_csv_chunks",
     "export",
     "export_all",
     "output_columns",
@@ -310,8 +311,12 @@ def _provenance_for(
 
 
 def _write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    return _write_chunks(csv_chunks(df), path)
+
+
+def _write_chunks(chunks: Iterator[bytes], path: str | os.PathLike[str]) -> Path:
     with atomic_target(path) as tmp, tmp.open("wb") as fh:
-        for chunk in csv_chunks(df):
+        for chunk in chunks:
             fh.write(chunk)
     return Path(path)
 
@@ -389,9 +394,18 @@ def write_enforcement_csv(gdf: pd.DataFrame, path: str | os.PathLike[str]) -> Pa
         spreadsheet would run as a formula starts with ``'`` (:func:`neutralise_formulas`).
         Provenance goes in the sidecar :func:`write_provenance` writes.
     """
+    return _write_chunks(enforcement_csv_chunks(gdf), path)
+
+
+def enforcement_csv_chunks(gdf: pd.DataFrame) -> Iterator[bytes]:
+    """The bytes of :func:`write_enforcement_csv`'s file, chunk by chunk (for streaming).
+
+    The frame is checked and prepared before the first chunk is asked for, so a bad frame
+    raises here, not in the middle of a response.
+    """
     frame = _enforcement_frame(gdf)
     frame["needs_review"] = _bool_text(frame["needs_review"], "true", "false")
-    return _write_csv(frame, path)
+    return csv_chunks(frame)
 
 
 def write_units_csv(units: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
