@@ -19,7 +19,8 @@ properties -- and the rows of the large data sheets are generated column-wise wi
 
 Text is made safe on the way (vectorised): formulas neutralised with a leading ``'``
 (:data:`FORMULA_START`), characters XML 1.0 cannot hold become U+FFFD, ``& < >`` are
-escaped, and Excel's own ``_xHHHH_`` escapes are protected. Cells are never formulas.
+escaped, and text holding Excel's own ``_xHHHH_`` escapes goes to the shared-string table
+(XlsxWriter protects them there). Cells are never formulas.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ SHARED_MAX_SHARE: Final = 0.5
 #: An empty cell. Data cells carry no ``r`` reference (optional in ECMA-376 18.3.1.4; a
 #: cell without one follows the previous cell of its row): that is 40% of the sheet XML.
 _EMPTY: Final = "<c/>"
+#: Excel's escape of a character in text (``_x000D_``).
+_EXCEL_ESCAPE: Final = r"_x[0-9a-fA-F]{4}_"
 _EXCEL_EPOCH: Final = np.datetime64("1899-12-30T00:00:00", "ns")
 _DAY_NS: Final = 86_400 * 10**9
 
@@ -85,10 +88,10 @@ def neutralise(text: pa.Array) -> pa.Array:
 
 
 def _escape(text: pa.Array) -> pa.Array:
-    """XML element text: ``& < >`` escaped, CR kept (``&#13;``), ``_xHHHH_`` protected."""
+    """XML element text: ``& < >`` escaped, CR kept (``&#13;``)."""
     for raw, esc in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;")):
         text = pc.replace_substring(text, raw, esc)
-    return pc.replace_substring_regex(text, r"(_x[0-9a-fA-F]{4}_)", r"_x005F\1")
+    return text
 
 
 def _text_element(text: pa.Array) -> pa.Array:
@@ -272,20 +275,35 @@ class Book:
         """Shared-string references for repeated text, inline strings for unique text.
 
         Text is dictionary-encoded first, so neutralising and escaping run once per
-        distinct value."""
+        distinct value. Text holding an ``_xHHHH_`` sequence always goes to the shared
+        table: Excel reads that sequence as an escaped character, and XlsxWriter protects
+        it there (openpyxl does not undo the protection in inline strings)."""
         valid = text.is_valid().to_numpy(zero_copy_only=False)
         encoded = pc.dictionary_encode(text)
         distinct = neutralise(encoded.dictionary)
         strings = getattr(self._wb, "str_table", None)
-        if strings is not None and 0 < len(distinct) <= SHARED_MAX_SHARE * valid.sum():
-            index = np.fromiter((strings._get_shared_string_index(s)
-                                 for s in distinct.to_pylist()), dtype=np.int64,
-                                count=len(distinct))
-            strings.count -= len(distinct)  # counted again per sheet in add_rows
-            xml = _join('<c t="s"><v>', pc.cast(pa.array(index), pa.string()), "</v></c>")
-            return pc.take(xml, encoded.indices), valid
-        xml = _join('<c t="inlineStr"><is>', _text_element(distinct), "</is></c>")
-        return pc.take(xml, encoded.indices), None
+        if strings is None:  # pragma: no cover - an XlsxWriter without the table
+            return pc.take(self._inline(distinct), encoded.indices), None
+        shared = (np.ones(len(distinct), dtype=bool)
+                  if 0 < len(distinct) <= SHARED_MAX_SHARE * valid.sum() else
+                  pc.match_substring_regex(distinct, _EXCEL_ESCAPE).to_numpy(
+                      zero_copy_only=False))
+        if not shared.any():
+            return pc.take(self._inline(distinct), encoded.indices), None
+        index = np.full(len(distinct), -1, dtype=np.int64)
+        index[shared] = [strings._get_shared_string_index(s)
+                         for s in distinct.filter(pa.array(shared)).to_pylist()]
+        strings.count -= int(shared.sum())  # counted again per sheet in add_rows
+        refs = _join("<c t=\"s\"><v>", pc.cast(pa.array(index), pa.string()), "</v></c>")
+        xml = refs if shared.all() else pc.if_else(pa.array(shared), refs,
+                                                   self._inline(distinct))
+        cell_shared = valid.copy()
+        cell_shared[valid] = shared[encoded.indices.drop_null().to_numpy()]
+        return pc.take(xml, encoded.indices), cell_shared
+
+    @staticmethod
+    def _inline(text: pa.Array) -> pa.Array:
+        return _join('<c t="inlineStr"><is>', _text_element(text), "</is></c>")
 
     # ------------------------------------------------------------------ package
 
@@ -399,8 +417,8 @@ def _dates(values: pd.Series) -> pa.Array:
 def _mixed(values: pd.Series) -> tuple[pa.Array | None, ...]:
     """An object column holding several kinds: each value goes to its own kind."""
     kind = values.map(_kind_of)
-    text = values.where(kind.eq("text")).map(lambda v: v if isinstance(v, str) else
-                                             (None if _missing(v) else str(v)))
+    text = values.where(kind.eq("text")).map(lambda v: (v or None) if isinstance(v, str)
+                                             else (None if _missing(v) else str(v)))
     number = pd.to_numeric(values.where(kind.eq("number")), errors="coerce").astype(float)
     boolean = values.where(kind.eq("bool"))
     date = values.where(kind.eq("date"))
