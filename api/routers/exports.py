@@ -177,8 +177,8 @@ def _selection(request: Request, store: StoreDep, fmt: str, within: str | None):
     return frame, name, notes, load_provenance(store, len(frame), prov_params)
 
 
-@router.post("/jobs", summary="Start an export with progress (Excel is written in a child "
-                               "process)", status_code=202)
+@router.post("/jobs", summary="Start an export with progress (written in the background)",
+             status_code=202)
 def start_export(
     request: Request,
     store: StoreDep,
