@@ -8,10 +8,11 @@ properties -- and the rows of the large data sheets are generated column-wise wi
 ``pyarrow.compute`` string kernels and spliced into XlsxWriter's package:
 
 * each column of a frame is encoded once (:meth:`Book.encode`) into the ``<c>`` elements
-  of its cells (without the optional ``r`` reference: 40% less XML to write and zip): repeated text (verdicts, districts, industries) as
-  indices into the workbook's shared-string table (from an Arrow dictionary encoding),
-  unique text (names, credit codes, addresses) as inline strings, numbers as ``<v>``,
-  dates as serial days with a date style, ``<c/>`` when empty;
+  of its cells (without the optional ``r`` reference: 40% less XML to write and zip):
+  repeated text (verdicts, districts, industries) as indices into the workbook's
+  shared-string table (from an Arrow dictionary encoding), unique text (names, credit
+  codes, addresses) as inline strings, numbers as ``<v>``, dates as serial days with a
+  date style, ``<c/>`` when empty;
 * a sheet is a selection of rows of an encoded table (:meth:`Book.add_rows`), so the
   per-basin sheets reuse the encoding of 全部企业;
 * rows are joined in chunks of :data:`CHUNK_ROWS` and written straight from the Arrow
@@ -26,6 +27,7 @@ escaped, and text holding Excel's own ``_xHHHH_`` escapes goes to the shared-str
 from __future__ import annotations
 
 import io
+import logging
 import re
 import zipfile
 from collections.abc import Callable, Mapping
@@ -38,8 +40,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["Book", "Encoded", "CHUNK_ROWS", "FORMULA_START", "XML_ILLEGAL", "display_width",
-           "neutralise", "neutralise_text"]
+__all__ = ["Book", "Encoded", "CHUNK_ROWS", "MAX_ROWS", "MAX_CELL_CHARS", "FORMULA_START",
+           "XML_ILLEGAL", "display_width", "neutralise", "neutralise_text"]
+
+log = logging.getLogger(__name__)
 
 #: Rows joined and written at once (bounds the memory of a sheet).
 CHUNK_ROWS: Final = 25_000
@@ -50,6 +54,10 @@ COMPRESS_LEVEL: Final = 1
 FORMULA_START: Final = r"^[=+\-@\t\r\n\x00]"
 #: Characters XML 1.0 cannot store; replaced by U+FFFD.
 XML_ILLEGAL: Final = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{fffe}\x{ffff}]"
+#: Rows of an Excel sheet (ECMA-376 / Excel specifications), header included.
+MAX_ROWS: Final = 1_048_576
+#: Characters of one Excel cell; longer text is cut (and logged).
+MAX_CELL_CHARS: Final = 32_767
 #: Repeated text goes to the shared-string table when it has at most this share of
 #: distinct values among the non-empty cells; unique text is written inline.
 SHARED_MAX_SHARE: Final = 0.5
@@ -83,8 +91,15 @@ def neutralise_text(text: pa.Array) -> pa.Array:
 
 
 def neutralise(text: pa.Array) -> pa.Array:
-    """Formulas made inert (leading ``'``) and XML-illegal characters -> U+FFFD."""
-    return neutralise_text(pc.replace_substring_regex(text, XML_ILLEGAL, "\ufffd"))
+    """Formulas made inert (leading ``'``), XML-illegal characters -> U+FFFD, text cut to
+    :data:`MAX_CELL_CHARS` (what a cell holds)."""
+    text = neutralise_text(pc.replace_substring_regex(text, XML_ILLEGAL, "\ufffd"))
+    long = pc.greater(pc.utf8_length(text), MAX_CELL_CHARS)
+    if pc.any(long).as_py():
+        log.warning("xlsx: %d text value(s) cut to %d characters (the Excel cell limit)",
+                    pc.sum(long).as_py(), MAX_CELL_CHARS)
+        text = pc.utf8_slice_codeunits(text, 0, MAX_CELL_CHARS)
+    return text
 
 
 def _escape(text: pa.Array) -> pa.Array:
@@ -169,6 +184,8 @@ class Book:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is None:
             self.close()
+        else:  # the layout is in memory; close it so XlsxWriter does not complain
+            self._wb.close()
 
     # ------------------------------------------------------------------ layout
 
@@ -228,9 +245,15 @@ class Book:
                  autofilter: bool = True) -> Any:
         """A sheet with ``table``'s header and its ``rows`` (positions; all by default),
         header bold and frozen, autofilter, widths from the content."""
+        n = len(table) if rows is None else len(rows)
+        if n + 1 > MAX_ROWS:
+            from geo.errors import ExportError
+
+            raise ExportError(
+                f"Cannot write the sheet {name!r}: {n:,} rows, an Excel sheet holds at most "
+                f"{MAX_ROWS - 1:,} below its header; export CSV or narrow the filter.")
         ws = self._wb.add_worksheet(name)
         ws.write_row(0, 0, table.headers, self.bold)
-        n = len(table) if rows is None else len(rows)
         last = max(len(table.headers) - 1, 0)
         if autofilter:
             ws.autofilter(0, 0, n, last)

@@ -215,3 +215,25 @@ def test_both_readers_agree_on_every_sheet(tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(a[sheet], b[sheet], check_dtype=False, obj=sheet)
     notes = a[LABELS["sheets"]["notes"]]
     assert "执法清单（XLSX）" in notes.astype(str).to_numpy()
+
+
+def test_a_sheet_over_the_excel_row_limit_is_refused_by_name(tmp_path: Path,
+                                                            monkeypatch) -> None:  # noqa: ANN001
+    import geo.xlsx as gx
+    from geo.errors import ExportError
+
+    monkeypatch.setattr(gx, "MAX_ROWS", 4)  # the check, not a million rows
+    with Book(tmp_path / "b.xlsx") as book:
+        table = book.encode(pd.DataFrame({"n": [1, 2, 3]}))
+        book.add_rows("ok", table)  # 3 rows + header: at the limit
+        with pytest.raises(ExportError, match="'多'.*4 rows.*at most 3"):
+            book.add_rows("多", book.encode(pd.DataFrame({"n": [1, 2, 3, 4]})))
+
+
+def test_text_longer_than_a_cell_is_cut_to_the_excel_limit(tmp_path: Path) -> None:
+    from geo.xlsx import MAX_CELL_CHARS
+
+    path = tmp_path / "b.xlsx"
+    with Book(path) as book:
+        book.add_rows("S", book.encode(pd.DataFrame({"t": ["练" * (MAX_CELL_CHARS + 5), "短"]})))
+    assert _calamine_rows(path, "S")[1:] == [["练" * MAX_CELL_CHARS], ["短"]]
