@@ -340,7 +340,7 @@ def csv_chunks(df: pd.DataFrame, *, rows: int = CSV_CHUNK_ROWS) -> Iterator[byte
     for start in range(0, len(df), rows):
         sink = pa.BufferOutputStream()
         pacsv.write_csv(_arrow_csv_table(df.iloc[start:start + rows]), sink, options)
-        yield sink.getvalue().to_pybytes()
+        yield memoryview(sink.getvalue())  # no copy
 
 
 def _arrow_csv_table(df: pd.DataFrame) -> pa.Table:
