@@ -249,13 +249,23 @@ def _one(writer: str, frame_path: Path) -> dict[str, Any]:
     out = frame_path.with_suffix(suffix)
     rss0 = _rss_mb()
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS (VmHWM) := RSS now
+    cpu0 = _cpu_s()
     t = time.perf_counter()
     fn(frame, out)
     seconds = time.perf_counter() - t
+    cpu = _cpu_s() - cpu0
     peak = _status_mb("VmHWM")
     size = out.stat().st_size
     out.unlink()
-    return {"seconds": seconds, "rss0": rss0, "peak": peak, "bytes": size}
+    return {"seconds": seconds, "cpu": cpu, "rss0": rss0, "peak": peak, "bytes": size}
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process, all threads (what a shared machine does not inflate)."""
+    import resource
+
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
 
 
 def run_writers(sizes: list[int], old: int | None) -> list[dict[str, Any]]:
@@ -294,12 +304,15 @@ def render_writers(rows: list[dict[str, Any]], cmd: str) -> str:
         "GeoParquet (`map_bench.make_enterprises`); 2 shared cores, load average (1 min) "
         "beside each row.",
         "",
-        "| writer | rows | seconds | RSS frame loaded -> peak | file | load |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| writer | rows | seconds (wall) | CPU seconds | RSS frame loaded -> peak | file "
+        "| load |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        cpu = f"{r['cpu']:.1f}" if "cpu" in r else "-"
         lines.append(
-            f"| {r['writer']} | {r['n']:,} | **{r['seconds']:.1f}** | {r['rss0']:.0f} -> "
+            f"| {r['writer']} | {r['n']:,} | **{r['seconds']:.1f}** | {cpu} | "
+            f"{r['rss0']:.0f} -> "
             f"{r['peak']:.0f} MB (+{r['peak'] - r['rss0']:.0f}) | "
             f"{r['bytes'] / 2**20:.1f} MiB | {r['load'][0]:.1f} |")
     lines += [
