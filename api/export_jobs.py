@@ -1,12 +1,15 @@
-"""Export jobs: the enforcement list written in a child process, with progress.
+"""Export jobs: the enforcement list written in a background thread, with progress.
 
-An Excel workbook of 100k rows takes openpyxl tens of seconds of pure-Python work. Written
-inside the server it held the interpreter lock (other map requests stalled) and left the
-worker's memory high afterwards. A job instead hands the selected rows to a *spawned* child
-process, which writes the file and reports rows written through a shared counter; the
-server only answers progress polls and, when done, streams the file from disk
-(``FileResponse``, chunked) with its Chinese file name. The child exits after one file, so
-its memory goes back to the system. Finished files are deleted after download or after
+The Excel writer used to be openpyxl: a minute of pure-Python work per 100k rows, so jobs
+ran in a spawned child process to keep the server answering. The writer is now
+XlsxWriter + pyarrow (:mod:`geo.xlsx`): most of its time is in Arrow kernels and zlib,
+which release the interpreter lock, and a spawned child's start (importing pandas,
+geopandas, pyarrow: 2 s on a quiet machine, over 15 s on a loaded one) cost more than
+writing a basin. A job is therefore a thread of the server: it writes the file into a
+temporary folder and reports rows written (after each chunk of rows); the server answers
+progress polls and, when done, streams the file from disk (``FileResponse``) with its
+Chinese file name, and gives the memory of the export back to the system
+(:func:`api.memory.release_memory`). Finished files are deleted after download or after
 :data:`KEEP_S` seconds.
 
 Also here: the Chinese description of an export's filters and area (the file name parts and
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import multiprocessing as mp
 import shutil
 import tempfile
 import threading
@@ -29,6 +31,7 @@ from typing import Any
 
 import geopandas as gpd
 
+from api.memory import release_memory
 from geo.errors import ExportError, GeoError
 
 __all__ = ["ExportJob", "start_job", "get_job", "describe_filters", "KEEP_S", "MAX_JOBS"]
@@ -37,7 +40,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds a finished file is kept for download.
 KEEP_S = 600
-#: Jobs running at once (each is a process); more are refused with 503.
+#: Jobs running at once (each is a thread); more are refused with 429.
 MAX_JOBS = 2
 
 
@@ -50,6 +53,13 @@ class ExportBusyError(GeoError, RuntimeError):
 
 
 @dataclasses.dataclass
+class _Count:
+    """Rows written so far (set by the writing thread, read by progress polls)."""
+
+    value: int = 0
+
+
+@dataclasses.dataclass
 class ExportJob:
     """One export: its state and, when done, the file."""
 
@@ -58,8 +68,8 @@ class ExportJob:
     filename: str
     total: int
     folder: Path
-    done: Any  # multiprocessing.Value('q')
-    process: Any = None
+    done: _Count
+    thread: threading.Thread | None = None
     state: str = "running"
     error: str | None = None
     path: Path | None = None
@@ -79,37 +89,30 @@ _JOBS: dict[str, ExportJob] = {}
 _LOCK = threading.Lock()
 
 
-def _child(frame: gpd.GeoDataFrame, fmt: str, path: str, notes: list[tuple[str, str]],
-           provenance: Any, done: Any, errors: Any) -> None:  # pragma: no cover - child
-
-    """Write the file (in the spawned child)."""
+def _write(job: ExportJob, frame: gpd.GeoDataFrame, target: Path,
+           notes: list[tuple[str, str]], provenance: Any) -> None:
+    """Write the file (in the job's thread) and record how it ended."""
     try:
         from geo.export import export, write_xlsx
 
-        if fmt == "xlsx":
+        if job.fmt == "xlsx":
             def progress(written: int, total: int) -> None:
-                done.value = int(written * len(frame) / max(total, 1))
+                job.done.value = int(written * job.total / max(total, 1))
 
-            write_xlsx(frame, path, notes=notes, progress=progress, provenance=provenance)
+            write_xlsx(frame, target, notes=notes, progress=progress, provenance=provenance)
         else:
-            export(frame, fmt, path, provenance=provenance)
-        done.value = len(frame)
-    except Exception as exc:  # reported to the parent through the error queue
-        errors.put(f"{type(exc).__name__}: {exc}")
-        raise
-
-
-def _watch(job: ExportJob, errors: Any, target: Path) -> None:
-    job.process.join()
-    job.finished = time.monotonic()
-    if job.process.exitcode == 0 and target.is_file():
+            export(frame, job.fmt, target, provenance=provenance)
+        job.done.value = job.total
         job.path, job.state = target, "done"
         log.info("export job %s: %d rows %s in %.1f s", job.id, job.total, job.fmt,
-                 job.finished - job.started)
-    else:
-        job.state = "failed"
-        job.error = errors.get() if not errors.empty() else f"exit code {job.process.exitcode}"
+                 time.monotonic() - job.started)
+    except Exception as exc:  # reported through the job's state
+        job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
         log.error("export job %s failed: %s", job.id, job.error)
+    finally:
+        job.finished = time.monotonic()
+        del frame
+        release_memory()
 
 
 def _expire() -> None:
@@ -122,7 +125,7 @@ def _expire() -> None:
 
 def start_job(frame: gpd.GeoDataFrame, fmt: str, filename: str,
               notes: list[tuple[str, str]], *, provenance: Any = None) -> ExportJob:
-    """Start writing ``frame`` as ``fmt`` in a child process; return the job at once.
+    """Start writing ``frame`` as ``fmt`` in a background thread; return the job at once.
 
     Raises
     ------
@@ -137,18 +140,14 @@ def start_job(frame: gpd.GeoDataFrame, fmt: str, filename: str,
         if running >= MAX_JOBS:
             raise ExportBusyError(f"{running} exports are running; try again when one is done "
                                   f"(at most {MAX_JOBS} at once).")
-        ctx = mp.get_context("spawn")
         folder = Path(tempfile.mkdtemp(prefix="basinwatch-job-"))
         target = folder / f"enforcement_list{MEDIA_TYPES[fmt][1]}"
         job = ExportJob(id=uuid.uuid4().hex, fmt=fmt, filename=filename, total=len(frame),
-                        folder=folder, done=ctx.Value("q", 0))
-        errors = ctx.Queue()
-        job.process = ctx.Process(target=_child, daemon=True,
-                                  args=(frame, fmt, str(target), notes, provenance, job.done,
-                                        errors))
-        job.process.start()
+                        folder=folder, done=_Count())
+        job.thread = threading.Thread(target=_write, name=f"export-{job.id[:8]}", daemon=True,
+                                      args=(job, frame, target, notes, provenance))
         _JOBS[job.id] = job
-    threading.Thread(target=_watch, args=(job, errors, target), daemon=True).start()
+    job.thread.start()
     return job
 
 

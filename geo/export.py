@@ -30,12 +30,14 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from geo.errors import ExportError, ReferenceDataError
 from geo.files import atomic_target
@@ -53,6 +55,8 @@ __all__ = [
     "COORD_DECIMALS",
     "PROVENANCE_SIDECAR",
     "CSV_LINE_END",
+    "csv_chunks",
+    "enforcement_csv_chunks",
     "export",
     "export_all",
     "output_columns",
@@ -96,6 +100,8 @@ _CSV_ENCODING: Final = "utf-8-sig"  # the BOM makes Excel open Chinese text corr
 #: RFC 4180 line break. With it Python's csv writer also quotes a field holding a bare CR
 #: (with "\n" alone, a CR inside a name would split the row for other readers).
 CSV_LINE_END: Final = "\r\n"
+#: Rows formatted at once by :func:`csv_chunks` (bounds the memory of a CSV export).
+CSV_CHUNK_ROWS: Final = 100_000
 _WGS84: Final = "EPSG:4326"
 #: First characters a spreadsheet reads as the start of a formula or a command: OWASP
 #: "CSV Injection" (= + - @ tab CR) and ASVS 5.0 V1.2.10 (adds NUL); LF for good measure.
@@ -305,11 +311,67 @@ def _provenance_for(
 
 
 def _write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    with atomic_target(path) as tmp:
-        neutralise_frame(df).to_csv(
-            tmp, index=False, encoding=_CSV_ENCODING, lineterminator=CSV_LINE_END
-        )
+    return _write_chunks(csv_chunks(df), path)
+
+
+def _write_chunks(chunks: Iterator[bytes], path: str | os.PathLike[str]) -> Path:
+    with atomic_target(path) as tmp, tmp.open("wb") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
     return Path(path)
+
+
+def csv_chunks(df: pd.DataFrame, *, rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+    """``df`` as CSV bytes, ``rows`` rows at a time: UTF-8 BOM and header first, CRLF line
+    ends, formulas neutralised (:func:`neutralise_formulas`), missing values empty.
+
+    Rows are formatted column-wise by ``pyarrow.csv`` (text quoted, numbers in their
+    shortest round-trip form, ``-5.0`` as ``-5``); memory is bounded by one chunk.
+    """
+    import csv
+    import io
+
+    import pyarrow.csv as pacsv
+
+    head = io.StringIO()
+    csv.writer(head, lineterminator=CSV_LINE_END).writerow([str(c) for c in df.columns])
+    yield head.getvalue().encode(_CSV_ENCODING)
+    options = pacsv.WriteOptions(include_header=False, eol=CSV_LINE_END)
+    for start in range(0, len(df), rows):
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(_arrow_csv_table(df.iloc[start:start + rows]), sink, options)
+        yield memoryview(sink.getvalue())  # no copy
+
+
+def _arrow_csv_table(df: pd.DataFrame) -> pa.Table:
+    """Arrow columns of ``df`` for CSV: text neutralised, other objects as text."""
+    from geo.xlsx import neutralise_text
+
+    columns = {}
+    for i, col in enumerate(df.columns):
+        values = df.iloc[:, i]
+        if isinstance(values.dtype, gpd.array.GeometryDtype):
+            values = values.to_wkt()
+        try:
+            arr = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds: written as text
+            arr = pa.array(values.map(lambda v: None if _is_missing(v) else str(v)),
+                           type=pa.string())
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            arr = neutralise_text(arr.cast(pa.string()))
+        elif pa.types.is_null(arr.type):
+            arr = arr.cast(pa.string())
+        columns[str(col) if str(col) not in columns else f"{col}.{i}"] = arr
+    return pa.table(columns)
+
+
+def _is_missing(value: object) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
 
 
 # --------------------------------------------------------------------------- writers
@@ -332,9 +394,18 @@ def write_enforcement_csv(gdf: pd.DataFrame, path: str | os.PathLike[str]) -> Pa
         spreadsheet would run as a formula starts with ``'`` (:func:`neutralise_formulas`).
         Provenance goes in the sidecar :func:`write_provenance` writes.
     """
+    return _write_chunks(enforcement_csv_chunks(gdf), path)
+
+
+def enforcement_csv_chunks(gdf: pd.DataFrame) -> Iterator[bytes]:
+    """The bytes of :func:`write_enforcement_csv`'s file, chunk by chunk (for streaming).
+
+    The frame is checked and prepared before the first chunk is asked for, so a bad frame
+    raises here, not in the middle of a response.
+    """
     frame = _enforcement_frame(gdf)
     frame["needs_review"] = _bool_text(frame["needs_review"], "true", "false")
-    return _write_csv(frame, path)
+    return csv_chunks(frame)
 
 
 def write_units_csv(units: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
@@ -502,25 +573,32 @@ def write_shapefile_zip(
 # --------------------------------------------------------------------------- Excel
 
 
-def _display_frame(df: pd.DataFrame, verdicts: Mapping[str, str]) -> pd.DataFrame:
-    """Chinese view of the output columns for Excel (ids translated, formulas inert)."""
+def _display_frame(df: pd.DataFrame, verdicts: Mapping[str, str], *,
+                   safe: bool = True) -> pd.DataFrame:
+    """Chinese view of the output columns for Excel (ids translated; with ``safe``,
+    formulas inert and XML-illegal characters replaced, else left to the writer)."""
     labels = _labels()
     words = labels["words"]
     zones = labels["zones"]
     omit = [c for c in labels.get("xlsx", {}).get("omit_columns", []) if c in df.columns]
     out = df.drop(columns=omit)
-    out["verdict"] = out["verdict"].map(lambda v: verdicts.get(v, v))
+    out["verdict"] = _translate(out["verdict"], verdicts)
     out["needs_review"] = _bool_text(out["needs_review"], words["yes"], words["no"])
     for col in ("basin_id", "region_id"):
-        out[col] = out[col].map(lambda v: zones.get(v, v))
-    out["geocode_precision"] = out["geocode_precision"].map(
-        lambda v: labels["precision"].get(v, v)
-    )
+        out[col] = _translate(out[col], zones)
+    out["geocode_precision"] = _translate(out["geocode_precision"], labels["precision"])
     out["review_reasons"] = _codes_text(out["review_reasons"], labels["review_reasons"])
     out["data_issues"] = _codes_text(out["data_issues"], _issue_texts())
     out = _rule_display(out, labels)
-    out = _xlsx_safe(out)
+    if safe:
+        out = _xlsx_safe(out)
     return out.rename(columns={c: _column_label(c) for c in out.columns})
+
+
+def _translate(values: pd.Series, texts: Mapping[str, str]) -> pd.Series:
+    """``texts[v]`` where ``v`` has a text, else ``v`` (one lookup per distinct value)."""
+    mapped = values.map(dict(texts))
+    return mapped.where(mapped.notna(), values)
 
 
 def _xlsx_safe(frame: pd.DataFrame) -> pd.DataFrame:
@@ -542,7 +620,7 @@ def _rule_display(out: pd.DataFrame, labels: Mapping[str, Any]) -> pd.DataFrame:
     """Chinese deadline status and price measures (labels.toml, rules catalog)."""
     if "deadline_status" in out:
         status = labels.get("deadline_status", {})
-        out["deadline_status"] = out["deadline_status"].map(lambda v: status.get(v, v))
+        out["deadline_status"] = _translate(out["deadline_status"], status)
     if "price_measures" in out:
         from layers.catalog import rules
 
@@ -556,7 +634,7 @@ def _units_display(units: pd.DataFrame, verdicts: Mapping[str, str]) -> pd.DataF
     labels = _labels()
     words = labels["words"]
     out = pd.DataFrame(units.loc[:, list(UNIT_COLUMNS)]).copy()
-    out["verdict"] = out["verdict"].map(lambda v: verdicts.get(v, v))
+    out["verdict"] = _translate(out["verdict"], verdicts)
     out["needs_review"] = _bool_text(out["needs_review"], words["yes"], words["no"])
     out["review_reasons"] = _codes_text(out["review_reasons"], labels["review_reasons"])
     out["data_issues"] = _codes_text(out["data_issues"], _issue_texts())
@@ -748,8 +826,7 @@ def write_xlsx(
         Per-unit results (``PipelineResult.units``); when given and not empty, a sheet
         设备清单 lists every unit with its own verdict, reasons, deadline and status.
     """
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
+    from geo.xlsx import Book
 
     df = _enforcement_frame(gdf)
     verdicts = (
@@ -757,36 +834,23 @@ def write_xlsx(
     )
     prov = _provenance_for(df, provenance)
     labels = _labels()
-    words = labels["words"]
     by_zone, by_ind = _summary_tables(df, verdicts)
-    display = _display_frame(df, verdicts)
+    display = _display_frame(df, verdicts, safe=False)  # made safe column-wise in Arrow
 
-    wb = Workbook()
-    ws = wb.active
-    ws.title = labels["sheets"]["summary"]
-    _write_table(ws, by_zone, autofilter=True)
-    _write_table(ws, by_ind, start_row=len(by_zone) + 3, autofilter=False)
-    rej_row = len(by_zone) + len(by_ind) + 6
-    title = f"{words['rejected_rows']}（{words['rejected_hint']}）"
-    ws.cell(row=rej_row - 1, column=1, value=title).font = Font(bold=True)
-    _write_table(ws, _rejected_summary(rejected, prov.rejected), start_row=rej_row,
-                 autofilter=False)
-    ws.freeze_panes = "B2"
-
-    sheets = [(labels["sheets"]["all"], display)]
+    zones = []
     for zid, zname in labels["zones"].items():
-        member = (df["basin_id"].eq(zid) | df["region_id"].eq(zid)).to_numpy()
-        if member.any():
-            sheets.append((zname, display[member]))
+        member = np.flatnonzero((df["basin_id"].eq(zid) | df["region_id"].eq(zid)).to_numpy())
+        if len(member):
+            zones.append((zname, member))
+    extra = []
     if rejected is not None:
         _check_columns(rejected, REJECTED_COLUMNS, "rejected rows")
-        rej = _xlsx_safe(pd.DataFrame(rejected.loc[:, list(REJECTED_COLUMNS)]))
-        sheets.append((labels["sheets"]["rejected"],
-                       rej.rename(columns=labels["rejected_columns"])))
+        rej = pd.DataFrame(rejected.loc[:, list(REJECTED_COLUMNS)])
+        extra.append((labels["sheets"]["rejected"], rej.rename(columns=labels["rejected_columns"])))
     if units is not None and len(units):
-        sheets.append((labels.get("sheets_units", {}).get("units", "设备清单"),
-                       _xlsx_safe(_units_display(units, verdicts))))
-    total = sum(len(frame) for _, frame in sheets)
+        extra.append((labels.get("sheets_units", {}).get("units", "设备清单"),
+                      _units_display(units, verdicts)))
+    total = len(display) + sum(len(m) for _, m in zones) + sum(len(f) for _, f in extra)
     done = [0]
 
     def step(k: int) -> None:
@@ -794,18 +858,49 @@ def write_xlsx(
         if progress is not None:
             progress(done[0], total)
 
-    for title, frame in sheets:
-        sheet = wb.create_sheet(title)
-        _write_table(sheet, frame, autofilter=True, progress=step)
-        sheet.freeze_panes = "A2"
-    _write_notes(wb.create_sheet(labels["sheets"]["notes"]), prov, notes)
-    wb.properties.title = labels["provenance"]["title"]
-    wb.properties.creator = prov.generator
-    wb.properties.description = prov.to_json()
-
-    with atomic_target(path) as tmp:
-        wb.save(tmp)
+    with atomic_target(path) as tmp, Book(tmp, progress=step) as book:
+        _xlsx_summary(book, by_zone, by_ind, _rejected_summary(rejected, prov.rejected))
+        table = book.encode(display)
+        book.add_rows(labels["sheets"]["all"], table)
+        for zname, member in zones:
+            book.add_rows(zname, table, member)
+        for title, frame in extra:
+            book.add_rows(title, book.encode(frame))
+        _xlsx_notes(book, prov, notes)
+        book.set_properties({"title": labels["provenance"]["title"],
+                             "author": prov.generator, "comments": prov.to_json()})
     return Path(path)
+
+
+def _xlsx_summary(book: Any, by_zone: pd.DataFrame, by_ind: pd.DataFrame,
+                  rejected: pd.DataFrame) -> None:
+    """The 汇总 sheet: counts by zone and by industry, rejected rows by reason."""
+    labels = _labels()
+    words = labels["words"]
+    ws = book.add_sheet(labels["sheets"]["summary"])
+    widths: dict[int, float] = {}
+    book.write_small(ws, by_zone, autofilter=True, widths=widths)
+    book.write_small(ws, by_ind, start_row=len(by_zone) + 2, autofilter=False, widths=widths)
+    rej_row = len(by_zone) + len(by_ind) + 5  # 0-based
+    ws.write_string(rej_row - 1, 0, f"{words['rejected_rows']}（{words['rejected_hint']}）",
+                    book.bold)
+    book.write_small(ws, rejected, start_row=rej_row, autofilter=False, widths=widths)
+    ws.freeze_panes(1, 1)
+
+
+def _xlsx_notes(book: Any, prov: Provenance, extra: Sequence[tuple[str, str]] | None) -> None:
+    """The 说明 sheet (XlsxWriter): like :func:`_write_notes`."""
+    labels = _labels()
+    words = labels["words"]
+    ws = book.add_sheet(labels["sheets"]["notes"])
+    ws.write_string(0, 0, labels["provenance"]["title"], book.bold)
+    table = pd.DataFrame([*(extra or []), *prov.rows_zh(labels["provenance"])],
+                         columns=["项目", "内容"])
+    book.write_small(ws, _xlsx_safe(table), start_row=2, autofilter=False)
+    row = 2 + len(table) + 2
+    for note in (words["review_note"], words["formula_note"]):
+        ws.write_string(row, 0, note)
+        row += 1
 
 
 # --------------------------------------------------------------------------- dispatch

@@ -1,8 +1,12 @@
 """Exports of the enforcement list for any filter: xlsx, csv, geojson, gpkg, zipped shp.
 
-Files are written by :func:`geo.export.export` into a temporary directory, streamed back
-with the right content type and an RFC 6266 ``filename*`` (Chinese names survive), and
-deleted after the response is sent.
+CSV is streamed as it is formatted (:func:`geo.export.enforcement_csv_chunks`, chunks of
+rows; the file never exists as a whole). The other formats are written by
+:func:`geo.export.export` (Excel: :func:`geo.export.write_xlsx`) into a temporary
+directory and streamed from disk, with the right content type and an RFC 6266
+``filename*`` (Chinese names survive); the file is deleted after the response is sent. After
+either, the server gives the memory of the export back to the system
+(:func:`api.memory.release_memory`).
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from api.geometry import query_polygon
+from api.memory import release_memory
 from api.ogc import content_disposition
 from api.routers.collections import feature_query_from_request
 from api.routers.deps import ReadDep, StoreDep
@@ -102,9 +107,16 @@ def enforcement(
     e.g. ``basin_id=lianjiang``, ``region_id=guangfo``, ``district=潮南区``, or ``filter``)."""
     del bbox, filter
     fmt = _format(format)
-    from geo.export import export
+    from geo.export import enforcement_csv_chunks, export
 
     frame, name, notes, prov = _selection(request, store, fmt, within)
+    headers = {"Content-Disposition": content_disposition(name)}
+    if fmt == "csv":
+        log.info("export csv: %d rows (streamed)", len(frame))
+        chunks = enforcement_csv_chunks(frame)
+        del frame
+        return StreamingResponse(chunks, media_type=MEDIA_TYPES[fmt][0], headers=headers,
+                                 background=BackgroundTask(release_memory))
     tmp = Path(tempfile.mkdtemp(prefix="basinwatch-export-"))
     try:
         target = tmp / f"enforcement_list{MEDIA_TYPES[fmt][1]}"
@@ -118,12 +130,15 @@ def enforcement(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("export %s: %d rows", fmt, len(frame))
-    return FileResponse(
-        path,
-        media_type=MEDIA_TYPES[fmt][0],
-        headers={"Content-Disposition": content_disposition(name)},
-        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
-    )
+    del frame
+    release_memory()  # the frame and the writer's buffers, before the file is sent
+    return FileResponse(path, media_type=MEDIA_TYPES[fmt][0], headers=headers,
+                        background=BackgroundTask(_cleanup, tmp))
+
+
+def _cleanup(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    release_memory()
 
 
 def _format(format: str) -> str:  # noqa: A002
@@ -162,8 +177,8 @@ def _selection(request: Request, store: StoreDep, fmt: str, within: str | None):
     return frame, name, notes, load_provenance(store, len(frame), prov_params)
 
 
-@router.post("/jobs", summary="Start an export with progress (Excel is written in a child "
-                               "process)", status_code=202)
+@router.post("/jobs", summary="Start an export with progress (written in the background)",
+             status_code=202)
 def start_export(
     request: Request,
     store: StoreDep,

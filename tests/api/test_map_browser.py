@@ -544,7 +544,7 @@ def test_bug8_excel_export_runs_with_progress_and_names_its_area(server, driver)
     wait_for(driver, "document.getElementById('bw-dl-xlsx')")
     driver.execute_script("document.getElementById('bw-dl-xlsx').click();")
     wait_for(driver, "document.getElementById('bw-export-progress')")
-    # the map keeps answering while the workbook is written (a child process writes it)
+    # the map keeps answering while the workbook is written (a thread, mostly in Arrow/zlib)
     t0 = time.monotonic()
     r = httpx.get(base + "/map/count", params={"bbox": "109,20,118,26"}, timeout=30)
     assert r.status_code == 200 and time.monotonic() - t0 < 2
