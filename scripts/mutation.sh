@@ -21,7 +21,7 @@ PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 CHILDREN="${MUTATION_CHILDREN:-1}"
 
 declare -A MODULE_TESTS=(
-  [crs]="tests/geo/test_crs.py tests/geo/test_crs_reference.py tests/geo/test_crs_formula_oracle.py"
+  [crs]="tests/geo/test_crs.py tests/geo/test_crs_reference.py tests/geo/test_crs_inverse_convergence.py"
   [cellindex]="tests/geo/test_cellindex.py tests/geo/test_cellindex_oracle.py"
   [classify]="tests/geo/test_classify.py tests/geo/test_classify_oracle.py"
   [rules]="tests/geo/test_rules.py tests/geo/test_rules_boundaries.py tests/geo/test_rules_defect.py tests/geo/test_rules_catalog_semantics.py"
