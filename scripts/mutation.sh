@@ -5,6 +5,8 @@
 #   bash scripts/mutation.sh crs classify         # only these modules
 #   MUTATION_CHILDREN=2 bash scripts/mutation.sh rules
 #   MUTATION_KEEP=/tmp/bw-mut bash scripts/mutation.sh crs   # reuse/keep the work copy
+#   MUTATION_ONLY='geo.rules.x__test_value* geo.rules.x__equal*' bash scripts/mutation.sh rules
+#                                 # only these mutants (fnmatch patterns; the rest "not run")
 #
 # The repository is never written to: each module is mutated in a throw-away copy under
 # $TMPDIR (mutmut writes its mutants/ tree and cache there).  Each module runs only the fast
@@ -15,6 +17,7 @@
 # Score = killed / (total - skipped); timeouts and segfaults count as killed (the mutant
 # changed behaviour observably), "no tests" and survivors count against the score.
 set -euo pipefail
+set -f  # MUTATION_ONLY holds fnmatch patterns for mutmut, not for the shell
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
@@ -63,7 +66,7 @@ pytest_add_cli_args_test_selection = [$selection]
 use_git_change_detection = false
 EOF
   echo "== $module: mutating geo/$module.py in $work against ${existing[*]}"
-  (cd "$work" && "$PYTHON" -m mutmut run --max-children "$CHILDREN" >"$work/$module.log" 2>&1) || true
+  (cd "$work" && "$PYTHON" -m mutmut run --max-children "$CHILDREN" ${MUTATION_ONLY:-} >"$work/$module.log" 2>&1) || true
   (cd "$work" && "$PYTHON" -m mutmut results --all true >"$work/$module.results.txt" 2>&1) || true
   line=$("$PYTHON" - "$work/$module.results.txt" "$module" <<'PY'
 import collections, re, sys
@@ -82,7 +85,8 @@ killed = status["killed"] + status["timeout"] + status["segfault"]
 counted = sum(status.values()) - status["skipped"] - status["not checked"]
 score = 100.0 * killed / counted if counted else 0.0
 open(path.replace(".results.txt", ".survivors.txt"), "w").write("\n".join(survivors) + "\n")
-detail = ", ".join(f"{k} {v}" for k, v in sorted(status.items()))
+status["not run"] = status.pop("not checked", 0)
+detail = ", ".join(f"{k} {v}" for k, v in sorted(status.items()) if v)
 print(f"{module:10s} {killed}/{counted} killed = {score:.1f}%  ({detail})")
 PY
 )
