@@ -64,3 +64,18 @@ def test_inverse_stops_once_within_tolerance(monkeypatch: pytest.MonkeyPatch) ->
 def test_from_wgs84_error_names_the_crs() -> None:
     with pytest.raises(UnknownCRSError, match="UTM50"):
         crs.from_wgs84([113.0], [23.0], "UTM50")
+
+
+@pytest.mark.parametrize("name", ["WGS84", "GCJ02", "BD09"])
+def test_whole_degree_integer_input_is_converted_as_floats(name: str) -> None:
+    # numeric Excel columns can hold whole degrees as integers; the answer must not be
+    # truncated to an integer array (oracle: the same call on float input)
+    ints = (np.array([113, 114]), np.array([23, 22]))
+    floats = (ints[0].astype(float), ints[1].astype(float))
+    for got, want in ((crs.to_wgs84(*ints, name), crs.to_wgs84(*floats, name)),
+                      (crs.from_wgs84(*ints, name), crs.from_wgs84(*floats, name))):
+        assert got[0].dtype == np.float64 and got[1].dtype == np.float64
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    if name != "WGS84":  # and a shifted datum really moves the point off the whole degree
+        assert not np.array_equal(crs.to_wgs84(*ints, name)[0], floats[0])
