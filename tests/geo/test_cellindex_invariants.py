@@ -61,3 +61,26 @@ def test_real_index_contract(cell_deg: float | None) -> None:
     # xmax falls in column nx - 1): (nx - 1) * cell <= width < nx * cell
     assert (idx.nx - 1) * idx.cell_deg <= 6.0 < idx.nx * idx.cell_deg
     assert (idx.ny - 1) * idx.cell_deg <= 4.0 < idx.ny * idx.cell_deg
+
+
+def test_lookups_on_a_layer_away_from_the_origin() -> None:
+    # Guangdong-like coordinates: the grid origin is far from (0, 0)
+    polys = [shapely.affinity.translate(p, 110.0, 21.0) for p in LAYER]
+    idx = CellIndex.build(polys, cell_deg=0.25)
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(109.5, 116.5, 3000), rng.uniform(20.5, 25.5, 3000)
+    want = np.full(x.shape, NONE)
+    for i in range(len(polys) - 1, -1, -1):
+        want[shapely.contains_xy(polys[i], x, y)] = i
+    assert (want >= 0).sum() > 500
+    np.testing.assert_array_equal(idx.lookup(x, y), want)
+    one = [idx.lookup_one(a, b) for a, b in zip(x.tolist(), y.tolist(), strict=True)]
+    np.testing.assert_array_equal(one, want)
+
+
+def test_lookup_ids_keeps_labels_whole() -> None:
+    idx = CellIndex.build(LAYER, ids=["广州市越秀区", "440104", "basin-3"])
+    x, y = np.array([2.0, 4.5, 5.5, 9.0]), np.array([2.0, 1.0, 0.5, 9.0])
+    got = idx.lookup_ids(x, y).tolist()
+    assert got == ["广州市越秀区", "440104", "basin-3", ""]  # default for none: empty text
+    assert idx.lookup_ids(x, y, missing=None).tolist()[-1] is None
