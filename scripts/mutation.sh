@@ -7,6 +7,7 @@
 #   MUTATION_KEEP=/tmp/bw-mut bash scripts/mutation.sh crs   # reuse/keep the work copy
 #   MUTATION_ONLY='geo.rules.x__test_value* geo.rules.x__equal*' bash scripts/mutation.sh rules
 #                                 # only these mutants (fnmatch patterns; the rest "not run")
+#   MUTATION_TESTS='tests/geo/test_rules_catalog_semantics.py' ...   # other test files
 #
 # The repository is never written to: each module is mutated in a throw-away copy under
 # $TMPDIR (mutmut writes its mutants/ tree and cache there).  Each module runs only the fast
@@ -46,7 +47,7 @@ copy_repo() {  # $1 = destination; working tree without .git, venv or caches
 
 summary=()
 for module in "${MODULES[@]}"; do
-  tests="${MODULE_TESTS[$module]:-}"
+  tests="${MUTATION_TESTS:-${MODULE_TESTS[$module]:-}}"
   [[ -n "$tests" ]] || { echo "unknown module: $module (one of ${ORDER[*]})" >&2; exit 2; }
   work="${MUTATION_KEEP:-$(mktemp -d "${TMPDIR:-/tmp}/bw-mutation.XXXXXX")}/$module"
   [[ -d "$work" ]] || copy_repo "$work"
