@@ -565,24 +565,39 @@ REFERENCE_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "park": ("bw_ref_park", ("id",)),
 }
 
-#: Lowest-positioned polygon of a reference table whose interior contains the point (the
-#: in-process rule: boundary excluded, first polygon in layer order wins).
-_SPATIAL_SQL = """
-CREATE TEMP TABLE _bw_spatial ON COMMIT DROP AS
-SELECT e.fid,
-    coalesce(d.city_zh, '') AS city, coalesce(d.name_zh, '') AS district,
-    coalesce(d.code, '') AS district_code, coalesce(b.id, '') AS basin_id,
-    coalesce(r.id, '') AS region_id, coalesce(p.id, '') AS park_id
-FROM enterprises e
-LEFT JOIN LATERAL (SELECT x.city_zh, x.name_zh, x.code FROM bw_ref_district x
-                   WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) d ON true
-LEFT JOIN LATERAL (SELECT x.id FROM bw_ref_basin x
-                   WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) b ON true
-LEFT JOIN LATERAL (SELECT x.id FROM bw_ref_region x
-                   WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) r ON true
-LEFT JOIN LATERAL (SELECT x.id FROM bw_ref_park x
-                   WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) p ON true
-"""
+#: Kind number of each reference table in the cell grid (``api.store._sql_grid``).
+_GRID_KINDS = {kind: n for n, kind in enumerate(REFERENCE_TABLES)}
+#: Planner settings of the classification transaction: hash joins in memory, parallel
+#: scans of the list, no JIT (its compile time exceeds the saving at this size).
+_CLASSIFY_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '256MB'",
+                      "SET LOCAL parallel_setup_cost = 10", "SET LOCAL parallel_tuple_cost = 0.001")
+
+
+def _spatial_sql() -> str:
+    """``_bw_spatial``: each enterprise's district, city, basin, region and park -- the
+    lowest-positioned polygon whose interior contains the point, as in process."""
+    from api.store._sql_grid import positions_sql
+
+    joins = []
+    for kind, n in _GRID_KINDS.items():
+        table, _ = REFERENCE_TABLES[kind]
+        joins.append(f"LEFT JOIN {table} t{n} ON t{n}.pos = p.k{n}")
+    d, b, r, k = (f"t{_GRID_KINDS[x]}" for x in ("district", "basin", "region", "park"))
+    cols = [f"coalesce({d}.city_zh, '') AS city", f"coalesce({d}.name_zh, '') AS district",
+            f"coalesce({d}.code, '') AS district_code", f"coalesce({b}.id, '') AS basin_id",
+            f"coalesce({r}.id, '') AS region_id", f"coalesce({k}.id, '') AS park_id"]
+    return (f"CREATE TEMP TABLE _bw_spatial ON COMMIT DROP AS SELECT p.fid, {', '.join(cols)} "
+            f"FROM ({positions_sql(list(_GRID_KINDS.values()))}) p {' '.join(joins)}")
+
+
+def _build_grid(conn: Connection) -> None:
+    """(Re)build the cell grid of the reference tables (``api.store._sql_grid``)."""
+    from api.store._sql_grid import build_sql
+
+    tables = {n: REFERENCE_TABLES[kind][0] for kind, n in _GRID_KINDS.items()}
+    for stmt in build_sql(tables):
+        conn.execute(text(stmt))
+
 
 _UPDATE_SPATIAL_SQL = """
 UPDATE enterprises e SET
@@ -644,6 +659,7 @@ def load_reference_layers(
             conn.execute(text(f"CREATE INDEX ix_{table}_geom ON {table} USING gist (geom)"))
             conn.execute(text(f"ANALYZE {table}"))
             counts[kind] = len(frame)
+        _build_grid(conn)
     log.info("reference layers in PostGIS: %s", counts)
     return counts
 
@@ -749,7 +765,11 @@ def classify_in_database(
             raise InvalidQueryError(
                 f"reference tables {missing} are missing: call load_reference_layers first."
             )
-        conn.execute(text(_SPATIAL_SQL))
+        for setting in _CLASSIFY_SETTINGS:
+            conn.execute(text(setting))
+        if not inspect(conn).has_table("bw_ref_grid"):  # reference tables of an older version
+            _build_grid(conn)
+        conn.execute(text(_spatial_sql()))
         n = conn.execute(text(_UPDATE_SPATIAL_SQL)).rowcount
         units = _stored_units(conn)
         if units is not None:
