@@ -599,6 +599,9 @@ def _build_grid(conn: Connection) -> None:
         conn.execute(text(stmt))
 
 
+#: Columns classify_in_database writes from ``_bw_spatial``.
+_SPATIAL_COLUMNS = ("city", "district", "district_code", "basin_id", "region_id", "park_id")
+
 _UPDATE_SPATIAL_SQL = """
 UPDATE enterprises e SET
     city = s.city, district = s.district, district_code = s.district_code,
@@ -770,9 +773,9 @@ def classify_in_database(
         if not inspect(conn).has_table("bw_ref_grid"):  # reference tables of an older version
             _build_grid(conn)
         conn.execute(text(_spatial_sql()))
-        n = conn.execute(text(_UPDATE_SPATIAL_SQL)).rowcount
         units = _stored_units(conn)
         if units is not None:
+            n = conn.execute(text(_UPDATE_SPATIAL_SQL)).rowcount
             _rules_in_process(conn, units, catalog, day)
         else:
             # the live table's columns (attribute columns added to it take part in rules),
@@ -780,13 +783,17 @@ def classify_in_database(
             types = {c["name"]: c["type"] for c in inspect(conn).get_columns("enterprises")}
             live = sa_table("enterprises", *[sa_column(k, t) for k, t in types.items()])
             columns = {c.name: c for c in live.c}
-            source: Any = live
+            # the rules read the new spatial columns; one UPDATE writes them with the rules
+            spatial = sa_table("_bw_spatial", *[sa_column(k, Text) for k in _SPATIAL_COLUMNS],
+                               sa_column("fid", BigInteger))
+            columns.update({k: spatial.c[k] for k in _SPATIAL_COLUMNS})
+            source: Any = live.join(spatial, spatial.c.fid == live.c.fid)
             if inspect(conn).has_table(ATTRIBUTES_TABLE):
                 atypes = {c["name"]: c["type"]
                           for c in inspect(conn).get_columns(ATTRIBUTES_TABLE)}
                 attrs = sa_table(ATTRIBUTES_TABLE, *[sa_column(k, t) for k, t in atypes.items()])
                 columns.update({c.name: c for c in attrs.c if c.name not in columns})
-                source = live.outerjoin(attrs, attrs.c["row"] == live.c["row"])
+                source = source.outerjoin(attrs, attrs.c["row"] == live.c["row"])
             fields = _sql_rules.deadline_fields(active)
             conn.execute(text(
                 "CREATE TEMP TABLE _bw_masks (fid bigint, m boolean[]"
@@ -811,8 +818,9 @@ def classify_in_database(
                     "INSERT INTO _bw_combo VALUES (:m, :verdict, :standards, :rule_ids, "
                     ":reasons, :price_measures, :fixed_deadline, :immediate, :undetermined, "
                     ":fields)"), rows)
-            conn.execute(text(_rules_update_sql(fields)),
-                         {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}})
+            n = conn.execute(text(_rules_update_sql(fields)),
+                             {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}}
+                             ).rowcount
         conn.execute(text("ANALYZE enterprises"))
     log.info("classified %d enterprises in PostGIS (%d SQL rules%s)", n, len(active),
              ", unit rules in process" if units is not None else "")
@@ -829,17 +837,19 @@ def _rules_update_sql(fields: Sequence[str]) -> str:
     unknown = [f"(:f{i} = ANY(c.fields) AND k.dl_{i} IS NULL)" for i in range(len(fields))]
     day = "least(c.fixed_deadline" + "".join(f", {p}" for p in picks) + ")"
     undetermined = " OR ".join(["c.undetermined", *unknown])
+    spatial = ", ".join(f"{c} = s.{c}" for c in _SPATIAL_COLUMNS)
     return f"""
 UPDATE enterprises e SET
     verdict = c.verdict, standards = c.standards, rule_ids = c.rule_ids, reasons = c.reasons,
     price_measures = c.price_measures,
+    {spatial},
     deadline = CASE WHEN c.immediate THEN '' ELSE coalesce(to_char({day}, 'YYYY-MM-DD'), '') END,
     deadline_status = CASE
         WHEN c.immediate THEN 'immediate'
         WHEN {day} IS NOT NULL THEN CASE WHEN {day} < :as_of THEN 'overdue' ELSE 'pending' END
         WHEN {undetermined} THEN 'undetermined'
         ELSE '' END
-FROM _bw_masks k JOIN _bw_combo c ON c.m = k.m
+FROM _bw_masks k JOIN _bw_combo c ON c.m = k.m JOIN _bw_spatial s ON s.fid = k.fid
 WHERE e.fid = k.fid
 """
 
