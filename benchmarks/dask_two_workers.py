@@ -103,8 +103,9 @@ def run(size: int, partitions: int, memory_limit: str) -> dict[str, object]:
         # the limit is a ceiling (the nanny restarts a worker above 95 % of it), not a
         # spill/pause threshold: the workers hold no data between tasks to spill
         quiet = {f"distributed.worker.memory.{k}": False for k in ("target", "spill", "pause")}
-        with dask.config.set(quiet), distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      memory_limit=limit, dashboard_address=None) as cluster, \
+        with dask.config.set(quiet), distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True,
+                memory_limit=limit, dashboard_address=None) as cluster, \
                 distributed.Client(cluster) as client:
             t0 = time.perf_counter()
             nparts = classify_parquet(src, dask_out, client=client, as_of=AS_OF)

@@ -60,11 +60,12 @@ def _server_cpu(conn) -> float | None:  # noqa: ANN001 - a SQLAlchemy connection
 
 def run(size: int, url: str, reuse: bool, schema: str = SCHEMA) -> dict[str, object]:
     """Time both paths at ``size`` rows and compare them."""
+    from _measure import enterprises
+
     from api.store.base import FeatureQuery
     from api.store.postgis import PostGISStore
     from geo.classify import classify
     from geo.rules import apply_rules
-    from _measure import enterprises
 
     gdf = enterprises(size, 2019)
     apply_rules(classify(gdf.iloc[:1000]), as_of=AS_OF)  # indexes built outside the timing

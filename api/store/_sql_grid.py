@@ -87,7 +87,7 @@ WHERE p.pos <= coalesce(f.first_in, 2147483647)""",
         """CREATE TEMP TABLE _bw_decided ON COMMIT DROP AS
 SELECT kind, i, j, CASE WHEN bool_and(inside) THEN min(pos) END AS pos
 FROM _bw_cand GROUP BY kind, i, j""",
-        f"""CREATE TABLE bw_ref_cells AS
+        """CREATE TABLE bw_ref_cells AS
 SELECT c.kind, c.i, c.j, c.pos, q.piece, ST_Boundary(q.piece) AS edge
 FROM _bw_cand c JOIN _bw_decided d USING (kind, i, j)
 JOIN bw_ref_shapes s ON s.kind = c.kind AND s.pos = c.pos
@@ -105,8 +105,11 @@ WHERE d.pos IS NULL""",
 
 
 def positions_sql(kinds: list[int]) -> str:
-    """A query of ``fid, k<n>...``: each enterprise's polygon position per kind (NULL or -1:
-    none), from ``bw_ref_grid`` and, for points in undecided cells, ``bw_ref_cells``."""
+    """Return a query of ``fid, k<n>...``: each enterprise's polygon position per kind.
+
+    NULL or -1 is none; from ``bw_ref_grid`` and, for points in undecided cells,
+    ``bw_ref_cells``.
+    """
     r, eps = repr(CELL_DEG), repr(NEAR_DEG)
     key = f"floor(least(greatest({{c}}(e.geometry), -{_CLAMP}), {_CLAMP}) / {r})::int"
     und = ", ".join(f"min(c.pos) FILTER (WHERE c.kind = {k}) AS u{k}" for k in kinds)

@@ -574,8 +574,10 @@ _CLASSIFY_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '256MB'",
 
 
 def _spatial_sql() -> str:
-    """``_bw_spatial``: each enterprise's district, city, basin, region and park -- the
-    lowest-positioned polygon whose interior contains the point, as in process."""
+    """Return the statement creating ``_bw_spatial``: district ... park of each enterprise.
+
+    Each is the lowest-positioned polygon whose interior contains the point, as in process.
+    """
     from api.store._sql_grid import positions_sql
 
     joins = []

@@ -339,8 +339,10 @@ def test_boundary_points_on_inline_layers(store: PostGISStore) -> None:
 
 @ON_POSTGIS
 def test_points_on_real_boundaries(store: PostGISStore) -> None:
-    """Vertices and edge midpoints of the bundled layers, and points 1e-12 .. 1e-7 degrees
-    off the edges: in-database equals in process (GEOS decides the points at the boundary)."""
+    """Vertices, edge midpoints and points 1e-12 .. 1e-7 degrees off the bundled layers' edges.
+
+    In-database equals in process (GEOS decides the points at the boundary).
+    """
     from layers import registry
 
     rng = np.random.default_rng(15)

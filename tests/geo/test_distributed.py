@@ -95,8 +95,10 @@ def test_dask_input_keeps_row_order(client: object, registry: gpd.GeoDataFrame) 
 def test_two_worker_processes_read_their_own_partitions(
     registry: gpd.GeoDataFrame, tmp_path: object
 ) -> None:
-    """Two worker processes (two machines simulated) read their partitions from GeoParquet
-    files and write their results: the rows equal the single-process engine's."""
+    """Two worker processes (two machines simulated) read and write their own partitions.
+
+    The partitions are GeoParquet files; the rows equal the single-process engine's.
+    """
     from geo import classify as classify_module
     from geo.distributed import classify_parquet, write_partitions
 
