@@ -105,7 +105,7 @@ def run(size: int, partitions: int, memory_limit: str) -> dict[str, object]:
         quiet = {f"distributed.worker.memory.{k}": False for k in ("target", "spill", "pause")}
         with dask.config.set(quiet), distributed.LocalCluster(
                 n_workers=2, threads_per_worker=1, processes=True,
-                memory_limit=limit, dashboard_address=None) as cluster, \
+                memory_limit=limit, dashboard_address=":0") as cluster, \
                 distributed.Client(cluster) as client:
             t0 = time.perf_counter()
             nparts = classify_parquet(src, dask_out, client=client, as_of=AS_OF)

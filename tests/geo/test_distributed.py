@@ -106,7 +106,7 @@ def test_two_worker_processes_read_their_own_partitions(
     src, dst = tmp_path / "in", tmp_path / "out"  # type: ignore[operator]
     assert write_partitions(registry, src, npartitions=6) == 6
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  memory_limit="1GiB", dashboard_address=None) as cluster, \
+                                  memory_limit="1GiB", dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as c:
         assert classify_parquet(src, dst, client=c, as_of=AS_OF) == 6
         # both worker processes classified (each built its own reference indexes)
