@@ -7,6 +7,11 @@ by :func:`geo.rules.apply_rules`. Both are row-wise (a row's answer depends on t
 the reference layers only), so the result equals the single-process one row for row; the
 original row order is restored at the end.
 
+On a cluster of several machines the client should not hold the registry: write it once as a
+partitioned GeoParquet dataset (:func:`write_partitions`, spatially ordered) and run
+:func:`classify_parquet`, where every worker reads its own partitions and writes its own
+results; the client only holds the task graph.
+
 Workers need the project installed (``layers/data`` ships with it) or ``layers`` passed
 explicitly; the reference indexes are built once per worker process and cached.
 """
@@ -24,7 +29,7 @@ import numpy as np
 from geo.classify import classify
 from geo.rules import apply_rules
 
-__all__ = ["classify_partitioned", "classify_partition"]
+__all__ = ["classify_partitioned", "classify_partition", "write_partitions", "classify_parquet"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,3 +176,61 @@ def _run(
     logger.debug("classified %d rows in %d partitions", len(result), out.npartitions)
     return gpd.GeoDataFrame(result, geometry=result.geometry.name, crs=result.crs)
 
+
+
+def write_partitions(
+    data: gpd.GeoDataFrame, path: Any, *, npartitions: int, spatial: str | None = "hilbert"
+) -> int:
+    """Write ``data`` as a GeoParquet dataset of ``npartitions`` files for the workers.
+
+    Rows are ordered along the space-filling curve (``spatial``) and cut into contiguous
+    partitions, so each file covers a compact area; a column ``_bw_row`` keeps each row's
+    input position. Returns the number of files written.
+    """
+    from pathlib import Path
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = data.reset_index(drop=True)
+    frame["_bw_row"] = np.arange(len(frame), dtype=np.int64)
+    if spatial is not None and len(frame):
+        frame = frame.iloc[np.argsort(_curve_key(frame, spatial), kind="stable")]
+    bounds = np.linspace(0, len(frame), max(1, npartitions) + 1).astype(int)
+    for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        frame.iloc[lo:hi].to_parquet(out / f"part.{k:05d}.parquet", index=False)
+    return len(bounds) - 1
+
+
+def classify_parquet(
+    source: Any,
+    target: Any,
+    *,
+    client: Any = None,
+    layers: Mapping[str, gpd.GeoDataFrame] | None = None,
+    as_of: date | None = None,
+    town_radius_m: float | None = None,
+) -> int:
+    """Classify a partitioned GeoParquet dataset on the workers, partition by partition.
+
+    Each worker reads its partitions from ``source`` (e.g. written by
+    :func:`write_partitions`; a path every worker can read) and writes the classified
+    partitions to ``target`` (GeoParquet, one file per partition, input order): the data
+    never passes through the client. Returns the number of partitions.
+    """
+    import dask
+    import dask_geopandas
+
+    day = as_of or date.today()
+    with dask.config.set({"dataframe.convert-string": False}):
+        ddf = dask_geopandas.read_parquet(source)
+        out = _run(ddf, npartitions=None, client=client, spatial=None, compute=False,
+                   kwargs={"layers": layers, "as_of": day, "town_radius_m": town_radius_m},
+                   from_geopandas=dask_geopandas.from_geopandas)
+        out = out.drop(columns=[_POS])
+        job = out.to_parquet(target, write_index=False, compute=False)
+        if client is not None:
+            client.compute(job).result()
+        else:
+            job.compute()
+    logger.debug("classified %d partitions of %s into %s", out.npartitions, source, target)
+    return int(out.npartitions)

@@ -565,24 +565,44 @@ REFERENCE_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "park": ("bw_ref_park", ("id",)),
 }
 
-#: Lowest-positioned polygon of a reference table whose interior contains the point (the
-#: in-process rule: boundary excluded, first polygon in layer order wins).
-_SPATIAL_SQL = """
-CREATE TEMP TABLE _bw_spatial ON COMMIT DROP AS
-SELECT e.fid,
-    coalesce(d.city_zh, '') AS city, coalesce(d.name_zh, '') AS district,
-    coalesce(d.code, '') AS district_code, coalesce(b.id, '') AS basin_id,
-    coalesce(r.id, '') AS region_id, coalesce(p.id, '') AS park_id
-FROM enterprises e
-LEFT JOIN LATERAL (SELECT x.city_zh, x.name_zh, x.code FROM bw_ref_district x
-                   WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) d ON true
-LEFT JOIN LATERAL (SELECT x.id FROM bw_ref_basin x
-                   WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) b ON true
-LEFT JOIN LATERAL (SELECT x.id FROM bw_ref_region x
-                   WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) r ON true
-LEFT JOIN LATERAL (SELECT x.id FROM bw_ref_park x
-                   WHERE ST_Contains(x.geom, e.geometry) ORDER BY x.pos LIMIT 1) p ON true
-"""
+#: Kind number of each reference table in the cell grid (``api.store._sql_grid``).
+_GRID_KINDS = {kind: n for n, kind in enumerate(REFERENCE_TABLES)}
+#: Planner settings of the classification transaction: hash joins in memory, parallel
+#: scans of the list, no JIT (its compile time exceeds the saving at this size).
+_CLASSIFY_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '256MB'",
+                      "SET LOCAL parallel_setup_cost = 10", "SET LOCAL parallel_tuple_cost = 0.001")
+
+
+def _spatial_sql() -> str:
+    """Return the statement creating ``_bw_spatial``: district ... park of each enterprise.
+
+    Each is the lowest-positioned polygon whose interior contains the point, as in process.
+    """
+    from api.store._sql_grid import positions_sql
+
+    joins = []
+    for kind, n in _GRID_KINDS.items():
+        table, _ = REFERENCE_TABLES[kind]
+        joins.append(f"LEFT JOIN {table} t{n} ON t{n}.pos = p.k{n}")
+    d, b, r, k = (f"t{_GRID_KINDS[x]}" for x in ("district", "basin", "region", "park"))
+    cols = [f"coalesce({d}.city_zh, '') AS city", f"coalesce({d}.name_zh, '') AS district",
+            f"coalesce({d}.code, '') AS district_code", f"coalesce({b}.id, '') AS basin_id",
+            f"coalesce({r}.id, '') AS region_id", f"coalesce({k}.id, '') AS park_id"]
+    return (f"CREATE TEMP TABLE _bw_spatial ON COMMIT DROP AS SELECT p.fid, {', '.join(cols)} "
+            f"FROM ({positions_sql(list(_GRID_KINDS.values()))}) p {' '.join(joins)}")
+
+
+def _build_grid(conn: Connection) -> None:
+    """(Re)build the cell grid of the reference tables (``api.store._sql_grid``)."""
+    from api.store._sql_grid import build_sql
+
+    tables = {n: REFERENCE_TABLES[kind][0] for kind, n in _GRID_KINDS.items()}
+    for stmt in build_sql(tables):
+        conn.execute(text(stmt))
+
+
+#: Columns classify_in_database writes from ``_bw_spatial``.
+_SPATIAL_COLUMNS = ("city", "district", "district_code", "basin_id", "region_id", "park_id")
 
 _UPDATE_SPATIAL_SQL = """
 UPDATE enterprises e SET
@@ -644,6 +664,7 @@ def load_reference_layers(
             conn.execute(text(f"CREATE INDEX ix_{table}_geom ON {table} USING gist (geom)"))
             conn.execute(text(f"ANALYZE {table}"))
             counts[kind] = len(frame)
+        _build_grid(conn)
     log.info("reference layers in PostGIS: %s", counts)
     return counts
 
@@ -749,10 +770,14 @@ def classify_in_database(
             raise InvalidQueryError(
                 f"reference tables {missing} are missing: call load_reference_layers first."
             )
-        conn.execute(text(_SPATIAL_SQL))
-        n = conn.execute(text(_UPDATE_SPATIAL_SQL)).rowcount
+        for setting in _CLASSIFY_SETTINGS:
+            conn.execute(text(setting))
+        if not inspect(conn).has_table("bw_ref_grid"):  # reference tables of an older version
+            _build_grid(conn)
+        conn.execute(text(_spatial_sql()))
         units = _stored_units(conn)
         if units is not None:
+            n = conn.execute(text(_UPDATE_SPATIAL_SQL)).rowcount
             _rules_in_process(conn, units, catalog, day)
         else:
             # the live table's columns (attribute columns added to it take part in rules),
@@ -760,13 +785,17 @@ def classify_in_database(
             types = {c["name"]: c["type"] for c in inspect(conn).get_columns("enterprises")}
             live = sa_table("enterprises", *[sa_column(k, t) for k, t in types.items()])
             columns = {c.name: c for c in live.c}
-            source: Any = live
+            # the rules read the new spatial columns; one UPDATE writes them with the rules
+            spatial = sa_table("_bw_spatial", *[sa_column(k, Text) for k in _SPATIAL_COLUMNS],
+                               sa_column("fid", BigInteger))
+            columns.update({k: spatial.c[k] for k in _SPATIAL_COLUMNS})
+            source: Any = live.join(spatial, spatial.c.fid == live.c.fid)
             if inspect(conn).has_table(ATTRIBUTES_TABLE):
                 atypes = {c["name"]: c["type"]
                           for c in inspect(conn).get_columns(ATTRIBUTES_TABLE)}
                 attrs = sa_table(ATTRIBUTES_TABLE, *[sa_column(k, t) for k, t in atypes.items()])
                 columns.update({c.name: c for c in attrs.c if c.name not in columns})
-                source = live.outerjoin(attrs, attrs.c["row"] == live.c["row"])
+                source = source.outerjoin(attrs, attrs.c["row"] == live.c["row"])
             fields = _sql_rules.deadline_fields(active)
             conn.execute(text(
                 "CREATE TEMP TABLE _bw_masks (fid bigint, m boolean[]"
@@ -791,8 +820,9 @@ def classify_in_database(
                     "INSERT INTO _bw_combo VALUES (:m, :verdict, :standards, :rule_ids, "
                     ":reasons, :price_measures, :fixed_deadline, :immediate, :undetermined, "
                     ":fields)"), rows)
-            conn.execute(text(_rules_update_sql(fields)),
-                         {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}})
+            n = conn.execute(text(_rules_update_sql(fields)),
+                             {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}}
+                             ).rowcount
         conn.execute(text("ANALYZE enterprises"))
     log.info("classified %d enterprises in PostGIS (%d SQL rules%s)", n, len(active),
              ", unit rules in process" if units is not None else "")
@@ -809,17 +839,19 @@ def _rules_update_sql(fields: Sequence[str]) -> str:
     unknown = [f"(:f{i} = ANY(c.fields) AND k.dl_{i} IS NULL)" for i in range(len(fields))]
     day = "least(c.fixed_deadline" + "".join(f", {p}" for p in picks) + ")"
     undetermined = " OR ".join(["c.undetermined", *unknown])
+    spatial = ", ".join(f"{c} = s.{c}" for c in _SPATIAL_COLUMNS)
     return f"""
 UPDATE enterprises e SET
     verdict = c.verdict, standards = c.standards, rule_ids = c.rule_ids, reasons = c.reasons,
     price_measures = c.price_measures,
+    {spatial},
     deadline = CASE WHEN c.immediate THEN '' ELSE coalesce(to_char({day}, 'YYYY-MM-DD'), '') END,
     deadline_status = CASE
         WHEN c.immediate THEN 'immediate'
         WHEN {day} IS NOT NULL THEN CASE WHEN {day} < :as_of THEN 'overdue' ELSE 'pending' END
         WHEN {undetermined} THEN 'undetermined'
         ELSE '' END
-FROM _bw_masks k JOIN _bw_combo c ON c.m = k.m
+FROM _bw_masks k JOIN _bw_combo c ON c.m = k.m JOIN _bw_spatial s ON s.fid = k.fid
 WHERE e.fid = k.fid
 """
 

@@ -245,3 +245,125 @@ def test_first_polygon_wins_and_boundary_is_outside(store: PostGISStore) -> None
     assert got["park_id"].tolist() == want["park_id"].tolist()
     assert got["basin_id"].tolist()[0] == "late" and got["basin_id"].tolist()[3] == ""
     assert set(got["city"]) == {"乙市"}
+
+
+# --------------------------------------------------------------------------- boundaries
+SPATIAL = ("city", "district", "district_code", "basin_id", "region_id", "park_id")
+
+
+def _classify_points(store: PostGISStore, x: np.ndarray, y: np.ndarray,
+                     layers: dict[str, gpd.GeoDataFrame] | None) -> tuple[pd.DataFrame,
+                                                                           pd.DataFrame]:
+    """(in-database, in-process) spatial columns of points ``x, y``, in input order."""
+    from geo.classify import classify
+
+    ent = make_enterprises().iloc[[0] * len(x)].reset_index(drop=True)
+    ent = ent.set_geometry(gpd.points_from_xy(x, y), crs=4326)
+    ent["lon"], ent["lat"] = x, y
+    store.load_enterprises(ent, loaded_by="t", source_name="s.csv", source_sha256="4" * 64)
+    store.load_reference_layers(layers)
+    store.classify_in_database(as_of=AS_OF)
+    got = store.query(FeatureQuery()).features.sort_values("fid").reset_index(drop=True)
+    want = classify(ent[["geometry"]].copy(), layers=layers)
+    return got[list(SPATIAL)], pd.DataFrame(want[list(SPATIAL)]).reset_index(drop=True)
+
+
+def _assert_same(got: pd.DataFrame, want: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> None:
+    for c in SPATIAL:
+        diff = np.flatnonzero(got[c].astype(str).to_numpy() != want[c].astype(str).to_numpy())
+        assert diff.size == 0, (c, [(x[i], y[i], got[c][i], want[c][i]) for i in diff[:5]])
+
+
+@ON_POSTGIS
+def test_boundary_points_on_inline_layers(store: PostGISStore) -> None:
+    """Edges, vertices, holes, overlaps and grid cut lines: in-database equals in process.
+
+    The district has a hole and a skewed edge; two basins overlap (the first wins, and a
+    point on the first one's edge inside the second belongs to the second); cut lines of the
+    cell grid (multiples of 0.01 degree) run through every polygon.
+    """
+    from api.store._sql_grid import CELL_DEG
+
+    outer = [(113.0, 22.0), (113.5, 22.0), (113.5, 22.5), (113.013, 22.4871)]
+    hole = [(113.2, 22.2), (113.3, 22.2), (113.3, 22.3), (113.2, 22.3)]
+    district = shapely.Polygon(outer, [hole])
+    b0 = shapely.Polygon([(113.05, 22.05), (113.25, 22.05), (113.25, 22.15), (113.05, 22.15)])
+    b1 = shapely.box(113.1, 22.1, 113.4, 22.4)
+    layers = {
+        "district": gpd.GeoDataFrame(
+            {"code": ["1"], "name_zh": ["甲区"], "city_code": ["9"], "city_zh": ["乙市"]},
+            geometry=[district], crs=4326),
+        "basin": gpd.GeoDataFrame({"id": ["first", "second"]}, geometry=[b0, b1], crs=4326),
+        "region": gpd.GeoDataFrame({"id": ["r"]}, geometry=[shapely.box(113.0, 22.0, 113.02,
+                                                                        22.02)], crs=4326),
+        "park": gpd.GeoDataFrame({"id": ["p"]}, geometry=[shapely.box(113.4, 22.03, 113.41,
+                                                                      22.04)], crs=4326),
+    }
+    pts = [
+        (113.25, 22.25, "hole"), (113.2, 22.25, "hole edge"), (113.2, 22.2, "hole vertex"),
+        (113.5, 22.3, "outer edge"), (113.0, 22.0, "outer vertex"),
+        (113.25, 22.12, "first's edge inside second"), (113.2, 22.12, "overlap"),
+        (113.15, 22.15, "first's top edge, second's interior"),
+        (113.4, 22.035, "park edge"), (113.405, 22.035, "park"),
+        (113.01, 22.01, "region corner cell"), (113.02, 22.01, "region edge on a cut line"),
+    ]
+    # the skewed edge: its midpoint and points 1e-12, 1e-9 and 1e-7 degrees either side
+    (ax, ay), (bx, by) = outer[3], outer[0]
+    nx, ny = -(by - ay), bx - ax
+    norm = np.hypot(nx, ny)
+    mx, my = (ax + bx) / 2, (ay + by) / 2
+    for d in (0.0, 1e-12, -1e-12, 1e-9, -1e-9, 1e-7, -1e-7):
+        pts.append((mx + d * nx / norm, my + d * ny / norm, f"skewed edge {d:g}"))
+    # cut lines and corners of the cell grid, inside polygons and on their edges
+    for k in range(1, 40):
+        pts.append((113.0 + k * CELL_DEG, 22.0 + k * CELL_DEG * 0.37, "vertical cut line"))
+        pts.append((113.0 + k * CELL_DEG * 0.61, 22.0 + k * CELL_DEG, "horizontal cut line"))
+        pts.append((113.0 + k * CELL_DEG, 22.0 + k * CELL_DEG, "cell corner"))
+    x = np.array([p[0] for p in pts])
+    y = np.array([p[1] for p in pts])
+    got, want = _classify_points(store, x, y, layers)
+    _assert_same(got, want, x, y)
+    by_label = dict(zip([p[2] for p in pts], range(len(pts)), strict=False))
+    # the oracle says what the geometry says (and the in-database answers equal it)
+    for label in ("hole", "hole edge", "hole vertex", "outer edge", "outer vertex"):
+        assert got["district"][by_label[label]] == "", label
+    assert got["basin_id"][by_label["first's edge inside second"]] == "second"
+    assert got["basin_id"][by_label["overlap"]] == "first"
+    assert got["basin_id"][by_label["first's top edge, second's interior"]] == "second"
+    assert got["park_id"][by_label["park edge"]] == ""
+    assert got["park_id"][by_label["park"]] == "p"
+    assert got["region_id"][by_label["region edge on a cut line"]] == ""
+    cut = [i for i, p in enumerate(pts) if "cut line" in p[2] or "corner" in p[2]]
+    assert (got["district"][cut] == "甲区").sum() > 60  # cut-line points inside count once
+
+
+@ON_POSTGIS
+def test_points_on_real_boundaries(store: PostGISStore) -> None:
+    """Vertices, edge midpoints and points 1e-12 .. 1e-7 degrees off the bundled layers' edges.
+
+    In-database equals in process (GEOS decides the points at the boundary).
+    """
+    from layers import registry
+
+    rng = np.random.default_rng(15)
+    xs, ys = [], []
+    for kind in ("district", "basin", "region", "park"):
+        geoms = registry.load_group(kind).geometry.to_numpy()
+        rings = shapely.get_exterior_ring(shapely.get_parts(geoms))
+        coords = [shapely.get_coordinates(r) for r in rings]
+        for c in (coords[i] for i in rng.choice(len(coords), min(len(coords), 40), False)):
+            k = rng.choice(len(c) - 1, min(len(c) - 1, 6), replace=False)
+            a, b = c[k], c[k + 1]
+            mid = (a + b) / 2
+            normal = np.stack([-(b[:, 1] - a[:, 1]), b[:, 0] - a[:, 0]], axis=1)
+            normal /= np.maximum(np.hypot(normal[:, 0], normal[:, 1]), 1e-300)[:, None]
+            pts = [a, mid] + [mid + d * normal for d in (1e-12, -1e-12, 1e-9, -1e-9, 1e-7,
+                                                          -1e-7)]
+            for p in pts:
+                xs.extend(p[:, 0])
+                ys.extend(p[:, 1])
+    x, y = np.array(xs), np.array(ys)
+    got, want = _classify_points(store, x, y, None)
+    _assert_same(got, want, x, y)
+    # vertices and midpoints lie on a boundary: many are in no district, some in one
+    assert (want["district"] == "").sum() > 50 and (want["district"] != "").sum() > 200

@@ -89,3 +89,35 @@ def test_dask_input_keeps_row_order(client: object, registry: gpd.GeoDataFrame) 
     want = apply_rules(classify(sub), as_of=AS_OF).reset_index(drop=True)
     assert got["verdict"].tolist() == want["verdict"].tolist()
     assert got["district_code"].tolist() == want["district_code"].tolist()
+
+
+@pytest.mark.slow
+def test_two_worker_processes_read_their_own_partitions(
+    registry: gpd.GeoDataFrame, tmp_path: object
+) -> None:
+    """Two worker processes (two machines simulated) read and write their own partitions.
+
+    The partitions are GeoParquet files; the rows equal the single-process engine's.
+    """
+    from geo import classify as classify_module
+    from geo.distributed import classify_parquet, write_partitions
+
+    want = apply_rules(classify(registry), as_of=AS_OF).reset_index(drop=True)
+    src, dst = tmp_path / "in", tmp_path / "out"  # type: ignore[operator]
+    assert write_partitions(registry, src, npartitions=6) == 6
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  memory_limit="1GiB", dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as c:
+        assert classify_parquet(src, dst, client=c, as_of=AS_OF) == 6
+        # both worker processes classified (each built its own reference indexes)
+        built = c.run(lambda: len(classify_module._index_cache) + len(
+            classify_module._registry_layers))
+    assert len(built) == 2 and all(v > 0 for v in built.values())
+    got = gpd.read_parquet(dst).sort_values("_bw_row").reset_index(drop=True)
+    assert got["_bw_row"].tolist() == list(range(len(want)))
+    for col in want.columns:
+        if col == "geometry":
+            assert shapely.equals_exact(got.geometry.values, want.geometry.values, 0).all()
+        else:
+            assert (got[col].astype(str).to_numpy() == want[col].astype(str).to_numpy()).all(), col
+    assert {"shutdown", "basin_standard", "rectify"} <= set(got["verdict"])
