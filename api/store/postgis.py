@@ -28,10 +28,12 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import orjson
 import pandas as pd
 import shapely
 from geoalchemy2 import Geography, Geometry
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -46,6 +48,7 @@ from sqlalchemy import (
     create_engine,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -72,6 +75,7 @@ from api.store.base import (
     prepare_enterprises,
 )
 from api.store.cql import sql_filter
+from api.store.geojson import FeaturePage
 from geo.errors import InvalidQueryError
 from geo.schema import ENFORCEMENT_COLUMNS
 
@@ -138,6 +142,29 @@ audit_table = Table(
 )
 
 
+def _properties_json(columns: Sequence[str] | None) -> Any:
+    """``json_build_object`` of the enterprise columns (NaN coordinates as null)."""
+    t = enterprises
+    args: list[Any] = []
+    for name in [FID, *ENFORCEMENT_COLUMNS] if columns is None else columns:
+        col = t.c[name]
+        value = func.nullif(col, literal_column("'NaN'::float8")) if name in FLOAT_COLUMNS \
+            else col
+        args += [literal_column("'" + name.replace("'", "''") + "'"), value]
+    return func.json_build_object(*args)
+
+
+def _feature_json(columns: Sequence[str] | None) -> Any:
+    """One GeoJSON feature as text, built in SQL."""
+    t = enterprises
+    return cast(func.json_build_object(
+        literal_column("'type'"), literal_column("'Feature'"),
+        literal_column("'id'"), t.c[FID],
+        literal_column("'properties'"), _properties_json(columns),
+        literal_column("'geometry'"), cast(func.ST_AsGeoJSON(t.c[GEOMETRY], 15), JSON),
+    ), Text)
+
+
 class _Pin:
     """The snapshot transaction of a pinned view, opened at its first read."""
 
@@ -201,6 +228,8 @@ class PostGISStore(Store):
         #: (load id, property filter, columns) -> counts: property-only counts (a district's
         #: industries and verdicts for every point look-up) change only with a new load.
         self._counts_memo: dict[tuple[Any, ...], dict[str, dict[str, int]]] = {}
+        #: (load id, property filter) -> number of features matched
+        self._count_memo: dict[tuple[Any, ...], int] = {}
         self._pin: _Pin | None = None
         self._origin: PostGISStore | None = None
 
@@ -365,6 +394,62 @@ class PostGISStore(Store):
         """The feature with that fid (empty frame if none)."""
         with self._read() as conn:
             return self._frame(conn, self._select().where(enterprises.c[FID] == fid))
+
+    def geojson_page(self, q: FeatureQuery, columns: Sequence[str] | None = None,
+                     ) -> FeaturePage:
+        """The page of ``q`` as GeoJSON built in SQL (``json_build_object``,
+        ``ST_AsGeoJSON``) and passed through as an ``orjson.Fragment``.
+
+        ``numberMatched`` costs no second statement when the page is not full (it is then
+        offset + returned); property-only counts are remembered per load.
+        """
+        t = enterprises
+        conds = self._where(q)
+        stmt = (select(_feature_json(columns)).where(*conds).order_by(t.c[FID]))
+        if q.offset:
+            stmt = stmt.offset(q.offset)
+        if q.limit is not None:
+            stmt = stmt.limit(q.limit)
+        with self._read() as conn:
+            rows = conn.execute(stmt).scalars().all()
+            n = len(rows)
+            if (q.limit is None or n < q.limit) and (n > 0 or not q.offset):
+                matched = q.offset + n
+            else:
+                matched = self._count(conn, q, conds)
+        body = ("[" + ",".join(rows) + "]").encode()
+        return FeaturePage(orjson.Fragment(body), n, matched)
+
+    def _count(self, conn: Connection, q: FeatureQuery, conds: list[Any]) -> int:
+        """Number of features matching ``conds``; remembered per load for queries by
+        properties only (the list changes only with a load)."""
+        count = select(func.count()).select_from(enterprises).where(*conds)
+        if q.bbox is not None or q.within is not None or q.near is not None or q.cql:
+            return int(conn.execute(count).scalar_one())
+        version = conn.execute(select(func.max(loads_table.c.load_id))).scalar()
+        key = (version, tuple(sorted((c, tuple(map(str, a)))
+                                              for c, a in q.properties.items())))
+        hit = self._count_memo.get(key)
+        if hit is None:
+            hit = int(conn.execute(count).scalar_one())
+            if len(self._count_memo) > 4096:
+                self._count_memo.clear()
+            self._count_memo[key] = hit
+        return hit
+
+    def geojson_feature(self, fid: int, columns: Sequence[str] | None = None,
+                        ) -> dict[str, Any] | None:
+        """The feature with that fid, its properties and geometry encoded in SQL."""
+        t = enterprises
+        stmt = select(t.c[FID], cast(_properties_json(columns), Text).label("p"),
+                      func.ST_AsGeoJSON(t.c[GEOMETRY], 15).label("g")).where(t.c[FID] == fid)
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        return {"type": "Feature", "id": int(row[0]),
+                "properties": orjson.Fragment(row[1].encode()),
+                "geometry": orjson.Fragment(row[2].encode())}
 
     def counts(self, q: FeatureQuery, column: str) -> dict[str, int]:
         """Matching features per value of ``column``."""
@@ -742,6 +827,8 @@ def classify_in_database(
     day = as_of or _date.today()
     active = _sql_rules.active_rules(catalog, day)
     all_ids = [i.id for i in industries()]
+    store._counts_memo.clear()  # verdicts change within the load: forget its counts
+    store._count_memo.clear()
     with store.engine.begin() as conn:
         missing = [t for t, _ in REFERENCE_TABLES.values()
                    if not inspect(conn).has_table(t)]
@@ -794,6 +881,8 @@ def classify_in_database(
             conn.execute(text(_rules_update_sql(fields)),
                          {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}})
         conn.execute(text("ANALYZE enterprises"))
+    store._counts_memo.clear()  # and counts read while it ran
+    store._count_memo.clear()
     log.info("classified %d enterprises in PostGIS (%d SQL rules%s)", n, len(active),
              ", unit rules in process" if units is not None else "")
     return int(n)
