@@ -60,6 +60,9 @@ KINDS = ("bbox", "limit10", "item", "filter")
 LABELS = {"bbox": "items bbox 0.05°, limit 1000", "limit10": "items limit 10",
           "item": "items/{id}", "filter": "property filter (verdict), limit 100"}
 TARGET_RATIO = 3.0
+#: pygeoapi plus what its Starlette app and PostgreSQL provider import
+PYGEOAPI_PACKAGES = ("pygeoapi", "uvicorn", "starlette", "psycopg2-binary", "sqlalchemy", "geoalchemy2",
+                     "pygeofilter")
 
 
 def _free_port() -> int:
@@ -79,13 +82,13 @@ def _get(url: str, timeout: float = 60.0) -> tuple[int, bytes]:
 def _venv() -> Path:
     """pygeoapi's own environment under /tmp (created once)."""
     py = VENV / "bin" / "python"
-    probe = [str(py), "-c", "import pygeoapi, uvicorn, psycopg2; from osgeo import ogr"]
+    probe = [str(py), "-c", "import pygeoapi, uvicorn, starlette, psycopg2, geoalchemy2, pygeofilter; "
+             "from osgeo import ogr"]
     if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return py
     system_py = "/usr/bin/python3"  # Debian's, whose site-packages hold python3-gdal
     subprocess.run([system_py, "-m", "venv", "--system-site-packages", str(VENV)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "pygeoapi", "uvicorn",
-                    "psycopg2-binary"], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", *PYGEOAPI_PACKAGES], check=True)
     subprocess.run(probe, check=True)
     return py
 
