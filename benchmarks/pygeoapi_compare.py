@@ -61,8 +61,8 @@ LABELS = {"bbox": "items bbox 0.05°, limit 1000", "limit10": "items limit 10",
           "item": "items/{id}", "filter": "property filter (verdict), limit 100"}
 TARGET_RATIO = 3.0
 #: pygeoapi plus what its Starlette app and PostgreSQL provider import
-PYGEOAPI_PACKAGES = ("pygeoapi", "uvicorn", "starlette", "psycopg2-binary", "sqlalchemy", "geoalchemy2",
-                     "pygeofilter")
+PYGEOAPI_PACKAGES = ("pygeoapi", "uvicorn", "starlette", "psycopg2-binary", "sqlalchemy",
+                     "geoalchemy2", "pygeofilter")
 
 
 def _free_port() -> int:
@@ -82,8 +82,8 @@ def _get(url: str, timeout: float = 60.0) -> tuple[int, bytes]:
 def _venv() -> Path:
     """pygeoapi's own environment under /tmp (created once)."""
     py = VENV / "bin" / "python"
-    probe = [str(py), "-c", "import pygeoapi, uvicorn, starlette, psycopg2, geoalchemy2, pygeofilter; "
-             "from osgeo import ogr"]
+    probe = [str(py), "-c", "import pygeoapi, uvicorn, starlette, psycopg2, geoalchemy2, "
+             "pygeofilter; from osgeo import ogr"]
     if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return py
     system_py = "/usr/bin/python3"  # Debian's, whose site-packages hold python3-gdal
@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.size, args.duration = 5_000, 3
         args.work = args.work.with_name(args.work.name + "-smoke")
+        global SCHEMA
+        SCHEMA = "bw_cmp_smoke"
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
