@@ -262,11 +262,11 @@ def _load_data(args: argparse.Namespace, work: Path) -> tuple[Path, int, list[st
 def render(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace,
            rows: int) -> str:
     """Markdown of the comparison."""
-    pairs = [("embedded GeoPackage store vs pygeoapi OGR provider (same .gpkg)", "bw_gpkg",
-              "pg_ogr")]
-    if "bw_pg" in results:
-        pairs.append(("PostGIS store vs pygeoapi PostgreSQL provider (same table)", "bw_pg",
-                      "pg_pg"))
+    pairs = [(title, bw, other) for title, bw, other in (
+        ("embedded GeoPackage store vs pygeoapi OGR provider (same .gpkg)", "bw_gpkg",
+         "pg_ogr"),
+        ("PostGIS store vs pygeoapi PostgreSQL provider (same table)", "bw_pg", "pg_pg"),
+    ) if bw in results and other in results]
     lines = [
         "## BasinWatch vs pygeoapi (OGC API – Features)",
         "",
@@ -354,8 +354,6 @@ def main(argv: list[str] | None = None) -> int:
     for name, cmd, env, coll in runs:
         paths = {k: _paths(k, coll, 2000, 11 + i, rows, verdicts) for i, k in enumerate(KINDS)}
         results[name] = _run_server(name, cmd, env, port, paths, args, args.work)
-    if args.only == "postgis":
-        results = {"bw_gpkg": results["bw_pg"], "pg_ogr": results["pg_pg"], **results}
     md = render(results, args, rows)
     print(md)
     if args.out is not None:
