@@ -156,3 +156,25 @@ def test_store_pages_agree_with_query(store, enterprises) -> None:  # noqa: ANN0
                     [row.geometry.x, row.geometry.y], abs=1e-12)
     finally:
         view.release()
+
+
+def test_large_xlsx_is_written_in_a_child_process(loaded_client, enterprises, monkeypatch,
+                                                  tmp_path) -> None:  # noqa: ANN001
+    """Above CHILD_ROWS the Excel file comes from a spawned process: same rows."""
+    import openpyxl
+
+    from api.routers import exports
+
+    monkeypatch.setattr(exports, "CHILD_ROWS", 1)
+    calls: list[int] = []
+    real = exports._xlsx_in_child
+    monkeypatch.setattr(exports, "_xlsx_in_child",
+                        lambda frame, *a: calls.append(len(frame)) or real(frame, *a))
+    r = loaded_client.get("/exports/enforcement", params={"format": "xlsx"})
+    assert r.status_code == 200 and calls == [len(enterprises)]
+    path = tmp_path / "out.xlsx"
+    path.write_bytes(r.content)
+    book = openpyxl.load_workbook(path, read_only=True)
+    names = {str(c) for sheet in book.worksheets
+             for row in sheet.iter_rows(values_only=True) for c in row if c}
+    assert set(enterprises["name"]) <= names
