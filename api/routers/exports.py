@@ -138,12 +138,19 @@ def _xlsx_in_child(frame: Any, target: Path, notes: Any, prov: Any) -> Path:
     """:func:`geo.export.write_xlsx` in a spawned process; this thread waits for it."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     from geo.export import write_xlsx
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        return Path(pool.submit(write_xlsx, frame, target, notes=notes,
-                                provenance=prov).result())
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+            return Path(pool.submit(write_xlsx, frame, target, notes=notes,
+                                    provenance=prov).result())
+    except BrokenProcessPool:
+        # seen once under `--workers 2` at 200k rows on a saturated machine (cause not yet
+        # found): write here rather than fail the download
+        log.warning("xlsx writer process died; writing %d rows in this worker", len(frame))
+        return Path(write_xlsx(frame, target, notes=notes, provenance=prov))
 
 
 def _format(format: str) -> str:  # noqa: A002
