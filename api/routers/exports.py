@@ -147,8 +147,7 @@ def _xlsx_in_child(frame: Any, target: Path, notes: Any, prov: Any) -> Path:
             return Path(pool.submit(write_xlsx, frame, target, notes=notes,
                                     provenance=prov).result())
     except BrokenProcessPool:
-        # seen once under `--workers 2` at 200k rows on a saturated machine (cause not yet
-        # found): write here rather than fail the download
+        # e.g. the child was killed (memory): write here rather than fail the download
         log.warning("xlsx writer process died; writing %d rows in this worker", len(frame))
         return Path(write_xlsx(frame, target, notes=notes, provenance=prov))
 
