@@ -21,16 +21,24 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.settings import Settings
 from api.store import FeatureQuery, Store, get_store
 from geo.errors import GeoError
 
-__all__ = ["create_app", "error_body", "warm_up", "OGC_CODES"]
+__all__ = ["create_app", "app_from_env", "enable_access_log", "error_body", "warm_up",
+           "OGC_CODES", "NO_GZIP"]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("basinwatch.access")
+
+#: Answers never gzipped: already compressed (zip containers: xlsx, zipped shapefiles;
+#: images) or streamed as events. Answers with a Content-Encoding are passed
+#: through as they are.
+NO_GZIP = (*DEFAULT_EXCLUDED_CONTENT_TYPES,
+           "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 #: Stable exception codes by HTTP status (limits use ``LimitExceeded``).
 OGC_CODES = {
@@ -190,6 +198,26 @@ def warm_up(store: Store) -> None:
         log.warning("warm-up failed, serving anyway: %s", exc)
 
 
+def enable_access_log() -> None:
+    """One line per request on standard error (``basinwatch serve --access-log``)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False  # one line per request, not one more from the root logger
+
+
+def app_from_env() -> FastAPI:
+    """The app of one ``basinwatch serve --workers N`` process: settings from the
+    ``BASINWATCH_*`` environment (and ``.env``), its own store connection and geometry
+    workers; ``BASINWATCH_ACCESS_LOG=1`` logs every request."""
+    import os
+
+    if os.environ.get("BASINWATCH_ACCESS_LOG") == "1":
+        enable_access_log()
+    return create_app(Settings())
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -280,6 +308,9 @@ def create_app(
         app.include_router(module.router)
     docs.install(app)
     # middleware: the last added is the outermost
+    if settings.gzip_min_bytes > 0:
+        app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes,
+                           exclude_content_types=NO_GZIP)
     app.add_middleware(LimitsMiddleware, settings=settings)
     app.add_middleware(
         ClosedCORSMiddleware,

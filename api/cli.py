@@ -368,11 +368,17 @@ def serve(
         Optional[str], typer.Option(help="Proxies whose X-Forwarded-For/-Proto are believed "
                                          "(comma-separated; default: none).")
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (uvicorn); each builds the app from "
+                                      "the BASINWATCH_* settings and answers on the same port.")
+    ] = 1,
 ) -> None:
     """Serve the HTTP API, OGC API Features and the web map (embedded store by default)."""
+    import os
+
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, enable_access_log
     from api.settings import Settings
     from api.store import get_store
 
@@ -381,17 +387,22 @@ def serve(
     store.init()
     if sample_if_empty and not store.loads():
         console.print(_load_into_store(store, None, "serve:sample"))
+    console.print(f"BasinWatch on http://{host}:{port}/  (API docs: /docs, {workers} worker"
+                  f"{'s' if workers > 1 else ''})")
+    common: dict[str, Any] = {"host": host, "port": port, "log_level": "warning",
+                              "proxy_headers": forwarded_allow_ips is not None,
+                              "forwarded_allow_ips": forwarded_allow_ips or ""}
+    if workers == 1:
+        if access_log:
+            enable_access_log()
+        uvicorn.run(create_app(settings, store=store), **common)
+        return
+    # worker processes are spawned: they read the same settings from the environment
+    store.close()
     if access_log:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        logger = logging.getLogger("basinwatch.access")
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False  # one line per request, not one more from the root logger
-    console.print(f"BasinWatch on http://{host}:{port}/  (API docs: /docs)")
-    uvicorn.run(create_app(settings, store=store), host=host, port=port, log_level="warning",
-                proxy_headers=forwarded_allow_ips is not None,
-                forwarded_allow_ips=forwarded_allow_ips or "")
+        os.environ["BASINWATCH_ACCESS_LOG"] = "1"
+    uvicorn.run("api.app:app_from_env", factory=True, workers=workers,
+                timeout_worker_healthcheck=120, **common)
 
 
 @app.command("hash-key")

@@ -464,6 +464,10 @@ def _tune_parameter(param: dict[str, Any], settings: Any) -> None:
     elif name == "filter-crs":
         schema.update({"type": "string", "format": "uri", "enum": [CRS84], "default": CRS84})
         schema.pop("nullable", None)
+    elif schema.pop("x-bw-properties", False):
+        schema.update({"type": "array", "items": {"type": "string"}})
+        schema.pop("nullable", None)
+        param.update({"style": "form", "explode": False})
     schema.pop("x-bw-crs", None)
 
 
@@ -496,6 +500,10 @@ def _add_collection_paths(doc: dict[str, Any], app: Any) -> None:
         op["operationId"] = f"getItems_{src.id}"
         op["summary"] = f"Features of {src.id}"
         params = [p for p in op.get("parameters", []) if p.get("name") != "collectionId"]
+        for p in params:
+            if p.get("name") == "properties" and p.get("in") == "query":
+                p["schema"] = {"type": "array",
+                               "items": {"type": "string", "enum": list(src.properties)}}
         for prop, kind in src.properties.items():
             schema: dict[str, Any] = {"type": kind}
             params.append({

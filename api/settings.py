@@ -138,6 +138,11 @@ class Settings(BaseSettings):
         default=None,
         description="Versions of imported reference layers (default: <data_dir>/layers)",
     )
+    gzip_min_bytes: int = Field(
+        default=1000, ge=0,
+        description="Compress answers of at least this many bytes when the client accepts "
+                    "gzip (0: never compress)",
+    )
     title: str = "BasinWatch"
     tianditu_token: str | None = Field(
         default=None, description="Tianditu key; the map offers Tianditu tiles only with one"

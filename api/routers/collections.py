@@ -53,7 +53,11 @@ CrsParam = Annotated[str | None, Query(
     description="CRS of the answer's coordinates (OGC API – Features Part 2); EPSG:4326 and "
                 "EPSG:4490 list latitude first.", json_schema_extra={"x-bw-crs": True})]
 _RESERVED = {"bbox", "limit", "offset", "f", "filter", "filter-lang", "filter-crs", "datetime",
-             "bbox-crs", "crs"}
+             "bbox-crs", "crs", "properties"}
+PropertiesParam = Annotated[str | None, Query(
+    description="Only these properties in each feature, comma-separated (OGC API – "
+                "Features Part 6 property selection); empty: no properties.",
+    json_schema_extra={"x-bw-properties": True})]
 _FILTER_LANGS = ("cql2-text", "cql-text")
 _TRUE, _FALSE = {"true", "1"}, {"false", "0"}
 
@@ -175,6 +179,34 @@ def feature_query_from_request(
     return FeatureQuery(bbox=bbox, properties=props, cql=cql, limit=limit, offset=offset)
 
 
+def selected_properties(source: Source, text: str | None) -> list[str] | None:
+    """The property names ``properties=`` selects (None: all), each checked.
+
+    Raises
+    ------
+    InvalidQueryError
+        Naming an unknown property and the known ones.
+    """
+    if text is None:
+        return None
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        if name not in source.properties:
+            raise InvalidQueryError(
+                f"properties: unknown property '{name[:40]}'; expected some of "
+                f"{', '.join(source.properties)}."
+            )
+    return names
+
+
+def _select(feats: list[dict[str, Any]], names: list[str] | None) -> list[dict[str, Any]]:
+    if names is not None:
+        for ft in feats:
+            props = ft["properties"]
+            ft["properties"] = {n: props.get(n) for n in names}
+    return feats
+
+
 def _page_size(settings: Any, limit: int | None) -> int:
     if limit is not None and limit > settings.max_limit:
         raise InvalidQueryError(f"limit: at most BASINWATCH_MAX_LIMIT={settings.max_limit}, "
@@ -264,6 +296,15 @@ def queryables(
     return render(request, body, "json", title=src.title, media_type="application/schema+json")
 
 
+def _fid(feature_id: str) -> int | None:
+    """The enterprise fid a feature id names (None: no fid can match)."""
+    try:
+        fid = int(feature_id)
+    except ValueError:
+        return None
+    return fid if 0 < fid < 2**63 else None
+
+
 def _with_crs(response: Response, crs: str) -> Response:
     if response.media_type in (GEOJSON, "text/html"):
         response.headers["Content-Crs"] = f"<{crs}>"
@@ -296,10 +337,12 @@ def items(
     filter: Annotated[str | None, Query(description="CQL2 text, e.g. verdict='shutdown'")] = None,  # noqa: A002
     filter_lang: Annotated[str | None, Query(alias="filter-lang")] = None,
     filter_crs: Annotated[str | None, Query(alias="filter-crs")] = None,
+    properties: PropertiesParam = None,
     f: FParam = None,
 ) -> Response:
     """Features of a collection: ``bbox``, ``limit``/``offset`` paging with ``next`` links,
-    property filters (``verdict=shutdown&industry=印染``), a CQL2 ``filter`` and ``crs``."""
+    property filters (``verdict=shutdown&industry=印染``), a CQL2 ``filter``, ``crs`` and
+    ``properties`` (which properties to return)."""
     del bbox, bbox_crs, datetime, filter, filter_lang, filter_crs  # read from query_params
     fmt = pick_format(request, f)
     out_crs = parse_crs(crs, param="crs")
@@ -310,8 +353,19 @@ def items(
     if fmt == "csv" and limit is None:
         page = settings.max_limit
     q = feature_query_from_request(request, src, limit=page, offset=offset)
-    res = src.query(q)
-    feats = features_to_geojson(transform_frame(res.features, out_crs), src.id_column)
+    names = selected_properties(src, properties)
+    frame = None
+    if fmt == "json" and out_crs == CRS84 and src.store is not None:
+        # the fast path: GeoJSON straight from the store, no GeoDataFrame per request
+        fp = src.store.geojson_page(q, names)
+        feats, returned, matched = fp.features, fp.number_returned, fp.number_matched
+    else:
+        res = src.query(q)
+        frame = res.features if names is None else res.features[
+            [*names, res.features.geometry.name]]
+        feats = _select(features_to_geojson(transform_frame(res.features, out_crs),
+                                            src.id_column), names)
+        returned, matched = len(feats), res.number_matched
     path = f"/collections/{src.id}/items"
     params = dict(request.query_params)
     links = [
@@ -320,7 +374,7 @@ def items(
         {"href": url_for(request, f"/collections/{src.id}"), "rel": "collection",
          "type": "application/json", "title": src.title},
     ]
-    if offset + len(feats) < res.number_matched:
+    if offset + returned < matched:
         links.append({"href": url_for(request, path, {**params, "offset": offset + page,
                                                       "limit": page}),
                       "rel": "next", "type": GEOJSON, "title": "Next page"})
@@ -331,13 +385,13 @@ def items(
     body = {
         "type": "FeatureCollection",
         "features": feats,
-        "numberMatched": res.number_matched,
-        "numberReturned": len(feats),
+        "numberMatched": matched,
+        "numberReturned": returned,
         "timeStamp": now_iso(),
         "links": links,
     }
     return _with_crs(render(request, body, fmt, title=src.title, media_type=GEOJSON,
-                            frame=res.features, filename=f"{src.id}.csv"), out_crs)
+                            frame=frame, filename=f"{src.id}.csv"), out_crs)
 
 
 @router.get(
@@ -354,20 +408,31 @@ def item(
     store: StoreDep,
     _: ReadDep,
     crs: CrsParam = None,
+    properties: PropertiesParam = None,
     f: FParam = None,
 ) -> Response:
-    """One feature by id."""
+    """One feature by id (``properties``: which properties to return)."""
     fmt = pick_format(request, f)
     out_crs = parse_crs(crs, param="crs")
     if fmt == "csv" and out_crs != CRS84:
         raise InvalidQueryError("crs: f=csv lists lon/lat attributes in CRS84 only; use f=json.")
     src = get_source(store, collection_id)
-    frame = src.get(feature_id)
-    if len(frame) == 0:
+    names = selected_properties(src, properties)
+    frame = None
+    if fmt == "json" and out_crs == CRS84 and src.store is not None:
+        fid = _fid(feature_id)
+        feat = src.store.geojson_feature(fid, names) if fid is not None else None
+    else:
+        frame = src.get(feature_id).iloc[:1]
+        feat = (_select(features_to_geojson(transform_frame(frame, out_crs),
+                                            src.id_column), names)[0]
+                if len(frame) else None)
+        if names is not None:
+            frame = frame[[*names, frame.geometry.name]]
+    if feat is None:
         raise FeatureNotFoundError(
             f"featureId: no feature '{feature_id[:80]}' in collection '{src.id}'."
         )
-    feat = features_to_geojson(transform_frame(frame.iloc[:1], out_crs), src.id_column)[0]
     base = f"/collections/{src.id}"
     feat["links"] = [
         {"href": url_for(request, f"{base}/items/{quote(feature_id, safe='')}"), "rel": "self",
@@ -375,5 +440,5 @@ def item(
         {"href": url_for(request, base), "rel": "collection", "type": "application/json"},
     ]
     return _with_crs(render(request, feat, fmt, title=f"{src.title} {feature_id}",
-                            media_type=GEOJSON, frame=frame.iloc[:1],
+                            media_type=GEOJSON, frame=frame,
                             filename=f"{src.id}_{feature_id}.csv"), out_crs)

@@ -75,7 +75,7 @@ async def get_store_dep(request: Request) -> AsyncIterator[Store]:
             view.release()
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     """The application's settings."""
     return request.app.state.settings  # type: ignore[no-any-return]
 
@@ -125,32 +125,34 @@ def require_role(role: Role | str, *, key_required: bool = False) -> Callable[..
     """
     needed = Role(role)
 
-    def dependency(
+    # async: resolving a caller is a hash or an HMAC, done on the event loop (a sync
+    # dependency costs a thread-pool hop per request); only a refusal, which writes the
+    # audit log, goes to a thread.
+    async def dependency(
         request: Request,
         settings: SettingsDep,
         _key: Annotated[str | None, Depends(_api_key)] = None,
         _cookie: Annotated[str | None, Depends(_session)] = None,
     ) -> Caller:
         caller = resolve_caller(request, settings)
+        exc: Exception | None = None
         if caller.role is None:
             if needed == Role.viewer and settings.read_open and not key_required:
                 return caller
-            exc: Exception = AuthError()
-            _denied(request, caller, needed, exc, key_required)
-            raise exc
-        if not caller.role.allows(needed):
+            exc = AuthError()
+        elif not caller.role.allows(needed):
             exc = ForbiddenError(
                 f"X-API-Key: this endpoint needs a key with the {needed.value} role; "
                 f"yours has {caller.role.value}."
             )
-            _denied(request, caller, needed, exc, key_required)
-            raise exc
-        if caller.via == "session" and (needed != Role.viewer or key_required):
+        elif caller.via == "session" and (needed != Role.viewer or key_required):
             try:
                 check_csrf(request, caller)
             except ForbiddenError as err:
-                _denied(request, caller, needed, err, key_required)
-                raise
+                exc = err
+        if exc is not None:
+            await anyio.to_thread.run_sync(_denied, request, caller, needed, exc, key_required)
+            raise exc
         return caller
 
     dependency.__name__ = f"require_{needed.value}{'_key' if key_required else ''}"

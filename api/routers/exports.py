@@ -16,7 +16,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -120,7 +120,9 @@ def enforcement(
     tmp = Path(tempfile.mkdtemp(prefix="basinwatch-export-"))
     try:
         target = tmp / f"enforcement_list{MEDIA_TYPES[fmt][1]}"
-        if fmt == "xlsx":
+        if fmt == "xlsx" and len(frame) >= CHILD_ROWS:
+            path = _xlsx_in_child(frame, target, notes, prov)
+        elif fmt == "xlsx":
             from geo.export import write_xlsx
 
             path = write_xlsx(frame, target, notes=notes, provenance=prov)
@@ -139,6 +141,30 @@ def enforcement(
 def _cleanup(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     release_memory()
+
+
+#: Rows from which ``GET /exports/enforcement`` writes Excel in a child process: the
+#: pure-Python writer would otherwise hold this worker's GIL for seconds and stall every
+#: other request it serves (the request thread only waits, without the GIL).
+CHILD_ROWS = 20_000
+
+
+def _xlsx_in_child(frame: Any, target: Path, notes: Any, prov: Any) -> Path:
+    """:func:`geo.export.write_xlsx` in a spawned process; this thread waits for it."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from geo.export import write_xlsx
+
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+            return Path(pool.submit(write_xlsx, frame, target, notes=notes,
+                                    provenance=prov).result())
+    except BrokenProcessPool:
+        # e.g. the child was killed (memory): write here rather than fail the download
+        log.warning("xlsx writer process died; writing %d rows in this worker", len(frame))
+        return Path(write_xlsx(frame, target, notes=notes, provenance=prov))
 
 
 def _format(format: str) -> str:  # noqa: A002

@@ -15,9 +15,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import shapely
 from shapely.geometry.base import BaseGeometry
 
+from api.store.geojson import FeaturePage, json_values, point_features_from_arrays
 from geo.errors import InvalidQueryError, RegistryError
 from geo.schema import ENFORCEMENT_COLUMNS
 
@@ -210,6 +213,16 @@ def prepare_enterprises(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return res.reset_index(drop=True)
 
 
+def _frame_features(gdf: gpd.GeoDataFrame, columns: Sequence[str] | None,
+                    ) -> list[dict[str, Any]]:
+    """GeoJSON point features of a store frame (``fid`` as id)."""
+    geoms = np.asarray(gdf.geometry.values)
+    names = [c for c in gdf.columns if c != gdf.geometry.name] if columns is None else columns
+    return point_features_from_arrays(
+        gdf[FID].tolist(), shapely.get_x(geoms).tolist(), shapely.get_y(geoms).tolist(),
+        names, [json_values(gdf[c]).tolist() for c in names])
+
+
 def parse_bool(value: object, column: str) -> bool:
     """``true``/``1`` or ``false``/``0`` (any case) as a bool; anything else is a 400.
 
@@ -293,6 +306,24 @@ class Store(ABC):
     @abstractmethod
     def extent(self) -> tuple[float, float, float, float] | None:
         """Bounding box of the current list, or None when empty."""
+
+    def geojson_page(self, q: FeatureQuery, columns: Sequence[str] | None = None,
+                     ) -> FeaturePage:
+        """The page of ``q`` as GeoJSON features (CRS84) with only ``columns`` as properties
+        (all when None): the fast path of ``/collections/enterprises/items``.
+
+        Providers override it to skip the GeoDataFrame; this default goes through
+        :meth:`query`.
+        """
+        res = self.query(q)
+        return FeaturePage(_frame_features(res.features, columns), len(res.features),
+                           res.number_matched)
+
+    def geojson_feature(self, fid: int, columns: Sequence[str] | None = None,
+                        ) -> dict[str, Any] | None:
+        """The feature with that fid as a GeoJSON feature dict (None if there is none)."""
+        feats = _frame_features(self.get(fid).iloc[:1], columns)
+        return feats[0] if feats else None
 
     def counts_many(self, q: FeatureQuery, columns: Sequence[str]) -> dict[str, dict[str, int]]:
         """:meth:`counts` for several columns at once (providers answer in one pass)."""

@@ -51,6 +51,7 @@ from api.store.base import (
     prepare_enterprises,
 )
 from api.store.frame import query_frame, select_positions
+from api.store.geojson import FeaturePage, json_values, point_features_from_arrays
 from geo.errors import InvalidQueryError
 from geo.schema import ENFORCEMENT_COLUMNS
 
@@ -82,6 +83,10 @@ class _Version:
     codes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     memo: dict[tuple[object, ...], dict[str, int]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: fid -> row position (-1: no such fid), built on first use for this version
+    by_fid: np.ndarray | None = None
+    #: column -> JSON-ready object array (built on first use for this version)
+    json_cols: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def of(cls, stamp: tuple[int, int, int] | None, gdf: gpd.GeoDataFrame,
@@ -90,6 +95,30 @@ class _Version:
         return cls(stamp, gdf, loads, np.asarray(shapely.get_x(geoms), dtype=np.float64),
                    np.asarray(shapely.get_y(geoms), dtype=np.float64),
                    gdf[FID].to_numpy(dtype=np.int64))
+
+    def position(self, fid: int) -> int:
+        """Row position of ``fid`` in this version, -1 if there is none (O(1))."""
+        index = self.by_fid
+        if index is None:
+            top = int(self.fid.max()) + 1 if len(self.fid) else 0
+            index = np.full(top, -1, dtype=np.int64)
+            index[self.fid] = np.arange(len(self.fid))
+            self.by_fid = index
+        return int(index[fid]) if 0 <= fid < len(index) else -1
+
+    def json_column(self, column: str) -> np.ndarray:
+        """JSON-ready values of ``column`` (missing values None), computed once."""
+        hit = self.json_cols.get(column)
+        if hit is None:
+            hit = json_values(self.gdf[column])
+            self.json_cols[column] = hit
+        return hit
+
+    def features(self, pos: np.ndarray, columns: Sequence[str]) -> list[dict[str, object]]:
+        """GeoJSON features of the rows at ``pos`` with ``columns`` as properties."""
+        return point_features_from_arrays(
+            self.fid[pos].tolist(), self.x[pos].tolist(), self.y[pos].tolist(), columns,
+            [self.json_column(c)[pos].tolist() for c in columns])
 
     def factorized(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """``(codes, labels)`` of a text/bool column as the query compares it (``str``)."""
@@ -100,6 +129,20 @@ class _Version:
             with self.lock:
                 self.codes[column] = hit
         return hit
+
+
+def _columns(columns: Sequence[str] | None) -> Sequence[str]:
+    return [FID, *ENFORCEMENT_COLUMNS] if columns is None else columns
+
+
+def _unfiltered(q: FeatureQuery) -> bool:
+    return (q.bbox is None and q.within is None and q.near is None and q.cql is None
+            and not q.properties)
+
+
+def _properties_only(q: FeatureQuery) -> bool:
+    return (q.bbox is None and q.within is None and q.near is None and q.cql is None
+            and all(c in TEXT_COLUMNS or c in BOOL_COLUMNS for c in q.properties))
 
 
 def _empty() -> gpd.GeoDataFrame:
@@ -196,6 +239,9 @@ class GeoPackageStore(Store):
         for col in ("district_code", "industry", "verdict"):
             if col in v.gdf.columns:
                 v.factorized(col)
+        v.position(0)  # the fid index
+        for col in _columns(None):  # the JSON-ready columns of the items routes
+            v.json_column(col)
         log.info("warmed %d enterprises from %s", len(v.gdf), self.path)
 
     def query(self, q: FeatureQuery) -> QueryResult:
@@ -204,9 +250,51 @@ class GeoPackageStore(Store):
         return query_frame(gdf, q)
 
     def get(self, fid: int) -> gpd.GeoDataFrame:
-        """The feature with that fid (empty frame if none)."""
-        gdf, _ = self._state()
-        return gdf.loc[gdf[FID] == fid]
+        """The feature with that fid (empty frame if none), through the fid index."""
+        v = self._version()
+        pos = v.position(fid)
+        return v.gdf.iloc[[pos] if pos >= 0 else []]
+
+    def geojson_feature(self, fid: int, columns: Sequence[str] | None = None,
+                        ) -> dict[str, object] | None:
+        """The feature with that fid as GeoJSON, from the version's column arrays."""
+        v = self._version()
+        pos = v.position(fid)
+        if pos < 0:
+            return None
+        return v.features(np.array([pos]), _columns(columns))[0]
+
+    def geojson_page(self, q: FeatureQuery, columns: Sequence[str] | None = None,
+                     ) -> FeaturePage:
+        """The page of ``q`` as GeoJSON: positions selected (property-only queries through
+        the column codes), then only the page's rows converted."""
+        v = self._version()
+        start = max(q.offset, 0)
+        stop = None if q.limit is None else start + q.limit
+        if _unfiltered(q):
+            n = len(v.fid)
+            pos = np.arange(min(start, n), n if stop is None else min(stop, n))
+        else:
+            selected = (self._property_positions(v, q) if _properties_only(q)
+                        else select_positions(v.gdf, q))
+            n = len(selected)
+            pos = selected[start:stop]
+        return FeaturePage(v.features(pos, _columns(columns)), len(pos), n)
+
+    @staticmethod
+    def _property_positions(v: _Version, q: FeatureQuery) -> np.ndarray:
+        """Sorted positions matching a query of text/bool properties only (codes, no strings
+        compared per row)."""
+        mask = np.ones(len(v.fid), dtype=bool)
+        for col, accepted in q.properties.items():
+            codes, labels = v.factorized(col)
+            if col in BOOL_COLUMNS:
+                want = {str(parse_bool(a, col)) for a in accepted}
+            else:
+                want = {str(a) for a in accepted}
+            ok = np.array([lab in want for lab in labels] + [False], dtype=bool)
+            mask &= ok[codes]
+        return np.flatnonzero(mask)
 
     def counts(self, q: FeatureQuery, column: str) -> dict[str, int]:
         """Matching features per value of ``column``."""

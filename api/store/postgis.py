@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DataError, InternalError, OperationalError
 
 from api.store.base import (
@@ -72,6 +73,7 @@ from api.store.base import (
     prepare_enterprises,
 )
 from api.store.cql import sql_filter
+from api.store.geojson import FeaturePage
 from geo.errors import InvalidQueryError
 from geo.schema import ENFORCEMENT_COLUMNS
 
@@ -138,6 +140,15 @@ audit_table = Table(
 )
 
 
+def _names(columns: Sequence[str] | None) -> list[str]:
+    """The property columns of a GeoJSON answer (all: fid and the enforcement columns)."""
+    names = [FID, *ENFORCEMENT_COLUMNS] if columns is None else list(columns)
+    for name in names:
+        if name not in enterprises.c or name == GEOMETRY:
+            raise InvalidQueryError(f"properties: unknown property '{name}'.")
+    return names
+
+
 class _Pin:
     """The snapshot transaction of a pinned view, opened at its first read."""
 
@@ -201,8 +212,75 @@ class PostGISStore(Store):
         #: (load id, property filter, columns) -> counts: property-only counts (a district's
         #: industries and verdicts for every point look-up) change only with a new load.
         self._counts_memo: dict[tuple[Any, ...], dict[str, dict[str, int]]] = {}
+        #: (load id, property filter) -> number of features matched
+        self._count_memo: dict[tuple[Any, ...], int] = {}
         self._pin: _Pin | None = None
         self._origin: PostGISStore | None = None
+        self._single: Engine | None = None
+        self._single_lock = threading.Lock()
+
+    def _single_engine(self) -> Engine:
+        """Autocommit pool of the one-statement reads (:meth:`_one_statement`), without
+        ``pool_pre_ping`` and with the service's ``statement_timeout`` set at connect."""
+        origin = self._origin or self
+        with origin._single_lock:
+            if origin._single is None:
+                options = [str(make_url(origin.url).query.get("options") or "")]
+                if origin.schema:
+                    options.append(f"-csearch_path={origin.schema},public")
+                ms = int(origin.query_timeout_s * 1000) if origin.query_timeout_s else 0
+                options.append(f"-cstatement_timeout={ms:d}")
+                origin._single = create_engine(
+                    origin.url, isolation_level="AUTOCOMMIT", pool_size=10,
+                    connect_args={"options": " ".join(o for o in options if o)})
+            return origin._single
+
+    def configure(self, *, query_timeout_s: float | None = None) -> None:
+        """Apply service limits (``statement_timeout`` of every read)."""
+        super().configure(query_timeout_s=query_timeout_s)
+        with self._single_lock:
+            if self._single is not None:
+                self._single.dispose()
+                self._single = None
+
+    @contextlib.contextmanager
+    def _one_statement(self) -> Iterator[Connection]:
+        """A connection for a read of one statement (one snapshot by itself).
+
+        A view whose snapshot transaction is already open answers in it; otherwise the
+        statement runs alone in autocommit: no BEGIN, SET, LOCK or ROLLBACK round trips
+        (the statement's own ``ACCESS SHARE`` lock and snapshot keep it on one version).
+        A departed client cancels it as in a view.
+        """
+        if self._pin is None or self._pin.conn is not None:
+            with self._read() as conn:
+                yield conn
+            return
+        cancel, handle = self._pin.cancel, None
+        try:
+            with self._single_engine().connect() as conn:
+                if cancel is not None:
+                    handle = cancel.add_callback(conn.connection.driver_connection.cancel_safe)
+                try:
+                    yield conn
+                finally:
+                    if cancel is not None:
+                        cancel.remove_callback(handle)
+        except OperationalError as exc:
+            import psycopg.errors
+
+            if isinstance(exc.orig, psycopg.errors.QueryCanceled):
+                from api.limits import QueryTimeoutError
+
+                raise QueryTimeoutError(
+                    f"query: ran longer than BASINWATCH_QUERY_TIMEOUT_S="
+                    f"{self.query_timeout_s or 0:g} s (or the client went away); narrow it "
+                    "with bbox, filter or limit."
+                ) from exc
+            raise
+        except (DataError, InternalError) as exc:
+            first = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+            raise InvalidQueryError(f"query: the database rejected a value ({first}).") from exc
 
     def init(self) -> None:
         """Upgrade the schema to the newest alembic revision."""
@@ -218,9 +296,11 @@ class PostGISStore(Store):
             command.upgrade(cfg, "heads")  # parallel revisions (e.g. cases, audit) both apply
 
     def close(self) -> None:
-        """Dispose of the connection pool."""
+        """Dispose of the connection pools."""
         if self._origin is None:
             self.engine.dispose()
+            if self._single is not None:
+                self._single.dispose()
 
     # -- one version per read ----------------------------------------------------------------
     def pinned(self, *, cancel: CancelHook | None = None) -> PostGISStore:
@@ -365,6 +445,88 @@ class PostGISStore(Store):
         """The feature with that fid (empty frame if none)."""
         with self._read() as conn:
             return self._frame(conn, self._select().where(enterprises.c[FID] == fid))
+
+    def geojson_page(self, q: FeatureQuery, columns: Sequence[str] | None = None,
+                     ) -> FeaturePage:
+        """The page of ``q`` as GeoJSON features built from the rows' tuples (no frame).
+
+        One statement (with the load id) when the page is not full: ``numberMatched`` is
+        then offset + returned. A full page adds a count, remembered per load for queries
+        by properties only; if a load committed between the two statements, both are
+        read again in one snapshot transaction. (JSON built in SQL with
+        ``json_build_object`` costs ~70 µs a row in the server: slower than this.)
+        """
+        t = enterprises
+        names = _names(columns)
+        conds = self._where(q)
+        stmt = select(*[t.c[n] for n in names], func.ST_X(t.c[GEOMETRY]),
+                      func.ST_Y(t.c[GEOMETRY]), t.c[FID],
+                      select(func.max(loads_table.c.load_id)).scalar_subquery(),
+                      ).where(*conds).order_by(t.c[FID])
+        if q.offset:
+            stmt = stmt.offset(q.offset)
+        if q.limit is not None:
+            stmt = stmt.limit(q.limit)
+        with self._one_statement() as conn:
+            page = self._page_in(conn, q, conds, stmt, names)
+        if page is None:  # a load committed between page and count
+            with self._read() as conn:
+                page = self._page_in(conn, q, conds, stmt, names)
+        assert page is not None
+        return page
+
+    def _page_in(self, conn: Connection, q: FeatureQuery, conds: list[Any], stmt: Any,
+                 names: Sequence[str]) -> FeaturePage | None:
+        rows = conn.execute(stmt).all()
+        n = len(rows)
+        if (q.limit is None or n < q.limit) and (n > 0 or not q.offset):
+            matched = q.offset + n
+        else:
+            version = rows[0][-1] if rows else None
+            got = self._count(conn, q, conds, version)
+            if got is None:
+                return None
+            matched = got
+        k = len(names)
+        feats = [{"type": "Feature", "id": r[k + 2], "properties": dict(zip(names, r[:k])),
+                  "geometry": {"type": "Point", "coordinates": [r[k], r[k + 1]]}}
+                 for r in rows]  # NaN coordinates are written as null by orjson
+        return FeaturePage(feats, n, matched)
+
+    def _count(self, conn: Connection, q: FeatureQuery, conds: list[Any],
+               version: int | None) -> int | None:
+        """Features matching ``conds`` in load ``version`` (None if the current load is
+        another one); remembered per load for queries by properties only."""
+        count = select(func.count(), select(func.max(loads_table.c.load_id))
+                       .scalar_subquery()).select_from(enterprises).where(*conds)
+        spatial = q.bbox is not None or q.within is not None or q.near is not None or q.cql
+        key = (version, tuple(sorted((c, tuple(map(str, a))) for c, a in q.properties.items())))
+        hit = None if spatial or version is None else self._count_memo.get(key)
+        if hit is not None:
+            return hit
+        n, now = conn.execute(count).one()
+        if version is not None and now != version:
+            return None
+        if not spatial:
+            if len(self._count_memo) > 4096:
+                self._count_memo.clear()
+            self._count_memo[(now, key[1])] = int(n)
+        return int(n)
+
+    def geojson_feature(self, fid: int, columns: Sequence[str] | None = None,
+                        ) -> dict[str, Any] | None:
+        """The feature with that fid (one statement)."""
+        t = enterprises
+        names = _names(columns)
+        stmt = select(*[t.c[n] for n in names], func.ST_X(t.c[GEOMETRY]),
+                      func.ST_Y(t.c[GEOMETRY])).where(t.c[FID] == fid)
+        with self._one_statement() as conn:
+            r = conn.execute(stmt).first()
+        if r is None:
+            return None
+        k = len(names)
+        return {"type": "Feature", "id": fid, "properties": dict(zip(names, r[:k])),
+                "geometry": {"type": "Point", "coordinates": [r[k], r[k + 1]]}}
 
     def counts(self, q: FeatureQuery, column: str) -> dict[str, int]:
         """Matching features per value of ``column``."""
@@ -763,6 +925,8 @@ def classify_in_database(
     day = as_of or _date.today()
     active = _sql_rules.active_rules(catalog, day)
     all_ids = [i.id for i in industries()]
+    store._counts_memo.clear()  # verdicts change within the load: forget its counts
+    store._count_memo.clear()
     with store.engine.begin() as conn:
         missing = [t for t, _ in REFERENCE_TABLES.values()
                    if not inspect(conn).has_table(t)]
@@ -824,6 +988,8 @@ def classify_in_database(
                              {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}}
                              ).rowcount
         conn.execute(text("ANALYZE enterprises"))
+    store._counts_memo.clear()  # and counts read while it ran
+    store._count_memo.clear()
     log.info("classified %d enterprises in PostGIS (%d SQL rules%s)", n, len(active),
              ", unit rules in process" if units is not None else "")
     return int(n)
