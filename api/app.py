@@ -40,6 +40,21 @@ access_log = logging.getLogger("basinwatch.access")
 NO_GZIP = (*DEFAULT_EXCLUDED_CONTENT_TYPES,
            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
+#: Paths never gzipped: export downloads are large files streamed as they are written;
+#: compressing hundreds of MB on the worker would cost more time than it saves on a LAN.
+NO_GZIP_PATHS = ("/exports/",)
+
+
+class _GZip(GZipMiddleware):
+    """Starlette's gzip (level 6) except for :data:`NO_GZIP_PATHS`."""
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] == "http" and scope["path"].startswith(NO_GZIP_PATHS):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 #: Stable exception codes by HTTP status (limits use ``LimitExceeded``).
 OGC_CODES = {
     400: "InvalidParameterValue",
@@ -309,7 +324,7 @@ def create_app(
     docs.install(app)
     # middleware: the last added is the outermost
     if settings.gzip_min_bytes > 0:
-        app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes,
+        app.add_middleware(_GZip, minimum_size=settings.gzip_min_bytes, compresslevel=6,
                            exclude_content_types=NO_GZIP)
     app.add_middleware(LimitsMiddleware, settings=settings)
     app.add_middleware(

@@ -178,3 +178,12 @@ def test_large_xlsx_is_written_in_a_child_process(loaded_client, enterprises, mo
     names = {str(c) for sheet in book.worksheets
              for row in sheet.iter_rows(values_only=True) for c in row if c}
     assert set(enterprises["name"]) <= names
+
+
+def test_csv_export_is_streamed_uncompressed(loaded_client) -> None:  # noqa: ANN001
+    """Export downloads skip gzip (large files, written as streamed); items keep it."""
+    r = loaded_client.get("/exports/enforcement", params={"format": "csv"},
+                          headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200
+    assert "content-encoding" not in r.headers
+    assert r.content.startswith(b"\xef\xbb\xbf")  # the CSV's BOM, not gzip's 1f 8b
