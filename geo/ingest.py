@@ -305,45 +305,97 @@ def _decode(data: bytes, name: str = "") -> str:
     )
 
 
+#: XLSX reader: calamine (Rust) reads the same cells as openpyxl several times faster
+#: (ARCHITECTURE.md "Reading registries"); openpyxl stays the fallback.
+XLSX_ENGINE: Final = "calamine"
+#: An empty line inside a CSV (pyarrow drops it, which would shift the row numbers the
+#: messages name): such files go through pandas' own parser.
+_EMPTY_LINE: Final = re.compile(rb"\n\r?\n")
+
+
+def _read_xlsx(data: bytes, name: str, sheet: str | int | None) -> pd.DataFrame:
+    try:
+        return pd.read_excel(
+            io.BytesIO(data), dtype=str, engine=XLSX_ENGINE,
+            sheet_name=0 if sheet is None else sheet,
+        )
+    except Exception as exc:  # the readers raise many types for corrupt files
+        raise RegistryFormatError(
+            f"Cannot read the XLSX registry {name}: {exc}; expected a complete .xlsx "
+            "workbook (a ZIP archive): the file may be truncated or damaged, save it again "
+            "from Excel. 无法读取 XLSX 登记文件：文件可能不完整或已损坏，请用 Excel 重新保存。"
+        ) from exc
+
+
+def _read_csv(data: bytes, name: str) -> pd.DataFrame:
+    """CSV bytes -> frame of strings; pyarrow's parser when the bytes allow it.
+
+    pyarrow reads UTF-8 only, skips empty lines (which would shift the row numbers the
+    messages name) and rejects ragged rows that pandas' parser pads: such files, and any
+    file pyarrow refuses, are decoded (UTF-8 or GB18030) and read by pandas' C parser, so
+    both paths give the same frame and the same errors.
+    """
+    if not data.startswith(_UTF16_BOMS) and _is_binary(data):
+        raise RegistryFormatError(
+            f"The registry {name or '(upload)'} is a binary file, not a text CSV: expected "
+            "a UTF-8 or GBK/GB18030 CSV (comma or tab separated) or an .xlsx workbook. "
+            "登记文件是二进制文件，不是文本 CSV：请另存为 UTF-8 CSV 或 .xlsx。"
+        )
+    fast = _read_csv_pyarrow(data)
+    if fast is not None:
+        return fast
+    text = _decode(data, name)
+    if not text.strip():
+        raise RegistryFormatError(f"The registry {name or '(upload)'} is empty.")
+    try:
+        return pd.read_csv(
+            io.StringIO(text), sep=_separator(text), dtype=str, keep_default_na=False,
+            skip_blank_lines=False,
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise RegistryFormatError(_csv_parse_message(text, name, exc)) from exc
+
+
+def _read_csv_pyarrow(data: bytes) -> pd.DataFrame | None:
+    """The CSV read by pyarrow, or ``None`` where its frame could differ from pandas' parser.
+
+    ``None`` for UTF-16 or non-UTF-8 bytes, empty lines inside the file, ragged rows, and
+    line breaks inside quoted values (one record per line is checked: pyarrow splits its
+    work at line ends).
+    """
+    if data.startswith(_UTF16_BOMS):
+        return None
+    body = data.removeprefix(b"\xef\xbb\xbf").strip(b"\r\n")
+    head = body[:65536].decode("utf-8", errors="ignore")
+    if not head.strip() or _EMPTY_LINE.search(body):
+        return None
+    try:
+        frame = pd.read_csv(io.BytesIO(body), sep=_separator(head), dtype=str,
+                            keep_default_na=False, engine="pyarrow")
+    except Exception:  # noqa: BLE001 - not UTF-8, ragged rows: pandas' parser decides
+        return None
+    return frame if body.count(b"\n") == len(frame) else None
+
+
+def _separator(text: str) -> str:
+    """Tab when the header line has more tabs than commas, else comma."""
+    header = text.lstrip().splitlines()[0]
+    return "\t" if header.count("\t") > header.count(",") else ","
+
+
 def _read_table(data: bytes, name: str, *, sheet: str | int | None = 0) -> pd.DataFrame:
+    """The file's first (or ``sheet``) table, every cell a string (``''`` when blank)."""
     suffix = Path(name).suffix.lower()
     if data.startswith(_XLS_MAGIC) or suffix == ".xls":
         raise RegistryFormatError(
             "Old Excel .xls files are not supported: save the registry as .xlsx or UTF-8 CSV."
         )
     if data.startswith(_XLSX_MAGIC) or suffix in (".xlsx", ".xlsm"):
-        try:
-            frame = pd.read_excel(
-                io.BytesIO(data), dtype=str, engine="openpyxl",
-                sheet_name=0 if sheet is None else sheet,
-            )
-        except Exception as exc:  # openpyxl raises many types for corrupt files
-            raise RegistryFormatError(
-                f"Cannot read the XLSX registry {name}: {exc}; expected a complete .xlsx "
-                "workbook (a ZIP archive): the file may be truncated or damaged, save it again "
-                "from Excel. 无法读取 XLSX 登记文件：文件可能不完整或已损坏，请用 Excel 重新保存。"
-            ) from exc
+        frame = _read_xlsx(data, name, sheet)
     else:
-        if not data.startswith(_UTF16_BOMS) and _is_binary(data):
-            raise RegistryFormatError(
-                f"The registry {name or '(upload)'} is a binary file, not a text CSV: expected "
-                "a UTF-8 or GBK/GB18030 CSV (comma or tab separated) or an .xlsx workbook. "
-                "登记文件是二进制文件，不是文本 CSV：请另存为 UTF-8 CSV 或 .xlsx。"
-            )
-        text = _decode(data, name)
-        if not text.strip():
-            raise RegistryFormatError(f"The registry {name or '(upload)'} is empty.")
-        header = text.lstrip().splitlines()[0]
-        sep = "\t" if header.count("\t") > header.count(",") else ","
-        try:
-            frame = pd.read_csv(
-                io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                skip_blank_lines=False,
-            )
-        except (pd.errors.ParserError, ValueError) as exc:
-            raise RegistryFormatError(_csv_parse_message(text, name, exc)) from exc
-    frame = frame.astype(object).where(frame.notna(), "")
-    return frame.map(str)
+        frame = _read_csv(data, name)
+    frame.columns = [str(c) for c in frame.columns]
+    return frame.astype("str").fillna("")
 
 
 def _unclosed_quote_line(text: str) -> int | None:
