@@ -22,7 +22,7 @@ import io
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -457,6 +457,23 @@ def _check_required(present: set[str], found: list[str]) -> None:
         raise MissingColumnError("地址 (address) 或 经度+纬度 (lon+lat)", accepted, found)
 
 
+def _by_unique(values: pd.Series, fn: Callable[[pd.Series], Any]) -> Any:
+    """``fn(values)`` computed once per distinct value when values repeat (industry, crs,
+    mostly blank attribute columns), else on the column as is.
+
+    ``fn`` maps a Series to a Series, a DataFrame or a tuple of them, row for row.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    if len(uniques) * 2 > len(values):
+        return fn(values)
+    result = fn(pd.Series(uniques, dtype=values.dtype))
+
+    def back(part: Any) -> Any:
+        return part.iloc[codes].set_axis(values.index, axis=0)
+
+    return tuple(back(r) for r in result) if isinstance(result, tuple) else back(result)
+
+
 def _parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Parse numbers (``°``, units, full-width digits allowed); returns (value, unparseable)."""
     text = values.str.normalize("NFKC").str.strip()
@@ -514,7 +531,7 @@ def read_registry(
     _check_required(set(mapping.values()), [str(c) for c in raw.columns])
     table = raw[list(mapping)].rename(columns=mapping)
     table.index = pd.RangeIndex(2, len(table) + 2, name="row")
-    blank = table.apply(lambda col: col.str.strip().eq("")).all(axis=1)
+    blank = table.apply(lambda c: _by_unique(c, lambda u: u.str.strip().eq(""))).all(axis=1)
     if blank.any():
         logger.info("skipping %d fully blank line(s) of %s", int(blank.sum()), name)
     table = table[~blank]
@@ -526,11 +543,15 @@ def read_registry(
         )
     idx = table.index
 
+    normalised: dict[str, pd.Series] = {}
+
     def col(key: str) -> pd.Series:
         """A column normalised for matching (NFKC folds full-width forms)."""
-        if key in table:
-            return table[key].str.normalize("NFKC").str.strip()
-        return pd.Series("", index=idx, dtype=object)
+        if key not in table:
+            return pd.Series("", index=idx, dtype=object)
+        if key not in normalised:
+            normalised[key] = _by_unique(table[key], lambda u: u.str.normalize("NFKC").str.strip())
+        return normalised[key]
 
     def text(key: str) -> pd.Series:
         """A column as the registry wrote it (surrounding blanks removed): kept for output."""
@@ -543,7 +564,7 @@ def read_registry(
     has_addr = address.ne("")
 
     # industry
-    ind = match_industry(col("industry"))
+    ind = _by_unique(col("industry"), match_industry)
     bad_industry = ind["industry_id"].eq("")
 
     # coordinate system: normalise each distinct value once
@@ -559,8 +580,8 @@ def read_registry(
 
     # coordinates
     has_coord_cols = "lon" in table and "lat" in table
-    lon, lon_bad = _parse_numbers(col("lon"))
-    lat, lat_bad = _parse_numbers(col("lat"))
+    lon, lon_bad = _by_unique(col("lon"), _parse_numbers)
+    lat, lat_bad = _by_unique(col("lat"), _parse_numbers)
     unparseable = lon_bad | lat_bad
     blank_coords = lon.isna() | lat.isna() | lon.eq(0) | lat.eq(0)
     swapped = ~blank_coords & ~_in_bounds(lon, lat) & _in_bounds(lat, lon)
@@ -632,13 +653,13 @@ def read_registry(
     numeric_bad = pd.Series(False, index=idx)
     for key in registry_spec()["numeric"]:
         if key in table:
-            numeric[key], bad = _parse_numbers(col(key))
+            numeric[key], bad = _by_unique(col(key), _parse_numbers)
             numeric_bad |= bad
     attributes: dict[str, pd.Series] = {}
     attribute_bad = pd.Series(False, index=idx)
     for key, item in registry_spec().get("attributes", {}).items():
         if key in table:
-            attributes[key], err = parse_attribute(col(key), item)
+            attributes[key], err = _by_unique(col(key), lambda u, i=item: parse_attribute(u, i))
             attribute_bad |= err.ne("")
     keyed = table.assign(uscc=uscc, name=name_s)
     units, unit_bad = registry_units(keyed, _units_of_headers(mapping))
