@@ -40,6 +40,7 @@ from typing import IO, Any, Final
 import numpy as np
 import pandas as pd
 
+from geo._unique import by_unique
 from geo.errors import MissingColumnError, ReferenceDataError, RegistryFormatError
 from geo.schema import ISSUE_SEP, REJECTED_COLUMNS
 from geo.uscc import normalise_uscc
@@ -313,8 +314,13 @@ def parse_attribute(text: pd.Series, item: Mapping[str, Any]) -> tuple[pd.Series
         ``(values, error)``; text stays NFKC text (``""`` blank), enums become ids and bools
         pandas' nullable ``boolean`` (NA blank), dates ``datetime64`` (NaT blank).
     """
+    cells = text.astype(object).where(text.notna(), "").astype(str)
+    return by_unique(cells, lambda u: _parse_attribute_cells(u, item))
+
+
+def _parse_attribute_cells(text: pd.Series, item: Mapping[str, Any]) -> tuple[pd.Series, pd.Series]:
     kind = item["kind"]
-    norm = text.astype(object).where(text.notna(), "").astype(str).str.normalize("NFKC").str.strip()
+    norm = text.str.normalize("NFKC").str.strip()
     if kind == "text":
         return norm, pd.Series("", index=text.index, dtype=object)
     if kind == "date":

@@ -22,7 +22,7 @@ import io
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,6 +31,7 @@ from typing import IO, Any, Final
 import numpy as np
 import pandas as pd
 
+from geo._unique import by_unique
 from geo.crs import CRS_NAMES, normalise_crs_name
 from geo.equipment import parse_attribute, registry_units
 from geo.errors import MissingColumnError, ReferenceDataError, RegistryFormatError
@@ -60,6 +61,7 @@ _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 #: Share of control bytes (other than tab/CR/LF) in the first 8 KiB above which a
 #: "CSV" is a binary file (a text registry has none).
 _BINARY_SHARE: Final = 0.01
+_PLAIN_NUMBER: Final = r"-?\d+(?:\.\d+)?"
 _COORD_JUNK: Final = r"[°º度′″'\"\sENenWwSs东西南北经纬]"
 _CODE_RE: Final = r"^\s*[A-Za-z]?(\d{3,4})(?:\.0+)?(?![\d.])"
 _BRACKET_RE: Final = re.compile(r"\(.*\)$")
@@ -457,25 +459,24 @@ def _check_required(present: set[str], found: list[str]) -> None:
         raise MissingColumnError("地址 (address) 或 经度+纬度 (lon+lat)", accepted, found)
 
 
-def _by_unique(values: pd.Series, fn: Callable[[pd.Series], Any]) -> Any:
-    """``fn(values)`` computed once per distinct value when values repeat (industry, crs,
-    mostly blank attribute columns), else on the column as is.
-
-    ``fn`` maps a Series to a Series, a DataFrame or a tuple of them, row for row.
-    """
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    if len(uniques) * 2 > len(values):
-        return fn(values)
-    result = fn(pd.Series(uniques, dtype=values.dtype))
-
-    def back(part: Any) -> Any:
-        return part.iloc[codes].set_axis(values.index, axis=0)
-
-    return tuple(back(r) for r in result) if isinstance(result, tuple) else back(result)
-
-
 def _parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Parse numbers (``°``, units, full-width digits allowed); returns (value, unparseable)."""
+    """Parse numbers (``°``, units, full-width digits allowed); returns (value, unparseable).
+
+    Plain decimals (most cells) are converted directly; the rest are cleaned first.
+    """
+    plain = values.astype(str).str.fullmatch(_PLAIN_NUMBER).to_numpy(dtype=bool)
+    if plain.all():
+        return pd.to_numeric(values).astype("float64"), pd.Series(False, index=values.index)
+    if plain.any():
+        number = pd.Series(np.nan, index=values.index, dtype="float64")
+        number[plain] = pd.to_numeric(values[plain]).astype("float64")
+        bad = pd.Series(False, index=values.index)
+        number[~plain], bad[~plain] = _parse_messy_numbers(values[~plain])
+        return number, bad
+    return _parse_messy_numbers(values)
+
+
+def _parse_messy_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     text = values.str.normalize("NFKC").str.strip()
     cleaned = text.str.replace(_COORD_JUNK, "", regex=True)
     number = pd.to_numeric(cleaned.where(cleaned.ne(""), np.nan), errors="coerce")
@@ -531,7 +532,7 @@ def read_registry(
     _check_required(set(mapping.values()), [str(c) for c in raw.columns])
     table = raw[list(mapping)].rename(columns=mapping)
     table.index = pd.RangeIndex(2, len(table) + 2, name="row")
-    blank = table.apply(lambda c: _by_unique(c, lambda u: u.str.strip().eq(""))).all(axis=1)
+    blank = table.apply(lambda c: by_unique(c, lambda u: u.str.strip().eq(""))).all(axis=1)
     if blank.any():
         logger.info("skipping %d fully blank line(s) of %s", int(blank.sum()), name)
     table = table[~blank]
@@ -550,7 +551,7 @@ def read_registry(
         if key not in table:
             return pd.Series("", index=idx, dtype=object)
         if key not in normalised:
-            normalised[key] = _by_unique(table[key], lambda u: u.str.normalize("NFKC").str.strip())
+            normalised[key] = by_unique(table[key], lambda u: u.str.normalize("NFKC").str.strip())
         return normalised[key]
 
     def text(key: str) -> pd.Series:
@@ -564,7 +565,7 @@ def read_registry(
     has_addr = address.ne("")
 
     # industry
-    ind = _by_unique(col("industry"), match_industry)
+    ind = by_unique(col("industry"), match_industry)
     bad_industry = ind["industry_id"].eq("")
 
     # coordinate system: normalise each distinct value once
@@ -580,8 +581,8 @@ def read_registry(
 
     # coordinates
     has_coord_cols = "lon" in table and "lat" in table
-    lon, lon_bad = _by_unique(col("lon"), _parse_numbers)
-    lat, lat_bad = _by_unique(col("lat"), _parse_numbers)
+    lon, lon_bad = by_unique(col("lon"), _parse_numbers)
+    lat, lat_bad = by_unique(col("lat"), _parse_numbers)
     unparseable = lon_bad | lat_bad
     blank_coords = lon.isna() | lat.isna() | lon.eq(0) | lat.eq(0)
     swapped = ~blank_coords & ~_in_bounds(lon, lat) & _in_bounds(lat, lon)
@@ -653,13 +654,13 @@ def read_registry(
     numeric_bad = pd.Series(False, index=idx)
     for key in registry_spec()["numeric"]:
         if key in table:
-            numeric[key], bad = _by_unique(col(key), _parse_numbers)
+            numeric[key], bad = by_unique(col(key), _parse_numbers)
             numeric_bad |= bad
     attributes: dict[str, pd.Series] = {}
     attribute_bad = pd.Series(False, index=idx)
     for key, item in registry_spec().get("attributes", {}).items():
         if key in table:
-            attributes[key], err = _by_unique(col(key), lambda u, i=item: parse_attribute(u, i))
+            attributes[key], err = by_unique(col(key), lambda u, i=item: parse_attribute(u, i))
             attribute_bad |= err.ne("")
     keyed = table.assign(uscc=uscc, name=name_s)
     units, unit_bad = registry_units(keyed, _units_of_headers(mapping))
