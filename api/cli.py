@@ -151,13 +151,12 @@ def _peak_rss_mb() -> float | None:
 
 def _write_timings(path: Path, step: StageProgress, total: float) -> None:
     """Stage timings of a run as JSON (``--timings``; read by benchmarks/pipeline_bench.py)."""
-    import resource
-
+    peaks = [t["peak_rss_mb"] for t in step.timings.values()] + [_peak_rss_mb()]
     body = {
         "stages": step.timings,
         "total_seconds": round(total, 3),
-        # ru_maxrss is never reset: the process's peak over the whole run, in KiB on Linux
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # the stages' peaks cover the run (the kernel's own peak is reset at each stage)
+        "peak_rss_mb": max((p for p in peaks if p is not None), default=None),
     }
     path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
 
