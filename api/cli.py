@@ -94,6 +94,9 @@ class StageProgress:
         )
         self.tasks: dict[str, TaskID] = {}
         self.started: dict[str, float] = {}
+        self.cpu_started: dict[str, float] = {}
+        #: stage -> {"seconds", "cpu_seconds", "rows", "peak_rss_mb"} of each finished stage
+        self.timings: dict[str, dict[str, float | int | None]] = {}
 
     def __enter__(self) -> StageProgress:
         if self.bar is not None:
@@ -109,14 +112,53 @@ class StageProgress:
         unit = _UNITS.get(stage, "家企业 / enterprises")
         count = "" if rows is None else f"{rows:,} {unit}"
         if not done:
+            _reset_peak_rss()
             self.started[stage] = time.perf_counter()
+            self.cpu_started[stage] = time.process_time()
             if self.bar is not None:
                 self.tasks[stage] = self.bar.add_task(label, total=1, rows=count)
             return
         seconds = time.perf_counter() - self.started.get(stage, time.perf_counter())
+        cpu = time.process_time() - self.cpu_started.get(stage, time.process_time())
+        self.timings[stage] = {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+                               "rows": rows,
+                               "peak_rss_mb": _peak_rss_mb()}
         if self.bar is not None and stage in self.tasks:
             self.bar.update(self.tasks[stage], completed=1, rows=count)
         log.info("%s: %s (%.1f s)", label, count, seconds)
+
+
+def _reset_peak_rss() -> None:
+    """Restart the kernel's peak-RSS count (``VmHWM``) so each stage reports its own."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:  # not Linux, or not allowed: peaks then accumulate over the run
+        pass
+
+
+def _peak_rss_mb() -> float | None:
+    """Peak resident memory (MB) since the last :func:`_reset_peak_rss`, if known."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _write_timings(path: Path, step: StageProgress, total: float) -> None:
+    """Stage timings of a run as JSON (``--timings``; read by benchmarks/pipeline_bench.py)."""
+    peaks = [t["peak_rss_mb"] for t in step.timings.values()] + [_peak_rss_mb()]
+    body = {
+        "stages": step.timings,
+        "total_seconds": round(total, 3),
+        # the stages' peaks cover the run (the kernel's own peak is reset at each stage)
+        "peak_rss_mb": max((p for p in peaks if p is not None), default=None),
+    }
+    path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
 
 
 def _parse_date(value: Optional[str]) -> date | None:
@@ -213,6 +255,11 @@ def run(
                                          "registry XLSX's 设备清单 (or second) sheet."),
     ] = None,
     no_map: Annotated[bool, typer.Option("--no-map", help="Skip map.html.")] = False,
+    timings: Annotated[
+        Optional[Path],
+        typer.Option("--timings", envvar="BASINWATCH_TIMINGS", metavar="FILE",
+                     help="Also write each stage's seconds and peak memory as JSON to FILE."),
+    ] = None,
 ) -> None:
     """Classify a registry and write the enforcement lists, rejected rows and map."""
     from geo.export import export_all
@@ -224,6 +271,9 @@ def run(
         raise typer.BadParameter(f"no such file: {equipment}", param_hint="--equipment")
     if out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{out} is a file; expected a folder", param_hint="--out")
+    if timings is not None:
+        _check_out_file(timings, "--timings")
+    started = time.perf_counter()
     try:
         with StageProgress(live=_interactive()) as step:
             result = run_pipeline(registry, equipment=equipment, as_of=when, progress=step)
@@ -245,6 +295,8 @@ def run(
                 step("map", len(result.enterprises), done=True)
     except GeoError as exc:
         _fail(exc)
+    if timings is not None:
+        _write_timings(timings, step, time.perf_counter() - started)
     _summary(result, out, paths)
 
 

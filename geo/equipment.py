@@ -40,6 +40,7 @@ from typing import IO, Any, Final
 import numpy as np
 import pandas as pd
 
+from geo._unique import by_unique
 from geo.errors import MissingColumnError, ReferenceDataError, RegistryFormatError
 from geo.schema import ISSUE_SEP, REJECTED_COLUMNS
 from geo.uscc import normalise_uscc
@@ -124,6 +125,14 @@ def normalise_text(values: pd.Series) -> pd.Series:
 
 def _key(text: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(text)).lower())
+
+
+def _keys(values: pd.Series) -> pd.Series:
+    """:func:`_key` of every cell, computed once per distinct value (columns repeat a few)."""
+    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=False)
+    keys = np.asarray([_key(u) for u in uniques], dtype=object)
+    return pd.Series(keys[codes] if len(keys) else np.asarray([], dtype=object),
+                     index=values.index, dtype=object)
 
 
 def _norm_header(value: object) -> tuple[str, str]:
@@ -305,13 +314,18 @@ def parse_attribute(text: pd.Series, item: Mapping[str, Any]) -> tuple[pd.Series
         ``(values, error)``; text stays NFKC text (``""`` blank), enums become ids and bools
         pandas' nullable ``boolean`` (NA blank), dates ``datetime64`` (NaT blank).
     """
+    cells = text.astype(object).where(text.notna(), "").astype(str)
+    return by_unique(cells, lambda u: _parse_attribute_cells(u, item))
+
+
+def _parse_attribute_cells(text: pd.Series, item: Mapping[str, Any]) -> tuple[pd.Series, pd.Series]:
     kind = item["kind"]
-    norm = text.astype(object).where(text.notna(), "").astype(str).str.normalize("NFKC").str.strip()
+    norm = text.str.normalize("NFKC").str.strip()
     if kind == "text":
         return norm, pd.Series("", index=text.index, dtype=object)
     if kind == "date":
         return _parse_date(norm)
-    keys = norm.map(_key)
+    keys = _keys(norm)
     if kind == "bool":
         lookup: Mapping[str, Any] = _bool_lookup()
         values = keys.map(lookup)
@@ -442,7 +456,7 @@ def _parse_table(
     }
     errors: list[tuple[str, str, pd.Series, pd.Series]] = []  # (field label, code, mask, value)
     type_raw = col("unit_type")
-    type_id = type_raw.map(_key).map(_type_lookup())
+    type_id = _keys(type_raw).map(_type_lookup())
     errors.append((spec["columns"]["unit_type"]["label_zh"], "unit_type_missing",
                    type_raw.eq(""), type_raw))
     errors.append((spec["columns"]["unit_type"]["label_zh"], "unit_type_unknown",
@@ -491,7 +505,7 @@ def _parse_table(
             fill = out["unit_type"].eq(tid) & out[attr].eq("")
             out[attr] = out[attr].where(~fill, value)
     # an energy value needs a known indicator
-    indicator = out["energy_indicator"].map(_key)
+    indicator = _keys(out["energy_indicator"])
     known = indicator.map(_indicator_lookup())
     errors.append((spec["attributes"]["energy_indicator"]["label_zh"], "energy_indicator_unknown",
                    out["energy_value"].notna() & known.isna(), out["energy_indicator"]))

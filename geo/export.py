@@ -460,7 +460,7 @@ def write_geojson(
     member = json.dumps({GEOJSON_PROVENANCE_MEMBER: prov.to_dict()}, ensure_ascii=False)
     with atomic_target(path, create=False) as tmp:
         frame.to_file(
-            tmp, driver="GeoJSON", engine="pyogrio",
+            tmp, driver="GeoJSON", engine="pyogrio", use_arrow=True,
             layer_options={
                 "RFC7946": "YES", "WRITE_NAME": "NO",
                 "COORDINATE_PRECISION": str(COORD_DECIMALS),
@@ -499,7 +499,7 @@ def write_gpkg(
     description = f"{title}: {prov.registry_name or '-'}, {prov.generated_at.isoformat()}"
     with atomic_target(path, create=False) as tmp:
         frame.to_file(
-            tmp, driver="GPKG", layer=layer, engine="pyogrio",
+            tmp, driver="GPKG", layer=layer, engine="pyogrio", use_arrow=True,
             dataset_metadata={GPKG_PROVENANCE_KEY: prov.to_json()},
             layer_metadata={"DESCRIPTION": description},
         )

@@ -31,6 +31,7 @@ from typing import IO, Any, Final
 import numpy as np
 import pandas as pd
 
+from geo._unique import by_unique
 from geo.crs import CRS_NAMES, normalise_crs_name
 from geo.equipment import parse_attribute, registry_units
 from geo.errors import MissingColumnError, ReferenceDataError, RegistryFormatError
@@ -60,6 +61,7 @@ _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 #: Share of control bytes (other than tab/CR/LF) in the first 8 KiB above which a
 #: "CSV" is a binary file (a text registry has none).
 _BINARY_SHARE: Final = 0.01
+_PLAIN_NUMBER: Final = r"-?\d+(?:\.\d+)?"
 _COORD_JUNK: Final = r"[°º度′″'\"\sENenWwSs东西南北经纬]"
 _CODE_RE: Final = r"^\s*[A-Za-z]?(\d{3,4})(?:\.0+)?(?![\d.])"
 _BRACKET_RE: Final = re.compile(r"\(.*\)$")
@@ -305,45 +307,97 @@ def _decode(data: bytes, name: str = "") -> str:
     )
 
 
+#: XLSX reader: calamine (Rust) reads the same cells as openpyxl several times faster
+#: (ARCHITECTURE.md "Reading registries"); openpyxl stays the fallback.
+XLSX_ENGINE: Final = "calamine"
+#: An empty line inside a CSV (pyarrow drops it, which would shift the row numbers the
+#: messages name): such files go through pandas' own parser.
+_EMPTY_LINE: Final = re.compile(rb"\n\r?\n")
+
+
+def _read_xlsx(data: bytes, name: str, sheet: str | int | None) -> pd.DataFrame:
+    try:
+        return pd.read_excel(
+            io.BytesIO(data), dtype=str, engine=XLSX_ENGINE,
+            sheet_name=0 if sheet is None else sheet,
+        )
+    except Exception as exc:  # the readers raise many types for corrupt files
+        raise RegistryFormatError(
+            f"Cannot read the XLSX registry {name}: {exc}; expected a complete .xlsx "
+            "workbook (a ZIP archive): the file may be truncated or damaged, save it again "
+            "from Excel. 无法读取 XLSX 登记文件：文件可能不完整或已损坏，请用 Excel 重新保存。"
+        ) from exc
+
+
+def _read_csv(data: bytes, name: str) -> pd.DataFrame:
+    """CSV bytes -> frame of strings; pyarrow's parser when the bytes allow it.
+
+    pyarrow reads UTF-8 only, skips empty lines (which would shift the row numbers the
+    messages name) and rejects ragged rows that pandas' parser pads: such files, and any
+    file pyarrow refuses, are decoded (UTF-8 or GB18030) and read by pandas' C parser, so
+    both paths give the same frame and the same errors.
+    """
+    if not data.startswith(_UTF16_BOMS) and _is_binary(data):
+        raise RegistryFormatError(
+            f"The registry {name or '(upload)'} is a binary file, not a text CSV: expected "
+            "a UTF-8 or GBK/GB18030 CSV (comma or tab separated) or an .xlsx workbook. "
+            "登记文件是二进制文件，不是文本 CSV：请另存为 UTF-8 CSV 或 .xlsx。"
+        )
+    fast = _read_csv_pyarrow(data)
+    if fast is not None:
+        return fast
+    text = _decode(data, name)
+    if not text.strip():
+        raise RegistryFormatError(f"The registry {name or '(upload)'} is empty.")
+    try:
+        return pd.read_csv(
+            io.StringIO(text), sep=_separator(text), dtype=str, keep_default_na=False,
+            skip_blank_lines=False,
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise RegistryFormatError(_csv_parse_message(text, name, exc)) from exc
+
+
+def _read_csv_pyarrow(data: bytes) -> pd.DataFrame | None:
+    """The CSV read by pyarrow, or ``None`` where its frame could differ from pandas' parser.
+
+    ``None`` for UTF-16 or non-UTF-8 bytes, empty lines inside the file, ragged rows, and
+    line breaks inside quoted values (one record per line is checked: pyarrow splits its
+    work at line ends).
+    """
+    if data.startswith(_UTF16_BOMS):
+        return None
+    body = data.removeprefix(b"\xef\xbb\xbf").strip(b"\r\n")
+    head = body[:65536].decode("utf-8", errors="ignore")
+    if not head.strip() or _EMPTY_LINE.search(body):
+        return None
+    try:
+        frame = pd.read_csv(io.BytesIO(body), sep=_separator(head), dtype=str,
+                            keep_default_na=False, engine="pyarrow")
+    except Exception:  # noqa: BLE001 - not UTF-8, ragged rows: pandas' parser decides
+        return None
+    return frame if body.count(b"\n") == len(frame) else None
+
+
+def _separator(text: str) -> str:
+    """Tab when the header line has more tabs than commas, else comma."""
+    header = text.lstrip().splitlines()[0]
+    return "\t" if header.count("\t") > header.count(",") else ","
+
+
 def _read_table(data: bytes, name: str, *, sheet: str | int | None = 0) -> pd.DataFrame:
+    """The file's first (or ``sheet``) table, every cell a string (``''`` when blank)."""
     suffix = Path(name).suffix.lower()
     if data.startswith(_XLS_MAGIC) or suffix == ".xls":
         raise RegistryFormatError(
             "Old Excel .xls files are not supported: save the registry as .xlsx or UTF-8 CSV."
         )
     if data.startswith(_XLSX_MAGIC) or suffix in (".xlsx", ".xlsm"):
-        try:
-            frame = pd.read_excel(
-                io.BytesIO(data), dtype=str, engine="openpyxl",
-                sheet_name=0 if sheet is None else sheet,
-            )
-        except Exception as exc:  # openpyxl raises many types for corrupt files
-            raise RegistryFormatError(
-                f"Cannot read the XLSX registry {name}: {exc}; expected a complete .xlsx "
-                "workbook (a ZIP archive): the file may be truncated or damaged, save it again "
-                "from Excel. 无法读取 XLSX 登记文件：文件可能不完整或已损坏，请用 Excel 重新保存。"
-            ) from exc
+        frame = _read_xlsx(data, name, sheet)
     else:
-        if not data.startswith(_UTF16_BOMS) and _is_binary(data):
-            raise RegistryFormatError(
-                f"The registry {name or '(upload)'} is a binary file, not a text CSV: expected "
-                "a UTF-8 or GBK/GB18030 CSV (comma or tab separated) or an .xlsx workbook. "
-                "登记文件是二进制文件，不是文本 CSV：请另存为 UTF-8 CSV 或 .xlsx。"
-            )
-        text = _decode(data, name)
-        if not text.strip():
-            raise RegistryFormatError(f"The registry {name or '(upload)'} is empty.")
-        header = text.lstrip().splitlines()[0]
-        sep = "\t" if header.count("\t") > header.count(",") else ","
-        try:
-            frame = pd.read_csv(
-                io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                skip_blank_lines=False,
-            )
-        except (pd.errors.ParserError, ValueError) as exc:
-            raise RegistryFormatError(_csv_parse_message(text, name, exc)) from exc
-    frame = frame.astype(object).where(frame.notna(), "")
-    return frame.map(str)
+        frame = _read_csv(data, name)
+    frame.columns = [str(c) for c in frame.columns]
+    return frame.astype("str").fillna("")
 
 
 def _unclosed_quote_line(text: str) -> int | None:
@@ -406,7 +460,23 @@ def _check_required(present: set[str], found: list[str]) -> None:
 
 
 def _parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Parse numbers (``°``, units, full-width digits allowed); returns (value, unparseable)."""
+    """Parse numbers (``°``, units, full-width digits allowed); returns (value, unparseable).
+
+    Plain decimals (most cells) are converted directly; the rest are cleaned first.
+    """
+    plain = values.astype(str).str.fullmatch(_PLAIN_NUMBER).to_numpy(dtype=bool)
+    if plain.all():
+        return pd.to_numeric(values).astype("float64"), pd.Series(False, index=values.index)
+    if plain.any():
+        number = pd.Series(np.nan, index=values.index, dtype="float64")
+        number[plain] = pd.to_numeric(values[plain]).astype("float64")
+        bad = pd.Series(False, index=values.index)
+        number[~plain], bad[~plain] = _parse_messy_numbers(values[~plain])
+        return number, bad
+    return _parse_messy_numbers(values)
+
+
+def _parse_messy_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     text = values.str.normalize("NFKC").str.strip()
     cleaned = text.str.replace(_COORD_JUNK, "", regex=True)
     number = pd.to_numeric(cleaned.where(cleaned.ne(""), np.nan), errors="coerce")
@@ -462,7 +532,7 @@ def read_registry(
     _check_required(set(mapping.values()), [str(c) for c in raw.columns])
     table = raw[list(mapping)].rename(columns=mapping)
     table.index = pd.RangeIndex(2, len(table) + 2, name="row")
-    blank = table.apply(lambda col: col.str.strip().eq("")).all(axis=1)
+    blank = table.apply(lambda c: by_unique(c, lambda u: u.str.strip().eq(""))).all(axis=1)
     if blank.any():
         logger.info("skipping %d fully blank line(s) of %s", int(blank.sum()), name)
     table = table[~blank]
@@ -474,11 +544,15 @@ def read_registry(
         )
     idx = table.index
 
+    normalised: dict[str, pd.Series] = {}
+
     def col(key: str) -> pd.Series:
         """A column normalised for matching (NFKC folds full-width forms)."""
-        if key in table:
-            return table[key].str.normalize("NFKC").str.strip()
-        return pd.Series("", index=idx, dtype=object)
+        if key not in table:
+            return pd.Series("", index=idx, dtype=object)
+        if key not in normalised:
+            normalised[key] = by_unique(table[key], lambda u: u.str.normalize("NFKC").str.strip())
+        return normalised[key]
 
     def text(key: str) -> pd.Series:
         """A column as the registry wrote it (surrounding blanks removed): kept for output."""
@@ -491,7 +565,7 @@ def read_registry(
     has_addr = address.ne("")
 
     # industry
-    ind = match_industry(col("industry"))
+    ind = by_unique(col("industry"), match_industry)
     bad_industry = ind["industry_id"].eq("")
 
     # coordinate system: normalise each distinct value once
@@ -507,8 +581,8 @@ def read_registry(
 
     # coordinates
     has_coord_cols = "lon" in table and "lat" in table
-    lon, lon_bad = _parse_numbers(col("lon"))
-    lat, lat_bad = _parse_numbers(col("lat"))
+    lon, lon_bad = by_unique(col("lon"), _parse_numbers)
+    lat, lat_bad = by_unique(col("lat"), _parse_numbers)
     unparseable = lon_bad | lat_bad
     blank_coords = lon.isna() | lat.isna() | lon.eq(0) | lat.eq(0)
     swapped = ~blank_coords & ~_in_bounds(lon, lat) & _in_bounds(lat, lon)
@@ -580,13 +654,13 @@ def read_registry(
     numeric_bad = pd.Series(False, index=idx)
     for key in registry_spec()["numeric"]:
         if key in table:
-            numeric[key], bad = _parse_numbers(col(key))
+            numeric[key], bad = by_unique(col(key), _parse_numbers)
             numeric_bad |= bad
     attributes: dict[str, pd.Series] = {}
     attribute_bad = pd.Series(False, index=idx)
     for key, item in registry_spec().get("attributes", {}).items():
         if key in table:
-            attributes[key], err = parse_attribute(col(key), item)
+            attributes[key], err = by_unique(col(key), lambda u, i=item: parse_attribute(u, i))
             attribute_bad |= err.ne("")
     keyed = table.assign(uscc=uscc, name=name_s)
     units, unit_bad = registry_units(keyed, _units_of_headers(mapping))

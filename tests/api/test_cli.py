@@ -54,6 +54,25 @@ def test_run_small_registry_reports_rejections(tmp_path: Path, data_file) -> Non
     assert not (out / "map.html").exists()
 
 
+def test_run_writes_stage_timings(tmp_path: Path, data_file) -> None:
+    """--timings: every stage that ran, with the rows the written files hold."""
+    src = data_file("registry_small.csv")
+    out, timings = tmp_path / "o", tmp_path / "t.json"
+    result = runner.invoke(app, ["run", str(src), "--out", str(out), "--timings", str(timings)])
+    assert result.exit_code == 0, result.output
+    body = json.loads(timings.read_text("utf-8"))
+    stages = body["stages"]
+    assert list(stages)[:4] == ["read", "geocode", "classify", "rules"]
+    assert {"csv", "geojson", "xlsx", "gpkg", "rejected", "map"} <= set(stages)
+    accepted = pd.read_csv(out / "enforcement_list.csv")
+    assert stages["read"]["rows"] == len(pd.read_csv(src).dropna(how="all"))
+    assert stages["rules"]["rows"] == stages["map"]["rows"] == len(accepted)
+    assert stages["rejected"]["rows"] == len(pd.read_csv(out / "rejected_rows.csv"))
+    for t in stages.values():
+        assert t["seconds"] >= 0 and t["cpu_seconds"] >= 0 and t["peak_rss_mb"] > 0
+    assert body["peak_rss_mb"] >= max(t["peak_rss_mb"] for t in stages.values())
+
+
 def test_run_with_equipment_file_and_as_of(tmp_path: Path) -> None:
     """--equipment and --as-of: the unit decides, the deadline turns overdue with the date."""
     import csv as csvmod
