@@ -322,16 +322,7 @@ class GeoPackageStore(Store):
             hits = {c: v.memo.get((key, c)) for c in columns}
             if all(h is not None for h in hits.values()):
                 return {c: dict(h) for c, h in hits.items() if h is not None}
-            mask = np.ones(len(gdf), dtype=bool)
-            for col, accepted in q.properties.items():
-                codes, labels = v.factorized(col)
-                if col in BOOL_COLUMNS:
-                    want = {str(parse_bool(a, col)) for a in accepted}
-                else:
-                    want = {str(a) for a in accepted}
-                ok = np.array([lab in want for lab in labels] + [False], dtype=bool)
-                mask &= ok[codes]
-            pos = np.flatnonzero(mask)
+            pos = self._property_positions(v, q)
         else:
             pos = select_positions(gdf, q)
         out: dict[str, dict[str, int]] = {}

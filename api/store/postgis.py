@@ -266,21 +266,29 @@ class PostGISStore(Store):
                 finally:
                     if cancel is not None:
                         cancel.remove_callback(handle)
-        except OperationalError as exc:
-            import psycopg.errors
+        except (OperationalError, DataError, InternalError) as exc:
+            err = self._query_error(exc)
+            if err is exc:
+                raise
+            raise err from exc
 
-            if isinstance(exc.orig, psycopg.errors.QueryCanceled):
-                from api.limits import QueryTimeoutError
+    def _query_error(self, exc: Exception) -> Exception:
+        """The user-facing error of a failed read (a timeout/cancel or a rejected value);
+        ``exc`` itself for any other database error."""
+        import psycopg.errors
 
-                raise QueryTimeoutError(
-                    f"query: ran longer than BASINWATCH_QUERY_TIMEOUT_S="
-                    f"{self.query_timeout_s or 0:g} s (or the client went away); narrow it "
-                    "with bbox, filter or limit."
-                ) from exc
-            raise
-        except (DataError, InternalError) as exc:
-            first = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
-            raise InvalidQueryError(f"query: the database rejected a value ({first}).") from exc
+        if isinstance(exc, OperationalError):
+            if not isinstance(exc.orig, psycopg.errors.QueryCanceled):
+                return exc
+            from api.limits import QueryTimeoutError
+
+            return QueryTimeoutError(
+                f"query: ran longer than BASINWATCH_QUERY_TIMEOUT_S="
+                f"{self.query_timeout_s or 0:g} s (or the client went away); narrow it "
+                "with bbox, filter or limit."
+            )
+        first = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        return InvalidQueryError(f"query: the database rejected a value ({first}).")
 
     def init(self) -> None:
         """Upgrade the schema to the newest alembic revision."""
@@ -341,21 +349,12 @@ class PostGISStore(Store):
                     yield conn
                 finally:
                     conn.rollback()
-        except OperationalError as exc:
-            import psycopg.errors
-
-            if isinstance(exc.orig, psycopg.errors.QueryCanceled):
-                from api.limits import QueryTimeoutError
-
-                raise QueryTimeoutError(
-                    f"query: ran longer than BASINWATCH_QUERY_TIMEOUT_S="
-                    f"{self.query_timeout_s or 0:g} s (or the client went away); narrow it "
-                    "with bbox, filter or limit."
-                ) from exc
-            raise
-        except (DataError, InternalError) as exc:  # values PostGIS rejects (GEOS, ranges)
-            first = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
-            raise InvalidQueryError(f"query: the database rejected a value ({first}).") from exc
+        except (OperationalError, DataError, InternalError) as exc:
+            # timeouts and cancels; values PostGIS rejects (GEOS, ranges)
+            err = self._query_error(exc)
+            if err is exc:
+                raise
+            raise err from exc
 
     # -- queries ---------------------------------------------------------------------------
     def _where(self, q: FeatureQuery) -> list[Any]:

@@ -288,3 +288,31 @@ def test_departed_client_cancels_the_pinned_statement(store: Store) -> None:
     took = time.monotonic() - t0
     view.release()
     assert took < 5, f"cancelled after {took:.1f} s"
+
+
+@pytest.mark.postgis
+@pytest.mark.parametrize("store", ["postgis"], indirect=True)
+def test_a_value_the_database_rejects_is_a_query_error(store: Store) -> None:
+    """Both read paths (snapshot transaction, one autocommit statement) turn a PostgreSQL
+    data exception (SQLSTATE class 22, here 22012) into the user-facing query error; other
+    database errors pass through unchanged."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import ProgrammingError
+
+    from geo.errors import InvalidQueryError
+
+    for path in ("_read", "_one_statement"):  # a fresh view each: an error aborts its snapshot
+        view = store.pinned()
+        try:
+            with pytest.raises(InvalidQueryError, match="rejected a value .*division by zero"):
+                with getattr(view, path)() as conn:
+                    conn.execute(text("SELECT 1 / 0"))
+        finally:
+            view.release()
+    view = store.pinned()
+    try:
+        with pytest.raises(ProgrammingError):  # not a value: a missing table stays itself
+            with view._one_statement() as conn:  # type: ignore[attr-defined]
+                conn.execute(text("SELECT * FROM no_such_table"))
+    finally:
+        view.release()
