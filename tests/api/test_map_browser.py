@@ -311,6 +311,25 @@ return [painted, differ];
 """
 
 
+def test_first_view_requests_each_tile_once_with_the_data_version(server, driver) -> None:
+    """The page asks /map/meta before its first tiles: each tile of the first view is
+    requested once, with the load id (``v=``) that lets the browser cache it (before, every
+    tile was fetched twice: without ``v=`` and again once /map/meta answered)."""
+    import urllib.parse
+
+    base = server["base"]
+    _open(driver, base + "/")
+    urls = [u for u in _requested_urls(driver) if "/tiles/WebMercatorQuad/" in u]
+    load_id = httpx.get(base + "/map/meta").json()["load_id"]
+    assert urls, "no tile requested"
+    paths = [urllib.parse.urlsplit(u).path for u in urls]
+    assert len(paths) == len(set(paths)), f"tiles requested twice: {sorted(paths)}"
+    versions = {urllib.parse.parse_qs(urllib.parse.urlsplit(u).query).get("v", [None])[0]
+                for u in urls}
+    assert versions == {str(load_id)}
+
+
+
 @pytest.mark.parametrize(("z", "count"), [(7, 1500), (12, 1500), (14, 7000)])
 def test_tile_pixels_match_the_canvas_drawing_the_same_symbols(server, driver, z: int,
                                                                count: int) -> None:

@@ -299,6 +299,35 @@
       canvas.style.width = S + "px";
       canvas.style.height = S + "px";
       var key = this._tileCoordsToKey(coords);
+      if (this._held) {  // the data version is not known yet: fetch once it is (release)
+        this._held.push(function () {
+          if (self._tiles[key] && self._tiles[key].el === canvas) { self._fetch(coords, key, canvas, done); }
+        });
+        return canvas;
+      }
+      this._fetch(coords, key, canvas, done);
+      return canvas;
+    },
+
+    /* Hold tile requests until release(query): the page asks /map/meta for the data version
+     * first, so the first view's tiles are requested once, with the versioned URL the
+     * browser may cache, instead of once without it and again with it. */
+    hold: function () {
+      if (!this._held) { this._held = []; }
+      return this;
+    },
+
+    release: function (query) {
+      var held = this._held;
+      if (!held) { return this.setParams(query); }
+      this._held = null;
+      this._params = query;
+      held.forEach(function (fn) { fn(); });
+      return this;
+    },
+
+    _fetch: function (coords, key, canvas, done) {
+      var self = this, dpr = global.devicePixelRatio || 1, S = this.options.tileSize;
       var url = this.tileUrl(coords);
       this.stats.requests += 1;
       fetch(url, {headers: {"Accept": "application/vnd.mapbox-vector-tile"}})
@@ -326,7 +355,6 @@
           self.fire("bwtileerror", {error: err, url: url});
           done(err, canvas);
         });
-      return canvas;
     },
 
     _removeTile: function (key) {

@@ -396,7 +396,12 @@
     // ---------------------------------------------------------------- enterprises
     var tiles = global.BasinWatchTiles.layer({
       api: api, pane: "bw-pane-bwEnterprises", verdictIndex: verdictIndex, colours: colours
-    });
+    }).hold();  // first tiles wait for the data version (versioned, cacheable URLs)
+    var metaTimer = setTimeout(function () { tiles.release(tileQuery()); }, 3000);
+    getJSON(api + "/map/meta").then(function (m) {
+      bw.state.meta = m;
+    }).catch(function () { /* the map works without the version stamp */ })
+      .then(function () { clearTimeout(metaTimer); tiles.release(tileQuery()); });
     bw.layers.enterprises = tiles;
     tiles.on("loading", function () { bw.state.pending = true; });
     tiles.on("load", function () {
@@ -1303,10 +1308,6 @@
       if (h.dash === "1") { bw.toggleDashboard(true); }
     }
 
-    getJSON(api + "/map/meta").then(function (m) {
-      bw.state.meta = m;
-      tiles.setParams(tileQuery());
-    }).catch(function () { /* the map works without the version stamp */ });
 
     map.on("moveend", function () {  // a view whose tiles were all kept needs no load
       setTimeout(function () {
