@@ -123,9 +123,9 @@ step "ruff (pyflakes rules: undefined and unused names)"
 .venv/bin/ruff check --select F --output-format concise geo layers api benchmarks tests scripts
 
 step "pytest"
-.venv/bin/python -m pytest -p no:cacheprovider
+.venv/bin/python -m pytest -p no:cacheprovider --durations=25
 step "schemathesis (all checks, keys off on the embedded store, keys on on PostGIS)"
-.venv/bin/python scripts/fuzz_api.py --examples 15 --min-cases 2000
+.venv/bin/python scripts/fuzz_api.py --examples 10 --min-cases 2000
 if ls notebooks/*.ipynb >/dev/null 2>&1; then
   step "notebooks"
   .venv/bin/python -m pytest -p no:cacheprovider --nbmake notebooks -o filterwarnings= -q
