@@ -71,26 +71,9 @@ def _status_mb(key: str) -> float:
 def run(n: int) -> dict[str, Any]:
     """Serve ``n`` enterprises, export them as the page does, measure."""
     import httpx
-    import uvicorn
 
-    from api.app import create_app
-    from api.settings import Settings
-    from api.store import get_store
-    from map_bench import make_enterprises
-
-    tmp = Path(tempfile.mkdtemp(prefix="bw-exportbench-"))
-    store = get_store(tmp / "store.gpkg")
-    store.init()
-    store.load_enterprises(make_enterprises(n), loaded_by="bench", source_name="bench",
-                           source_sha256="0")
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(Settings(data_dir=tmp), store=store),
-                                        host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
+    tmp, store = _loaded_store(n, "bw-exportbench-")
+    srv, thread, base = _serve(store, tmp)
     other: list[float] = []
     stop = threading.Event()
 
@@ -154,6 +137,19 @@ def run(n: int) -> dict[str, Any]:
             "load": os.getloadavg()}
 
 
+def _loaded_store(n: int, prefix: str) -> tuple[Path, Any]:
+    """A GeoPackage store in a new temp dir holding ``n`` synthetic enterprises."""
+    from api.store import get_store
+    from map_bench import make_enterprises
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    store = get_store(tmp / "store.gpkg")
+    store.init()
+    store.load_enterprises(make_enterprises(n), loaded_by="bench", source_name="bench",
+                           source_sha256="0")
+    return tmp, store
+
+
 def _serve(store: Any, tmp: Path) -> tuple[Any, threading.Thread, str]:
     import uvicorn
 
@@ -192,14 +188,7 @@ def run_api_csv(n: int) -> dict[str, Any]:
     """Serve ``n`` enterprises and download their CSV (streamed), with the server's RSS."""
     import httpx
 
-    from api.store import get_store
-    from map_bench import make_enterprises
-
-    tmp = Path(tempfile.mkdtemp(prefix="bw-exportbench-csv-"))
-    store = get_store(tmp / "store.gpkg")
-    store.init()
-    store.load_enterprises(make_enterprises(n), loaded_by="bench", source_name="bench",
-                           source_sha256="0")
+    tmp, store = _loaded_store(n, "bw-exportbench-csv-")
     srv, thread, base = _serve(store, tmp)
     try:
         with httpx.Client(timeout=900) as c:
