@@ -31,6 +31,7 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
@@ -337,10 +338,22 @@ def csv_chunks(df: pd.DataFrame, *, rows: int = CSV_CHUNK_ROWS) -> Iterator[byte
     csv.writer(head, lineterminator=CSV_LINE_END).writerow([str(c) for c in df.columns])
     yield head.getvalue().encode(_CSV_ENCODING)
     options = pacsv.WriteOptions(include_header=False, eol=CSV_LINE_END)
-    for start in range(0, len(df), rows):
+
+    def format_chunk(table: pa.Table) -> pa.Buffer:
         sink = pa.BufferOutputStream()
-        pacsv.write_csv(_arrow_csv_table(df.iloc[start:start + rows]), sink, options)
-        yield memoryview(sink.getvalue())  # no copy
+        pacsv.write_csv(table, sink, options)  # releases the GIL
+        return sink.getvalue()
+
+    # Arrow formats chunk k in a thread while chunk k + 1 is converted here: two cores.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv") as pool:
+        pending = None
+        for start in range(0, len(df), rows):
+            table = _arrow_csv_table(df.iloc[start:start + rows])
+            if pending is not None:
+                yield memoryview(pending.result())  # no copy
+            pending = pool.submit(format_chunk, table)
+        if pending is not None:
+            yield memoryview(pending.result())
 
 
 def _arrow_csv_table(df: pd.DataFrame) -> pa.Table:
@@ -360,7 +373,7 @@ def _arrow_csv_table(df: pd.DataFrame) -> pa.Table:
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
         if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-            arr = neutralise_text(arr.cast(pa.string()))
+            arr = neutralise_text(arr)  # large_string (pandas' Arrow strings) kept as is
         elif pa.types.is_null(arr.type):
             arr = arr.cast(pa.string())
         columns[str(col) if str(col) not in columns else f"{col}.{i}"] = arr

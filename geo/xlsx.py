@@ -70,6 +70,8 @@ _EMPTY: Final = "<c/>"
 _EXCEL_ESCAPE: Final = r"_x[0-9a-fA-F]{4}_"
 _EXCEL_EPOCH: Final = np.datetime64("1899-12-30T00:00:00", "ns")
 _DAY_NS: Final = 86_400 * 10**9
+#: First bytes that make a value a formula (:data:`FORMULA_CHARS`, all ASCII).
+_FORMULA_BYTE: Final = np.isin(np.arange(256), [ord(c) for c in FORMULA_CHARS])
 
 
 def display_width(text: pa.Array) -> int:
@@ -85,13 +87,35 @@ def display_width(text: pa.Array) -> int:
 
 def neutralise_text(text: pa.Array) -> pa.Array:
     """Text a spreadsheet would run as a formula, with a leading ``'`` (the Arrow twin of
-    :func:`geo.export.neutralise_formulas`)."""
-    risky = pc.starts_with(text, FORMULA_CHARS[0])
-    for char in FORMULA_CHARS[1:]:  # one prefix test per character: 10x faster than RE2
-        risky = pc.or_(risky, pc.starts_with(text, char))
-    if not pc.any(risky).as_py():
+    :func:`geo.export.neutralise_formulas`).
+
+    Every formula character is one ASCII byte, and in UTF-8 an ASCII byte only ever starts
+    an ASCII character, so the test reads the first byte of each value straight from the
+    Arrow buffers (one lookup per value instead of a prefix scan per character)."""
+    risky = _formula_start(text)
+    if risky is None:
         return text
-    return pc.if_else(risky, pc.binary_join_element_wise("'", text, ""), text)
+    quote, nothing = pa.scalar("'", text.type), pa.scalar("", text.type)
+    return pc.if_else(pa.array(risky), pc.binary_join_element_wise(quote, text, nothing), text)
+
+
+def _formula_start(text: pa.Array) -> np.ndarray | None:
+    """Mask of the values of ``text`` (string or large_string) that start with one of
+    :data:`FORMULA_CHARS`; ``None`` when none does."""
+    if len(text) == 0:
+        return None
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    _, off_buf, data_buf = text.buffers()
+    offsets = np.frombuffer(off_buf, dtype=width)[text.offset:text.offset + len(text) + 1]
+    starts = offsets[:-1]
+    nonempty = offsets[1:] > starts
+    if data_buf is None or not nonempty.any():  # only nulls and empty strings
+        return None
+    first = np.frombuffer(data_buf, dtype=np.uint8)[np.where(nonempty, starts, 0)]
+    risky = nonempty & _FORMULA_BYTE[first]
+    if text.null_count:
+        risky &= text.is_valid().to_numpy(zero_copy_only=False)
+    return risky if risky.any() else None
 
 
 def neutralise(text: pa.Array) -> pa.Array:

@@ -13,6 +13,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import openpyxl
 import pandas as pd
+import pyarrow as pa
 import pytest
 from _export_fixtures import VERDICT_LABELS, enforcement_frame
 from python_calamine import CalamineWorkbook
@@ -237,3 +238,22 @@ def test_text_longer_than_a_cell_is_cut_to_the_excel_limit(tmp_path: Path) -> No
     with Book(path) as book:
         book.add_rows("S", book.encode(pd.DataFrame({"t": ["练" * (MAX_CELL_CHARS + 5), "短"]})))
     assert _calamine_rows(path, "S")[1:] == [["练" * MAX_CELL_CHARS], ["短"]]
+
+
+@pytest.mark.parametrize("arrow_type", [pa.string(), pa.large_string()])
+def test_neutralise_text_marks_exactly_the_formula_starts(arrow_type: pa.DataType) -> None:
+    """Byte-level test against Python's own str.startswith, on a slice (non-zero offset),
+    with nulls, empty strings, NUL and multi-byte starts."""
+    from geo.xlsx import neutralise_text
+
+    values = ["x", "=SUM(A1)", None, "", "+86", "-5", "@a", "\tb", "\rc", "\nd", "\x00e",
+              "潮南", "＝全角", "a=b", "'=quoted", "=", None, "ok"]
+    text = pa.array(["pad", "pad", *values], type=arrow_type).slice(2)
+    expected = [None if v is None else ("'" + v if v.startswith(_RISKY) else v)
+                for v in values]
+    out = neutralise_text(text)
+    assert out.type == arrow_type
+    assert out.to_pylist() == expected
+    safe = pa.array(["a", None, "", "潮南"], type=arrow_type)
+    assert neutralise_text(safe).to_pylist() == ["a", None, "", "潮南"]
+    assert neutralise_text(pa.array([None, ""], type=arrow_type)).to_pylist() == [None, ""]
