@@ -10,7 +10,9 @@ temporary folder and reports rows written (after each chunk of rows); the server
 progress polls and, when done, streams the file from disk (``FileResponse``) with its
 Chinese file name, and gives the memory of the export back to the system
 (:func:`api.memory.release_memory`). Finished files are deleted after download or after
-:data:`KEEP_S` seconds.
+:data:`KEEP_S` seconds. A job's folder (file and ``job.json`` state) is under the server's
+data folder (:func:`jobs_root`), so every worker of ``basinwatch serve --workers N`` can
+answer its polls and its download.
 
 Also here: the Chinese description of an export's filters and area (the file name parts and
 the rows of the 说明 sheet).
@@ -19,7 +21,10 @@ the rows of the 说明 sheet).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
+import re
 import shutil
 import tempfile
 import threading
@@ -34,14 +39,17 @@ import geopandas as gpd
 from api.memory import release_memory
 from geo.errors import ExportError, GeoError
 
-__all__ = ["ExportJob", "start_job", "get_job", "describe_filters", "KEEP_S", "MAX_JOBS"]
+__all__ = ["ExportJob", "start_job", "get_job", "jobs_root", "describe_filters", "KEEP_S",
+           "MAX_JOBS"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds a finished file is kept for download.
 KEEP_S = 600
-#: Jobs running at once (each is a thread); more are refused with 429.
+#: Jobs running at once in one server process (each is a thread); more are refused with 429.
 MAX_JOBS = 2
+#: A job id (uuid4 hex): anything else is never looked up on disk.
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class ExportBusyError(GeoError, RuntimeError):
@@ -53,40 +61,77 @@ class ExportBusyError(GeoError, RuntimeError):
 
 
 @dataclasses.dataclass
-class _Count:
-    """Rows written so far (set by the writing thread, read by progress polls)."""
-
-    value: int = 0
-
-
-@dataclasses.dataclass
 class ExportJob:
-    """One export: its state and, when done, the file."""
+    """One export: its state and, when done, the file.
+
+    The state lives in ``<folder>/job.json`` as well as here, so a server started with
+    ``--workers N`` answers a poll or a download on whichever worker gets it: a worker that
+    did not start the job reads the file (:func:`get_job`)."""
 
     id: str
     fmt: str
     filename: str
     total: int
     folder: Path
-    done: _Count
-    thread: threading.Thread | None = None
+    done: int = 0
     state: str = "running"
     error: str | None = None
     path: Path | None = None
-    started: float = dataclasses.field(default_factory=time.monotonic)
+    pid: int = dataclasses.field(default_factory=os.getpid)
+    started: float = dataclasses.field(default_factory=time.time)
     finished: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready progress."""
-        elapsed = (self.finished or time.monotonic()) - self.started
+        elapsed = (self.finished or time.time()) - self.started
         return {"id": self.id, "state": self.state, "format": self.fmt,
                 "filename": self.filename, "total": self.total,
-                "done": int(self.done.value) if self.state != "done" else self.total,
+                "done": int(self.done) if self.state != "done" else self.total,
                 "seconds": round(elapsed, 2), "error": self.error}
 
+    def save(self) -> None:
+        """Write the state file atomically (a reader never sees half a file)."""
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        record["folder"] = str(self.folder)
+        record["path"] = None if self.path is None else str(self.path)
+        tmp = self.folder / f".{STATE_FILE}.{threading.get_ident()}"
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(tmp, self.folder / STATE_FILE)
 
-_JOBS: dict[str, ExportJob] = {}
+    @classmethod
+    def read(cls, folder: Path) -> ExportJob | None:
+        """The job whose state file is in ``folder`` (``None`` when there is none)."""
+        try:
+            record = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        record["folder"] = Path(record["folder"])
+        record["path"] = None if record["path"] is None else Path(record["path"])
+        job = cls(**record)
+        if job.state == "running" and not _alive(job.pid):
+            job.state, job.error = "failed", "the server process writing it stopped"
+        return job
+
+
+#: Name of a job's state file in its folder.
+STATE_FILE = "job.json"
+_JOBS: dict[str, ExportJob] = {}  # jobs this process is writing
 _LOCK = threading.Lock()
+
+
+def jobs_root(data_dir: Path) -> Path:
+    """The folder of export jobs of a server whose data folder is ``data_dir``."""
+    return Path(data_dir) / "export-jobs"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write(job: ExportJob, frame: gpd.GeoDataFrame, target: Path,
@@ -97,62 +142,73 @@ def _write(job: ExportJob, frame: gpd.GeoDataFrame, target: Path,
 
         if job.fmt == "xlsx":
             def progress(written: int, total: int) -> None:
-                job.done.value = int(written * job.total / max(total, 1))
+                job.done = int(written * job.total / max(total, 1))
+                job.save()
 
             write_xlsx(frame, target, notes=notes, progress=progress, provenance=provenance)
         else:
             export(frame, job.fmt, target, provenance=provenance)
-        job.done.value = job.total
+        job.done = job.total
         job.path, job.state = target, "done"
         log.info("export job %s: %d rows %s in %.1f s", job.id, job.total, job.fmt,
-                 time.monotonic() - job.started)
+                 time.time() - job.started)
     except Exception as exc:  # reported through the job's state
         job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
         log.error("export job %s failed: %s", job.id, job.error)
     finally:
-        job.finished = time.monotonic()
+        job.finished = time.time()
+        job.save()
+        with _LOCK:
+            _JOBS.pop(job.id, None)
         del frame
         release_memory()
 
 
-def _expire() -> None:
-    now = time.monotonic()
-    for jid, job in list(_JOBS.items()):
-        if job.finished is not None and now - job.finished > KEEP_S:
-            shutil.rmtree(job.folder, ignore_errors=True)
-            _JOBS.pop(jid, None)
+def _expire(root: Path) -> None:
+    """Delete finished jobs older than :data:`KEEP_S` (any worker's)."""
+    now = time.time()
+    for folder in root.glob("*/"):
+        job = ExportJob.read(folder)
+        if job is not None and job.finished is not None and now - job.finished > KEEP_S:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def start_job(frame: gpd.GeoDataFrame, fmt: str, filename: str,
-              notes: list[tuple[str, str]], *, provenance: Any = None) -> ExportJob:
+              notes: list[tuple[str, str]], *, root: Path,
+              provenance: Any = None) -> ExportJob:
     """Start writing ``frame`` as ``fmt`` in a background thread; return the job at once.
+
+    ``root`` is the server's jobs folder (:func:`jobs_root`), shared by its workers.
 
     Raises
     ------
     ExportBusyError
-        If :data:`MAX_JOBS` exports are already running.
+        If :data:`MAX_JOBS` exports are already running in this process.
     """
     from api.routers.exports import MEDIA_TYPES
 
+    root.mkdir(parents=True, exist_ok=True)
     with _LOCK:
-        _expire()
-        running = sum(1 for j in _JOBS.values() if j.state == "running")
+        _expire(root)
+        running = len(_JOBS)
         if running >= MAX_JOBS:
             raise ExportBusyError(f"{running} exports are running; try again when one is done "
                                   f"(at most {MAX_JOBS} at once).")
-        folder = Path(tempfile.mkdtemp(prefix="basinwatch-job-"))
+        job_id = uuid.uuid4().hex
+        folder = root / job_id
+        folder.mkdir()
         target = folder / f"enforcement_list{MEDIA_TYPES[fmt][1]}"
-        job = ExportJob(id=uuid.uuid4().hex, fmt=fmt, filename=filename, total=len(frame),
-                        folder=folder, done=_Count())
-        job.thread = threading.Thread(target=_write, name=f"export-{job.id[:8]}", daemon=True,
-                                      args=(job, frame, target, notes, provenance))
+        job = ExportJob(id=job_id, fmt=fmt, filename=filename, total=len(frame), folder=folder)
+        job.save()
         _JOBS[job.id] = job
-    job.thread.start()
+    thread = threading.Thread(target=_write, name=f"export-{job.id[:8]}", daemon=True,
+                              args=(job, frame, target, notes, provenance))
+    thread.start()
     return job
 
 
-def get_job(job_id: str) -> ExportJob:
-    """The job with that id.
+def get_job(job_id: str, *, root: Path) -> ExportJob:
+    """The job with that id, started by this process or by another worker of the server.
 
     Raises
     ------
@@ -160,6 +216,8 @@ def get_job(job_id: str) -> ExportJob:
         (404) If there is no such job (or it expired).
     """
     job = _JOBS.get(job_id)
+    if job is None and _JOB_ID.fullmatch(job_id):
+        job = ExportJob.read(root / job_id)
     if job is None:
         err = ExportError(f"export job '{job_id}' not found (finished files are kept "
                           f"{KEEP_S // 60} minutes).")
@@ -171,7 +229,6 @@ def get_job(job_id: str) -> ExportJob:
 def forget(job: ExportJob) -> None:
     """Delete a job's files (after its download)."""
     shutil.rmtree(job.folder, ignore_errors=True)
-    _JOBS.pop(job.id, None)
 
 
 # --------------------------------------------------------------------------- naming

@@ -174,6 +174,13 @@ def _format(format: str) -> str:  # noqa: A002
     return fmt
 
 
+def _jobs(request: Request) -> Path:
+    """The export jobs folder of this server (shared by its workers)."""
+    from api.export_jobs import jobs_root
+
+    return jobs_root(request.app.state.settings.data_dir)
+
+
 def _selection(request: Request, store: StoreDep, fmt: str, within: str | None):  # noqa: ANN202
     """(rows, Chinese file name, 说明 rows, provenance) of an export request."""
     from api.export_jobs import describe_filters
@@ -218,25 +225,25 @@ def start_export(
 
     fmt = _format(format)
     frame, name, notes, prov = _selection(request, store, fmt, within)
-    job = start_job(frame, fmt, name, notes, provenance=prov)
+    job = start_job(frame, fmt, name, notes, root=_jobs(request), provenance=prov)
     return JSONResponse(job.to_dict(), status_code=202)
 
 
 @router.get("/jobs/{job_id}", summary="Progress of an export job")
-def export_progress(job_id: str, _: ReadDep) -> JSONResponse:
+def export_progress(request: Request, job_id: str, _: ReadDep) -> JSONResponse:
     """``{"state": "running" | "done" | "failed", "done": rows, "total": rows, ...}``."""
     from api.export_jobs import get_job
 
-    return JSONResponse(get_job(job_id).to_dict())
+    return JSONResponse(get_job(job_id, root=_jobs(request)).to_dict())
 
 
 @router.get("/jobs/{job_id}/file", summary="The file of a finished export job",
             response_class=FileResponse)
-def export_file(job_id: str, _: ReadDep) -> Response:
+def export_file(request: Request, job_id: str, _: ReadDep) -> Response:
     """The written file, streamed from disk with its Chinese name (deleted after)."""
     from api.export_jobs import forget, get_job
 
-    job = get_job(job_id)
+    job = get_job(job_id, root=_jobs(request))
     if job.state != "done" or job.path is None:
         return JSONResponse({"code": "Conflict", "description":
                              f"export job {job_id} is {job.state}; poll /exports/jobs/{job_id}."},
