@@ -454,7 +454,7 @@ def write_geojson(
     *,
     provenance: Provenance | None = None,
 ) -> Path:
-    """Write RFC 7946 GeoJSON (WGS84 lon/lat, 7 decimals) with pyogrio.
+    """Write RFC 7946 GeoJSON (WGS84 lon/lat, 7 decimals), column-wise (:mod:`geo.geojson`).
 
     The FeatureCollection carries a ``basinwatch:provenance`` member (an RFC 7946 foreign
     member; GIS software ignores it).
@@ -468,19 +468,13 @@ def write_geojson(
     provenance
         Where the list came from; default: what is known now (no registry).
     """
+    from geo.geojson import feature_collection_chunks
+
     frame = _geo_frame(gdf)
     prov = _provenance_for(frame, provenance)
-    member = json.dumps({GEOJSON_PROVENANCE_MEMBER: prov.to_dict()}, ensure_ascii=False)
-    with atomic_target(path, create=False) as tmp:
-        frame.to_file(
-            tmp, driver="GeoJSON", engine="pyogrio", use_arrow=True,
-            layer_options={
-                "RFC7946": "YES", "WRITE_NAME": "NO",
-                "COORDINATE_PRECISION": str(COORD_DECIMALS),
-                "NATIVE_DATA": member, "NATIVE_MEDIA_TYPE": "application/vnd.geo+json",
-            },
-        )
-    return Path(path)
+    members = {GEOJSON_PROVENANCE_MEMBER: prov.to_dict()}
+    return _write_chunks(
+        feature_collection_chunks(frame, members=members, decimals=COORD_DECIMALS), path)
 
 
 def write_gpkg(
