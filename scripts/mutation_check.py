@@ -21,6 +21,7 @@ import pytest  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
+    """Check each mutant after ``--`` with the pytest arguments before it; 1 if clean fails."""
     sep = argv.index("--")
     tests, mutants = argv[:sep], argv[sep + 1:]
     for name in ["clean", *mutants]:
@@ -31,7 +32,8 @@ def main(argv: list[str]) -> int:
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, 1)
             os.dup2(null, 2)
-            os._exit(int(pytest.main(["-q", "-x", "-p", "no:cacheprovider", "--rootdir=.", *tests])))
+            args = ["-q", "-x", "-p", "no:cacheprovider", "--rootdir=.", *tests]
+            os._exit(int(pytest.main(args)))
         code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         if name == "clean":
             verdict = "passed" if code == 0 else f"FAILED (exit {code}): fix the tests first"
