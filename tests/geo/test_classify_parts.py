@@ -189,6 +189,8 @@ def test_overlap_groups_of_a_chain_need_two_colours() -> None:
     touching = np.array([box(i, 0, i + 1, 1) for i in range(4)], dtype=object)
     assert [g.tolist() for g in cl._overlap_groups(touching)] == [[0, 1, 2, 3]]
     assert [g.tolist() for g in cl._overlap_groups(np.array([], dtype=object))] == [[]]
+    pair = np.array([box(0, 0, 2, 2), box(1, 1, 3, 3)], dtype=object)  # just two overlap
+    assert [g.tolist() for g in cl._overlap_groups(pair)] == [[0], [1]]
 
 
 def test_take_str_maps_minus_one_to_empty() -> None:
