@@ -27,10 +27,10 @@ CHILDREN="${MUTATION_CHILDREN:-1}"
 declare -A MODULE_TESTS=(
   [crs]="tests/geo/test_crs.py tests/geo/test_crs_reference.py tests/geo/test_crs_inverse_convergence.py"
   [cellindex]="tests/geo/test_cellindex.py tests/geo/test_cellindex_invariants.py"
-  [classify]="tests/geo/test_classify.py tests/geo/test_classify_oracle.py"
+  [classify]="tests/geo/test_classify.py tests/geo/test_classify_oracle.py tests/geo/test_classify_parts.py"
   [rules]="tests/geo/test_rules.py tests/geo/test_rules_boundaries.py tests/geo/test_rules_defect.py tests/geo/test_rules_catalog_semantics.py"
   [ingest]="tests/geo/test_ingest.py tests/geo/test_ingest_errors.py"
-  [export]="tests/geo/test_export.py tests/geo/test_export_columns.py"
+  [export]="tests/geo/test_export.py tests/geo/test_export_columns.py tests/geo/test_xlsx.py tests/geo/test_provenance.py tests/geo/test_files.py"
 )
 ORDER=(crs cellindex classify rules ingest export)
 MODULES=("$@")

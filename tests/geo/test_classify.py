@@ -23,6 +23,28 @@ def _gdf(data: dict, geoms: list, crs: str | None = "EPSG:4326") -> gpd.GeoDataF
     return gpd.GeoDataFrame(data, geometry=geoms, crs=crs)
 
 
+@pytest.fixture(autouse=True)
+def _cold_injected_indexes():
+    """Indexes of injected frames and boundary bands built afresh in every test.
+
+    The module caches them by content, so without this a test would reuse the index an
+    earlier test (or an earlier mutant run in the same process) built, and a regression in
+    the build path (overlap groups, bands, UTM zone) would go unseen. Registry layers stay
+    cached: rebuilding them costs seconds per test and their path is tested separately.
+    """
+    import geo.classify as cl
+
+    def clear() -> None:
+        cl._boundary_band.cache_clear()
+        with cl._cache_lock:
+            for key in [k for k in cl._index_cache if not k[1]]:
+                del cl._index_cache[key]
+
+    clear()
+    yield
+    clear()
+
+
 @pytest.fixture
 def layers() -> dict[str, gpd.GeoDataFrame]:
     return {
