@@ -295,7 +295,12 @@ class _Columns:
             return codes[idx], uniques
         if not self._own(field):
             assert self.parent is not None and self.parent_idx is not None
-            return self.parent.codes_at(field, self.parent_idx[idx])
+            parent = self.parent
+            if (field not in parent._factor and 2 * len(idx) < parent.n
+                    and parent.df[field].dtype != "category"):
+                # a few units' enterprises (the boilers' city): not the whole column
+                return _factorize(parent.df[field].take(self.parent_idx[idx]))
+            return parent.codes_at(field, self.parent_idx[idx])
         s = self.df[field]
         if self.parent is not None and 4 * len(idx) < self.n and s.dtype == object:
             return _factorize(pd.Series(s.to_numpy()[idx], dtype=object))
@@ -470,21 +475,38 @@ def _narrow(cols: _Columns, conds: Sequence[Condition], idx: np.ndarray, as_of: 
     return idx
 
 
-def _seed_rows(cols: _Columns, rule: Rule, all_industries: Sequence[str]) -> np.ndarray:
-    """Candidate rows: the rule's industries, narrowed by a leading unit-type predicate."""
+def _type_seed(rule: Rule) -> int | None:
+    """Position in ``rule.when`` of a unit-type ``eq``/``in`` predicate (None when none).
+
+    ``when`` is a conjunction, so any of its unit-type predicates can give the candidates:
+    the rule is then tested on the units of those types only (never on all units)."""
+    for k, c in enumerate(rule.when):
+        if isinstance(c, Predicate) and c.field == "unit_type" and c.op in ("eq", "in"):
+            return k
+    return None
+
+
+def _seed_rows(
+    cols: _Columns, rule: Rule, all_industries: Sequence[str]
+) -> tuple[np.ndarray, list[Condition]]:
+    """Candidate rows (the rule's industries, narrowed by a unit-type predicate of its
+    ``when``) and the ``when`` conditions left to test on them."""
     allowed = list(all_industries) if "*" in rule.industries else list(rule.industries)
-    first = rule.when[0] if rule.when else None
-    if isinstance(first, Predicate) and first.field == "unit_type" and first.op in ("eq", "in"):
+    k = _type_seed(rule)
+    if k is not None:
+        first = rule.when[k]
+        assert isinstance(first, Predicate)
         values = first.value if isinstance(first.value, list) else [first.value]
         rows = cols.rows_where("unit_type", values)
         industry = Predicate(field="industry_id", op="in", value=allowed)
-        return rows[_predicate_mask(cols, industry, rows, date.today())]
+        rest = [c for j, c in enumerate(rule.when) if j != k]
+        return rows[_predicate_mask(cols, industry, rows, _EPOCH)], rest
     if "*" in rule.industries:
         codes, _u = cols.factor("industry_id")
         known = set(all_industries)
-        return cols.rows_where("industry_id", [u for u in _u if u in known]) \
-            if len(_u) else np.empty(0, dtype=np.int64)
-    return cols.rows_where("industry_id", allowed)
+        return (cols.rows_where("industry_id", [u for u in _u if u in known])
+                if len(_u) else np.empty(0, dtype=np.int64)), list(rule.when)
+    return cols.rows_where("industry_id", allowed), list(rule.when)
 
 
 def _match_rows(
@@ -493,7 +515,8 @@ def _match_rows(
     """Sorted rows the rule applies to: industry, every ``when``, no ``unless``."""
     if any(isinstance(c, Predicate) and cols.never_known(c.field) for c in rule.when):
         return np.empty(0, dtype=np.int64)  # a condition on an absent field never holds
-    rows = _narrow(cols, rule.when, _seed_rows(cols, rule, all_industries), as_of)
+    seed, rest = _seed_rows(cols, rule, all_industries)
+    rows = _narrow(cols, rest, seed, as_of)
     for cond in rule.unless:
         if not len(rows):
             break
