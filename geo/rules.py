@@ -198,9 +198,10 @@ class _Columns:
         self._groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._filled: dict[str, np.ndarray | None] = {}
         self._unknown: dict[str, bool] = {}
+        self._names = frozenset(df.columns)
 
     def _own(self, field: str) -> bool:
-        return field in self.df.columns
+        return field in self._names
 
     def has(self, field: str) -> bool:
         if field == "unit_text" and self.parent is not None:
@@ -498,6 +499,12 @@ def _type_seed(rule: Rule) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _industry_predicate(allowed: tuple[str, ...]) -> Predicate:
+    """``industry_id in allowed`` (built once per industry list: pydantic validation)."""
+    return Predicate(field="industry_id", op="in", value=list(allowed))
+
+
 def _seed_rows(
     cols: _Columns, rule: Rule, all_industries: Sequence[str]
 ) -> tuple[np.ndarray, list[Condition]]:
@@ -510,7 +517,7 @@ def _seed_rows(
         assert isinstance(first, Predicate)
         values = first.value if isinstance(first.value, list) else [first.value]
         rows = cols.rows_where("unit_type", values)
-        industry = Predicate(field="industry_id", op="in", value=allowed)
+        industry = _industry_predicate(tuple(allowed))
         rest = [c for j, c in enumerate(rule.when) if j != k]
         return rows[_predicate_mask(cols, industry, rows, _EPOCH)], rest
     if "*" in rule.industries:
