@@ -990,13 +990,25 @@ def evaluate_rules(
             pd.Series("", index=gdf.index, dtype=object)
         needs = gdf["needs_review"].fillna(False).astype(bool).to_numpy() \
             if "needs_review" in gdf.columns else np.zeros(n, dtype=bool)
-        reasons = existing.fillna("").to_numpy(dtype=object).copy()
-        if len(flagged):  # merge the rule codes into the rows they concern only
-            rn, rt = _review_text(pd.Series(reasons[flagged]), eagg.review[flagged], len(flagged))
-            reasons[flagged], needs = rt, needs.copy()
-            needs[flagged] |= rn
-        out["needs_review"] = needs
-        out["review_reasons"] = _text(reasons)
+        if existing.dtype == _STR and not existing.isna().any():
+            # already the engine's text column: copy it and set the flagged rows only
+            column = existing.array.copy()
+            if len(flagged):
+                rn, rt = _review_text(existing.iloc[flagged].reset_index(drop=True),
+                                      eagg.review[flagged], len(flagged))
+                column[flagged], needs = rt, needs.copy()
+                needs[flagged] |= rn
+            out["needs_review"] = needs
+            out["review_reasons"] = column
+        else:
+            reasons = existing.fillna("").to_numpy(dtype=object).copy()
+            if len(flagged):  # merge the rule codes into the rows they concern only
+                rn, rt = _review_text(pd.Series(reasons[flagged]), eagg.review[flagged],
+                                      len(flagged))
+                reasons[flagged], needs = rt, needs.copy()
+                needs[flagged] |= rn
+            out["needs_review"] = needs
+            out["review_reasons"] = _text(reasons)
     cols = [c for c in out.columns if c not in RULES_COLUMNS] + list(RULES_COLUMNS)
     logger.debug("%d rules, %d rows, %d units, %d combinations", len(active), n, len(units),
                  len(combos))
