@@ -198,9 +198,10 @@ class _Columns:
         self._groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._filled: dict[str, np.ndarray | None] = {}
         self._unknown: dict[str, bool] = {}
+        self._names = frozenset(df.columns)
 
     def _own(self, field: str) -> bool:
-        return field in self.df.columns
+        return field in self._names
 
     def has(self, field: str) -> bool:
         if field == "unit_text" and self.parent is not None:
@@ -295,7 +296,12 @@ class _Columns:
             return codes[idx], uniques
         if not self._own(field):
             assert self.parent is not None and self.parent_idx is not None
-            return self.parent.codes_at(field, self.parent_idx[idx])
+            parent = self.parent
+            if (field not in parent._factor and 2 * len(idx) < parent.n
+                    and parent.df[field].dtype != "category"):
+                # a few units' enterprises (the boilers' city): not the whole column
+                return _factorize(parent.df[field].take(self.parent_idx[idx]))
+            return parent.codes_at(field, self.parent_idx[idx])
         s = self.df[field]
         if self.parent is not None and 4 * len(idx) < self.n and s.dtype == object:
             return _factorize(pd.Series(s.to_numpy()[idx], dtype=object))
@@ -370,6 +376,18 @@ def _non_blank(s: pd.Series) -> np.ndarray:
     keep = np.fromiter((not _is_missing(u) and u != "" for u in uniques), dtype=bool,
                        count=len(uniques))
     return np.append(keep, False)[codes]
+
+
+def _row_positions(rows: pd.Series, wanted: pd.Series) -> np.ndarray:
+    """Position of each ``wanted`` value in ``rows`` (-1 when absent), as
+    ``Index.get_indexer``; without hashing when ``rows`` are consecutive integers."""
+    r, w = rows.to_numpy(), wanted.to_numpy()
+    if (len(r) and r.dtype.kind in "iu" and w.dtype.kind in "iu"
+            and (np.diff(r) == 1).all()):
+        pos = w.astype(np.int64) - int(r[0])
+        pos[(pos < 0) | (pos >= len(r))] = -1
+        return pos
+    return pd.Index(rows).get_indexer(wanted)
 
 
 def _days_of(value: date) -> int:
@@ -470,21 +488,44 @@ def _narrow(cols: _Columns, conds: Sequence[Condition], idx: np.ndarray, as_of: 
     return idx
 
 
-def _seed_rows(cols: _Columns, rule: Rule, all_industries: Sequence[str]) -> np.ndarray:
-    """Candidate rows: the rule's industries, narrowed by a leading unit-type predicate."""
+def _type_seed(rule: Rule) -> int | None:
+    """Position in ``rule.when`` of a unit-type ``eq``/``in`` predicate (None when none).
+
+    ``when`` is a conjunction, so any of its unit-type predicates can give the candidates:
+    the rule is then tested on the units of those types only (never on all units)."""
+    for k, c in enumerate(rule.when):
+        if isinstance(c, Predicate) and c.field == "unit_type" and c.op in ("eq", "in"):
+            return k
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _industry_predicate(allowed: tuple[str, ...]) -> Predicate:
+    """``industry_id in allowed`` (built once per industry list: pydantic validation)."""
+    return Predicate(field="industry_id", op="in", value=list(allowed))
+
+
+def _seed_rows(
+    cols: _Columns, rule: Rule, all_industries: Sequence[str]
+) -> tuple[np.ndarray, list[Condition]]:
+    """Candidate rows (the rule's industries, narrowed by a unit-type predicate of its
+    ``when``) and the ``when`` conditions left to test on them."""
     allowed = list(all_industries) if "*" in rule.industries else list(rule.industries)
-    first = rule.when[0] if rule.when else None
-    if isinstance(first, Predicate) and first.field == "unit_type" and first.op in ("eq", "in"):
+    k = _type_seed(rule)
+    if k is not None:
+        first = rule.when[k]
+        assert isinstance(first, Predicate)
         values = first.value if isinstance(first.value, list) else [first.value]
         rows = cols.rows_where("unit_type", values)
-        industry = Predicate(field="industry_id", op="in", value=allowed)
-        return rows[_predicate_mask(cols, industry, rows, date.today())]
+        industry = _industry_predicate(tuple(allowed))
+        rest = [c for j, c in enumerate(rule.when) if j != k]
+        return rows[_predicate_mask(cols, industry, rows, _EPOCH)], rest
     if "*" in rule.industries:
         codes, _u = cols.factor("industry_id")
         known = set(all_industries)
-        return cols.rows_where("industry_id", [u for u in _u if u in known]) \
-            if len(_u) else np.empty(0, dtype=np.int64)
-    return cols.rows_where("industry_id", allowed)
+        return (cols.rows_where("industry_id", [u for u in _u if u in known])
+                if len(_u) else np.empty(0, dtype=np.int64)), list(rule.when)
+    return cols.rows_where("industry_id", allowed), list(rule.when)
 
 
 def _match_rows(
@@ -493,7 +534,8 @@ def _match_rows(
     """Sorted rows the rule applies to: industry, every ``when``, no ``unless``."""
     if any(isinstance(c, Predicate) and cols.never_known(c.field) for c in rule.when):
         return np.empty(0, dtype=np.int64)  # a condition on an absent field never holds
-    rows = _narrow(cols, rule.when, _seed_rows(cols, rule, all_industries), as_of)
+    seed, rest = _seed_rows(cols, rule, all_industries)
+    rows = _narrow(cols, rest, seed, as_of)
     for cond in rule.unless:
         if not len(rows):
             break
@@ -565,7 +607,28 @@ def _match(cols: _Columns, active: Sequence[Rule], as_of: date) -> _Matches:
 def _factorize_words(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row -> combination code, and the unique words (n_words x n_combos).
 
-    Words are factorised one at a time and their codes combined (no row sort)."""
+    Codes follow the rows' order of first appearance. Only rows some rule matched are
+    hashed (most rows match none); words are factorised one at a time and their codes
+    combined (no row sort)."""
+    n = words.shape[1]
+    hit = np.flatnonzero(words.any(axis=0)) if words.shape[0] > 1 else np.flatnonzero(words[0])
+    if 2 * len(hit) > n:  # most rows matched: hash them all
+        return _factorize_rows(words)
+    codes = np.zeros(n, dtype=np.int64)
+    if not len(hit):
+        return codes, words[:, :1] if n else words[:, :0]
+    sub, uniq = _factorize_rows(words[:, hit])
+    gap = np.flatnonzero(hit != np.arange(len(hit)))
+    none_first = int(gap[0]) if len(gap) else len(hit)  # the first row no rule matched
+    # the no-match combination takes its place in the order of first appearance
+    before = int(sub[:none_first].max()) + 1 if none_first else 0
+    codes[:] = before
+    codes[hit] = np.where(sub >= before, sub + 1, sub)
+    zero = np.zeros((words.shape[0], 1), dtype=words.dtype)
+    return codes, np.concatenate([uniq[:, :before], zero, uniq[:, before:]], axis=1)
+
+
+def _factorize_rows(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes, uniq = pd.factorize(words[0])
     codes = np.asarray(codes, dtype=np.int64)
     for w in range(1, words.shape[0]):
@@ -845,7 +908,7 @@ def evaluate_rules(
     if len(units) and "row" not in gdf.columns:
         raise ValueError("evaluate_rules: units need the enterprises' 'row' column to join on")
     if len(units):
-        pos = pd.Index(gdf["row"]).get_indexer(units["enterprise_row"])
+        pos = _row_positions(gdf["row"], units["enterprise_row"])
         if (pos < 0).any():
             logger.info("ignoring %d unit(s) of enterprises not in the frame", int((pos < 0).sum()))
             units = units[pos >= 0]
@@ -912,13 +975,13 @@ def evaluate_rules(
     for name, values in strings.items():
         # take() on a tiny str array is ~10x faster than building 1M Python strings
         out[name] = pd.array(values, dtype=_STR).take(codes) if n else pd.array([], dtype=_STR)
-    units_text, touched = _units_text(np.asarray(ucodes), ucombos, unit_rules, utext.verdict,
-                                      upos, units, n, catalog)
+    touched, units_text = _units_text(np.asarray(ucodes), ucombos, unit_rules, utext.verdict,
+                                      upos, units, catalog)
     if len(touched):
         out["reasons"] = _name_units(text.reasons, codes, units_text, touched)
     out["deadline"], out["deadline_status"] = eagg.status(day)
     out["unit_count"] = np.bincount(upos, minlength=n).astype(np.int64)
-    out["units"] = pd.array(units_text, dtype=_STR)
+    out["units"] = _units_column(touched, units_text, n)
     flagged = np.flatnonzero(eagg.review)
     if "review_reasons" in gdf.columns and "needs_review" in gdf.columns and not len(flagged):
         pass  # no rule asks for review: the classification's flags stand as they are
@@ -927,13 +990,25 @@ def evaluate_rules(
             pd.Series("", index=gdf.index, dtype=object)
         needs = gdf["needs_review"].fillna(False).astype(bool).to_numpy() \
             if "needs_review" in gdf.columns else np.zeros(n, dtype=bool)
-        reasons = existing.fillna("").to_numpy(dtype=object).copy()
-        if len(flagged):  # merge the rule codes into the rows they concern only
-            rn, rt = _review_text(pd.Series(reasons[flagged]), eagg.review[flagged], len(flagged))
-            reasons[flagged], needs = rt, needs.copy()
-            needs[flagged] |= rn
-        out["needs_review"] = needs
-        out["review_reasons"] = _text(reasons)
+        if existing.dtype == _STR and not existing.isna().any():
+            # already the engine's text column: copy it and set the flagged rows only
+            column = existing.array.copy()
+            if len(flagged):
+                rn, rt = _review_text(existing.iloc[flagged].reset_index(drop=True),
+                                      eagg.review[flagged], len(flagged))
+                column[flagged], needs = rt, needs.copy()
+                needs[flagged] |= rn
+            out["needs_review"] = needs
+            out["review_reasons"] = column
+        else:
+            reasons = existing.fillna("").to_numpy(dtype=object).copy()
+            if len(flagged):  # merge the rule codes into the rows they concern only
+                rn, rt = _review_text(pd.Series(reasons[flagged]), eagg.review[flagged],
+                                      len(flagged))
+                reasons[flagged], needs = rt, needs.copy()
+                needs[flagged] |= rn
+            out["needs_review"] = needs
+            out["review_reasons"] = _text(reasons)
     cols = [c for c in out.columns if c not in RULES_COLUMNS] + list(RULES_COLUMNS)
     logger.debug("%d rules, %d rows, %d units, %d combinations", len(active), n, len(units),
                  len(combos))
@@ -956,7 +1031,7 @@ def _labels_at(units: pd.DataFrame, at: np.ndarray) -> np.ndarray:
 
 def _units_text(
     ucodes: np.ndarray, ucombos: Sequence[Sequence[int]], unit_rules: Sequence[Rule],
-    combo_verdicts: Sequence[str], upos: np.ndarray, units: pd.DataFrame, n: int,
+    combo_verdicts: Sequence[str], upos: np.ndarray, units: pd.DataFrame,
     catalog: RuleCatalog,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per enterprise, its units that some rule matched, each with its verdict and the
@@ -964,13 +1039,12 @@ def _units_text(
 
     The suffix after a unit's label is the same for every unit of one rule combination, so
     the only per-unit work is one concatenation and one grouped join (:func:`_group_join`).
-    Returns the text per enterprise ('' when none) and the enterprises that have one.
+    Returns the enterprises that have such units (sorted) and their texts.
     """
-    values = np.full(n, "", dtype=object)
     vlabels = {v.id: v.label_zh for v in catalog.verdicts}
     named = np.asarray([len(c) > 0 for c in ucombos], dtype=bool)
     if not len(ucodes) or not named.any():
-        return values, np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
     suffix = np.asarray([
         "（" + vlabels[v] + "".join(dict.fromkeys(f"〔{unit_rules[i].citation}〕" for i in c)) + "）"
         for c, v in zip(ucombos, combo_verdicts, strict=True)
@@ -981,9 +1055,19 @@ def _units_text(
         order = np.argsort(ent, kind="stable")
         at, ent = at[order], ent[order]
     txt = np.add(_labels_at(units, at), suffix[ucodes[at]])
-    keys, joined = _group_join(ent, txt, "、")
-    values[keys] = joined
-    return values, keys
+    return _group_join(ent, txt, "、")
+
+
+def _str_take(table: Sequence[str] | np.ndarray, idx: np.ndarray) -> Any:
+    """A text column ``table[idx]``: only the (few) strings of ``table`` are validated."""
+    return pd.array(np.asarray(table, dtype=object), dtype=_STR).take(idx)
+
+
+def _units_column(keys: np.ndarray, joined: np.ndarray, n: int) -> Any:
+    """The ``units`` column: ``joined`` at the enterprises ``keys``, '' elsewhere."""
+    idx = np.zeros(n, dtype=np.int64)
+    idx[keys] = np.arange(1, len(keys) + 1)
+    return _str_take(np.concatenate([np.asarray([""], dtype=object), joined]), idx)
 
 
 def _name_units(
@@ -992,13 +1076,13 @@ def _name_units(
     """The reasons per enterprise, with "涉及设备：<units>" appended where units matched.
 
     The head (the combination's reasons and the separator) is built once per combination;
-    each touched enterprise costs one concatenation.
+    each touched enterprise costs one concatenation (``units_text`` is per touched one).
     """
     base = np.asarray(list(combo_reasons) or [""], dtype=object)
     head = np.asarray([r + (REASON_SEP if r else "") + "涉及设备：" for r in base], dtype=object)
-    values = base[codes]
-    values[touched] = np.add(head[codes[touched]], units_text[touched])
-    return pd.array(values, dtype=_STR)
+    idx = np.asarray(codes, dtype=np.int64).copy()
+    idx[touched] = np.arange(len(base), len(base) + len(touched))
+    return _str_take(np.concatenate([base, np.add(head[codes[touched]], units_text)]), idx)
 
 
 def apply_rules(
