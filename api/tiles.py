@@ -558,13 +558,10 @@ def _store_id(store: Store) -> tuple[Any, ...]:
 
 
 def _version_of(store: Store) -> tuple[Any, ...]:
-    """The data version: the newest load (every load writes a new record; the tile index
-    and the tile cache are keyed by it)."""
-    loads = store.loads()
-    if not loads:
-        return (None,)
-    rec = loads[0]
-    return (rec.load_id, rec.loaded_at.isoformat(), rec.source_sha256, rec.accepted)
+    """The data version (:meth:`api.store.base.Store.data_version`: a new load, and on
+    PostGIS an in-database classification, change it); the tile index and the tile cache
+    are keyed by it."""
+    return store.data_version()
 
 
 def point_index(store: Store, verdict_names: Sequence[str]) -> PointIndex:
