@@ -564,6 +564,17 @@ def _version_of(store: Store) -> tuple[Any, ...]:
     return store.data_version()
 
 
+def version_tag(version: tuple[Any, ...]) -> str | None:
+    """The data version as the map page's ``v`` URL parameter: the load id, and when the
+    version also names the live table (PostGIS: an integer after the load id, which an
+    in-database classification changes within one load) that too, as ``<load>.<table>``."""
+    if not version or version[0] is None:
+        return None
+    if len(version) > 1 and isinstance(version[1], int):
+        return f"{version[0]}.{version[1]}"
+    return str(version[0])
+
+
 def point_index(store: Store, verdict_names: Sequence[str]) -> PointIndex:
     """The :class:`PointIndex` of the store's current load (built on first use per load,
     shared by every per-request view of the store)."""

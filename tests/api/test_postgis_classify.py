@@ -376,6 +376,7 @@ def test_classify_changes_the_data_version_for_every_worker(
     """classify_in_database rewrites verdicts within one load: the data version (tile
     cache keys, the point index, each worker's remembered counts) must change with it, so
     the next request of another worker counts the new verdicts."""
+    from api.routers.webmap import load_meta
     from api.tiles import tile_key
 
     expected = pipeline_result.iloc[:400].reset_index(drop=True)
@@ -394,11 +395,13 @@ def test_classify_changes_the_data_version_for_every_worker(
     try:
         assert matched() == len(expected)  # all blank: no_action; remembered by that worker
         before, key = store.data_version(), tile_key(store, FeatureQuery(), 5, 26, 13, ["x"])
+        tag = load_meta(store)["version"]  # the map page's v= of its tile URLs
         store.load_reference_layers()
         store.classify_in_database(as_of=AS_OF)
         assert store.data_version() != before
         assert store.data_version()[0] == before[0]  # the same load
         assert tile_key(store, FeatureQuery(), 5, 26, 13, ["x"]) != key
+        assert load_meta(store)["version"] != tag  # browsers' day-long tile caches too
         now = store.counts(FeatureQuery(), "verdict")  # a fresh count (not remembered)
         assert matched() == now.get("no_action", 0) < len(expected)
     finally:
