@@ -11,7 +11,8 @@ Generates seeded synthetic enterprises (``benchmarks/scale.py: enforcement_frame
 :meth:`api.store.postgis.PostGISStore.classify_in_database` and checks that every row's
 city, district, basin, region, park, verdict, standards, rule ids and reasons equal the
 in-process ones. Prints wall clock and CPU seconds (the server's processes, parallel
-workers included, read from ``/proc`` when the server is local) with the load average --
+workers included, read from ``/proc`` when the server is local; plus this client's own) with
+the load average --
 the machine may be shared -- and writes the table between ``<!-- begin:postgis-classify
 -->`` / ``<!-- end:postgis-classify -->`` in ``--out``. ``--reuse`` keeps a schema loaded
 by an earlier run of the same size (the load alone takes minutes).
