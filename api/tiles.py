@@ -558,13 +558,21 @@ def _store_id(store: Store) -> tuple[Any, ...]:
 
 
 def _version_of(store: Store) -> tuple[Any, ...]:
-    """The data version: the newest load (every load writes a new record; the tile index
-    and the tile cache are keyed by it)."""
-    loads = store.loads()
-    if not loads:
-        return (None,)
-    rec = loads[0]
-    return (rec.load_id, rec.loaded_at.isoformat(), rec.source_sha256, rec.accepted)
+    """The data version (:meth:`api.store.base.Store.data_version`: a new load, and on
+    PostGIS an in-database classification, change it); the tile index and the tile cache
+    are keyed by it."""
+    return store.data_version()
+
+
+def version_tag(version: tuple[Any, ...]) -> str | None:
+    """The data version as the map page's ``v`` URL parameter: the load id, and when the
+    version also names the live table (PostGIS: an integer after the load id, which an
+    in-database classification changes within one load) that too, as ``<load>.<table>``."""
+    if not version or version[0] is None:
+        return None
+    if len(version) > 1 and isinstance(version[1], int):
+        return f"{version[0]}.{version[1]}"
+    return str(version[0])
 
 
 def point_index(store: Store, verdict_names: Sequence[str]) -> PointIndex:

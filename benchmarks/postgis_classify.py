@@ -11,7 +11,8 @@ Generates seeded synthetic enterprises (``benchmarks/scale.py: enforcement_frame
 :meth:`api.store.postgis.PostGISStore.classify_in_database` and checks that every row's
 city, district, basin, region, park, verdict, standards, rule ids and reasons equal the
 in-process ones. Prints wall clock and CPU seconds (the server's processes, parallel
-workers included, read from ``/proc`` when the server is local) with the load average --
+workers included, read from ``/proc`` when the server is local; plus this client's own) with
+the load average --
 the machine may be shared -- and writes the table between ``<!-- begin:postgis-classify
 -->`` / ``<!-- end:postgis-classify -->`` in ``--out``. ``--reuse`` keeps a schema loaded
 by an earlier run of the same size (the load alone takes minutes).
@@ -88,12 +89,13 @@ def run(size: int, url: str, reuse: bool, schema: str = SCHEMA) -> dict[str, obj
     store.load_reference_layers()
     out["reference_s"] = time.perf_counter() - t0
     with store.engine.connect() as conn:
-        c0 = _server_cpu(conn)
+        c0, p0 = _server_cpu(conn), time.process_time()
         t0 = time.perf_counter()
         store.classify_in_database(as_of=AS_OF)
         wall = time.perf_counter() - t0
-        c1 = _server_cpu(conn)
-    out["db"] = (wall, None if c0 is None or c1 is None else c1 - c0)
+        c1, p1 = _server_cpu(conn), time.process_time()
+    out["db"] = (wall, None if c0 is None or c1 is None else c1 - c0 + p1 - p0)
+    out["db_client_cpu"] = p1 - p0
     back = store.query(FeatureQuery()).features.sort_values("fid").reset_index(drop=True)
     exp = expect.reset_index(drop=True)
     bad = {c: int((back[c].astype(str).to_numpy() != exp[c].astype(str).to_numpy()).sum())
@@ -106,7 +108,7 @@ def run(size: int, url: str, reuse: bool, schema: str = SCHEMA) -> dict[str, obj
 def render(size: int, r: dict[str, object], load: str) -> str:
     """Markdown of the result."""
     single, db = r["single"], r["db"]
-    cpu = "n/a" if db[1] is None else f"{db[1]:.1f}"
+    cpu = "n/a" if db[1] is None else f"{db[1]:.1f} ({r['db_client_cpu']:.1f} client)"
     same = "yes" if not r["differences"] else f"NO {r['differences']}"
     return "\n".join([
         "## PostGIS in-database classification",

@@ -254,11 +254,13 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def _cache_control(request: Request, key: tuple[Any, ...]) -> str:
-    """A URL naming the current load (``v=<load id>``, as the page asks) cannot change:
-    kept a day; any other URL is revalidated every time (a 304 costs no tile)."""
-    version = key[2]
+    """A URL naming the current data version (``v=<version tag>`` of ``/map/meta``, as the
+    page asks) cannot change: kept a day; any other URL is revalidated every time (a 304
+    costs no tile)."""
+    from api.tiles import version_tag
+
     v = request.query_params.get("v")
-    if v is not None and version[0] is not None and v == str(version[0]):
+    if v is not None and v == version_tag(key[2]):
         return "private, max-age=86400"
     return "private, no-cache"
 

@@ -396,12 +396,18 @@ def map_density(
 
 
 def load_meta(store: Any) -> dict[str, Any]:
-    """The current load: id (the data version), time, source file and row counts."""
+    """The current load: id, time, source file and row counts, and ``version`` (the data
+    version as the tiles' ``v`` parameter: changes with a load and, on PostGIS, with an
+    in-database classification)."""
+    from api.tiles import version_tag
+
     loads = store.loads()
     if not loads:
-        return {"load_id": None, "loaded_at": None, "source_name": None, "accepted": 0}
+        return {"load_id": None, "loaded_at": None, "source_name": None, "accepted": 0,
+                "version": None}
     rec = loads[0].to_dict()
-    return {k: rec[k] for k in ("load_id", "loaded_at", "source_name", "accepted", "rejected")}
+    return {**{k: rec[k] for k in ("load_id", "loaded_at", "source_name", "accepted",
+                                   "rejected")}, "version": version_tag(store.data_version())}
 
 
 @router.get("/map/meta", summary="The data version the map shows")

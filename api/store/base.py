@@ -299,6 +299,15 @@ class Store(ABC):
     def counts(self, q: FeatureQuery, column: str) -> dict[str, int]:
         """Number of matching features per value of ``column``."""
 
+    def data_version(self) -> tuple[Any, ...]:
+        """What changes whenever the stored list does (caches are keyed by it): here the
+        newest load record; a store that also rewrites the list in place extends it."""
+        loads = self.loads()
+        if not loads:
+            return (None,)
+        rec = loads[0]
+        return (rec.load_id, rec.loaded_at.isoformat(), rec.source_sha256, rec.accepted)
+
     @abstractmethod
     def loads(self) -> list[LoadRecord]:
         """Load history, newest first."""

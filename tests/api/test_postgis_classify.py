@@ -367,3 +367,42 @@ def test_points_on_real_boundaries(store: PostGISStore) -> None:
     _assert_same(got, want, x, y)
     # vertices and midpoints lie on a boundary: many are in no district, some in one
     assert (want["district"] == "").sum() > 50 and (want["district"] != "").sum() > 200
+
+
+@ON_POSTGIS
+def test_classify_changes_the_data_version_for_every_worker(
+    store: PostGISStore, pipeline_result: gpd.GeoDataFrame
+) -> None:
+    """classify_in_database rewrites verdicts within one load: the data version (tile
+    cache keys, the point index, each worker's remembered counts) must change with it, so
+    the next request of another worker counts the new verdicts."""
+    from api.routers.webmap import load_meta
+    from api.tiles import tile_key
+
+    expected = pipeline_result.iloc[:400].reset_index(drop=True)
+    store.load_enterprises(_blank(expected), loaded_by="test", source_name="synthetic.csv",
+                           source_sha256="0" * 64)
+    other = PostGISStore(store.url, schema=store.schema)  # another worker's store
+    q = FeatureQuery(properties={"verdict": ["no_action"]}, limit=5)
+
+    def matched() -> int:
+        view = other.pinned()
+        try:
+            return view.geojson_page(q).number_matched
+        finally:
+            view.release()
+
+    try:
+        assert matched() == len(expected)  # all blank: no_action; remembered by that worker
+        before, key = store.data_version(), tile_key(store, FeatureQuery(), 5, 26, 13, ["x"])
+        tag = load_meta(store)["version"]  # the map page's v= of its tile URLs
+        store.load_reference_layers()
+        store.classify_in_database(as_of=AS_OF)
+        assert store.data_version() != before
+        assert store.data_version()[0] == before[0]  # the same load
+        assert tile_key(store, FeatureQuery(), 5, 26, 13, ["x"]) != key
+        assert load_meta(store)["version"] != tag  # browsers' day-long tile caches too
+        now = store.counts(FeatureQuery(), "verdict")  # a fresh count (not remembered)
+        assert matched() == now.get("no_action", 0) < len(expected)
+    finally:
+        other.close()

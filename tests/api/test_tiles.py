@@ -364,11 +364,15 @@ def test_etag_names_the_version_and_a_revalidation_is_not_modified(many_client) 
     other = client.get(url, params={"verdict": "shutdown"})
     assert other.headers["etag"] != tag
     assert client.get(TILE.format(z=11, x=x + 1, y=y)).headers["etag"] != tag
-    # the page's URL names the load (v=<load id>): kept; without it: revalidated
-    load_id = client.get("/map/meta").json()["load_id"]
-    assert "max-age=86400" in client.get(url, params={"v": load_id}).headers["cache-control"]
+    # the page's URL names the data version (v=<version of /map/meta>): kept; without it or
+    # with another: revalidated
+    meta = client.get("/map/meta").json()
+    assert str(meta["version"]).split(".")[0] == str(meta["load_id"])
+    assert "max-age=86400" in client.get(url, params={"v": meta["version"]}).headers[
+        "cache-control"]
     assert "no-cache" in first.headers["cache-control"]
-    assert "no-cache" in client.get(url, params={"v": load_id + 1}).headers["cache-control"]
+    assert "no-cache" in client.get(url, params={"v": meta["load_id"] + 1}).headers[
+        "cache-control"]
 
 
 def test_gzip_when_accepted_decodes_to_the_same_tile(many_client) -> None:

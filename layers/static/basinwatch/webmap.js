@@ -432,7 +432,7 @@
 
     function tileQuery() {
       var p = filterParams();
-      if (bw.state.meta && bw.state.meta.load_id !== null) { p.v = bw.state.meta.load_id; }
+      if (bw.state.meta && bw.state.meta.version) { p.v = bw.state.meta.version; }
       return qs(p);
     }
 
