@@ -328,7 +328,7 @@
 
     _fetch: function (coords, key, canvas, done) {
       var self = this, dpr = global.devicePixelRatio || 1, S = this.options.tileSize;
-      var url = this.tileUrl(coords);
+      var url = this.tileUrl(coords), t0 = performance.now();
       this.stats.requests += 1;
       fetch(url, {headers: {"Accept": "application/vnd.mapbox-vector-tile"}})
         .then(function (r) {
@@ -348,6 +348,9 @@
           self.stats.decodeMs = (self.stats.decodeMs || 0) + (t2 - t1);
           self.stats.drawMs = (self.stats.drawMs || 0) + (t3 - t2);
           self.stats.lastDone = t3;
+          if (self.stats.log) {  // per-tile timeline (benchmarks): fetch, bytes, decoded, drawn
+            self.stats.log.push({url: url, fetch: t0, bytes: t1, decoded: t2, drawn: t3});
+          }
           done(null, canvas);
         })
         .catch(function (err) {
