@@ -129,6 +129,7 @@ return {tiles: t.length, features: bw.layers.enterprises.drawnFeatures(), bytes:
           return x.duration; })) : null,
         server: t.length ? Math.max.apply(null, t.map(srv)) : null,
         trace: trace(t, s.log || [], window.__bwV0 || 0)};
+"""
 
 
 
