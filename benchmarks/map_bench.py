@@ -125,6 +125,7 @@ function srv(x) { var e = (x.serverTiming || []).filter(function (y) {
   return y.name === 'tile'; }); return e.length ? e[0].duration : 0; }
 return {tiles: t.length, features: bw.layers.enterprises.drawnFeatures(), bytes: s.bytes,
         drawn: bw.state.lastMs, painted: bw.state.paintedMs, decode: s.decodeMs || 0, draw: s.drawMs || 0,
+        worker: s.workerMs || 0,
         request: t.length ? Math.max.apply(null, t.map(function (x) {
           return x.duration; })) : null,
         server: t.length ? Math.max.apply(null, t.map(srv)) : null,
@@ -199,7 +200,7 @@ def run(n: int, repeat: int, *, plugins: bool = False,
                                    "bw.timings.length = 0;"
                                    "performance.clearResourceTimings();"
                                    "var s = bw.layers.enterprises.stats;"
-                                   "s.bytes = 0; s.decodeMs = 0; s.drawMs = 0; s.log = [];"
+                                   "s.bytes = 0; s.decodeMs = 0; s.drawMs = 0; s.workerMs = 0; s.log = [];"
                                    "window.__bwV0 = performance.now();"
                                    "bw.map.setView([arguments[0], arguments[1]], arguments[2],"
                                    " {animate: false});", lat, lon, zoom)
@@ -268,8 +269,10 @@ def summary(views: dict[str, list[dict[str, Any]]]) -> list[str]:
 #: Steps of a tile's timeline (see ``_VIEW_JS``): (column, from, to).
 _STEPS = (("to fetch()", None, "fetch"), ("wait for a connection", "fetch", "sent"),
           ("server (first byte)", "sent", "first"), ("transfer", "first", "last"),
-          ("main thread busy", "last", "bytes"), ("decode", "bytes", "decoded"),
-          ("draw", "decoded", "drawn"))
+          ("main thread busy", "last", "bytes"),
+          ("decode + draw (worker, with its queue; main thread without workers)", "bytes",
+           "decoded"),
+          ("onto the canvas (main thread)", "decoded", "drawn"))
 
 
 def critical_path(r: dict[str, Any]) -> dict[str, float] | None:
