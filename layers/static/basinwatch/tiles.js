@@ -535,6 +535,11 @@
     renderAsync: renderAsync,
     fills: fillsOf,
     workers: function () { return pool() ? pool().length : 0; },
+    /* Decode and paint on the main thread from now on (benchmarks compare both paths). */
+    noWorkers: function () {
+      (POOL || []).forEach(function (w) { w.terminate(); });
+      POOL = null; POOL_BROKEN = true;
+    },
     _draw: drawTile
   };
 })(typeof window !== "undefined" ? window : self);
