@@ -786,11 +786,15 @@ Promise.all(urls.map(function (u) {
       .then(function (w) {
         var same = w.data.count === main.data.count && !w.mainThread, diff = 0;
         ["x", "y", "v", "n", "id"].forEach(function (k) {
-          for (var i = 0; i < main.data.count; i++) { if (w.data[k][i] !== main.data[k][i]) { same = false; } }
+          for (var i = 0; i < main.data.count; i++) {
+            if (w.data[k][i] !== main.data[k][i]) { same = false; }
+          }
         });
         if ((w.pixels === null) !== (main.pixels === null)) { same = false; }
         if (main.pixels) {
-          for (var i = 0; i < main.pixels.length; i++) { if (w.pixels[i] !== main.pixels[i]) { diff += 1; } }
+          for (var i = 0; i < main.pixels.length; i++) {
+            if (w.pixels[i] !== main.pixels[i]) { diff += 1; }
+          }
         }
         out.push({count: main.data.count, same: same, diff: diff});
       });
