@@ -107,6 +107,17 @@ def _wait(drv: Any, script: str, timeout: float = 60) -> Any:
 #: -> tile layer ``load``), main-thread decode and draw of the tiles (tiles.js stats), the
 #: slowest tile request (Resource Timing) and the slowest server time (Server-Timing).
 _VIEW_JS = """
+// per tile, ms from the view change: fetch() called, request sent (after any wait for a
+// connection), first byte, last byte (Resource Timing), bytes in the page, decoded, drawn
+function trace(entries, log, v0) {
+  return log.map(function (l) {
+    var e = entries.filter(function (x) { return x.name.slice(-l.url.length) === l.url; })[0];
+    function r(x) { return x === undefined || x === null ? null : +(x - v0).toFixed(1); }
+    return {fetch: r(l.fetch), start: r(e && e.startTime), sent: r(e && e.requestStart),
+            first: r(e && e.responseStart), last: r(e && e.responseEnd), bytes: r(l.bytes),
+            decoded: r(l.decoded), drawn: r(l.drawn), server: e ? srv(e) : null};
+  });
+}
 var t = performance.getEntriesByType('resource').filter(function (x) {
   return x.name.indexOf('/tiles/WebMercatorQuad/') >= 0; });
 var s = bw.layers.enterprises.stats;
@@ -114,14 +125,17 @@ function srv(x) { var e = (x.serverTiming || []).filter(function (y) {
   return y.name === 'tile'; }); return e.length ? e[0].duration : 0; }
 return {tiles: t.length, features: bw.layers.enterprises.drawnFeatures(), bytes: s.bytes,
         drawn: bw.state.lastMs, painted: bw.state.paintedMs, decode: s.decodeMs || 0, draw: s.drawMs || 0,
+        worker: s.workerMs || 0,
         request: t.length ? Math.max.apply(null, t.map(function (x) {
           return x.duration; })) : null,
-        server: t.length ? Math.max.apply(null, t.map(srv)) : null};
+        server: t.length ? Math.max.apply(null, t.map(srv)) : null,
+        trace: trace(t, s.log || [], window.__bwV0 || 0)};
 """
 
 
+
 def run(n: int, repeat: int, *, plugins: bool = False,
-        keep: Path | None = None) -> dict[str, Any]:
+        keep: Path | None = None, workers: bool = True) -> dict[str, Any]:
     """Serve ``n`` enterprises and measure the map in headless Chromium (``keep``: a folder
     whose store is reused when present, else made there and kept)."""
     import uvicorn
@@ -181,12 +195,15 @@ def run(n: int, repeat: int, *, plugins: bool = False,
             drv.get(base)
             first.append(float(_wait(drv, "window.bw && bw.state.ready && bw.state.readyAt")))
             _wait(drv, "!bw.state.pending")
+            if not workers:  # the tour's tiles decoded and painted on the main thread
+                drv.execute_script("BasinWatchTiles.noWorkers();")
             for label, lat, lon, zoom in TOUR:
                 drv.execute_script("bw.state.lastMs = null; bw.state.paintedMs = -1;"
                                    "bw.timings.length = 0;"
                                    "performance.clearResourceTimings();"
                                    "var s = bw.layers.enterprises.stats;"
-                                   "s.bytes = 0; s.decodeMs = 0; s.drawMs = 0;"
+                                   "s.bytes = 0; s.decodeMs = 0; s.drawMs = 0; s.workerMs = 0; s.log = [];"
+                                   "window.__bwV0 = performance.now();"
                                    "bw.map.setView([arguments[0], arguments[1]], arguments[2],"
                                    " {animate: false});", lat, lon, zoom)
                 _wait(drv, "bw.state.lastMs !== null && !bw.state.pending && "
@@ -206,6 +223,7 @@ def run(n: int, repeat: int, *, plugins: bool = False,
         if keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
     return {"n": n, "repeat": repeat, "first": first, "views": views, "index_s": index_s,
+            "workers": workers,
             "load": os.getloadavg(), "load_start": load_start, "plugins": plugins}
 
 
@@ -251,6 +269,42 @@ def summary(views: dict[str, list[dict[str, Any]]]) -> list[str]:
     return out
 
 
+#: Steps of a tile's timeline (see ``_VIEW_JS``): (column, from, to).
+_STEPS = (("to fetch()", None, "fetch"), ("wait for a connection", "fetch", "sent"),
+          ("server (first byte)", "sent", "first"), ("transfer", "first", "last"),
+          ("main thread busy", "last", "bytes"),
+          ("decode + draw (worker, with its queue; main thread without workers)", "bytes",
+           "decoded"),
+          ("onto the canvas (main thread)", "decoded", "drawn"))
+
+
+def critical_path(r: dict[str, Any]) -> dict[str, float] | None:
+    """The view's last tile drawn, step by step (ms; ``None`` without a complete trace):
+    where the view's request + draw time went."""
+    tr = [t for t in r.get("trace") or [] if None not in (t["fetch"], t["sent"], t["first"],
+                                                          t["last"], t["bytes"], t["drawn"])]
+    if not tr:
+        return None
+    last = max(tr, key=lambda t: t["drawn"])
+    out = {name: max(0.0, last[b] - (last[a] if a else 0.0)) for name, a, b in _STEPS}
+    out["after (Leaflet load)"] = max(0.0, float(r["drawn"]) - last["drawn"])
+    out["main-thread decode + draw, all tiles"] = float(r["decode"] + r["draw"])
+    return out
+
+
+def breakdown(views: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Per view, the median over the runs of each step of the last tile drawn."""
+    names = [n for n, _a, _b in _STEPS] + ["after (Leaflet load)"]
+    out = ["| view (last tile drawn) | " + " | ".join(names) + " |",
+           "|---|" + "---:|" * len(names)]
+    for label, runs in views.items():
+        paths = [p for p in map(critical_path, runs) if p is not None]
+        if paths:
+            out.append(f"| {label} | " + " | ".join(
+                _ms([p[n] for p in paths]) for n in names) + " |")
+    return out
+
+
 def render(res: dict[str, Any]) -> str:
     """The Markdown block."""
     load = ", ".join(f"{x:.2f}" for x in res["load"])
@@ -270,7 +324,10 @@ def render(res: dict[str, Any]) -> str:
         "matching enterprise is in the tiles at every zoom. "
         + ("Page with its plug-ins." if res.get("plugins") else
            "Page without plug-ins (`--plugins` adds them: the case layer of issue 11 then "
-           "builds cases for every enterprise at the first page load)."),
+           "builds cases for every enterprise at the first page load).")
+        + (" Tiles decoded and painted in Web Workers (tile_worker.js; the main thread puts "
+           "the pixels on the canvas)." if res.get("workers", True) else
+           " Tiles decoded and painted on the main thread (`--no-workers`)."),
         "",
         f"- **Time to first render** (navigation start -> every tile of the first view "
         f"drawn, reference layers loading in parallel): **{_ms(res['first'])} ms** "
@@ -291,7 +348,10 @@ def render(res: dict[str, Any]) -> str:
                      f"{_ms(srv) if srv else '-'} | "
                      f"{_ms([r['decode'] + r['draw'] for r in runs])} | "
                      f"{_ms([r['drawn'] for r in runs])} |")
-    lines += ["", *summary(res["views"]), END]
+    lines += ["", *summary(res["views"]), "",
+              "Where a view's time goes: the timeline of its last tile drawn, ms, median of "
+              "the runs (Resource Timing and the tile layer's own log).", "",
+              *breakdown(res["views"]), END]
     return "\n".join(lines) + "\n"
 
 
@@ -305,11 +365,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-store", type=Path, default=None,
                     help="folder for the generated store, reused by later runs (the 1M "
                          "registry takes minutes to build and load)")
+    ap.add_argument("--no-workers", action="store_true",
+                    help="decode and paint the tour's tiles on the main thread (as before "
+                         "the worker pool), to compare")
+    ap.add_argument("--trace", type=Path, default=None,
+                    help="also write every view's per-tile timeline (JSON) there")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] /
                     "BENCHMARKS.md")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    res = run(args.n, args.repeat, plugins=args.plugins, keep=args.keep_store)
+    res = run(args.n, args.repeat, plugins=args.plugins, keep=args.keep_store,
+              workers=not args.no_workers)
+    if args.trace:
+        import json
+
+        args.trace.write_text(json.dumps(res, indent=1, default=float))
     block = render(res)
     print(block)
     write_block(args.out, "map", block.replace(BEGIN, "").replace(END, ""))

@@ -774,3 +774,48 @@ def test_labels_and_english_toggle(server, driver) -> None:
     assert "lang=en" in driver.current_url
     driver.find_element(By.ID, "bw-lang").click()
     wait_for(driver, "document.documentElement.lang === 'zh-CN' && window.bw && bw.state.ready")
+
+
+_WORKER_JS = """
+var done = arguments[arguments.length - 1], t = bw.layers.enterprises;
+var urls = Object.keys(t._tiles).map(function (k) { return t.tileUrl(t._keyToTileCoords(k)); });
+var fills = BasinWatchTiles.fills(t.options.colours), out = [];
+Promise.all(urls.map(function (u) {
+  return fetch(u).then(function (r) { return r.arrayBuffer(); }).then(function (buf) {
+    var z = 12, main = BasinWatchTiles.render(buf, t.options.verdictIndex, fills, z, 1, 512);
+    return BasinWatchTiles.renderAsync(buf, t.options.verdictIndex, fills, z, 1, 512)
+      .then(function (w) {
+        var same = w.data.count === main.data.count && !w.mainThread, diff = 0;
+        ["x", "y", "v", "n", "id"].forEach(function (k) {
+          for (var i = 0; i < main.data.count; i++) {
+            if (w.data[k][i] !== main.data[k][i]) { same = false; }
+          }
+        });
+        if ((w.pixels === null) !== (main.pixels === null)) { same = false; }
+        if (main.pixels) {
+          for (var i = 0; i < main.pixels.length; i++) {
+            if (w.pixels[i] !== main.pixels[i]) { diff += 1; }
+          }
+        }
+        out.push({count: main.data.count, same: same, diff: diff});
+      });
+  });
+})).then(function () { done({workers: BasinWatchTiles.workers(), tiles: out}); },
+         function (e) { done({error: String(e)}); });
+"""
+
+
+def test_workers_decode_and_paint_tiles_exactly_as_the_main_thread(server, driver) -> None:
+    """Tiles are decoded and painted in a worker pool (off the main thread); for every tile
+    of the view the worker's features and pixels equal the main thread's own decode + paint
+    of the same bytes, and the page's tiles were painted by workers."""
+    _open(driver, server["base"] + "/")
+    _fit_all(driver, server["enterprises"])
+    res = driver.execute_async_script(_WORKER_JS)
+    assert "error" not in res, res
+    assert res["workers"] >= 1
+    assert res["tiles"] and sum(t["count"] for t in res["tiles"]) > 0
+    assert all(t["same"] and t["diff"] == 0 for t in res["tiles"]), res["tiles"]
+    stats = driver.execute_script("return bw.layers.enterprises.stats")
+    assert stats["workerMs"] > 0 and not stats.get("decodeMs")  # decoded off the main thread
+    assert _severe(driver) == []  # the worker loads under the page's CSP

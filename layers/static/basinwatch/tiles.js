@@ -240,22 +240,18 @@
     return scratchImg;
   }
 
-  /* Draw a tile (see groupSymbols for the order). Dense tiles (symbols touching) draw
+  /* Write a tile's symbols into RGBA pixels `px` (u32: the same bytes) of W x H device px
+   * (see groupSymbols for the order): no DOM, so a worker can do it. `fills[v]`: the
+   * [r, g, b, a] of verdict index v (GREY when absent). Dense tiles (symbols touching) draw
    * opaque squares of the circle's area without outlines; the others anti-aliased circles,
    * outlined from zoom 9. */
-  var DENSE = 2000;
-  function drawTile(canvas, data, colours, z, dpr, size) {
-    var S = size || 256, W = canvas.width, H = canvas.height;
-    var ctx = canvas.getContext("2d");
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    if (!data.count) { ctx.clearRect(0, 0, W, H); return; }
+  var DENSE = 2000, GREY = [204, 204, 204, 1];
+  function paint(px, u32, W, H, data, fills, z, dpr, S) {
     var groups = groupSymbols(data, z, S);
-    var img = scratch(ctx, W, H), px = img.data;
     var dense = data.count > DENSE, w = z >= 9 && !dense ? OUTLINE_W * dpr : 0;
-    var u32 = scratchU32;
     u32.fill(0);
     for (var j = 0; j < groups.length; j++) {
-      var grp = groups[j], fill = rgba(colours[grp.v] || "#cccccc");
+      var grp = groups[j], fill = fills[grp.v] || GREY;
       if (dense) {
         squares(u32, W, H, grp.xy, grp.r * 0.886 * dpr, dpr, packed(fill));
         continue;
@@ -265,7 +261,119 @@
         blend(px, u32, W, H, st, Math.round(xy[q] * dpr), Math.round(xy[q + 1] * dpr));
       }
     }
+  }
+
+  /* [r, g, b, a] per verdict index of CSS colours (parsed by the page's canvas). */
+  function fillsOf(colours) {
+    return colours.map(function (c) { return rgba(c || "#cccccc"); });
+  }
+
+  /* Draw a tile on its canvas (main thread; see paint). */
+  function drawTile(canvas, data, colours, z, dpr, size) {
+    var S = size || 256, W = canvas.width, H = canvas.height;
+    var ctx = canvas.getContext("2d");
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    if (!data.count) { ctx.clearRect(0, 0, W, H); return; }
+    var img = scratch(ctx, W, H);
+    paint(img.data, scratchU32, W, H, data, fillsOf(colours), z, dpr, S);
     ctx.putImageData(img, 0, 0);
+  }
+
+  /* Decode and paint a tile off the page (the worker's job, also run on the main thread
+   * when workers are unavailable): {data, pixels (RGBA bytes or null when empty), decodeMs,
+   * drawMs}. */
+  function render(buf, verdictIndex, fills, z, dpr, S) {
+    var t0 = performance.now(), data = decode(buf, verdictIndex), t1 = performance.now();
+    var W = Math.round(S * dpr), pixels = null;
+    if (data.count) {
+      pixels = new Uint8ClampedArray(W * W * 4);
+      paint(pixels, new Uint32Array(pixels.buffer), W, W, data, fills, z, dpr, S);
+    }
+    return {data: data, pixels: pixels, decodeMs: t1 - t0, drawMs: performance.now() - t1};
+  }
+
+  /* Buffers of a render result that postMessage can move instead of copy. */
+  function transferables(out) {
+    var d = out.data, list = out.pixels ? [out.pixels.buffer] : [];
+    ["x", "y", "v", "n", "id"].forEach(function (k) { if (d[k]) { list.push(d[k].buffer); } });
+    return list;
+  }
+
+  // ---- workers: tiles are decoded and painted off the main thread by a small pool (the
+  // page keeps fetching, so Resource Timing and the browser cache see every tile), and the
+  // main thread only copies the finished pixels (putImageData). Any worker failure puts
+  // the layer back on the main-thread path.
+  var SCRIPT = global.document && global.document.currentScript ?
+    global.document.currentScript.src : null;
+  var POOL = null, POOL_BROKEN = false, JOB = 0;
+
+  function pool() {
+    if (POOL || POOL_BROKEN) { return POOL; }
+    if (!SCRIPT || typeof global.Worker !== "function") { POOL_BROKEN = true; return null; }
+    var size = Math.max(1, Math.min(2, (global.navigator && global.navigator.hardwareConcurrency) || 2));
+    try {
+      POOL = [];
+      for (var i = 0; i < size; i++) {
+        var w = new global.Worker(SCRIPT.replace(/tiles\.js(\?.*)?$/, "tile_worker.js"));
+        w.bwJobs = {};
+        w.bwLoad = 0;
+        w.onmessage = onResult;
+        w.onerror = onWorkerError;
+        POOL.push(w);
+      }
+    } catch (e) {
+      POOL = null; POOL_BROKEN = true;
+    }
+    return POOL;
+  }
+
+  function onResult(e) {
+    var job = this.bwJobs[e.data.id];
+    if (!job) { return; }
+    delete this.bwJobs[e.data.id];
+    this.bwLoad -= 1;
+    job.resolve(e.data);
+  }
+
+  function onWorkerError(e) {
+    if (e && e.preventDefault) { e.preventDefault(); }
+    POOL_BROKEN = true;
+    var jobs = [];
+    (POOL || []).forEach(function (w) {
+      Object.keys(w.bwJobs).forEach(function (id) { jobs.push(w.bwJobs[id]); });
+      w.bwJobs = {};
+      w.terminate();
+    });
+    POOL = null;
+    jobs.forEach(function (job) {
+      var m = job.msg, out = render(job.buf, m.verdictIndex, m.fills, m.z, m.dpr, m.S);
+      out.mainThread = true;
+      job.resolve(out);
+    });
+  }
+
+  /* Promise of render(...) in the least busy worker (the main thread when none). The buffer
+   * is copied to the worker (kept for the fallback). */
+  function renderAsync(buf, verdictIndex, fills, z, dpr, S) {
+    var workers = pool();
+    if (!workers) {
+      var out = render(buf, verdictIndex, fills, z, dpr, S);
+      out.mainThread = true;
+      return Promise.resolve(out);
+    }
+    var w = workers.reduce(function (a, b) { return b.bwLoad < a.bwLoad ? b : a; });
+    var id = ++JOB, msg = {id: id, buf: buf, verdictIndex: verdictIndex, fills: fills, z: z,
+                           dpr: dpr, S: S};
+    return new Promise(function (resolve) {
+      w.bwJobs[id] = {resolve: resolve, buf: buf, msg: msg};
+      w.bwLoad += 1;
+      w.postMessage(msg);
+    });
+  }
+
+  if (!global.L) {  // in a worker: answer render requests
+    global.BasinWatchTiles = {decode: decode, render: render, transferables: transferables};
+    return;
   }
 
   var EnterpriseTiles = L.GridLayer.extend({
@@ -328,7 +436,7 @@
 
     _fetch: function (coords, key, canvas, done) {
       var self = this, dpr = global.devicePixelRatio || 1, S = this.options.tileSize;
-      var url = this.tileUrl(coords);
+      var url = this.tileUrl(coords), t0 = performance.now();
       this.stats.requests += 1;
       fetch(url, {headers: {"Accept": "application/vnd.mapbox-vector-tile"}})
         .then(function (r) {
@@ -338,16 +446,34 @@
         .then(function (buf) {
           var t1 = performance.now();
           self.stats.bytes += buf.byteLength;
-          var data = decode(buf, self.options.verdictIndex);
+          if (!self._fills) { self._fills = fillsOf(self.options.colours); }
+          return renderAsync(buf, self.options.verdictIndex, self._fills, coords.z, dpr, S)
+            .then(function (out) { return [t1, out]; });
+        })
+        .then(function (res) {
+          var t1 = res[0], out = res[1], data = out.data, t2 = performance.now();
           self.stats.features += data.count;
           data.z = coords.z;
-          self._tiles_data[key] = data;
-          var t2 = performance.now();
-          drawTile(canvas, data, self.options.colours, coords.z, dpr, S);
+          if (self._tiles[key] && self._tiles[key].el === canvas) { self._tiles_data[key] = data; }
+          var ctx = canvas.getContext("2d"), W = canvas.width;
+          if (out.pixels && out.pixels.length === W * canvas.height * 4) {
+            ctx.putImageData(new ImageData(out.pixels, W, canvas.height), 0, 0);
+          } else if (data.count) {  // canvas size not the one painted (dpr changed)
+            drawTile(canvas, data, self.options.colours, coords.z, dpr, S);
+          } else { ctx.clearRect(0, 0, W, canvas.height); }
           var t3 = performance.now();
-          self.stats.decodeMs = (self.stats.decodeMs || 0) + (t2 - t1);
+          // main-thread time only (the worker's own time in workerMs)
           self.stats.drawMs = (self.stats.drawMs || 0) + (t3 - t2);
+          if (out.mainThread) {
+            self.stats.decodeMs = (self.stats.decodeMs || 0) + out.decodeMs;
+            self.stats.drawMs += out.drawMs;
+          } else {
+            self.stats.workerMs = (self.stats.workerMs || 0) + out.decodeMs + out.drawMs;
+          }
           self.stats.lastDone = t3;
+          if (self.stats.log) {  // per-tile timeline (benchmarks): fetch, bytes, decoded, drawn
+            self.stats.log.push({url: url, fetch: t0, bytes: t1, decoded: t2, drawn: t3});
+          }
           done(null, canvas);
         })
         .catch(function (err) {
@@ -405,6 +531,15 @@
     layer: function (opts) { return new EnterpriseTiles(opts); },
     decode: decode,
     radius: radius,
+    render: render,
+    renderAsync: renderAsync,
+    fills: fillsOf,
+    workers: function () { return pool() ? pool().length : 0; },
+    /* Decode and paint on the main thread from now on (benchmarks compare both paths). */
+    noWorkers: function () {
+      (POOL || []).forEach(function (w) { w.terminate(); });
+      POOL = null; POOL_BROKEN = true;
+    },
     _draw: drawTile
   };
-})(window);
+})(typeof window !== "undefined" ? window : self);
