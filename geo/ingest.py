@@ -45,6 +45,7 @@ __all__ = [
     "registry_spec",
     "issue_catalog",
     "issue_message",
+    "issue_detail",
     "MESSAGE_SEP",
     "describe_issues",
     "match_industry",
@@ -85,12 +86,17 @@ class IngestResult:
     units
         Implicit equipment units of accepted rows, from the registry columns registry.toml
         marks ``implicit_unit`` (高炉容积 -> a blast furnace), joined by ``enterprise_row``.
+    issue_details
+        One row per cell behind a ``numeric_invalid`` data issue of an accepted row:
+        ``row``, ``code``, ``field`` (the header as written in the file), ``value`` (the
+        cell) and ``message`` ("中文 | English", naming row, field and value).
     """
 
     accepted: pd.DataFrame
     rejected: pd.DataFrame
     source_rows: int
     units: pd.DataFrame | None = None
+    issue_details: pd.DataFrame | None = None
 
 
 # --------------------------------------------------------------------------- catalogs
@@ -132,6 +138,22 @@ def issue_message(code: str, **fields: object) -> str:
         raise ReferenceDataError(f"issues.toml has no code '{code}'.") from None
     zh, en = item["message_zh"].format(**fields), item["message_en"].format(**fields)
     return f"{zh}{MESSAGE_SEP}{en}"
+
+
+def issue_detail(code: str, **fields: object) -> str:
+    """``"中文 | English"`` text of one cell behind a data issue (``detail_zh``/``detail_en``).
+
+    Parameters
+    ----------
+    code
+        A key of ``issues.toml`` that has ``detail_zh`` and ``detail_en`` templates.
+    **fields
+        Placeholder values (``row``, ``field``, ``value``).
+    """
+    item = issue_catalog().get(code, {})
+    if "detail_zh" not in item or "detail_en" not in item:
+        raise ReferenceDataError(f"issues.toml has no detail_zh/detail_en for '{code}'.")
+    return f"{item['detail_zh'].format(**fields)}{MESSAGE_SEP}{item['detail_en'].format(**fields)}"
 
 
 def describe_issues(codes: str) -> str:
@@ -651,11 +673,12 @@ def read_registry(
     dup = keep & uscc.ne("") & uscc.where(keep).duplicated(keep="first")
     uscc_issue = validate_uscc(uscc)
     numeric: dict[str, pd.Series] = {}
+    numeric_flags: dict[str, pd.Series] = {}
     numeric_bad = pd.Series(False, index=idx)
     for key in registry_spec()["numeric"]:
         if key in table:
-            numeric[key], bad = by_unique(col(key), _parse_numbers)
-            numeric_bad |= bad
+            numeric[key], numeric_flags[key] = by_unique(col(key), _parse_numbers)
+            numeric_bad |= numeric_flags[key]
     attributes: dict[str, pd.Series] = {}
     attribute_bad = pd.Series(False, index=idx)
     for key, item in registry_spec().get("attributes", {}).items():
@@ -665,6 +688,7 @@ def read_registry(
     keyed = table.assign(uscc=uscc, name=name_s)
     units, unit_bad = registry_units(keyed, _units_of_headers(mapping))
     numeric_bad |= pd.Series(idx.isin(unit_bad), index=idx)
+    details = _numeric_details(keyed, mapping, numeric_flags, unit_bad, keep)
     issues = _join_issues(
         idx,
         [
@@ -709,7 +733,47 @@ def read_registry(
         len(rejected),
     )
     assert len(accepted) + len(rejected) == n
-    return IngestResult(accepted=accepted, rejected=rejected, source_rows=n, units=units)
+    return IngestResult(accepted=accepted, rejected=rejected, source_rows=n, units=units,
+                        issue_details=details)
+
+
+_DETAIL_COLUMNS: Final = ("row", "code", "field", "value", "message")
+
+
+def _numeric_details(
+    table: pd.DataFrame, mapping: dict[str, str], flags: dict[str, pd.Series],
+    unit_bad: pd.Index, keep: pd.Series,
+) -> pd.DataFrame:
+    """The cells behind ``numeric_invalid`` of kept rows: row, field as written, value.
+
+    A cell is named when it is no number, or when :func:`geo.equipment.registry_units`
+    cannot read it as the size of its ``implicit_unit`` (a wrong unit, out of range); that
+    is re-checked column by column on the few rows it refused.
+    """
+    header = {canonical: raw for raw, canonical in mapping.items()}
+    units = _units_of_headers(mapping)
+    spec = registry_spec()["numeric"]
+    parts = []
+    for key, bad in flags.items():
+        cell = table[key].str.strip()
+        refused = table.index.isin(unit_bad) & cell.ne("")
+        if spec[key].get("implicit_unit") and refused.any():
+            _, rows = registry_units(table.loc[refused, ["uscc", "name", key]], units)
+            bad = bad | pd.Series(table.index.isin(rows), index=table.index)
+        bad = bad & keep
+        if bad.any():
+            parts.append(pd.DataFrame({"row": cell.index[bad], "field": header[key],
+                                       "value": cell[bad].to_numpy(dtype=object)}))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=np.int64 if c == "row" else object)
+                             for c in _DETAIL_COLUMNS})
+    out = pd.concat(parts, ignore_index=True).sort_values("row", kind="stable")
+    out["code"] = "numeric_invalid"
+    out["message"] = [issue_detail("numeric_invalid", row=r, field=f, value=v)
+                      for r, f, v in zip(out["row"], out["field"], out["value"], strict=True)]
+    logger.info("%d numeric cell(s) are not numbers and were left blank", len(out))
+    out["row"] = out["row"].astype(np.int64)
+    return out[list(_DETAIL_COLUMNS)].reset_index(drop=True)
 
 
 def _units_of_headers(mapping: dict[str, str]) -> dict[str, str]:

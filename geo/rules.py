@@ -162,8 +162,12 @@ def _test_value(u: Any, op: str, value: Any) -> bool:
 
 
 def _equal(u: Any, v: Any) -> bool:
-    if isinstance(v, bool) or isinstance(u, (bool, np.bool_)):
-        return isinstance(u, (bool, np.bool_)) and bool(u) == v
+    """``eq`` on one value: booleans equal booleans only (a flag is never ``eq 1``, as the
+    order ops never take it for a number), numbers compare as floats, dates as dates, text
+    stripped."""
+    if isinstance(v, (bool, np.bool_)) or isinstance(u, (bool, np.bool_)):
+        both = isinstance(u, (bool, np.bool_)) and isinstance(v, (bool, np.bool_))
+        return both and bool(u) == bool(v)
     if isinstance(v, (int, float)):
         f = _as_number(u)
         return f is not None and f == float(v)

@@ -380,3 +380,33 @@ def test_unbalanced_quote_names_the_line(tmp_path: Path) -> None:
     msg = str(err.value)
     assert "quote.csv" in msg and "line 3" in msg and "第3行" in msg
     assert "quote" in msg.split("quote.csv", 1)[1]  # says what is wrong: the quote
+
+
+def test_numeric_invalid_names_the_column_and_the_value(tmp_path: Path) -> None:
+    """Each cell behind ``numeric_invalid`` is listed with its row, the header as written in
+    the file and the cell (bilingual message): which of several numeric columns failed is
+    not left for the user to guess. A wrong unit in an implicit-unit column (500 kg as a
+    blast-furnace volume) is named too; a rejected row gets no data-issue detail."""
+    lines = ["企业名称,行业,经度,纬度,燃煤锅炉蒸吨,年产能,高炉容积(立方米)",
+             "甲,印染,116.42,23.25,约十蒸吨,50000,",       # row 2: boiler column
+             "乙,钢铁,116.42,23.25,12.5,abc,500 kg",       # row 3: output and volume
+             "丙,印染,116.42,23.25,１０,,",                 # row 4: fine
+             ",印染,116.42,23.25,x,,"]                      # row 5: rejected (no name)
+    res = read_registry(_write(tmp_path, lines))
+    got = res.issue_details
+    assert list(got.columns) == ["row", "code", "field", "value", "message"]
+    assert list(zip(got["row"], got["field"], got["value"], strict=True)) == [
+        (2, "燃煤锅炉蒸吨", "约十蒸吨"), (3, "年产能", "abc"), (3, "高炉容积(立方米)", "500 kg")]
+    assert set(got["code"]) == {"numeric_invalid"}
+    zh, en = got.loc[0, "message"].split(" | ")
+    assert "第2行" in zh and "燃煤锅炉蒸吨" in zh and "约十蒸吨" in zh
+    assert "row 2" in en and "燃煤锅炉蒸吨" in en and "'约十蒸吨'" in en
+    acc = res.accepted.set_index("row")
+    assert "numeric_invalid" in _issues(acc.loc[3]) and "numeric_invalid" not in _issues(acc.loc[4])
+
+
+def test_no_numeric_issue_gives_an_empty_detail_table(tmp_path: Path) -> None:
+    res = read_registry(_write(tmp_path, ["企业名称,行业,经度,纬度,燃煤锅炉蒸吨",
+                                          "甲,印染,116.42,23.25,10"]))
+    assert res.issue_details is not None and res.issue_details.empty
+    assert list(res.issue_details.columns) == ["row", "code", "field", "value", "message"]

@@ -48,7 +48,9 @@ def test_is_missing() -> None:
 @pytest.mark.parametrize(
     ("u", "v", "want"),
     [(True, True, True), (np.True_, True, True), (False, True, False), (1, True, False),
-     ("True", True, False),
+     ("True", True, False), (False, False, True), (np.False_, False, True),
+     # a flag is never a number, either way round (as for the order ops)
+     (True, 1, False), (False, 0, False), (np.True_, 1, False), (True, 1.0, False),
      ("400", 400, True), (" 400.0 ", 400, True), (400.5, 400, False), ("x", 400, False),
      ("2019-07-15", D, True), (pd.Timestamp("2019-07-15"), D, True), ("2019-07-16", D, False),
      (" 印染 ", "印染", True), ("印染厂", "印染", False), (5, "5", False)],
