@@ -135,7 +135,7 @@ return {tiles: t.length, features: bw.layers.enterprises.drawnFeatures(), bytes:
 
 
 def run(n: int, repeat: int, *, plugins: bool = False,
-        keep: Path | None = None, workers: bool = True) -> dict[str, Any]:
+        keep: Path | None = None, workers: bool = False) -> dict[str, Any]:
     """Serve ``n`` enterprises and measure the map in headless Chromium (``keep``: a folder
     whose store is reused when present, else made there and kept)."""
     import uvicorn
@@ -195,8 +195,8 @@ def run(n: int, repeat: int, *, plugins: bool = False,
             drv.get(base)
             first.append(float(_wait(drv, "window.bw && bw.state.ready && bw.state.readyAt")))
             _wait(drv, "!bw.state.pending")
-            if not workers:  # the tour's tiles decoded and painted on the main thread
-                drv.execute_script("BasinWatchTiles.noWorkers();")
+            if workers:  # the tour's tiles decoded and painted in the worker pool (opt-in)
+                drv.execute_script("BasinWatchTiles.useWorkers();")
             for label, lat, lon, zoom in TOUR:
                 drv.execute_script("bw.state.lastMs = null; bw.state.paintedMs = -1;"
                                    "bw.timings.length = 0;"
@@ -325,9 +325,9 @@ def render(res: dict[str, Any]) -> str:
         + ("Page with its plug-ins." if res.get("plugins") else
            "Page without plug-ins (`--plugins` adds them: the case layer of issue 11 then "
            "builds cases for every enterprise at the first page load).")
-        + (" Tiles decoded and painted in Web Workers (tile_worker.js; the main thread puts "
-           "the pixels on the canvas)." if res.get("workers", True) else
-           " Tiles decoded and painted on the main thread (`--no-workers`)."),
+        + (" Tour tiles decoded and painted in Web Workers (`--workers`: tile_worker.js; the "
+           "main thread puts the pixels on the canvas)." if res.get("workers") else
+           " Tiles decoded and painted on the main thread (the page's default)."),
         "",
         f"- **Time to first render** (navigation start -> every tile of the first view "
         f"drawn, reference layers loading in parallel): **{_ms(res['first'])} ms** "
@@ -365,9 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-store", type=Path, default=None,
                     help="folder for the generated store, reused by later runs (the 1M "
                          "registry takes minutes to build and load)")
-    ap.add_argument("--no-workers", action="store_true",
-                    help="decode and paint the tour's tiles on the main thread (as before "
-                         "the worker pool), to compare")
+    ap.add_argument("--workers", action="store_true",
+                    help="decode and paint the tour's tiles in the page's Web Worker pool "
+                         "(opt-in, ?workers=1), to compare with the default main thread")
     ap.add_argument("--trace", type=Path, default=None,
                     help="also write every view's per-tile timeline (JSON) there")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] /
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = run(args.n, args.repeat, plugins=args.plugins, keep=args.keep_store,
-              workers=not args.no_workers)
+              workers=args.workers)
     if args.trace:
         import json
 

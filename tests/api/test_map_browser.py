@@ -808,8 +808,8 @@ Promise.all(urls.map(function (u) {
 def test_workers_decode_and_paint_tiles_exactly_as_the_main_thread(server, driver) -> None:
     """Tiles are decoded and painted in a worker pool (off the main thread); for every tile
     of the view the worker's features and pixels equal the main thread's own decode + paint
-    of the same bytes, and the page's tiles were painted by workers."""
-    _open(driver, server["base"] + "/")
+    of the same bytes, and the page's tiles were painted by workers (opt-in: ?workers=1)."""
+    _open(driver, server["base"] + "/?workers=1")
     _fit_all(driver, server["enterprises"])
     res = driver.execute_async_script(_WORKER_JS)
     assert "error" not in res, res

@@ -299,13 +299,17 @@
     return list;
   }
 
-  // ---- workers: tiles are decoded and painted off the main thread by a small pool (the
-  // page keeps fetching, so Resource Timing and the browser cache see every tile), and the
-  // main thread only copies the finished pixels (putImageData). Any worker failure puts
-  // the layer back on the main-thread path.
+  // ---- workers (opt-in: `workers=1` in the page's query, or BasinWatchTiles.useWorkers()):
+  // tiles are decoded and painted off the main thread by a small pool (the page keeps
+  // fetching, so Resource Timing and the browser cache see every tile), and the main thread
+  // only copies the finished pixels (putImageData). Any worker failure puts the layer back on
+  // the main-thread path. Not the default: on a quiet 2-core machine with 1M enterprises the
+  // pan/zoom tour was slower with the pool (p50 172 vs 124 ms, p95 383 vs 359 ms;
+  // BENCHMARKS.md "Web map"), the workers competing with the server for the cores.
   var SCRIPT = global.document && global.document.currentScript ?
     global.document.currentScript.src : null;
-  var POOL = null, POOL_BROKEN = false, JOB = 0;
+  var POOL = null, JOB = 0;
+  var POOL_BROKEN = !(global.location && /[?&]workers=1(&|$)/.test(global.location.search || ""));
 
   function pool() {
     if (POOL || POOL_BROKEN) { return POOL; }
@@ -535,7 +539,12 @@
     renderAsync: renderAsync,
     fills: fillsOf,
     workers: function () { return pool() ? pool().length : 0; },
-    /* Decode and paint on the main thread from now on (benchmarks compare both paths). */
+    /* Decode and paint in the worker pool from now on (benchmarks compare both paths). */
+    useWorkers: function () {
+      if (!POOL) { POOL_BROKEN = false; }
+      return pool() ? pool().length : 0;
+    },
+    /* Decode and paint on the main thread from now on (the default). */
     noWorkers: function () {
       (POOL || []).forEach(function (w) { w.terminate(); });
       POOL = null; POOL_BROKEN = true;
