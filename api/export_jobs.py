@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -38,6 +37,7 @@ import geopandas as gpd
 
 from api.memory import release_memory
 from geo.errors import ExportError, GeoError
+from geo.files import pid_alive
 
 __all__ = ["ExportJob", "start_job", "get_job", "jobs_root", "describe_filters", "KEEP_S",
            "MAX_JOBS"]
@@ -108,7 +108,7 @@ class ExportJob:
         record["folder"] = Path(record["folder"])
         record["path"] = None if record["path"] is None else Path(record["path"])
         job = cls(**record)
-        if job.state == "running" and not _alive(job.pid):
+        if job.state == "running" and not pid_alive(job.pid):
             job.state, job.error = "failed", "the server process writing it stopped"
         return job
 
@@ -122,16 +122,6 @@ _LOCK = threading.Lock()
 def jobs_root(data_dir: Path) -> Path:
     """The folder of export jobs of a server whose data folder is ``data_dir``."""
     return Path(data_dir) / "export-jobs"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write(job: ExportJob, frame: gpd.GeoDataFrame, target: Path,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from geo.errors import ExportError
 
-__all__ = ["atomic_target"]
+__all__ = ["atomic_target", "pid_alive"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +64,15 @@ def atomic_target(path: str | os.PathLike[str], *, create: bool = True) -> Itera
     finally:
         tmp.unlink(missing_ok=True)
     logger.debug("wrote %s", final)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (the owner of a temporary file,
+    lock or job left behind; a process of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -53,6 +53,7 @@ from api.store.base import (
 from api.store.frame import query_frame, select_positions
 from api.store.geojson import FeaturePage, json_values, point_features_from_arrays
 from geo.errors import InvalidQueryError
+from geo.files import pid_alive
 from geo.schema import ENFORCEMENT_COLUMNS
 
 __all__ = ["GeoPackageStore"]
@@ -174,7 +175,7 @@ class GeoPackageStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for tmp in self.path.parent.glob(".load-*.gpkg*"):
             m = re.match(r"\.load-(\d+)-", tmp.name)
-            if m and not _alive(int(m.group(1))):
+            if m and not pid_alive(int(m.group(1))):
                 tmp.unlink(missing_ok=True)
                 log.warning("removed %s left by a killed load", tmp)
         with self._audit_db() as db:
@@ -470,16 +471,6 @@ _AUDIT_DDL = (
     "at TEXT NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, "
     "target TEXT NOT NULL, outcome TEXT NOT NULL, client TEXT NOT NULL, detail TEXT)"
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fsync(path: Path) -> None:
