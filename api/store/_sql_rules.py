@@ -167,8 +167,8 @@ def _predicate(col: ColumnElement[Any], p: Predicate, as_of: date) -> ColumnElem
         if op == "not_empty":
             return known
         if op in ("in", "not_in", "eq", "ne"):
-            accepted = sorted({bool(x) for x in values if not isinstance(x, str)
-                               and not isinstance(x, date) and x in (0, 1)})
+            # booleans equal booleans only: a flag is never `eq 1` (as geo.rules._equal)
+            accepted = sorted({bool(x) for x in values if isinstance(x, bool)})
             hit = col.in_(accepted) if accepted else false()
             return and_(hit if op in ("in", "eq") else ~hit, known)
         return false()  # booleans are not numbers for order ops (as geo.rules)
