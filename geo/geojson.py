@@ -96,8 +96,8 @@ def _geometry_texts(geoms: Any, decimals: int) -> pa.Array:
 
 def _json_column(values: pd.Series) -> pa.Array:
     """JSON text of each value of a column; ``null`` where missing."""
-    if pd.api.types.is_bool_dtype(values.dtype):
-        return pa.array(np.where(values.to_numpy(dtype=bool), "true", "false"), pa.string())
+    if values.dtype == bool:  # numpy booleans (nullable "boolean" goes through Arrow)
+        return pa.array(np.where(values.to_numpy(), "true", "false"), pa.string())
     try:
         arr = pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):

@@ -25,6 +25,7 @@ def _frame() -> gpd.GeoDataFrame:
         "value": [1.5, 2.0, np.nan, -0.0, 1e20, np.inf, 1e-7, 123456.1234567],
         "count": np.arange(n, dtype=np.int64),
         "flag": [True, False] * (n // 2),
+        "maybe": pd.array([True, None, False, None, True, True, False, None], dtype="boolean"),
         "mixed": pd.Series([1, "a", None, 2.5, True, "b", 3, "c"], dtype=object),
     }, geometry=[shapely.Point(116.123456789, 23.000000049), None, *[
         shapely.Point(113 + i / 10, 22 + i / 10) for i in range(n - 2)]], crs="EPSG:4326")
@@ -46,6 +47,7 @@ def test_values_parse_back_exactly() -> None:
     assert math.copysign(1, got[3]) == -1.0
     assert [p["count"] for p in props] == list(range(len(TEXT)))
     assert [p["flag"] for p in props] == [True, False] * 4
+    assert [p["maybe"] for p in props] == [True, None, False, None, True, True, False, None]
     assert [p["mixed"] for p in props] == [1, "a", None, 2.5, True, "b", 3, "c"]
     assert list(props[0]) == list(frame.columns.drop("geometry"))  # column order kept
     geoms = [f["geometry"] for f in doc["features"]]
