@@ -84,7 +84,7 @@ def _buffer(texts: pa.Array) -> bytes:
     offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)
     lo, hi = offsets[texts.offset], offsets[texts.offset + len(texts)]
     data = texts.buffers()[2]
-    return b"" if data is None else data.to_pybytes()[lo:hi]
+    return b"" if data is None else data.slice(int(lo), int(hi - lo)).to_pybytes()
 
 
 def _geometry_texts(geoms: Any, decimals: int) -> pa.Array:
