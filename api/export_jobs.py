@@ -105,9 +105,13 @@ class ExportJob:
             record = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        record["folder"] = Path(record["folder"])
-        record["path"] = None if record["path"] is None else Path(record["path"])
-        job = cls(**record)
+        try:  # a file of another version or a damaged one: no such job, not a 500
+            record["folder"] = Path(record["folder"])
+            record["path"] = None if record["path"] is None else Path(record["path"])
+            job = cls(**record)
+        except (KeyError, TypeError):
+            log.warning("export job state %s is unreadable; ignored", folder / STATE_FILE)
+            return None
         if job.state == "running" and not pid_alive(job.pid):
             job.state, job.error = "failed", "the server process writing it stopped"
         return job

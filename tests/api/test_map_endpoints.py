@@ -86,3 +86,17 @@ def test_export_job_reports_progress_and_writes_the_notes_sheet(loaded_client,
     assert wb["全部企业"].max_row == want + 1
     # the file is gone after its download
     assert loaded_client.get(f"/exports/jobs/{jid}").status_code == 404
+
+
+def test_unreadable_job_state_is_not_found(tmp_path) -> None:  # noqa: ANN001
+    """A job folder whose state file lacks fields (another version, damage) reads as no job
+    (404 at the API), not as a crash."""
+    from api.export_jobs import get_job
+    from geo.errors import ExportError
+
+    jid = "0" * 32
+    (tmp_path / jid).mkdir()
+    (tmp_path / jid / "job.json").write_text('{"id": "x"}', encoding="utf-8")
+    with pytest.raises(ExportError) as err:
+        get_job(jid, root=tmp_path)
+    assert err.value.http_status == 404
