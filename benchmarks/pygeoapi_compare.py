@@ -61,8 +61,10 @@ LABELS = {"bbox": "items bbox 0.05°, limit 1000", "limit10": "items limit 10",
           "item": "items/{id}", "filter": "property filter (verdict), limit 100"}
 TARGET_RATIO = 3.0
 #: pygeoapi plus what its Starlette app and PostgreSQL provider import
-PYGEOAPI_PACKAGES = ("pygeoapi", "uvicorn", "starlette", "psycopg2-binary", "sqlalchemy",
-                     "geoalchemy2", "pygeofilter")
+#: pygeoapi's server gets the same C HTTP parser and event loop as BasinWatch's (uvicorn
+#: uses httptools and uvloop when installed), so the comparison is of the servers' own work.
+PYGEOAPI_PACKAGES = ("pygeoapi", "uvicorn", "httptools", "uvloop", "starlette",
+                     "psycopg2-binary", "sqlalchemy", "geoalchemy2", "pygeofilter")
 
 
 def _free_port() -> int:
@@ -82,7 +84,7 @@ def _get(url: str, timeout: float = 60.0) -> tuple[int, bytes]:
 def _venv() -> Path:
     """pygeoapi's own environment under /tmp (created once)."""
     py = VENV / "bin" / "python"
-    probe = [str(py), "-c", "import pygeoapi, uvicorn, starlette, psycopg2, geoalchemy2, "
+    probe = [str(py), "-c", "import pygeoapi, uvicorn, httptools, uvloop, starlette, psycopg2, geoalchemy2, "
              "pygeofilter; from osgeo import ogr"]
     if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return py

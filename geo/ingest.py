@@ -269,8 +269,10 @@ def industry_codes(industry_id: pd.Series, given: pd.Series | None = None) -> pd
         ceramics span several classes: a name alone does not say which).
     """
     single = {ind.id: ind.codes[0] for ind in industries() if len(ind.codes) == 1}
-    ids = industry_id.astype(object).where(industry_id.notna(), "").astype(str)
-    out = ids.map(single).fillna("").astype(str)
+    # one look-up per distinct id, then a gather: a 1M-row export reads this per request
+    codes, uniques = pd.factorize(industry_id)  # missing -> -1, the table's last entry
+    table = np.array([single.get(str(u), "") for u in uniques] + [""], dtype=object)
+    out = pd.Series(table[codes], index=industry_id.index, dtype=object)
     if given is not None:
         given = given.astype(object).where(given.notna(), "").astype(str)
         out = given.where(given.ne(""), out)

@@ -18,6 +18,7 @@ def _name(requirement: str) -> str:
 
 def _spec(requirement: str) -> str:
     """Version constraint with the package name and extras removed."""
+    requirement = requirement.split(";")[0]  # an environment marker is pip's, not conda's
     return re.sub(r"^[A-Za-z0-9_.\-]+(\[[^\]]*\])?", "", requirement.strip()).replace(" ", "")
 
 

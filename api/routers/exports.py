@@ -111,12 +111,13 @@ def enforcement(
 
     frame, name, notes, prov = _selection(request, store, fmt, within)
     headers = {"Content-Disposition": content_disposition(name)}
+    big = len(frame) >= RELEASE_ROWS
     if fmt == "csv":
         log.info("export csv: %d rows (streamed)", len(frame))
         chunks = enforcement_csv_chunks(frame)
         del frame
         return StreamingResponse(chunks, media_type=MEDIA_TYPES[fmt][0], headers=headers,
-                                 background=BackgroundTask(release_memory))
+                                 background=BackgroundTask(release_memory) if big else None)
     tmp = Path(tempfile.mkdtemp(prefix="basinwatch-export-"))
     try:
         target = tmp / f"enforcement_list{MEDIA_TYPES[fmt][1]}"
@@ -133,14 +134,22 @@ def enforcement(
         raise
     log.info("export %s: %d rows", fmt, len(frame))
     del frame
-    release_memory()  # the frame and the writer's buffers, before the file is sent
+    if big:
+        release_memory()  # the frame and the writer's buffers, before the file is sent
     return FileResponse(path, media_type=MEDIA_TYPES[fmt][0], headers=headers,
-                        background=BackgroundTask(_cleanup, tmp))
+                        background=BackgroundTask(_cleanup, tmp, big))
 
 
-def _cleanup(folder: Path) -> None:
+def _cleanup(folder: Path, release: bool = True) -> None:
     shutil.rmtree(folder, ignore_errors=True)
-    release_memory()
+    if release:
+        release_memory()
+
+
+#: Rows from which an export gives memory back afterwards (:func:`api.memory.release_memory`).
+#: Its full garbage collection walks every tracked object of the process (the store's 1M
+#: shapely points: ~0.25 s holding the GIL), a cost a small export's buffers do not repay.
+RELEASE_ROWS = 50_000
 
 
 #: Rows from which ``GET /exports/enforcement`` writes Excel in a child process: the
