@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -27,6 +28,10 @@ from rich.table import Table
 
 from api.layers_cli import layers_app
 from geo.errors import GeoError, RasterError
+
+if TYPE_CHECKING:
+    from geo.parallel import Job, JobStats
+    from geo.pipeline import PipelineResult
 
 app = typer.Typer(
     name="basinwatch",
@@ -126,6 +131,29 @@ class StageProgress:
         if self.bar is not None and stage in self.tasks:
             self.bar.update(self.tasks[stage], completed=1, rows=count)
         log.info("%s: %s (%.1f s)", label, count, seconds)
+
+
+    def record_jobs(self, stats: dict[str, JobStats]) -> None:
+        """Replace the timings of stages run in worker processes by the workers' own
+        figures (the parent's clock would count the queue, its CPU clock nothing)."""
+        for stage, st in stats.items():
+            self.timings[stage] = {**self.timings.get(stage, {}),
+                                   "seconds": round(st.seconds, 3),
+                                   "cpu_seconds": round(st.cpu_seconds, 3),
+                                   "peak_rss_mb": st.peak_rss_mb, "worker_pid": st.pid}
+
+
+def _map_job(result: PipelineResult, out: Path) -> Job:
+    """map.html as one more writer of ``export_all`` (run beside the files)."""
+    from geo.parallel import Job
+
+    def write() -> Path:
+        from layers.webmap import build_map, save_offline_html
+
+        m = build_map(result.enterprises, provenance=result.provenance)
+        return save_offline_html(m, out / "map.html")
+
+    return Job("map", len(result.enterprises), write)
 
 
 def _reset_peak_rss() -> None:
@@ -260,6 +288,12 @@ def run(
         typer.Option("--timings", envvar="BASINWATCH_TIMINGS", metavar="FILE",
                      help="Also write each stage's seconds and peak memory as JSON to FILE."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", envvar="BASINWATCH_RUN_WORKERS", min=1,
+                     help="Write the output files side by side in this many processes "
+                          "(default: 2, or 1 on a one-core machine)."),
+    ] = min(2, os.cpu_count() or 1),
 ) -> None:
     """Classify a registry and write the enforcement lists, rejected rows and map."""
     from geo.export import export_all
@@ -283,16 +317,13 @@ def run(
                 raise GeoError(
                     f"Cannot create the output folder {out}: {exc.strerror}."
                 ) from exc
+            also = [] if no_map else [_map_job(result, out)]
+            stats: dict[str, JobStats] = {}
             paths = export_all(result.enterprises, result.rejected, out,
                                provenance=result.provenance, progress=step,
-                               units=result.units)
-            if not no_map:
-                from layers.webmap import build_map, save_offline_html
-
-                step("map", len(result.enterprises))
-                m = build_map(result.enterprises, provenance=result.provenance)
-                paths["map"] = save_offline_html(m, out / "map.html")
-                step("map", len(result.enterprises), done=True)
+                               units=result.units, workers=workers, also=also, stats=stats)
+            if workers > 1:  # the writers' own figures, measured where they ran
+                step.record_jobs(stats)
     except GeoError as exc:
         _fail(exc)
     if timings is not None:

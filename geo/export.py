@@ -42,6 +42,7 @@ import pyarrow as pa
 
 from geo.errors import ExportError, ReferenceDataError
 from geo.files import atomic_target
+from geo.parallel import Job, JobStats, run_jobs
 from geo.provenance import Provenance
 from geo.schema import (
     ENFORCEMENT_COLUMNS,
@@ -1008,6 +1009,9 @@ def export_all(
     provenance: Provenance | None = None,
     progress: Callable[..., None] | None = None,
     units: pd.DataFrame | None = None,
+    workers: int = 1,
+    also: Sequence[Job] = (),
+    stats: dict[str, JobStats] | None = None,
 ) -> dict[str, Path]:
     """Write every standard output into ``out_dir``.
 
@@ -1029,15 +1033,24 @@ def export_all(
     progress
         Called as ``progress(fmt, rows)`` before and ``progress(fmt, rows, done=True)``
         after each file (``fmt`` one of csv, geojson, xlsx, gpkg, units, rejected,
-        provenance).
+        provenance, or an ``also`` job's stage).
     units
         The pipeline's per-unit results (:attr:`geo.pipeline.PipelineResult.units`).
+    workers
+        Writers run side by side in this many forked processes (:mod:`geo.parallel`);
+        ``1`` writes one file after the other in this process. The files are the same.
+    also
+        Further writers to run with the files (``basinwatch run`` passes the map); their
+        paths are returned under their stage names and are not in the provenance sidecar.
+    stats
+        Filled with each writer's :class:`geo.parallel.JobStats` (seconds, CPU seconds and
+        peak RSS where it ran).
 
     Returns
     -------
     dict
-        Keys ``csv``, ``geojson``, ``xlsx``, ``gpkg``, ``rejected``, ``provenance`` ->
-        written paths.
+        Keys ``csv``, ``geojson``, ``xlsx``, ``gpkg``, ``rejected``, ``provenance`` (and
+        ``units``, and each ``also`` stage) -> written paths.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -1048,26 +1061,31 @@ def export_all(
         from dataclasses import replace
 
         prov = replace(prov, rejected=len(rejected))
-    paths: dict[str, Path] = {}
-    for fmt in ("csv", "geojson", "xlsx", "gpkg"):
-        step(fmt, len(result_gdf))
+    n = len(result_gdf)
+
+    def write(fmt: str) -> Path:
         target = out / f"enforcement_list{FORMATS[fmt]}"
-        paths[fmt] = write_xlsx(
-            result_gdf, target, verdict_labels=verdict_labels, provenance=prov,
-            rejected=rejected, units=units,
-        ) if fmt == "xlsx" else export(
-            result_gdf, fmt, target, verdict_labels=verdict_labels, provenance=prov,
-            rejected=rejected,
-        )
-        step(fmt, len(result_gdf), done=True)
+        if fmt == "xlsx":
+            return write_xlsx(result_gdf, target, verdict_labels=verdict_labels,
+                              provenance=prov, rejected=rejected, units=units)
+        return export(result_gdf, fmt, target, verdict_labels=verdict_labels,
+                      provenance=prov, rejected=rejected)
+
+    # longest first (a free worker takes the next): xlsx, geojson, gpkg, csv at 200k rows
+    jobs = [Job(fmt, n, lambda fmt=fmt: write(fmt)) for fmt in ("xlsx", "geojson", "gpkg")]
+    jobs += [*also, Job("csv", n, lambda: write("csv"))]
     if units is not None and len(units):
-        step("units", len(units))
-        paths["units"] = write_units_csv(units, out / "enforcement_units.csv")
-        step("units", len(units), done=True)
-    step("rejected", len(rejected))
-    paths["rejected"] = write_rejected_csv(rejected, out / "rejected_rows.csv")
-    step("rejected", len(rejected), done=True)
+        jobs.append(Job("units", len(units),
+                        lambda: write_units_csv(units, out / "enforcement_units.csv")))
+    jobs.append(Job("rejected", len(rejected),
+                    lambda: write_rejected_csv(rejected, out / "rejected_rows.csv")))
+    done = run_jobs(jobs, workers=workers, progress=step)
+    if stats is not None:
+        stats.update({stage: st for stage, (_, st) in done.items()})
+    order = ["csv", "geojson", "xlsx", "gpkg", "units", "rejected"]
+    paths = {stage: done[stage][0] for stage in order if stage in done}
     files = list(paths.values())
+    paths.update({job.stage: done[job.stage][0] for job in also})
     step("provenance", len(files))
     paths["provenance"] = write_provenance(prov, out / PROVENANCE_SIDECAR, files=files)
     step("provenance", len(files), done=True)
