@@ -311,6 +311,7 @@ def _spoil(reg: pd.DataFrame, share: float, rng: Generator) -> pd.DataFrame:
     count = min(max(len(kinds), int(len(reg) * share)), int(has_xy.sum()), len(reg) // 2)
     rows = rng.choice(np.flatnonzero(has_xy), size=count, replace=False)
     reg = reg.copy()
+    clean = int(np.setdiff1d(np.arange(len(reg)), rows)[0])  # first row left unspoilt
     for i, row in enumerate(rows):
         kind = kinds[i % len(kinds)]
         reg.at[row, "_bad_kind"] = kind
@@ -318,7 +319,6 @@ def _spoil(reg: pd.DataFrame, share: float, rng: Generator) -> pd.DataFrame:
             code = reg.at[row, "统一社会信用代码"]
             reg.at[row, "统一社会信用代码"] = code[:-1] + ("0" if code[-1] != "0" else "1")
         elif kind == "uscc_duplicate":
-            clean = np.setdiff1d(np.arange(len(reg)), rows)[0]
             reg.at[row, "统一社会信用代码"] = reg.at[clean, "统一社会信用代码"]
         elif kind == "lonlat_swapped":
             lon, lat = reg.at[row, "经度"], reg.at[row, "纬度"]
