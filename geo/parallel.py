@@ -96,7 +96,8 @@ def run_jobs(
     _JOBS = list(jobs)
     try:
         ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
+                                 initializer=_worker_logging) as pool:
             futures = {}
             for i, job in enumerate(jobs):
                 step(job.stage, job.rows)
@@ -114,6 +115,24 @@ def run_jobs(
             return out
     finally:
         _JOBS = []
+
+
+def _worker_logging() -> None:
+    """In a new worker: plain stderr handlers instead of the inherited ones.
+
+    A handler's own locks (a rich console's, say) may have been held by another thread of
+    the parent at the moment of the fork and would never be released in the child; a fresh
+    handler cannot be.
+    """
+    import logging
+    import sys
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    fresh = logging.StreamHandler(sys.stderr)
+    fresh.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(fresh)
 
 
 def _run_index(i: int) -> tuple[Path, JobStats]:
