@@ -143,6 +143,17 @@ class StageProgress:
                                    "peak_rss_mb": st.peak_rss_mb, "worker_pid": st.pid}
 
 
+#: Up to this many enterprises ``basinwatch run`` writes its files in two processes. Measured
+#: (BENCHMARKS.md, pipeline): 200k rows 16.9 -> 13.5 s for +0.6 GB of the process tree;
+#: 1M rows 77.9 -> 69.4 s but 3.1 -> 5.0 GB, so large lists write one file at a time.
+PARALLEL_MAX_ROWS = 500_000
+
+
+def default_workers(rows: int) -> int:
+    """Writer processes for a run of ``rows`` enterprises (see :data:`PARALLEL_MAX_ROWS`)."""
+    return 2 if rows < PARALLEL_MAX_ROWS and (os.cpu_count() or 1) > 1 else 1
+
+
 def _map_job(result: PipelineResult, out: Path) -> Job:
     """map.html as one more writer of ``export_all`` (run beside the files)."""
     from geo.parallel import Job
@@ -289,11 +300,12 @@ def run(
                      help="Also write each stage's seconds and peak memory as JSON to FILE."),
     ] = None,
     workers: Annotated[
-        int,
+        Optional[int],
         typer.Option("--workers", envvar="BASINWATCH_RUN_WORKERS", min=1,
                      help="Write the output files side by side in this many processes "
-                          "(default: 2, or 1 on a one-core machine)."),
-    ] = min(2, os.cpu_count() or 1),
+                          f"(default: 2 below {PARALLEL_MAX_ROWS:,} enterprises on a machine "
+                          "with 2+ cores, else 1: each writer process adds its own buffers)."),
+    ] = None,
 ) -> None:
     """Classify a registry and write the enforcement lists, rejected rows and map."""
     from geo.export import export_all
@@ -317,6 +329,8 @@ def run(
                 raise GeoError(
                     f"Cannot create the output folder {out}: {exc.strerror}."
                 ) from exc
+            if workers is None:
+                workers = default_workers(len(result.enterprises))
             also = [] if no_map else [_map_job(result, out)]
             stats: dict[str, JobStats] = {}
             paths = export_all(result.enterprises, result.rejected, out,
