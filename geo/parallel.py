@@ -20,7 +20,7 @@ import pickle
 import resource
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +78,8 @@ def run_jobs(
     Raises
     ------
     Exception
-        The first job's error; jobs not yet started are cancelled, each running one
-        finishes (writers write atomically: no half file is left).
+        The first job's error to arrive; jobs not yet started are cancelled, each running
+        one finishes (writers write atomically: no half file is left).
     """
     def step(stage: str, rows: int, *, done: bool = False) -> None:
         if progress is not None:
@@ -102,16 +102,21 @@ def run_jobs(
             for i, job in enumerate(jobs):
                 step(job.stage, job.rows)
                 futures[pool.submit(_run_index, i)] = job
-            finished, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in pending:
-                f.cancel()
-            out = {}
-            for f in futures:  # in submission order: the first error raised is the first job's
+            out, error = {}, None
+            for f in as_completed(futures):  # each job reported done as it finishes
                 job = futures[f]
                 if f.cancelled():
                     continue
-                out[job.stage] = f.result()  # re-raises the job's error
+                if f.exception() is not None:
+                    if error is None:  # the first failure: start no other job
+                        error = f.exception()
+                        for other in futures:
+                            other.cancel()
+                    continue
+                out[job.stage] = f.result()
                 step(job.stage, job.rows, done=True)
+            if error is not None:
+                raise error
             return out
     finally:
         _JOBS = []
