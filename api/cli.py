@@ -28,6 +28,8 @@ from rich.table import Table
 
 from api.layers_cli import layers_app
 from geo.errors import GeoError, RasterError
+from geo.parallel import peak_rss_mb as _peak_rss_mb
+from geo.parallel import reset_peak_rss as _reset_peak_rss
 
 if TYPE_CHECKING:
     from geo.parallel import Job, JobStats
@@ -165,27 +167,6 @@ def _map_job(result: PipelineResult, out: Path) -> Job:
         return save_offline_html(m, out / "map.html")
 
     return Job("map", len(result.enterprises), write)
-
-
-def _reset_peak_rss() -> None:
-    """Restart the kernel's peak-RSS count (``VmHWM``) so each stage reports its own."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-    except OSError:  # not Linux, or not allowed: peaks then accumulate over the run
-        pass
-
-
-def _peak_rss_mb() -> float | None:
-    """Peak resident memory (MB) since the last :func:`_reset_peak_rss`, if known."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
 
 
 def _write_timings(path: Path, step: StageProgress, total: float) -> None:

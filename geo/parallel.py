@@ -26,7 +26,7 @@ from pathlib import Path
 
 from geo.errors import ExportError
 
-__all__ = ["Job", "JobStats", "run_jobs", "fork_available"]
+__all__ = ["Job", "JobStats", "run_jobs", "fork_available", "reset_peak_rss", "peak_rss_mb"]
 
 
 @dataclass(frozen=True)
@@ -156,22 +156,25 @@ def _measured(job: Job, *, worker: bool) -> tuple[Path, JobStats]:
     """Run ``job``; in a worker also its peak RSS (``VmHWM`` reset at the start: it counts
     the pages still shared with the parent, so it overstates what the job added)."""
     if worker:
-        _reset_peak_rss()
+        reset_peak_rss()
     t, cpu = time.perf_counter(), time.process_time()
     path = job.fn()
     return path, JobStats(seconds=time.perf_counter() - t,
                           cpu_seconds=time.process_time() - cpu,
-                          peak_rss_mb=_peak_rss_mb() if worker else None, pid=os.getpid())
+                          peak_rss_mb=peak_rss_mb() if worker else None, pid=os.getpid())
 
 
-def _reset_peak_rss() -> None:
+def reset_peak_rss() -> None:
+    """Restart the kernel's peak-RSS count (``VmHWM``) of this process, so the next
+    :func:`peak_rss_mb` reports the peak of what runs from now on."""
     try:
         Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
-    except OSError:  # not Linux: the peak then covers the worker's life
+    except OSError:  # not Linux, or not allowed: peaks then accumulate
         pass
 
 
-def _peak_rss_mb() -> float | None:
+def peak_rss_mb() -> float | None:
+    """Peak resident memory (MB) of this process since :func:`reset_peak_rss`, if known."""
     try:
         status = Path("/proc/self/status").read_text(encoding="ascii")
     except OSError:
