@@ -5,7 +5,7 @@ map.html). Each writer holds the GIL most of its time, so threads gain ~20 %; pr
 forked after the pipeline inherit its frames copy-on-write (nothing pickled, nothing read
 twice) and use both cores. Each job is a zero-argument callable kept in a module-level
 table that the forked workers inherit: only its index travels to the worker and only
-``(path, JobStats)`` comes back.
+``(path, JobStats)`` comes back, or the job's error as plain data.
 
 Fork is used only where the platform has it and the caller asks for more than one worker
 (:func:`run_jobs`); otherwise the jobs run in this process, one after the other, with the
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import pickle
 import resource
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from geo.errors import ExportError
+from geo.errors import ExportError, GeoError
 
 __all__ = ["Job", "JobStats", "run_jobs", "fork_available", "reset_peak_rss", "peak_rss_mb"]
 
@@ -78,8 +77,10 @@ def run_jobs(
     Raises
     ------
     Exception
-        The first job's error to arrive; jobs not yet started are cancelled, each running
-        one finishes (writers write atomically: no half file is left).
+        With one worker, the first job's own error. With more, the first error to arrive
+        as :class:`geo.errors.ExportError` (a GeoError's message as it was, any other
+        error's prefixed with the job and its kind); jobs not yet started are cancelled,
+        each running one finishes (writers write atomically: no half file is left).
     """
     def step(stage: str, rows: int, *, done: bool = False) -> None:
         if progress is not None:
@@ -107,13 +108,14 @@ def run_jobs(
                 job = futures[f]
                 if f.cancelled():
                     continue
-                if f.exception() is not None:
+                result = f.result()
+                if isinstance(result, _Failure):
                     if error is None:  # the first failure: start no other job
-                        error = f.exception()
+                        error = result.error()
                         for other in futures:
                             other.cancel()
                     continue
-                out[job.stage] = f.result()
+                out[job.stage] = result
                 step(job.stage, job.rows, done=True)
             if error is not None:
                 raise error
@@ -140,16 +142,29 @@ def _worker_logging() -> None:
     root.addHandler(fresh)
 
 
-def _run_index(i: int) -> tuple[Path, JobStats]:
-    """In a worker: run job ``i`` of the inherited table; errors made picklable."""
+@dataclass(frozen=True)
+class _Failure:
+    """A job's error as plain data: exceptions do not all survive pickling (a class whose
+    ``__init__`` takes other arguments than its message cannot be rebuilt by the parent)."""
+
+    stage: str
+    kind: str
+    message: str
+    user_facing: bool
+
+    def error(self) -> ExportError:
+        if self.user_facing:  # a GeoError: its message is written for the user
+            return ExportError(self.message)
+        return ExportError(f"{self.stage}: {self.kind}: {self.message}")
+
+
+def _run_index(i: int) -> tuple[Path, JobStats] | _Failure:
+    """In a worker: run job ``i`` of the inherited table; an error comes back as data."""
+    job = _JOBS[i]
     try:
-        return _measured(_JOBS[i], worker=True)
-    except Exception as exc:
-        try:
-            pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, round trip only
-        except Exception:  # an error the parent could not unpickle: keep its message
-            raise ExportError(f"{_JOBS[i].stage}: {type(exc).__name__}: {exc}") from None
-        raise
+        return _measured(job, worker=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised in the parent as ExportError
+        return _Failure(job.stage, type(exc).__name__, str(exc), isinstance(exc, GeoError))
 
 
 def _measured(job: Job, *, worker: bool) -> tuple[Path, JobStats]:
