@@ -69,6 +69,8 @@ FrameT = TypeVar("FrameT", bound=pd.DataFrame)
 
 _STR = TEXT_DTYPE
 _NAT: Final = np.iinfo(np.int64).min
+#: Rows per chunk when scanning a column for a known value (:meth:`_Columns.never_known`).
+_SCAN: Final = 1 << 15
 _EPOCH: Final = date(1970, 1, 1)
 #: Order operators: one table for every evaluation path (numbers, dates, text).
 _ORDER: Final[Mapping[str, Callable[[Any, Any], Any]]] = {
@@ -259,13 +261,7 @@ class _Columns:
             if s.dtype != object:
                 self._filled[field] = None
             else:
-                arr = s.to_numpy()
-                try:  # '' and None are false, NaN true (tested below); pd.NA raises
-                    filled = arr.astype(bool)
-                except TypeError:
-                    filled = pd.notna(arr)
-                filled[filled] = pd.notna(arr[filled]) & (arr[filled] != "")
-                self._filled[field] = filled
+                self._filled[field] = _not_blank_objects(s.to_numpy())
         return self._filled[field]
 
     def never_known(self, field: str) -> bool:
@@ -278,11 +274,11 @@ class _Columns:
         if not self.has(field) or field == "unit_text":
             return not self.has(field)
         arr = self.numeric(field)
-        if arr is not None:
-            return bool(np.isnan(arr).all())
+        if arr is not None:  # chunks: a known value ends the scan (most columns have one early)
+            return all(np.isnan(arr[k:k + _SCAN]).all() for k in range(0, len(arr), _SCAN))
         d = self.days(field)
         if d is not None:
-            return bool((d == _NAT).all())
+            return all((d[k:k + _SCAN] == _NAT).all() for k in range(0, len(d), _SCAN))
         s = self.df[field] if self._own(field) else None
         if s is not None and isinstance(s.dtype, pd.BooleanDtype):
             return bool(s.array._mask.all())  # noqa: SLF001
@@ -335,9 +331,11 @@ class _Columns:
             return np.empty(0, dtype=np.int64)
         codes, uniques = self.factor(field)
         if field not in self._groups:
-            small = codes.astype(np.int16) if len(uniques) < 30000 else codes
-            order = np.argsort(small, kind="stable")  # radix sort for 16-bit codes
-            bounds = np.searchsorted(codes[order], np.arange(-1, len(uniques) + 1))
+            # radix sort for 8/16-bit codes (one pass for 8); group bounds from the counts
+            small = codes.astype(np.int8) if len(uniques) < 127 else \
+                codes.astype(np.int16) if len(uniques) < 30000 else codes
+            order = np.argsort(small, kind="stable")
+            bounds = np.r_[0, np.cumsum(np.bincount(codes + 1, minlength=len(uniques) + 1))]
             self._groups[field] = (order, bounds)
         order, bounds = self._groups[field]
         wanted = [k for k, u in enumerate(uniques)
@@ -371,11 +369,39 @@ def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def _categorical(codes: np.ndarray, texts: Sequence[str]) -> pd.Categorical:
     """A text column as a categorical: ``texts`` per code (repeats allowed), no row strings."""
     cat_codes, categories = pd.factorize(np.asarray(list(texts) or [""], dtype=object))
-    return pd.Categorical.from_codes(np.asarray(cat_codes)[codes], categories=list(categories))
+    # the codes in pandas' own width, checked on the few distinct ones: no pass over the rows
+    lut = np.asarray(cat_codes).astype(_code_dtype(len(categories)))
+    return pd.Categorical.from_codes(lut[codes], categories=list(categories), validate=False)
+
+
+def _code_dtype(n: int) -> type[np.signedinteger[Any]]:
+    """The integer type pandas stores the codes of ``n`` categories in."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n < np.iinfo(dtype).max:
+            return dtype
+    return np.int64
+
+
+def _not_blank_objects(arr: np.ndarray) -> np.ndarray:
+    """Rows of an object array holding a value other than '' and not missing.
+
+    One comparison per row (no hashing, ~4x faster than factorising); the rows that differ
+    from '' (few, in text columns that are mostly blank) are then tested for missing values.
+    """
+    try:
+        out = np.asarray(arr != "", dtype=bool)
+    except TypeError:  # pd.NA (its comparison has no truth value)
+        out = pd.notna(arr)
+    if out.shape != arr.shape:  # numpy could not compare element-wise
+        out = pd.notna(arr)
+    out[out] = pd.notna(arr[out]) & np.asarray(arr[out] != "", dtype=bool)
+    return out
 
 
 def _non_blank(s: pd.Series) -> np.ndarray:
     """Rows holding a value other than '' (tested once per distinct value)."""
+    if s.dtype == object:
+        return _not_blank_objects(s.to_numpy())
     codes, uniques = _factorize(s)
     keep = np.fromiter((not _is_missing(u) and u != "" for u in uniques), dtype=bool,
                        count=len(uniques))
