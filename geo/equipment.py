@@ -789,9 +789,13 @@ def derive_unit_fields(units: pd.DataFrame, *, as_of: date) -> pd.DataFrame:
                                                         np.zeros(n, dtype=bool))
 
     def over(v: np.ndarray) -> pd.arrays.BooleanArray:
-        unknown = np.isnan(v) | np.isnan(limit)
+        # unknown outside `rows` (no value there): computed on the reporting rows only
+        unknown, data = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+        vr, lr = v[rows], limit[rows]
+        unknown[rows] = np.isnan(vr) | np.isnan(lr)
         with np.errstate(invalid="ignore"):
-            return pd.arrays.BooleanArray(np.where(unknown, False, v > limit), unknown)
+            data[rows] = ~unknown[rows] & (vr > lr)
+        return pd.arrays.BooleanArray(data, unknown)
 
     out["energy_over_limit"] = over(value)
     out["energy_recheck_over_limit"] = over(recheck)

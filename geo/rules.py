@@ -204,6 +204,7 @@ class _Columns:
         self._groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._filled: dict[str, np.ndarray | None] = {}
         self._unknown: dict[str, bool] = {}
+        self._partial: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._names = frozenset(df.columns)
 
     def _own(self, field: str) -> bool:
@@ -300,13 +301,28 @@ class _Columns:
             if (field not in parent._factor and 2 * len(idx) < parent.n
                     and parent.df[field].dtype != "category"):
                 # a few units' enterprises (the boilers' city): not the whole column
-                return _factorize(parent.df[field].take(self.parent_idx[idx]))
+                return self._partial_codes(
+                    field, idx, lambda: parent.df[field].take(self.parent_idx[idx]))
             return parent.codes_at(field, self.parent_idx[idx])
         s = self.df[field]
         if self.parent is not None and 4 * len(idx) < self.n and s.dtype == object:
-            return _factorize(pd.Series(s.to_numpy()[idx], dtype=object))
+            return self._partial_codes(
+                field, idx, lambda: pd.Series(s.to_numpy()[idx], dtype=object))
         codes, uniques = self.factor(field)
         return codes[idx], uniques
+
+    def _partial_codes(
+        self, field: str, idx: np.ndarray, rows: Callable[[], pd.Series]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`_factorize` of ``rows()`` (the field at ``idx``); the last encoding per
+        field is kept, since rules seeded alike (the boiler rules, one industry's rules) test
+        the same rows one after the other."""
+        last = self._partial.get(field)
+        if last is not None and np.array_equal(last[0], idx):
+            return last[1], last[2]
+        codes, uniques = _factorize(rows())
+        self._partial[field] = (idx.copy(), codes, uniques)
+        return codes, uniques
 
     def missing(self, field: str, idx: np.ndarray) -> np.ndarray:
         """Rows of ``idx`` whose value is missing (absent field, NaN/NA/NaT or '')."""
@@ -324,6 +340,19 @@ class _Columns:
             dtype=bool, count=len(uniques),
         )
         return np.append(blank, True)[codes]
+
+    def flag_rows(self, field: str, values: Sequence[Any]) -> np.ndarray:
+        """Sorted rows of an own nullable boolean column equal to one of ``values`` (as
+        :meth:`rows_where`: a flag equals booleans only, a missing value nothing)."""
+        arr = self.df[field].array
+        known = ~arr._mask  # noqa: SLF001
+        wanted = {bool(v) for v in values if isinstance(v, (bool, np.bool_))}
+        if wanted == {True, False}:
+            return np.flatnonzero(known)
+        if not wanted:
+            return np.empty(0, dtype=np.int64)
+        data = arr._data  # noqa: SLF001
+        return np.flatnonzero(known & (data if True in wanted else ~data))
 
     def rows_where(self, field: str, values: Sequence[Any]) -> np.ndarray:
         """Sorted row numbers whose value equals one of ``values`` (group index lookup)."""
@@ -529,6 +558,17 @@ def _type_seed(rule: Rule) -> int | None:
     return None
 
 
+def _flag_seed(cols: _Columns, rule: Rule) -> int | None:
+    """Position in ``rule.when`` of an ``eq``/``in`` predicate on a nullable boolean column
+    of the frame (``energy_over_limit eq true``), whose rows come without a pass over the
+    rows' codes (:meth:`_Columns.flag_rows`); None when none."""
+    for k, c in enumerate(rule.when):
+        if (isinstance(c, Predicate) and c.op in ("eq", "in") and cols._own(c.field)
+                and isinstance(cols.df[c.field].dtype, pd.BooleanDtype)):
+            return k
+    return None
+
+
 @functools.lru_cache(maxsize=256)
 def _industry_predicate(allowed: tuple[str, ...]) -> Predicate:
     """``industry_id in allowed`` (built once per industry list: pydantic validation)."""
@@ -542,13 +582,15 @@ def _seed_rows(
     ``when``) and the ``when`` conditions left to test on them."""
     allowed = list(all_industries) if "*" in rule.industries else list(rule.industries)
     k = _type_seed(rule)
-    if k is not None:
-        first = rule.when[k]
+    flag = None if k is not None else _flag_seed(cols, rule)
+    if k is not None or flag is not None:
+        first = rule.when[k if k is not None else flag]  # type: ignore[index]
         assert isinstance(first, Predicate)
         values = first.value if isinstance(first.value, list) else [first.value]
-        rows = cols.rows_where("unit_type", values)
+        rows = cols.rows_where("unit_type", values) if k is not None else \
+            cols.flag_rows(first.field, values)
         industry = _industry_predicate(tuple(allowed))
-        rest = [c for j, c in enumerate(rule.when) if j != k]
+        rest = [c for j, c in enumerate(rule.when) if j != (k if k is not None else flag)]
         return rows[_predicate_mask(cols, industry, rows, _EPOCH)], rest
     if "*" in rule.industries:
         codes, _u = cols.factor("industry_id")
