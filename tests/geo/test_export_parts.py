@@ -284,3 +284,64 @@ def test_csv_of_a_column_mixing_kinds_writes_text_and_blanks() -> None:
 def test_is_missing() -> None:
     assert all(ex._is_missing(v) for v in (None, np.nan, pd.NA, pd.NaT))
     assert not any(ex._is_missing(v) for v in ("", 0, "nan", [1, 2]))
+
+
+# --------------------------------------------------------------------------- Shapefile zip
+
+
+def _read_zip(path: Path) -> tuple[list[str], dict[str, str], list[dict[str, str]], dict]:
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        names = sorted(zf.namelist())
+        cpg = zf.read(f"{path.stem}.cpg").decode("ascii")
+        fields = list(csv.DictReader(io.StringIO(zf.read("fields.csv").decode("utf-8-sig"))))
+        prov = json.loads(zf.read("provenance.json").decode("utf-8"))
+    return names, {"cpg": cpg}, fields, prov
+
+
+def test_shapefile_zip_members_field_labels_and_provenance(tmp_path: Path, caplog) -> None:
+    import logging
+
+    import pyogrio
+
+    gdf = enforcement_frame()
+    gdf["district_code"] = pd.Series(["=1+1", 440311, "-2", "", None, 7], dtype=object)
+    gdf.loc[1, "reasons"] = "练" * 100  # 300 bytes in UTF-8
+    prov = _provenance().with_counts(accepted=len(gdf), verdict_counts={"shutdown": 1})
+    target = tmp_path / "a" / "b" / "名单.zip"  # folders that do not exist yet
+    with caplog.at_level(logging.WARNING, logger="geo.export"):
+        path = ex.write_shapefile_zip(gdf, target, provenance=prov)
+    assert path == target
+    names, extra, fields, record = _read_zip(path)
+    assert names == sorted(["fields.csv", "provenance.json", "名单.cpg", "名单.dbf",
+                            "名单.prj", "名单.shp", "名单.shx"])
+    assert extra["cpg"].strip().upper().replace("-", "") == "UTF8"
+    assert list(fields[0]) == ["column", "field", "label_zh"]
+    by_column = {f["column"]: f for f in fields}
+    assert by_column["name"]["field"] == "name" and by_column["name"]["label_zh"] == "企业名称"
+    assert by_column["needs_review"]["field"] == LABELS["shapefile_fields"]["needs_review"]
+    for col, f in by_column.items():
+        assert f["label_zh"] == LABELS["columns"].get(col, col), col
+    assert record["registry"]["file"] == "名录.xlsx"  # the provenance given, not "now"
+    assert record["counts"]["accepted"] == len(gdf)
+    assert caplog.messages == ["shapefile: 1 value(s) of 'reasons' cut to 254 bytes"]
+    with __import__("zipfile").ZipFile(path) as zf:
+        zf.extractall(tmp_path / "x")
+    got = pyogrio.read_dataframe(tmp_path / "x" / "名单.shp", encoding="UTF-8")
+    # a column mixing numbers and text is made safe like a text column
+    assert got["dist_code"].tolist()[:3] == ["'=1+1", "440311", "'-2"]
+    assert got.loc[1, "reasons"] == "练" * 84  # 252 bytes: whole characters only
+    assert got.loc[0, "reasons"] == gdf.loc[0, "reasons"][:84]
+    # nothing left beside the zip (the scratch folder is removed)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["名单.zip"]
+
+
+def test_shapefile_scratch_files_go_next_to_the_target(tmp_path: Path, monkeypatch) -> None:
+    """The temporary Shapefile is written in the destination folder, not in $TMPDIR."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    path = ex.write_shapefile_zip(enforcement_frame(), tmp_path / "out" / "e.zip")
+    assert path.is_file()
