@@ -345,3 +345,207 @@ def test_shapefile_scratch_files_go_next_to_the_target(tmp_path: Path, monkeypat
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
     path = ex.write_shapefile_zip(enforcement_frame(), tmp_path / "out" / "e.zip")
     assert path.is_file()
+
+
+# --------------------------------------------------------------------------- DBF field names
+
+
+def _with_fields(monkeypatch, fields: dict[str, str] | None) -> None:
+    labels = dict(LABELS)
+    labels.pop("shapefile_fields")
+    if fields is not None:
+        labels["shapefile_fields"] = fields
+    monkeypatch.setattr(ex, "_labels", lambda: labels)
+
+
+def test_shapefile_field_names_of_a_custom_table(monkeypatch) -> None:
+    _with_fields(monkeypatch, {"a": "ten_chars_", "b": "b", "c": "c"})
+    assert ex.shapefile_field_names(["b", "a"]) == {"b": "b", "a": "ten_chars_"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "wanted", "message"),
+    [
+        (None, ["a"], "missing ['a'], too long []"),  # no [shapefile_fields] at all
+        ({"a": "a"}, ["a", "b"], "missing ['b'], too long []"),
+        ({"a": "a", "b": "eleven_char"}, ["a"], "missing [], too long ['eleven_char']"),
+        ({"a": "x", "b": "x"}, ["a"], "missing [], too long []"),  # duplicate name
+    ],
+)
+def test_shapefile_field_names_refuses_a_bad_table(monkeypatch, fields, wanted,
+                                                    message) -> None:
+    from geo.errors import ReferenceDataError
+
+    _with_fields(monkeypatch, fields)
+    with pytest.raises(ReferenceDataError) as err:
+        ex.shapefile_field_names(wanted)
+    assert str(err.value) == (
+        "labels.toml [shapefile_fields] must map every output column to a unique name of "
+        f"at most 10 characters; {message}."
+    )
+
+
+# --------------------------------------------------------------------------- CSV chunks
+
+
+def _parse(chunks) -> list[list[str]]:  # noqa: ANN001
+    text = b"".join(bytes(c) for c in chunks).decode("utf-8-sig")
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 6, 100])
+def test_csv_chunks_split_rows_but_not_the_file(rows: int) -> None:
+    df = pd.DataFrame({"k": [f"r{i}" for i in range(5)], "v": [0.5, -5.0, 1e21, 3, np.nan]})
+    chunks = [bytes(c) for c in ex.csv_chunks(df, rows=rows)]
+    assert chunks[0] == b"\xef\xbb\xbfk,v\r\n"  # header alone first
+    assert len(chunks) == 1 + -(-5 // rows)
+    assert all(not c.startswith(b"\xef\xbb\xbf") for c in chunks[1:])
+    got = _parse(chunks)
+    assert got == [["k", "v"], ["r0", "0.5"], ["r1", "-5"], ["r2", "1e+21"], ["r3", "3"],
+                   ["r4", ""]]
+
+
+def test_csv_chunks_of_an_empty_frame_is_the_header() -> None:
+    assert [bytes(c) for c in ex.csv_chunks(pd.DataFrame({"a": [], "b": []}))] == [
+        b"\xef\xbb\xbfa,b\r\n"]
+
+
+def test_csv_duplicate_names_null_and_geometry_columns() -> None:
+    import geopandas as gpd
+    import shapely
+
+    df = gpd.GeoDataFrame(pd.DataFrame([[1, "x", None], [2, "=y", None]],
+                                       columns=["a", "a", "empty"]),
+                          geometry=[shapely.Point(1, 2), None])
+    got = _parse(ex.csv_chunks(df))
+    assert got == [["a", "a", "empty", "geometry"], ["1", "x", "", "POINT (1 2)"],
+                   ["2", "'=y", "", ""]]
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+@pytest.mark.parametrize(("fmt", "magic"), [("CSV", b"\xef\xbb\xbfrow,"), (".csv", b"\xef\xbb"),
+                                            ("XLSX", b"PK\x03\x04"), (".GeoJSON", b"{")])
+def test_export_format_names_ignore_case_and_a_dot(tmp_path: Path, fmt: str,
+                                                   magic: bytes) -> None:
+    path = ex.export(enforcement_frame(), fmt, tmp_path / "out.bin",
+                     verdict_labels=VERDICT_LABELS)
+    assert path == tmp_path / "out.bin"
+    assert path.read_bytes().startswith(magic)
+
+
+def test_export_unknown_format_message(tmp_path: Path) -> None:
+    with pytest.raises(ExportError) as err:
+        ex.export(enforcement_frame(), "KML", tmp_path / "e.kml")
+    assert str(err.value) == (
+        "Unknown export format 'KML': expected one of csv, geojson, xlsx, gpkg, shp.")
+
+
+def test_export_passes_labels_provenance_and_rejected_to_xlsx(tmp_path: Path) -> None:
+    from _export_fixtures import rejected_frame
+
+    labels = dict(VERDICT_LABELS, shutdown="关停（测试）")
+    path = ex.export(enforcement_frame(), "xlsx", tmp_path / "e.xlsx", verdict_labels=labels,
+                     provenance=_provenance().with_counts(accepted=6),
+                     rejected=rejected_frame())
+    wb = openpyxl.load_workbook(path)
+    assert LABELS["sheets"]["rejected"] in wb.sheetnames
+    values = {c for row in wb[LABELS["sheets"]["all"]].iter_rows(values_only=True) for c in row}
+    assert "关停（测试）" in values
+    notes = [r for r in wb[LABELS["sheets"]["notes"]].iter_rows(values_only=True)]
+    assert (LABELS["provenance"]["registry_file"], "名录.xlsx") in notes
+
+
+def test_export_passes_provenance_to_geo_formats(tmp_path: Path) -> None:
+    import json
+
+    prov = _provenance().with_counts(accepted=6)
+    path = ex.export(enforcement_frame(), "geojson", tmp_path / "e.geojson", provenance=prov)
+    body = json.loads(path.read_text(encoding="utf-8"))
+    assert body[ex.GEOJSON_PROVENANCE_MEMBER]["registry"]["file"] == "名录.xlsx"
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def test_provenance_counts_follow_the_catalog_order_then_the_rest() -> None:
+    frame = pd.DataFrame({"verdict": ["zzz_custom", "no_action", "shutdown", "aaa_custom",
+                                      "no_action"]})
+    order = list(ex.catalog_verdict_labels())
+    got = ex._provenance_for(frame, None)
+    assert got.accepted == 5 and got.registry_name == "" and got.as_of is None
+    want = [v for v in order if v in ("no_action", "shutdown")] + ["aaa_custom", "zzz_custom"]
+    assert list(got.verdict_counts) == want
+    assert dict(got.verdict_counts) == {"no_action": 2, "shutdown": 1, "aaa_custom": 1,
+                                        "zzz_custom": 1}
+    given = _provenance()  # accepted 1234: counts redone for this frame, source kept
+    sub = ex._provenance_for(frame, given)
+    assert sub.accepted == 5 and sub.registry_name == "名录.xlsx"
+    assert dict(sub.verdict_counts) == dict(got.verdict_counts)
+    same = given.with_counts(accepted=5, verdict_counts={"x": 9})
+    assert ex._provenance_for(frame, same) is same  # already counts this frame
+    assert ex._provenance_for(pd.DataFrame({"a": [1]}), None).verdict_counts == {}
+
+
+# --------------------------------------------------------------------------- export_all
+
+
+def test_export_all_progress_sidecar_and_units(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    from _export_fixtures import rejected_frame
+
+    calls: list[tuple[str, int, bool]] = []
+    paths = ex.export_all(enforcement_frame(), rejected_frame(), tmp_path / "o",
+                          verdict_labels=VERDICT_LABELS, units=_units(),
+                          progress=lambda s, n, done=False: calls.append((s, n, done)))
+    stages = [("csv", 6), ("geojson", 6), ("xlsx", 6), ("gpkg", 6), ("units", 3),
+              ("rejected", 2), ("provenance", 6)]
+    assert calls == [c for s, n in stages for c in ((s, n, False), (s, n, True))]
+    assert list(paths) == ["csv", "geojson", "xlsx", "gpkg", "units", "rejected",
+                           "provenance"]
+    assert paths["units"].name == "enforcement_units.csv"
+    assert "设备清单" in openpyxl.load_workbook(paths["xlsx"]).sheetnames
+    side = json.loads(paths["provenance"].read_text(encoding="utf-8"))
+    assert side["counts"]["rejected"] == 2 and side["counts"]["accepted"] == 6
+    files = {f["name"]: f for f in side["files"]}
+    assert list(files) == [p.name for k, p in paths.items() if k != "provenance"]
+    for key, p in paths.items():
+        if key != "provenance":
+            assert files[p.name]["bytes"] == p.stat().st_size
+            assert files[p.name]["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+    assert paths["provenance"].read_text(encoding="utf-8").endswith("}\n")
+
+
+def test_export_all_keeps_a_given_rejected_count_and_refuses_a_file(tmp_path: Path) -> None:
+    import json
+
+    from _export_fixtures import rejected_frame
+
+    prov = _provenance().with_counts(accepted=6)  # rejected=2 given
+    prov = __import__("dataclasses").replace(prov, rejected=40)
+    paths = ex.export_all(enforcement_frame(), rejected_frame(), tmp_path / "o",
+                          verdict_labels=VERDICT_LABELS, provenance=prov)
+    side = json.loads(paths["provenance"].read_text(encoding="utf-8"))
+    assert side["counts"]["rejected"] == 40 and side["registry"]["file"] == "名录.xlsx"
+    assert "units" not in paths
+    (tmp_path / "f").write_text("x", encoding="utf-8")
+    with pytest.raises(ExportError, match="it is a file; expected a folder"):
+        ex.export_all(enforcement_frame(), rejected_frame(), tmp_path / "f")
+
+
+def test_write_xlsx_progress_counts_every_sheet_row(tmp_path: Path) -> None:
+    from _export_fixtures import rejected_frame
+
+    seen: list[tuple[int, int]] = []
+    ex.write_xlsx(enforcement_frame(), tmp_path / "e.xlsx", verdict_labels=VERDICT_LABELS,
+                  rejected=rejected_frame(), units=_units(),
+                  progress=lambda done, total: seen.append((done, total)))
+    # 6 enterprises + 5 in the basin/region sheets (2 lianjiang, 1 each maozhou, shima,
+    # guangfo) + 2 rejected rows + 3 units
+    total = 6 + 5 + 2 + 3
+    assert seen and all(t == total for _, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert seen[-1] == (total, total)
