@@ -524,13 +524,36 @@ def test_export_all_keeps_a_given_rejected_count_and_refuses_a_file(tmp_path: Pa
 
     from _export_fixtures import rejected_frame
 
+    import sqlite3
+
     prov = _provenance().with_counts(accepted=6)  # rejected=2 given
     prov = __import__("dataclasses").replace(prov, rejected=40)
+    labels = dict(VERDICT_LABELS, shutdown="关停（测试）")
     paths = ex.export_all(enforcement_frame(), rejected_frame(), tmp_path / "o",
-                          verdict_labels=VERDICT_LABELS, provenance=prov)
+                          verdict_labels=labels, provenance=prov)
     side = json.loads(paths["provenance"].read_text(encoding="utf-8"))
     assert side["counts"]["rejected"] == 40 and side["registry"]["file"] == "名录.xlsx"
     assert "units" not in paths
+    # every file carries the provenance given, the workbook the labels and rejected rows
+    body = json.loads(paths["geojson"].read_text(encoding="utf-8"))
+    assert body[ex.GEOJSON_PROVENANCE_MEMBER]["registry"]["file"] == "名录.xlsx"
+    import xml.etree.ElementTree as ET
+
+    with sqlite3.connect(paths["gpkg"]) as db:
+        (meta,) = db.execute("SELECT metadata FROM gpkg_metadata").fetchone()
+        (description,) = db.execute("SELECT description FROM gpkg_contents").fetchone()
+    item = next(e for e in ET.fromstring(meta).iter("MDI")
+                if e.get("key") == ex.GPKG_PROVENANCE_KEY)
+    assert json.loads(item.text or "")["registry"]["file"] == "名录.xlsx"
+    assert description == (f"{LABELS['provenance']['title']}: 名录.xlsx, "
+                           "2026-01-02T03:04:05+00:00")
+    wb = openpyxl.load_workbook(paths["xlsx"])
+    assert LABELS["sheets"]["rejected"] in wb.sheetnames
+    cells = {c for row in wb[LABELS["sheets"]["all"]].iter_rows(values_only=True) for c in row}
+    assert "关停（测试）" in cells
+    notes = list(wb[LABELS["sheets"]["notes"]].iter_rows(values_only=True))
+    assert (LABELS["provenance"]["registry_file"], "名录.xlsx") in notes
+    assert (LABELS["provenance"]["rejected"], "40") in notes
     (tmp_path / "f").write_text("x", encoding="utf-8")
     with pytest.raises(ExportError, match="it is a file; expected a folder"):
         ex.export_all(enforcement_frame(), rejected_frame(), tmp_path / "f")
@@ -549,3 +572,22 @@ def test_write_xlsx_progress_counts_every_sheet_row(tmp_path: Path) -> None:
     assert seen and all(t == total for _, t in seen)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert seen[-1] == (total, total)
+
+
+def test_provenance_sidecar_is_indented_utf8_json(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    data = tmp_path / "数据.csv"
+    data.write_bytes(b"a,b\r\n1,2\r\n")
+    path = ex.write_provenance(_provenance(), tmp_path / "p.json", files=[data])
+    raw = path.read_bytes()
+    assert "名录.xlsx".encode() in raw and b"\\u" not in raw  # UTF-8, not \u escapes
+    text = raw.decode("utf-8")
+    assert text.startswith('{\n  "generator": "basinwatch test",\n')  # 2-space indent
+    assert text.endswith("\n}\n")
+    body = json.loads(text)
+    assert body["files"] == [{"name": "数据.csv", "bytes": 10,
+                              "sha256": hashlib.sha256(b"a,b\r\n1,2\r\n").hexdigest()}]
+    assert json.loads(ex.write_provenance(_provenance(), tmp_path / "q.json")
+                      .read_text(encoding="utf-8"))["files"] == []
