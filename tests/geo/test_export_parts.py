@@ -90,9 +90,11 @@ def test_units_csv_read_back_with_the_csv_module(tmp_path: Path) -> None:
 
 
 def test_units_csv_missing_column_is_named_and_nothing_written(tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match="equipment units.*unit_type_zh") as err:
+    with pytest.raises(ExportError) as err:
         ex.write_units_csv(_units().drop(columns="unit_type_zh"), tmp_path / "u.csv")
-    assert "expected enterprise_row, uscc" in str(err.value)
+    assert str(err.value).startswith(
+        "Cannot export the equipment units: missing column(s) unit_type_zh; expected "
+        "enterprise_row, uscc,")
     assert not (tmp_path / "u.csv").exists()
 
 
@@ -193,13 +195,15 @@ def test_write_table_keeps_a_wider_column_and_no_filter() -> None:
     ws = wb.active
     ws.column_dimensions["A"].width = 30
     ws.column_dimensions["B"].width = 3
-    df = pd.DataFrame({"标题很长的列名": ["a"], "b": ["中文中文中文"]})
+    ws.column_dimensions["C"].width = 0
+    df = pd.DataFrame({"标题很长的列名": ["a"], "b": ["中文中文中文"], "表头比值长很多": ["x"]})
     ex._write_table(ws, df, autofilter=False)
     assert ws.auto_filter.ref is None
     assert [ws.cell(row=1, column=1).value, ws.cell(row=2, column=1).value] == [
         "标题很长的列名", "a"]
     assert ws.column_dimensions["A"].width == 30  # wider than 7 * 2 + 2 = 16: kept
     assert ws.column_dimensions["B"].width == 14  # 6 CJK = 12 + 2
+    assert ws.column_dimensions["C"].width == 16  # the header is the widest: 7 CJK
 
 
 @pytest.mark.parametrize(("n", "calls"), [(0, []), (999, [999]), (1000, [1000]),
