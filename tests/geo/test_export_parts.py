@@ -300,7 +300,9 @@ def _read_zip(path: Path) -> tuple[list[str], dict[str, str], list[dict[str, str
     with zipfile.ZipFile(path) as zf:
         names = sorted(zf.namelist())
         cpg = zf.read(f"{path.stem}.cpg").decode("ascii")
-        fields = list(csv.DictReader(io.StringIO(zf.read("fields.csv").decode("utf-8-sig"))))
+        raw_fields = zf.read("fields.csv")
+        assert raw_fields.startswith(b"\xef\xbb\xbf")  # BOM: Excel opens it as UTF-8
+        fields = list(csv.DictReader(io.StringIO(raw_fields.decode("utf-8-sig"))))
         prov = json.loads(zf.read("provenance.json").decode("utf-8"))
     return names, {"cpg": cpg}, fields, prov
 
@@ -595,3 +597,24 @@ def test_provenance_sidecar_is_indented_utf8_json(tmp_path: Path) -> None:
                               "sha256": hashlib.sha256(b"a,b\r\n1,2\r\n").hexdigest()}]
     assert json.loads(ex.write_provenance(_provenance(), tmp_path / "q.json")
                       .read_text(encoding="utf-8"))["files"] == []
+
+
+def test_shapefile_zip_writes_the_cpg_when_gdal_does_not(tmp_path: Path, monkeypatch) -> None:
+    """Older GDAL wrote no .cpg: the zip then gets the same one a current GDAL writes."""
+    import zipfile
+
+    import geopandas as gpd
+
+    normal = ex.write_shapefile_zip(enforcement_frame(), tmp_path / "a" / "e.zip")
+    with zipfile.ZipFile(normal) as zf:
+        gdal_cpg = zf.read("e.cpg")
+    real = gpd.GeoDataFrame.to_file
+
+    def old_gdal(self, filename, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        real(self, filename, *args, **kwargs)
+        Path(filename).with_suffix(".cpg").unlink()
+
+    monkeypatch.setattr(gpd.GeoDataFrame, "to_file", old_gdal)
+    path = ex.write_shapefile_zip(enforcement_frame(), tmp_path / "b" / "e.zip")
+    with zipfile.ZipFile(path) as zf:
+        assert zf.read("e.cpg") == gdal_cpg == b"UTF-8"
