@@ -73,10 +73,12 @@ def test_town_radius_is_rounded_up_to_50_m() -> None:
 def test_town_radius_missing_or_unreadable_means_no_circle() -> None:
     p, d = _west_of_edge(20)
     assert 10 < d < 30
-    pts = gpd.GeoDataFrame({"geocode_precision": ["town", "town", "town"],
-                            "geocode_accuracy_m": [np.nan, "未知", 100.0]},
-                           geometry=[p, p, p], crs=4326)
-    assert _straddles(cl.classify(pts, layers=_layers())) == [False, False, True]
+    far = Point(114.2, 22.9)  # > 10 km from every basin, region and park polygon
+    pts = gpd.GeoDataFrame({"geocode_precision": ["town", "town", "town", "town"],
+                            "geocode_accuracy_m": [np.nan, "未知", 100.0, 1000.0]},
+                           geometry=[p, p, p, far], crs=4326)
+    # each radius is checked on its own rows; a later radius keeps earlier rows' flags
+    assert _straddles(cl.classify(pts, layers=_layers())) == [False, False, True, False]
 
 
 def test_town_radius_from_the_argument() -> None:
