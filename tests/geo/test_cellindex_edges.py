@@ -22,14 +22,15 @@ def _want(polys: list, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def test_points_on_a_shared_edge_that_lies_on_a_grid_line() -> None:
-    # (113.3 - 113.0) / 0.1 is 2.99999999999997 in floating point: a point on the shared
-    # edge lands in the cell left of the grid line, which must be a boundary cell.
+    # (113.3 - 113.0) / 0.1 is 2.99999999999997 and (22.4 - 22.0) / 0.1 is
+    # 3.99999999999999 in floating point: a point on the shared edge lands in the cell
+    # left of (below) the grid line, which must be a boundary cell.
     west, east = box(113.0, 22.0, 113.3, 22.6), box(113.3, 22.0, 113.6, 22.6)
-    south, north = box(113.0, 22.0, 113.6, 22.3), box(113.0, 22.3, 113.6, 22.6)
+    south, north = box(113.0, 22.0, 113.6, 22.4), box(113.0, 22.4, 113.6, 22.6)
     ys = np.linspace(22.01, 22.59, 59)
     for polys, x, y in (
         ([west, east], np.full(ys.shape, 113.3), ys),
-        ([south, north], ys - 22.0 + 113.0, np.full(ys.shape, 22.3)),
+        ([south, north], ys - 22.0 + 113.0, np.full(ys.shape, 22.4)),
     ):
         idx = CellIndex.build(polys, cell_deg=0.1)
         assert (idx.x0, idx.y0) == (113.0, 22.0)
