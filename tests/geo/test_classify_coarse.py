@@ -90,10 +90,24 @@ def test_town_radius_from_the_argument() -> None:
     assert _straddles(cl.classify(pts, layers=_layers(), town_radius_m=650)) == [False, False]
 
 
-def test_town_without_any_radius_is_checked_as_its_district() -> None:
+def test_town_without_any_radius_is_checked_as_its_district(caplog) -> None:
+    import logging
+
     pts = gpd.GeoDataFrame({"geocode_precision": ["town", "town"]},
                            geometry=[Point(113.05, 22.9), Point(114.2, 22.9)], crs=4326)
     # district A straddles the basin edge, district C lies clear of every basin
+    with caplog.at_level(logging.INFO, logger="geo.classify"):
+        assert _straddles(cl.classify(pts, layers=_layers())) == [True, False]
+    assert "no town geocode radius: treating town geocodes like district geocodes" in (
+        caplog.messages)
+
+
+def test_city_geocode_follows_its_unit_code() -> None:
+    # both points lie in district C (city 东莞, clear of the basin); the first stands for
+    # city 440300 (深圳, whose district A straddles the basin)
+    pts = gpd.GeoDataFrame({"geocode_precision": ["city", "city"],
+                            "geocode_unit_code": ["440300", ""]},
+                           geometry=[Point(114.2, 22.9), Point(114.2, 22.9)], crs=4326)
     assert _straddles(cl.classify(pts, layers=_layers())) == [True, False]
 
 
