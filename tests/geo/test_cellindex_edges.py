@@ -56,3 +56,22 @@ def test_width_a_hair_under_whole_cells_keeps_the_padding_empty() -> None:
     x, y = np.meshgrid(g, g)
     x, y = x.ravel(), y.ravel()
     np.testing.assert_array_equal(idx.lookup(x, y), _want([poly], x, y))
+
+
+def test_polygons_in_another_crs_or_of_another_type_are_refused_by_name() -> None:
+    import geopandas as gpd
+    import pytest
+
+    from geo.errors import CRSMismatchError, ReferenceDataError
+
+    frame = gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)], crs=4326).to_crs(3857)
+    for polys in (frame, frame.geometry):
+        with pytest.raises(CRSMismatchError) as err:
+            CellIndex.build(polys)
+        assert str(err.value) == ("CellIndex needs polygons in EPSG:4326, got EPSG:3857: "
+                                  "call .to_crs('EPSG:4326') first.")
+    with pytest.raises(ReferenceDataError) as err:
+        CellIndex.build([box(0, 0, 1, 1), None, shapely.Point(0, 0)])
+    assert str(err.value) == "CellIndex polygon 2 is a Point: expected Polygon or MultiPolygon."
+    idx = CellIndex.build(gpd.GeoSeries([box(0, 0, 1, 1)]))  # no CRS: taken as WGS84
+    assert idx.lookup_one(0.5, 0.5) == 0
