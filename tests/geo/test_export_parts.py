@@ -618,3 +618,21 @@ def test_shapefile_zip_writes_the_cpg_when_gdal_does_not(tmp_path: Path, monkeyp
     path = ex.write_shapefile_zip(enforcement_frame(), tmp_path / "b" / "e.zip")
     with zipfile.ZipFile(path) as zf:
         assert zf.read("e.cpg") == gdal_cpg == b"UTF-8"
+
+
+def test_rejected_csv_missing_column_message(tmp_path: Path) -> None:
+    from _export_fixtures import rejected_frame
+
+    with pytest.raises(ExportError) as err:
+        ex.write_rejected_csv(rejected_frame().drop(columns="reason"), tmp_path / "r.csv")
+    assert str(err.value).startswith(
+        "Cannot export the rejected rows: missing column(s) reason; expected row, uscc,")
+
+
+def test_gpkg_layer_is_called_enterprises_by_default(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = ex.export(enforcement_frame(), "gpkg", tmp_path / "e.gpkg")
+    with sqlite3.connect(path) as db:
+        names = [r[0] for r in db.execute("SELECT table_name FROM gpkg_contents")]
+    assert names == ["enterprises"]
