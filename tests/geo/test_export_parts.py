@@ -638,5 +638,7 @@ def test_gpkg_layer_is_called_enterprises_by_default(tmp_path: Path) -> None:
 
     path = ex.export(enforcement_frame(), "gpkg", tmp_path / "e.gpkg")
     with sqlite3.connect(path) as db:
-        names = [r[0] for r in db.execute("SELECT table_name FROM gpkg_contents")]
-    assert names == ["enterprises"]
+        rows = db.execute("SELECT table_name, description FROM gpkg_contents").fetchall()
+    assert [r[0] for r in rows] == ["enterprises"]
+    # no registry named: a dash in its place
+    assert rows[0][1].startswith(f"{LABELS['provenance']['title']}: -, ")
