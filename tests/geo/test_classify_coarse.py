@@ -128,3 +128,21 @@ def test_registry_layer_is_reused_while_the_frame_is_the_same() -> None:
     assert frame2 is not frame
     assert cl._registry_layer("basin", other)[0] is frame2
     assert cl._registry_layer("region", _layers()["region"])[0] is not frame2
+
+
+def test_unknown_units_and_points_outside_every_district_flag_nothing() -> None:
+    layers = _layers()
+    # the straddling district (A, city 深圳) last: a sentinel read as "the last one" or
+    # "number 1" would pick it
+    layers["district"] = layers["district"].iloc[::-1].reset_index(drop=True)
+    pts = gpd.GeoDataFrame(
+        {"geocode_precision": ["city", "district", "city", "district"],
+         "geocode_unit_code": ["", "999999", "999999", "440301"]},
+        geometry=[Point(115.5, 22.9), Point(114.2, 22.9), Point(114.2, 22.9),
+                  Point(114.2, 22.9)],
+        crs=4326,
+    )
+    out = cl.classify(pts, layers=layers)
+    assert out["district"].tolist() == ["", "丙区", "丙区", "丙区"]
+    # outside every district, unknown codes: nothing to straddle; a known code still counts
+    assert _straddles(out) == [False, False, False, True]
