@@ -15,6 +15,9 @@
 # the rest of the suite.  Prints "module killed/total score%" per module and writes the
 # survivors to <copy>/<module>.survivors.txt.  Needs the [test] extras (mutmut).
 #
+# Tests marked `slow` (real layers, 200k points) are left out: a surviving mutant would
+# cost their whole run; the per-commit suite still runs them.
+#
 # Score = killed / (total - skipped); timeouts and segfaults count as killed (the mutant
 # changed behaviour observably), "no tests" and survivors count against the score.
 set -euo pipefail
@@ -26,11 +29,11 @@ CHILDREN="${MUTATION_CHILDREN:-1}"
 
 declare -A MODULE_TESTS=(
   [crs]="tests/geo/test_crs.py tests/geo/test_crs_reference.py tests/geo/test_crs_inverse_convergence.py"
-  [cellindex]="tests/geo/test_cellindex.py tests/geo/test_cellindex_invariants.py"
-  [classify]="tests/geo/test_classify.py tests/geo/test_classify_oracle.py tests/geo/test_classify_parts.py"
+  [cellindex]="tests/geo/test_cellindex.py tests/geo/test_cellindex_invariants.py tests/geo/test_cellindex_edges.py"
+  [classify]="tests/geo/test_classify.py tests/geo/test_classify_parts.py tests/geo/test_classify_coarse.py"
   [rules]="tests/geo/test_rules.py tests/geo/test_rules_boundaries.py tests/geo/test_rules_defect.py tests/geo/test_rules_catalog_semantics.py tests/geo/test_rules_custom_catalog.py"
   [ingest]="tests/geo/test_ingest.py tests/geo/test_ingest_errors.py"
-  [export]="tests/geo/test_export.py tests/geo/test_export_columns.py tests/geo/test_xlsx.py tests/geo/test_provenance.py tests/geo/test_files.py"
+  [export]="tests/geo/test_export.py tests/geo/test_export_parts.py tests/geo/test_xlsx.py tests/geo/test_provenance.py tests/geo/test_files.py"
 )
 ORDER=(crs cellindex classify rules ingest export)
 MODULES=("$@")
@@ -62,7 +65,7 @@ for module in "${MODULES[@]}"; do
 source_paths = ["geo"]
 only_mutate = ["geo/$module.py"]
 also_copy = ["api", "layers", "docs", "benchmarks", "scripts", "README.md", "ARCHITECTURE.md"]
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "-m", "not postgis and not browser and not gdal"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "-m", "not postgis and not browser and not gdal and not slow"]
 pytest_add_cli_args_test_selection = [$selection]
 use_git_change_detection = false
 EOF

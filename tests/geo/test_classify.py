@@ -197,6 +197,7 @@ def test_review_reason_codes_are_known(layers: dict) -> None:
     assert (out["needs_review"] == (out["review_reasons"] != "")).all()
 
 
+@pytest.mark.slow  # real layers, 200k points: left out of mutation runs
 def test_matches_sjoin_on_200k_random_points() -> None:
     rng = np.random.default_rng(42)
     centres = [(113.2, 22.3), (113.6, 22.6), (113.9, 22.2), (113.3, 22.8)]
@@ -281,6 +282,7 @@ def _near_boundary_reference(
     return near, unsure
 
 
+@pytest.mark.slow  # real layers, 200k points: left out of mutation runs
 def test_cellindex_path_matches_contains_xy_on_real_layers() -> None:
     from geo.classify import _layer_accuracy  # the layers' accuracy (data), not the band
     from layers import registry
@@ -365,6 +367,7 @@ def test_registry_index_not_stale_when_layer_changes(monkeypatch: pytest.MonkeyP
     assert classify(pts)["park_id"].iloc[0] == "test_park"
 
 
+@pytest.mark.slow  # real layers, 200k points: left out of mutation runs
 def test_concurrent_calls_share_the_cached_indexes_safely() -> None:
     """Threads (FastAPI's thread pool, Dask's threaded workers) may classify at once."""
     from concurrent.futures import ThreadPoolExecutor
