@@ -77,6 +77,18 @@ class TileCache:
             self.hits += 1
             return hit
 
+    def peek(self, key: Hashable) -> CachedTile | None:
+        """The tile of ``key`` or None, without counting a miss (the lean tile path asks
+        first and hands misses to the route, which counts them); see :meth:`touch`."""
+        return self._tiles.get(key)
+
+    def touch(self, key: Hashable) -> None:
+        """Count a hit on ``key`` and mark it recently used (after :meth:`peek`)."""
+        with self._lock:
+            if key in self._tiles:
+                self._tiles.move_to_end(key)
+                self.hits += 1
+
     def put(self, key: Hashable, body: bytes) -> CachedTile:
         """Keep ``body`` under ``key``; returns the cached tile."""
         tile = CachedTile(body, etag_of(key))

@@ -135,16 +135,20 @@ return {tiles: t.length, features: bw.layers.enterprises.drawnFeatures(), bytes:
 
 
 def run(n: int, repeat: int, *, plugins: bool = False,
-        keep: Path | None = None, workers: bool = False) -> dict[str, Any]:
+        keep: Path | None = None, workers: bool = False, lean: bool = True) -> dict[str, Any]:
     """Serve ``n`` enterprises and measure the map in headless Chromium (``keep``: a folder
-    whose store is reused when present, else made there and kept)."""
+    whose store is reused when present, else made there and kept; ``lean=False``: every
+    tile through the FastAPI route, without the lean path of :mod:`api.tilefast`)."""
     import uvicorn
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    import api.tilefast
     from api.app import create_app
     from api.settings import Settings
     from api.store import get_store
+
+    api.tilefast.ENABLED = lean
 
     if not plugins:  # the map alone: no plug-in layers (cases) loading beside it
         import functools
@@ -223,7 +227,8 @@ def run(n: int, repeat: int, *, plugins: bool = False,
         if keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
     return {"n": n, "repeat": repeat, "first": first, "views": views, "index_s": index_s,
-            "workers": workers,
+            "workers": workers, "lean": lean, "lean_stats": dict(api.tilefast.LEAN_STATS),
+            "cpu_s": time.process_time(),
             "load": os.getloadavg(), "load_start": load_start, "plugins": plugins}
 
 
@@ -368,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", action="store_true",
                     help="decode and paint the tour's tiles in the page's Web Worker pool "
                          "(opt-in, ?workers=1), to compare with the default main thread")
+    ap.add_argument("--no-lean", action="store_true",
+                    help="serve every tile through the FastAPI route (without the lean path "
+                         "of cached tiles, api/tilefast.py), to compare")
     ap.add_argument("--trace", type=Path, default=None,
                     help="also write every view's per-tile timeline (JSON) there")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] /
@@ -375,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = run(args.n, args.repeat, plugins=args.plugins, keep=args.keep_store,
-              workers=args.workers)
+              workers=args.workers, lean=not args.no_lean)
     if args.trace:
         import json
 

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from api.ogc import CONFORMANCE, url_for
 from api.routers.deps import ReadDep, StoreDep
 from api.tilecache import GZIP_MIN_BYTES, etag_of
+from api.tilefast import remember_query
 from api.tiles import BIN, BUFFER, EXTENT, LAYER, MAX_ZOOM, TILES, cached_tile, tile_key
 
 __all__ = ["router", "install", "MVT", "TILES_CONFORMANCE", "tile_matrix_set"]
@@ -235,6 +236,9 @@ def tile(
     if len(body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
         body = TILES.gzipped(key, hit)
         headers["Content-Encoding"] = "gzip"
+    # the query string is valid for this store version: the lean path may answer the
+    # next tiles of it from the cache (api.tilefast)
+    remember_query(key, request.scope.get("query_string", b"").decode("latin-1"))
     headers["Server-Timing"] = _timing(t0, "cache" if cached else "cut")
     return Response(body, media_type=MVT, headers=headers)
 
@@ -266,7 +270,9 @@ def _cache_control(request: Request, key: tuple[Any, ...]) -> str:
 
 
 def install(app: FastAPI) -> None:
-    """Include the routes and declare the Tiles conformance classes."""
+    """Include the routes and declare the Tiles conformance classes (the lean path of
+    cached tiles, :class:`api.tilefast.LeanTiles`, is added by ``create_app`` as the
+    innermost middleware)."""
     for uri in TILES_CONFORMANCE:
         if uri not in CONFORMANCE:
             CONFORMANCE.append(uri)

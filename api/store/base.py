@@ -260,6 +260,15 @@ def check_columns(columns: Sequence[str], *, param: str) -> None:
         )
 
 
+
+def version_of_loads(loads: Sequence[LoadRecord]) -> tuple[Any, ...]:
+    """The data version named by a load history (newest first): the newest load's id,
+    time, source digest and accepted count; ``(None,)`` before the first load."""
+    if not loads:
+        return (None,)
+    rec = loads[0]
+    return (rec.load_id, rec.loaded_at.isoformat(), rec.source_sha256, rec.accepted)
+
 class Store(ABC):
     """Where the enterprise list and its load history live."""
 
@@ -302,11 +311,13 @@ class Store(ABC):
     def data_version(self) -> tuple[Any, ...]:
         """What changes whenever the stored list does (caches are keyed by it): here the
         newest load record; a store that also rewrites the list in place extends it."""
-        loads = self.loads()
-        if not loads:
-            return (None,)
-        rec = loads[0]
-        return (rec.load_id, rec.loaded_at.isoformat(), rec.source_sha256, rec.accepted)
+        return version_of_loads(self.loads())
+
+    def data_version_nowait(self) -> tuple[Any, ...] | None:
+        """:meth:`data_version` when it is known without I/O or waiting for a lock (the
+        lean tile path, :mod:`api.tilefast`, asks on the event loop), else None (here:
+        always None; the embedded store answers from its cached read)."""
+        return None
 
     @abstractmethod
     def loads(self) -> list[LoadRecord]:

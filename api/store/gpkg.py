@@ -49,6 +49,7 @@ from api.store.base import (
     Store,
     parse_bool,
     prepare_enterprises,
+    version_of_loads,
 )
 from api.store.frame import query_frame, select_positions
 from api.store.geojson import FeaturePage, json_values, point_features_from_arrays
@@ -229,6 +230,17 @@ class GeoPackageStore(Store):
             self._cache = _Version.of(stamp, gdf, loads)
             log.debug("read %d enterprises from %s", len(gdf), self.path)
             return self._cache
+
+    def data_version_nowait(self) -> tuple[object, ...] | None:
+        """The data version from the version read last, when the file's stamp still matches
+        it (one ``stat``, no lock, no read); None when the file must be read first."""
+        if self._pin is not None:
+            return version_of_loads(self._pin.loads)
+        cache = self._cache
+        stamp = self._stamp()
+        if cache is None or stamp is None or cache.stamp != stamp:
+            return None
+        return version_of_loads(cache.loads)
 
     def _state(self) -> tuple[gpd.GeoDataFrame, list[LoadRecord]]:
         v = self._version()

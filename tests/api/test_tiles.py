@@ -8,9 +8,11 @@ PostGIS ``ST_AsMVT``; the matrix set against the values published in OGC 17-083r
 
 from __future__ import annotations
 
+import gzip
 import math
 
 import geopandas as gpd
+import httpx
 import mapbox_vector_tile
 import numpy as np
 import pandas as pd
@@ -18,7 +20,8 @@ import pytest
 import shapely
 from pyproj import Transformer
 
-from api.testing import make_enterprises
+from api.testing import READER_KEY, make_enterprises
+from api.tilefast import LEAN_STATS
 from api.tiles import BIN, BUFFER, EXTENT, PointIndex, encode_points
 
 VERDICTS = ("shutdown", "rectify", "basin_standard", "priority_supervision", "no_action")
@@ -436,3 +439,115 @@ def test_the_tile_index_is_built_once_per_load_not_per_request(
     x, y = _tile_xy(116.43, 23.25, 12)
     client.get(TILE.format(z=12, x=x, y=y))
     assert len(builds) == 2  # a new load: a new index
+
+
+# --------------------------------------------------------------------------- lean tile path
+# api/tilefast.py against the FastAPI route. Oracle: the route itself. The first request of
+# a query string always takes the route (the lean path knows no query string yet), the next
+# ones of a cached tile the lean path; both answers must be the same bytes and headers
+# (Server-Timing aside), and whatever the route refuses or re-reads (auth, limits, a new
+# load) must still be refused or re-read.
+
+URL = TILE.format(z=10, x=_tile_xy(116.43, 23.25, 10)[0], y=_tile_xy(116.43, 23.25, 10)[1])
+
+
+def _headers(r: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in r.headers.items() if k != "server-timing"}
+
+
+def _get(client, url: str, **kw) -> tuple[httpx.Response, bool]:  # noqa: ANN001
+    """The answer and whether the lean path gave it."""
+    served = LEAN_STATS["served"]
+    r = client.get(url, **kw)
+    return r, LEAN_STATS["served"] == served + 1
+
+
+@pytest.fixture
+def loaded(make_client, store):  # noqa: ANN001, ANN201
+    gdf = _many()
+    store.load_enterprises(gdf, loaded_by="test", source_name="many.csv", source_sha256="0")
+    return make_client, store, gdf
+
+
+@pytest.mark.parametrize("params", [{}, {"px": "512", "v": "1"}, {"verdict": "shutdown"}])
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_lean_answers_are_the_routes_bytes_and_headers(loaded, params, encoding) -> None:
+    make_client, store, _ = loaded
+    client = make_client()
+    raw = httpx.Client(transport=client._transport, base_url=str(client.base_url))
+    h = {"Accept-Encoding": encoding}
+    with raw.stream("GET", URL, params=params, headers=h) as r:
+        first, first_body = r, b"".join(r.iter_raw())
+    served = LEAN_STATS["served"]
+    with raw.stream("GET", URL, params=params, headers=h) as r:
+        again, again_body = r, b"".join(r.iter_raw())
+    lean = LEAN_STATS["served"] == served + 1
+    assert first.status_code == again.status_code == 200
+    assert first_body == again_body and _headers(first) == _headers(again)
+    assert lean == (store.provider == "gpkg")  # PostGIS reads its version: always the route
+    if lean:
+        assert 'desc="cache, lean"' in again.headers["server-timing"]
+    if encoding == "gzip" and len(first_body) > 1024 and "content-encoding" in first.headers:
+        assert gzip.decompress(again_body)
+    # a revalidation is a 304 from the lean path too
+    r, lean = _get(client, URL, params=params, headers={"If-None-Match": first.headers["etag"]})
+    assert r.status_code == 304 and r.content == b"" and lean == (store.provider == "gpkg")
+    assert r.headers["etag"] == first.headers["etag"]
+    assert r.headers["cache-control"] == first.headers["cache-control"]
+
+
+def test_lean_path_never_answers_what_the_route_would_refuse(loaded) -> None:
+    """Closed reads: no key is a 401 and an unknown key a 401 (from the route, every time);
+    a viewer key is answered (by the lean path once the route has served the query)."""
+    make_client, store, _ = loaded
+    client = make_client(read_open=False)
+    ok = client.get(URL, headers={"X-API-Key": READER_KEY})
+    assert ok.status_code == 200
+    for _ in range(2):
+        r, lean = _get(client, URL)
+        assert r.status_code == 401 and not lean
+        r, lean = _get(client, URL, headers={"X-API-Key": "not-a-key"})
+        assert r.status_code == 401 and not lean
+    r, lean = _get(client, URL, headers={"X-API-Key": READER_KEY})
+    assert r.status_code == 200 and r.content == ok.content
+    assert lean == (store.provider == "gpkg")
+    # bad parameters are the route's 400, however often asked
+    for _ in range(2):
+        r, lean = _get(client, URL, params={"px": "300"}, headers={"X-API-Key": READER_KEY})
+        assert r.status_code == 400 and not lean
+        bad = TILE.format(z=3, x=99, y=0)
+        r, lean = _get(client, bad, headers={"X-API-Key": READER_KEY})
+        assert r.status_code in (400, 404) and not lean
+
+
+def test_lean_answers_count_against_the_rate_limit(loaded) -> None:
+    make_client, _store, _ = loaded
+    client = make_client(rate_limit_per_minute=60, rate_limit_burst=5)
+    codes = [client.get(URL).status_code for _ in range(12)]
+    assert codes[0] == 200 and 429 in codes  # the limits middleware sits outside
+
+
+def test_a_new_load_is_never_answered_from_the_old_tiles(loaded) -> None:
+    make_client, store, gdf = loaded
+    client = make_client()
+    first = client.get(URL)
+    _r, _lean = _get(client, URL)
+    store.load_enterprises(_moved(gdf, 0.002), loaded_by="t", source_name="b.csv",
+                           source_sha256="b")
+    after, lean = _get(client, URL)
+    assert not lean  # a new version: the route cuts the tile
+    assert after.status_code == 200 and after.content != first.content
+    assert after.headers["etag"] != first.headers["etag"]
+    again, lean = _get(client, URL)
+    assert again.content == after.content and lean == (store.provider == "gpkg")
+
+
+def test_without_the_lean_path_the_answers_are_the_same(loaded, monkeypatch) -> None:
+    import api.tilefast
+
+    make_client, _store, _ = loaded
+    client = make_client()
+    on = [client.get(URL).content for _ in range(2)]
+    monkeypatch.setattr(api.tilefast, "ENABLED", False)
+    off, lean = _get(client, URL)
+    assert not lean and off.content == on[0] == on[1]

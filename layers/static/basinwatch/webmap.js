@@ -1318,7 +1318,25 @@
         }
       }, 0);
     });
-    map.on("moveend", debounce(function () { refreshCount(); placeLabels(); saveState(); }, 150));
+    // The view's tiles first: the count (a request and server time of its own), the labels
+    // and the URL state wait until they are drawn (at most 1 s), so the count does not hold
+    // one of the browser's 6 connections and the server while the tiles queue.
+    function afterTiles(fn) {
+      if (!tiles._loading || !map.hasLayer(tiles)) { fn(); return; }
+      var done = false, timer = null;
+      function go() {
+        if (done) { return; }
+        done = true;
+        tiles.off("load", go);
+        clearTimeout(timer);
+        fn();
+      }
+      timer = setTimeout(go, 1000);
+      tiles.on("load", go);
+    }
+    map.on("moveend", debounce(function () {
+      afterTiles(function () { refreshCount(); placeLabels(); saveState(); });
+    }, 150));
     if (global.BasinWatchDashboard) {
       bw.dashboard = global.BasinWatchDashboard.create(bw, {el: el, dot: dot, getJSON: getJSON,
         filterParams: filterParams, areaParams: areaParams, qs: qs, pack: pack,
