@@ -285,6 +285,12 @@ def create_app(
     async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(workers.start)
         await anyio.to_thread.run_sync(warm_up, ready)  # the event loop stays responsive
+        # the map's first tiles, cut in the background (after each new load too: the route)
+        from api.routers.tiles import _verdicts
+        from api.tiles import warm_tiles_soon
+
+        app.state.warm_tiles = True
+        warm_tiles_soon(ready, [v for v, _l, _c in _verdicts()])
         try:
             yield
         finally:

@@ -134,8 +134,29 @@ return {tiles: t.length, features: bw.layers.enterprises.drawnFeatures(), bytes:
 
 
 
+def _tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) of process ``root`` and its descendants (Linux /proc)."""
+    procs: dict[int, tuple[int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        procs[int(d.name)] = (int(f[1]), (int(f[11]) + int(f[12])) / tick)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += procs.get(pid, (0, 0.0))[1]
+        todo += [c for c, (pp, _cpu) in procs.items() if pp == pid]
+    return total
+
+
 def run(n: int, repeat: int, *, plugins: bool = False,
-        keep: Path | None = None, workers: bool = False, lean: bool = True) -> dict[str, Any]:
+        keep: Path | None = None, workers: bool = False, lean: bool = True,
+        tile_px: int | None = None) -> dict[str, Any]:
     """Serve ``n`` enterprises and measure the map in headless Chromium (``keep``: a folder
     whose store is reused when present, else made there and kept; ``lean=False``: every
     tile through the FastAPI route, without the lean path of :mod:`api.tilefast`)."""
@@ -190,10 +211,11 @@ def run(n: int, repeat: int, *, plugins: bool = False,
     n = len(point_index(store, [v for v, _l, _c in _verdicts()]))  # as the first tile would
     index_s = time.perf_counter() - t_index
     try:
-        base = f"http://127.0.0.1:{port}/map"
+        base = f"http://127.0.0.1:{port}/map" + (f"?tile={tile_px}" if tile_px else "")
         drv.get(base)  # warm caches (layer GeoJSON, store frame)
         _wait(drv, "window.bw && bw.state.ready")
         drv.execute_cdp_cmd("Network.clearBrowserCache", {})
+        cpu0 = (time.process_time(), _tree_cpu(drv.service.process.pid), time.perf_counter())
         for run_no in range(repeat):
             drv.get("about:blank")
             drv.get(base)
@@ -218,6 +240,9 @@ def run(n: int, repeat: int, *, plugins: bool = False,
                 views[label].append(res)
             # the next run requests every tile again (server cache warm, browser cache not)
             drv.execute_cdp_cmd("Network.clearBrowserCache", {})
+        cpu = {"server": time.process_time() - cpu0[0],
+               "browser": _tree_cpu(drv.service.process.pid) - cpu0[1],
+               "wall": time.perf_counter() - cpu0[2]}
     finally:
         drv.quit()
         srv.should_exit = True
@@ -227,8 +252,8 @@ def run(n: int, repeat: int, *, plugins: bool = False,
         if keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
     return {"n": n, "repeat": repeat, "first": first, "views": views, "index_s": index_s,
-            "workers": workers, "lean": lean, "lean_stats": dict(api.tilefast.LEAN_STATS),
-            "cpu_s": time.process_time(),
+            "workers": workers, "lean": lean, "tile_px": tile_px or 512, "lean_stats": dict(api.tilefast.LEAN_STATS),
+            "cpu": cpu,
             "load": os.getloadavg(), "load_start": load_start, "plugins": plugins}
 
 
@@ -318,14 +343,19 @@ def render(res: dict[str, Any]) -> str:
         BEGIN,
         "## Web map (served page, headless Chromium)",
         "",
-        f"`python benchmarks/map_bench.py --n {res['n']} --repeat {res['repeat']}` on "
+        f"`python benchmarks/map_bench.py --n {res['n']} --repeat {res['repeat']}"
+        + (f" --tile-px {res['tile_px']}" if res.get("tile_px", 512) != 512 else "")
+        + ("" if res.get("lean", True) else " --no-lean")
+        + (" --workers" if res.get("workers") else "") + "` on "
         f"{dt.date.today().isoformat()}, {platform.machine()}, Python "
         f"{platform.python_version()}, embedded GeoPackage store, {res['n']:,} enterprises "
         f"(2,000 pipeline rows replicated with ~1 km jitter); load average at the start "
         f"{load0}, at the end {load} on 2 shared cores; times measured in the browser, median of the repeats.",
         "",
         "Enterprises are OGC API – Tiles vector tiles (MVT, one feature per 4 px bin and "
-        "verdict; the page asks for 512 px tiles) decoded and drawn on canvas; every "
+        f"verdict; the page asks for {res.get('tile_px', 512)} px tiles"
+        + ("" if res.get("lean", True) else "; every tile through the FastAPI route, "
+           "`--no-lean`") + ") decoded and drawn on canvas; every "
         "matching enterprise is in the tiles at every zoom. "
         + ("Page with its plug-ins." if res.get("plugins") else
            "Page without plug-ins (`--plugins` adds them: the case layer of issue 11 then "
@@ -339,6 +369,9 @@ def render(res: dict[str, Any]) -> str:
         f"(runs: {', '.join(f'{v:.0f}' for v in res['first'])}).",
         f"- Tile index of the {res['n']:,} enterprises (built once per load, at the first "
         f"tile request): {res['index_s']:.1f} s.",
+        *([f"- CPU over the {res['repeat']} page loads and tours ({res['cpu']['wall']:.1f} s "
+           f"wall): server process {res['cpu']['server']:.1f} s (with the benchmark's "
+           f"driver), Chromium {res['cpu']['browser']:.1f} s."] if res.get("cpu") else []),
         "",
         "| view | tiles | features drawn | KiB | slowest tile request ms | slowest server ms "
         "| decode + draw ms (main thread) | request + draw ms |",
@@ -376,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-lean", action="store_true",
                     help="serve every tile through the FastAPI route (without the lean path "
                          "of cached tiles, api/tilefast.py), to compare")
+    ap.add_argument("--tile-px", type=int, choices=(256, 512, 1024), default=None,
+                    help="the page's enterprise tile size (?tile=N; default: the page's, 512)")
     ap.add_argument("--trace", type=Path, default=None,
                     help="also write every view's per-tile timeline (JSON) there")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] /
@@ -383,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = run(args.n, args.repeat, plugins=args.plugins, keep=args.keep_store,
-              workers=args.workers, lean=not args.no_lean)
+              workers=args.workers, lean=not args.no_lean, tile_px=args.tile_px)
     if args.trace:
         import json
 

@@ -27,7 +27,17 @@ from api.ogc import CONFORMANCE, url_for
 from api.routers.deps import ReadDep, StoreDep
 from api.tilecache import GZIP_MIN_BYTES, etag_of
 from api.tilefast import remember_query
-from api.tiles import BIN, BUFFER, EXTENT, LAYER, MAX_ZOOM, TILES, cached_tile, tile_key
+from api.tiles import (
+    BIN,
+    BUFFER,
+    EXTENT,
+    LAYER,
+    MAX_ZOOM,
+    TILES,
+    cached_tile,
+    tile_key,
+    warm_tiles_soon,
+)
 
 __all__ = ["router", "install", "MVT", "TILES_CONFORMANCE", "tile_matrix_set"]
 
@@ -206,7 +216,8 @@ def tile(
     tileCol: Annotated[int, Path(ge=0)],  # noqa: N803
     f: Annotated[str | None, Query(description="mvt")] = None,
     px: Annotated[int, Query(description="display size the tile is binned for: 256 (the "
-                                         "WebMercatorQuad default) or 512")] = 256,
+                                         "WebMercatorQuad default), 512 or 1024 (4 px bins "
+                                         "each)")] = 256,
 ) -> Response:
     """MVT of the matching enterprises in the tile (layer ``enterprises``).
 
@@ -239,6 +250,8 @@ def tile(
     # the query string is valid for this store version: the lean path may answer the
     # next tiles of it from the cache (api.tilefast)
     remember_query(key, request.scope.get("query_string", b"").decode("latin-1"))
+    if not cached and getattr(request.app.state, "warm_tiles", False):
+        warm_tiles_soon(request.app.state.store, verdicts)  # a new load: once per version
     headers["Server-Timing"] = _timing(t0, "cache" if cached else "cut")
     return Response(body, media_type=MVT, headers=headers)
 
