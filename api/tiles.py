@@ -683,9 +683,11 @@ def cached_tile(store: Store, q: FeatureQuery, z: int, x: int, y: int,
 #: enterprises up to this tile zoom (px=512: map zoom one more), low zooms first, within
 #: :data:`WARM_BYTES` of the cache. 1M enterprises: ~270 tiles, ~10 MB, ~1 s of CPU.
 WARM_MAX_ZOOM = 11
+#: The display size of the warmed tiles: the map page's (``tiles.js``).
 WARM_PX = 512
 WARM_BYTES = TILE_CACHE_BYTES // 4
-_WARMED: set[tuple[Any, ...]] = set()
+#: (store, version, px) -> set once that version's tiles are warmed.
+_WARMED: dict[tuple[Any, ...], threading.Event] = {}
 _WARM_LOCK = threading.Lock()
 
 
@@ -701,11 +703,15 @@ def _unmorton(keys: np.ndarray, z: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def warm_tiles(store: Store, verdict_names: Sequence[str], *, max_zoom: int = WARM_MAX_ZOOM,
-               tile_px: int = WARM_PX, budget: int = WARM_BYTES) -> int:
+               tile_px: int | None = None, budget: int = WARM_BYTES,
+               wait: bool = False) -> int:
     """Cut the unfiltered tiles holding enterprises, zoom 0 to ``max_zoom`` (low first), into
     :data:`TILES` with their gzip encoding, so the first look at the map after a load is
     answered from the cache (the lean path included) instead of cutting 6-12 dense tiles
     at once. Once per store version; embedded store only (PostGIS cuts in the database).
+
+    ``tile_px`` defaults to :data:`WARM_PX`; with ``wait``, a call finding the version being
+    warmed by another thread waits until that is done (benchmarks).
 
     Returns
     -------
@@ -714,12 +720,28 @@ def warm_tiles(store: Store, verdict_names: Sequence[str], *, max_zoom: int = WA
     """
     if store.provider == "postgis":
         return 0
+    tile_px = tile_px or WARM_PX
     version = _version_of(store)
     sid = _store_id(store)
     with _WARM_LOCK:
-        if (sid, version, tile_px) in _WARMED:
-            return 0
-        _WARMED.add((sid, version, tile_px))
+        done = _WARMED.get((sid, version, tile_px))
+        if done is None:
+            done = _WARMED[(sid, version, tile_px)] = threading.Event()
+            mine = True
+        else:
+            mine = False
+    if not mine:
+        if wait:
+            done.wait()
+        return 0
+    try:
+        return _warm(store, verdict_names, version, sid, max_zoom, tile_px, budget)
+    finally:
+        done.set()
+
+
+def _warm(store: Store, verdict_names: Sequence[str], version: tuple[Any, ...],
+          sid: tuple[Any, ...], max_zoom: int, tile_px: int, budget: int) -> int:
     idx = point_index(store, verdict_names)
     q = FeatureQuery()
     fkey = PointIndex.filter_key(q)
