@@ -164,12 +164,16 @@ def run(n: int, repeat: int, *, plugins: bool = False,
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    import api.tilefast
+    try:
+        import api.tilefast as tilefast
+    except ImportError:  # an older tree measured with this script (A/B): no lean path
+        tilefast = None
     from api.app import create_app
     from api.settings import Settings
     from api.store import get_store
 
-    api.tilefast.ENABLED = lean
+    if tilefast is not None:
+        tilefast.ENABLED = lean
     import api.tiles
 
     if tile_px and hasattr(api.tiles, "WARM_PX"):
@@ -218,10 +222,10 @@ def run(n: int, repeat: int, *, plugins: bool = False,
     # the background): the tour starts once that is done, as a planner's first look would
     # some seconds after a load
     t_warm = time.perf_counter()
-    from api.tiles import warm_tiles
-
-    warm_tiles(store, [v for v, _l, _c in _verdicts()], wait=True)
-    warm_s = time.perf_counter() - t_warm
+    warm_s = None
+    if hasattr(api.tiles, "warm_tiles"):  # (an older tree has no warm-up)
+        api.tiles.warm_tiles(store, [v for v, _l, _c in _verdicts()], wait=True)
+        warm_s = time.perf_counter() - t_warm
     try:
         base = f"http://127.0.0.1:{port}/map" + (f"?tile={tile_px}" if tile_px else "")
         drv.get(base)  # warm caches (layer GeoJSON, store frame)
@@ -265,7 +269,9 @@ def run(n: int, repeat: int, *, plugins: bool = False,
             shutil.rmtree(tmp, ignore_errors=True)
     return {"n": n, "repeat": repeat, "first": first, "views": views, "index_s": index_s,
             "warm_s": warm_s,
-            "workers": workers, "lean": lean, "tile_px": tile_px or 512, "lean_stats": dict(api.tilefast.LEAN_STATS),
+            "workers": workers, "lean": lean and tilefast is not None,
+            "tile_px": tile_px or 512,
+            "lean_stats": dict(tilefast.LEAN_STATS) if tilefast else None,
             "cpu": cpu,
             "load": os.getloadavg(), "load_start": load_start, "plugins": plugins}
 
