@@ -680,11 +680,12 @@ def cached_tile(store: Store, q: FeatureQuery, z: int, x: int, y: int,
 
 
 #: Tiles cut ahead after a load (:func:`warm_tiles`): the unfiltered map's tiles with
-#: enterprises up to this tile zoom (px=512: map zoom one more), low zooms first, within
-#: :data:`WARM_BYTES` of the cache. 1M enterprises: ~270 tiles, ~10 MB, ~1 s of CPU.
-WARM_MAX_ZOOM = 11
+#: enterprises up to this tile zoom (px=1024: map zoom two more, i.e. up to map zoom 12),
+#: low zooms first, within :data:`WARM_BYTES` of the cache. 1M enterprises: ~120 tiles,
+#: ~12 MB, ~1 s of CPU.
+WARM_MAX_ZOOM = 10
 #: The display size of the warmed tiles: the map page's (``tiles.js``).
-WARM_PX = 512
+WARM_PX = 1024
 WARM_BYTES = TILE_CACHE_BYTES // 4
 #: (store, version, px) -> set once that version's tiles are warmed.
 _WARMED: dict[tuple[Any, ...], threading.Event] = {}

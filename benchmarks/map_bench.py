@@ -270,7 +270,7 @@ def run(n: int, repeat: int, *, plugins: bool = False,
     return {"n": n, "repeat": repeat, "first": first, "views": views, "index_s": index_s,
             "warm_s": warm_s,
             "workers": workers, "lean": lean and tilefast is not None,
-            "tile_px": tile_px or 512,
+            "tile_px": tile_px or 1024,
             "lean_stats": dict(tilefast.LEAN_STATS) if tilefast else None,
             "cpu": cpu,
             "load": os.getloadavg(), "load_start": load_start, "plugins": plugins}
@@ -363,7 +363,7 @@ def render(res: dict[str, Any]) -> str:
         "## Web map (served page, headless Chromium)",
         "",
         f"`python benchmarks/map_bench.py --n {res['n']} --repeat {res['repeat']}"
-        + (f" --tile-px {res['tile_px']}" if res.get("tile_px", 512) != 512 else "")
+        + (f" --tile-px {res['tile_px']}" if res.get("tile_px", 1024) != 1024 else "")
         + ("" if res.get("lean", True) else " --no-lean")
         + (" --workers" if res.get("workers") else "") + "` on "
         f"{dt.date.today().isoformat()}, {platform.machine()}, Python "
@@ -372,7 +372,7 @@ def render(res: dict[str, Any]) -> str:
         f"{load0}, at the end {load} on 2 shared cores; times measured in the browser, median of the repeats.",
         "",
         "Enterprises are OGC API – Tiles vector tiles (MVT, one feature per 4 px bin and "
-        f"verdict; the page asks for {res.get('tile_px', 512)} px tiles"
+        f"verdict; the page asks for {res.get('tile_px', 1024)} px tiles"
         + ("" if res.get("lean", True) else "; every tile through the FastAPI route, "
            "`--no-lean`") + ") decoded and drawn on canvas; every "
         "matching enterprise is in the tiles at every zoom. "
@@ -388,7 +388,7 @@ def render(res: dict[str, Any]) -> str:
         f"(runs: {', '.join(f'{v:.0f}' for v in res['first'])}).",
         f"- Tile index of the {res['n']:,} enterprises (built once per load, at the first "
         f"tile request): {res['index_s']:.1f} s.",
-        *([f"- Tiles of the unfiltered map up to tile zoom 11 cut by the server's warm-up "
+        *([f"- Tiles of the unfiltered map up to map zoom 12 cut by the server's warm-up "
            f"(background, after startup and each load) before the tour: {res['warm_s']:.1f} s "
            "(the first run's tiles beyond that zoom, and any filtered tile, are cut on "
            "request)."] if res.get("warm_s") is not None else []),
@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="serve every tile through the FastAPI route (without the lean path "
                          "of cached tiles, api/tilefast.py), to compare")
     ap.add_argument("--tile-px", type=int, choices=(256, 512, 1024), default=None,
-                    help="the page's enterprise tile size (?tile=N; default: the page's, 512)")
+                    help="the page's enterprise tile size (?tile=N; default: the page's, 1024)")
     ap.add_argument("--trace", type=Path, default=None,
                     help="also write every view's per-tile timeline (JSON) there")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] /

@@ -1,10 +1,11 @@
 /* BasinWatch: enterprise vector tiles (OGC API – Tiles, Mapbox Vector Tile) on canvas.
  *
- * BasinWatchTiles.layer(options) -> an L.GridLayer of 512 px tiles, each the WebMercatorQuad
- * tile one zoom up (same x, y) binned for 512 px display (4 px bins, fewer requests):
- *   {api}/collections/enterprises/tiles/WebMercatorQuad/{z-1}/{y}/{x}?px=512&<filters>
- * (options.tileSize 1024, or `tile=1024` in the page's query: the tile two zooms up binned
- * for 1024 px, ~4 requests per view instead of ~10; 256: the WebMercatorQuad tile itself)
+ * BasinWatchTiles.layer(options) -> an L.GridLayer of 1024 px tiles, each the WebMercatorQuad
+ * tile two zooms up (same x, y) binned for 1024 px display (4 px bins, fewer requests: ~4
+ * per view instead of ~10 at 512 px, so none waits for one of the browser's 6 connections):
+ *   {api}/collections/enterprises/tiles/WebMercatorQuad/{z-2}/{y}/{x}?px=1024&<filters>
+ * (options.tileSize or `tile=512|256` in the page's query: the tile one zoom up binned for
+ * 512 px, or the WebMercatorQuad tile itself)
  * decoded with the vendored `pbf` reader (only the point layer "enterprises": feature id,
  * properties verdict and n, one MoveTo per feature) into typed arrays, and drawn as circles
  * coloured by verdict (written into the tile's pixels: see drawTile): larger symbols (more
@@ -115,6 +116,7 @@
    * ones lie on top. Positions in CSS px of the tile; symbols wholly outside are dropped. */
   function groupSymbols(data, z, S) {
     var k = S / data.extent, groups = {}, keys = [], i;
+    var x0 = S, y0 = S, x1 = 0, y1 = 0;  // CSS px box of what is drawn
     for (i = 0; i < data.count; i++) {
       var r = Math.round(radius(data.n[i], z) * 2) / 2;
       var px = data.x[i] * k, py = data.y[i] * k;
@@ -123,9 +125,23 @@
       var g = groups[key];
       if (!g) { g = groups[key] = {r: r, v: data.v[i], xy: []}; keys.push(key); }
       g.xy.push(px, py);
+      if (px - r < x0) { x0 = px - r; }
+      if (py - r < y0) { y0 = py - r; }
+      if (px + r > x1) { x1 = px + r; }
+      if (py + r > y1) { y1 = py + r; }
     }
     keys.sort(function (a, b) { return b - a; });
-    return keys.map(function (key) { return groups[key]; });
+    var out = keys.map(function (key) { return groups[key]; });
+    out.box = [x0, y0, x1, y1];
+    return out;
+  }
+
+  /* The device-pixel rectangle [x, y, w, h] of a W x H tile that a CSS px box touches
+   * (2 px margin for the anti-aliased edge and outline), or null when empty. */
+  function dirtyRect(box, dpr, W, H) {
+    var x = Math.max(0, Math.floor(box[0] * dpr) - 2), y = Math.max(0, Math.floor(box[1] * dpr) - 2);
+    var x1 = Math.min(W, Math.ceil(box[2] * dpr) + 2), y1 = Math.min(H, Math.ceil(box[3] * dpr) + 2);
+    return x1 > x && y1 > y ? [x, y, x1 - x, y1 - y] : null;
   }
 
   // ---- software stamping. The tile's pixels are written directly (one putImageData per
@@ -248,10 +264,14 @@
    * opaque squares of the circle's area without outlines; the others anti-aliased circles,
    * outlined from zoom 9. */
   var DENSE = 2000, GREY = [204, 204, 204, 1];
-  function paint(px, u32, W, H, data, fills, z, dpr, S) {
+  /* Returns the dirty rectangle [x, y, w, h] in device px (null: nothing drawn): only it is
+   * cleared (``fresh``: the pixels are all zero already, nothing to clear) and need be put
+   * on the canvas. */
+  function paint(px, u32, W, H, data, fills, z, dpr, S, fresh) {
     var groups = groupSymbols(data, z, S);
     var dense = data.count > DENSE, w = z >= 9 && !dense ? OUTLINE_W * dpr : 0;
-    u32.fill(0);
+    var rect = dirtyRect(groups.box, dpr, W, H);
+    if (!fresh) { u32.fill(0); }
     for (var j = 0; j < groups.length; j++) {
       var grp = groups[j], fill = fills[grp.v] || GREY;
       if (dense) {
@@ -263,6 +283,7 @@
         blend(px, u32, W, H, st, Math.round(xy[q] * dpr), Math.round(xy[q + 1] * dpr));
       }
     }
+    return rect;
   }
 
   /* [r, g, b, a] per verdict index of CSS colours (parsed by the page's canvas). */
@@ -277,8 +298,9 @@
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     if (!data.count) { ctx.clearRect(0, 0, W, H); return; }
     var img = scratch(ctx, W, H);
-    paint(img.data, scratchU32, W, H, data, fillsOf(colours), z, dpr, S);
-    ctx.putImageData(img, 0, 0);
+    ctx.clearRect(0, 0, W, H);
+    var rect = paint(img.data, scratchU32, W, H, data, fillsOf(colours), z, dpr, S);
+    if (rect) { ctx.putImageData(img, 0, 0, rect[0], rect[1], rect[2], rect[3]); }
   }
 
   /* Decode and paint a tile off the page (the worker's job, also run on the main thread
@@ -286,12 +308,13 @@
    * drawMs}. */
   function render(buf, verdictIndex, fills, z, dpr, S) {
     var t0 = performance.now(), data = decode(buf, verdictIndex), t1 = performance.now();
-    var W = Math.round(S * dpr), pixels = null;
+    var W = Math.round(S * dpr), pixels = null, rect = null;
     if (data.count) {
-      pixels = new Uint8ClampedArray(W * W * 4);
-      paint(pixels, new Uint32Array(pixels.buffer), W, W, data, fills, z, dpr, S);
+      pixels = new Uint8ClampedArray(W * W * 4);  // zeroed: nothing to clear
+      rect = paint(pixels, new Uint32Array(pixels.buffer), W, W, data, fills, z, dpr, S, true);
     }
-    return {data: data, pixels: pixels, decodeMs: t1 - t0, drawMs: performance.now() - t1};
+    return {data: data, pixels: pixels, rect: rect, decodeMs: t1 - t0,
+            drawMs: performance.now() - t1};
   }
 
   /* Buffers of a render result that postMessage can move instead of copy. */
@@ -383,7 +406,7 @@
   }
 
   var EnterpriseTiles = L.GridLayer.extend({
-    options: {tileSize: 512, updateWhenZooming: false, keepBuffer: 1, maxZoom: 22, minZoom: 1},
+    options: {tileSize: 1024, updateWhenZooming: false, keepBuffer: 1, maxZoom: 22, minZoom: 2},
 
     initialize: function (opts) {
       L.GridLayer.prototype.initialize.call(this, opts);
@@ -464,7 +487,10 @@
           if (self._tiles[key] && self._tiles[key].el === canvas) { self._tiles_data[key] = data; }
           var ctx = canvas.getContext("2d"), W = canvas.width;
           if (out.pixels && out.pixels.length === W * canvas.height * 4) {
-            ctx.putImageData(new ImageData(out.pixels, W, canvas.height), 0, 0);
+            // only the rectangle with symbols (a new canvas is transparent elsewhere)
+            var rc = out.rect || [0, 0, W, canvas.height];
+            ctx.putImageData(new ImageData(out.pixels, W, canvas.height), 0, 0,
+                             rc[0], rc[1], rc[2], rc[3]);
           } else if (data.count) {  // canvas size not the one painted (dpr changed)
             drawTile(canvas, data, self.options.colours, coords.z, dpr, S);
           } else { ctx.clearRect(0, 0, W, canvas.height); }
