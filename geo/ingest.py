@@ -62,7 +62,7 @@ _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 #: Share of control bytes (other than tab/CR/LF) in the first 8 KiB above which a
 #: "CSV" is a binary file (a text registry has none).
 _BINARY_SHARE: Final = 0.01
-_PLAIN_NUMBER: Final = r"-?\d+(?:\.\d+)?"
+_PLAIN_NUMBER: Final = r"-?[0-9]+(?:\.[0-9]+)?"  # ASCII: to_numeric reads no other digits
 _COORD_JUNK: Final = r"[°º度′″'\"\sENenWwSs东西南北经纬]"
 _CODE_RE: Final = r"^\s*[A-Za-z]?(\d{3,4})(?:\.0+)?(?![\d.])"
 _BRACKET_RE: Final = re.compile(r"\(.*\)$")
