@@ -377,8 +377,10 @@ def test_columns_rows_where() -> None:
 
 def _mask(df: pd.DataFrame, p: Predicate, idx: list[int] | None = None,
           as_of: date = AS_OF) -> list[bool]:
-    ix = np.arange(len(df)) if idx is None else np.asarray(idx)
-    return R._predicate_mask(R._Columns(df), p, ix, as_of).tolist()
+    ix = np.arange(len(df)) if idx is None else np.asarray(idx, dtype=np.int64)
+    got = R._predicate_mask(R._Columns(df), p, ix, as_of)
+    assert got.dtype == bool   # a mask: 1.0 == True would hide a float array below
+    return got.tolist()
 
 
 NUMS = pd.DataFrame({"volume_m3": [399.0, 400.0, 401.0, np.nan]})
@@ -520,21 +522,26 @@ def test_rule_masks_industries_when_unless() -> None:
                                                      "value": "converter"}]),
         _rule("never", "rectify", when=[{"field": "furnace_volume_m3", "op": "le",
                                          "value": 1}]),
+        _rule("due", "rectify", when=[{"field": "quality_deadline", "op": "lt",
+                                       "value": "@as_of"}]),
     )
     df = pd.DataFrame({
         "industry_id": ["steel", "steel", "paper", "steel", "nope", None, "steel"],
         "city": ["广州市", "广州市", "广州市", "深圳市", "广州市", "广州市", "广州市"],
         "annual_output_t": [1.0, 5.0, 3.0, 3.0, 9.0, 9.0, np.nan],
         "furnace_volume_m3": [np.nan] * 7,
+        "quality_deadline": pd.to_datetime(["2019-06-29", "2019-06-30", None, None, None, None,
+                                            None]),
     })
     masks = R.rule_masks(df, catalog=cat, as_of=AS_OF)
-    assert list(masks) == ["steel_gz", "any_big", "never"]
+    assert list(masks) == ["steel_gz", "any_big", "never", "due"]
+    assert masks["due"].tolist() == [True] + [False] * 6     # before 2019-06-30 only
     assert masks["steel_gz"].tolist() == [True, False, False, False, False, False, True]
     assert masks["any_big"].tolist() == [False, True, True, True, False, False, False]
     assert masks["never"].tolist() == [False] * 7
     assert masks["steel_gz"].dtype == bool
     assert list(R.rule_masks(df, catalog=cat, as_of=date(2020, 1, 1))) == [
-        "steel_gz", "any_big", "later", "never"]
+        "steel_gz", "any_big", "later", "never", "due"]
     assert R.rule_masks(df, catalog=cat, as_of=date(2020, 1, 1))["later"].tolist() == [
         True, True, False, True, False, False, True]
 
@@ -731,7 +738,8 @@ def test_unit_result_frame_joins_enterprise_fields() -> None:
     ent = ent.assign(uscc=["U2", "U3", "U4", "U5", "U6"], name=["甲", "乙", "丙", "丁", "戊"],
                      industry=["钢铁"] * 2 + ["造纸"] * 2 + ["钢铁"])
     res = R.evaluate_rules(ent, units, catalog=_catalog(*PROBE), as_of=AS_OF)
-    out = R.unit_result_frame(res.units, res.enterprises)
+    by_row = res.enterprises.set_index(pd.Index(res.enterprises["row"], name="row"), drop=False)
+    out = R.unit_result_frame(res.units, by_row)   # indexed by row numbers: read by position
     assert list(out.columns[:len(UNIT_COLUMNS)]) == list(UNIT_COLUMNS)
     assert "volume_m3" in out.columns and out["volume_m3"].tolist()[:3] == [400.0, 300.0, 401.0]
     assert out["enterprise_row"].tolist() == [3, 2, 3, 2, 6]
@@ -752,3 +760,14 @@ def test_unit_result_frame_joins_enterprise_fields() -> None:
     assert cols[0] == "unit_type_raw" and cols[-1] == "energy_indicator_id"
     assert "volume_m3" in cols and "capacity_t_per_year" in cols and "volume" not in cols
     assert len(cols) == len(set(cols))
+
+
+def test_review_codes_are_the_labels_table() -> None:
+    import tomllib
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "layers" / "data" / "labels.toml"
+    want = tuple(tomllib.loads(path.read_text(encoding="utf-8"))["review_reasons"])
+    assert R._review_codes() == want
+    assert want[:2] == ("near_basin_boundary", "near_region_boundary")
+    assert set(R.REVIEW_CODES) <= set(want)
