@@ -748,6 +748,15 @@ def test_unit_result_frame_joins_enterprise_fields() -> None:
     assert out["industry"].tolist() == ["钢铁"] * 5
     assert out["unit_type_zh"].tolist() == ["炼铁高炉"] * 3 + ["炼钢转炉"] * 2
     assert out["source_row"].tolist() == [5, 6, 7, 9, 10]
+    assert out["source"].tolist() == ["equipment"] * 5
+    assert out["unit_type"].tolist() == ["blast_furnace"] * 3 + ["converter"] * 2
+    assert list(out["rule_ids"]) == ["bf", "bf", "", "old", "old"]
+    assert list(out["reasons"]) == ["高炉小〔表5 第1项〕"] * 2 + [""] + ["转炉〔表5 第2项〕"] * 2
+    assert list(out["deadline"]) == ["2019-12-31", "2019-12-31", "", "", ""]
+    assert list(out["review_reasons"]) == ["", "", "", "fact_unverified",
+                                           "fact_unverified;unit_data_issue"]
+    odd = R.unit_result_frame(res.units.assign(unit_type="no_such_type"), by_row)
+    assert odd["unit_type_zh"].tolist() == [""] * 5          # an unknown type has no name
     assert out["unit_id"].tolist() == ["1号高炉", "", "3号高炉", "转炉A", "转炉B"]
     assert list(out["verdict"]) == ["shutdown", "shutdown", "no_action", "rectify", "rectify"]
     assert list(out["deadline_status"]) == ["pending", "pending", "", "immediate", "immediate"]
