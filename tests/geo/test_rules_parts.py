@@ -105,6 +105,8 @@ def test_group_join() -> None:
     assert joined.tolist() == ["a、b", "c", "d、e、f"]
     keys, joined = R._group_join(np.array([3, 4]), np.array(["x", "y"], dtype=object), "、")
     assert keys.tolist() == [3, 4] and joined.tolist() == ["x", "y"]
+    keys, joined = R._group_join(np.array([7, 7]), np.array(["a", "b"]), "、")   # <U1 texts
+    assert joined.tolist() == ["a、b"]                      # not cut to the texts' width
     keys, joined = R._group_join(np.array([], dtype=np.int64), np.array([], dtype=object), "、")
     assert len(keys) == 0 and len(joined) == 0 and joined.dtype == object
 
@@ -715,6 +717,8 @@ def test_labels_at_without_a_unit_id_column() -> None:
                           "source": ["registry", "equipment"], "source_row": [4, 7]})
     assert R._labels_at(units, np.array([1, 0])).tolist() == ["炼钢转炉（设备清单第7行）",
                                                              "炼铁高炉（名录第4行）"]
+    no_ids = units.assign(unit_id=np.nan)                  # an all-blank (float) id column
+    assert R._labels_at(no_ids, np.array([0])).tolist() == ["炼铁高炉（名录第4行）"]
     units = units.assign(unit_id=["A", None])
     assert R._labels_at(units, np.array([1, 0])).tolist() == ["炼钢转炉（设备清单第7行）", "A"]
 
