@@ -371,3 +371,18 @@ def test_no_detail_table_has_typed_empty_columns() -> None:
     d = res.issue_details
     assert len(d) == 0 and d.columns.tolist() == ["row", "code", "field", "value", "message"]
     assert d["row"].dtype == np.int64 and d["field"].dtype == object
+
+
+def test_issue_detail_needs_both_templates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A code with a Chinese detail template but no English one is a reference-data error
+    (issues.toml must give both), not a KeyError."""
+    monkeypatch.setattr(I, "issue_catalog", lambda: {"half": {"detail_zh": "第{row}行"}})
+    with pytest.raises(ReferenceDataError, match="'half'"):
+        I.issue_detail("half", row=2)
+
+
+def test_decode_without_a_name_says_upload() -> None:
+    with pytest.raises(RegistryFormatError, match=r"registry \(upload\) is neither"):
+        I._decode("a\n".encode() + b"\x80\xff\n")
+    assert I._decode("名称\n".encode("gb18030")) == "名称\n"
+    assert I._decode("\ufeff名称".encode()) == "名称"
