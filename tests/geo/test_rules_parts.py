@@ -96,6 +96,11 @@ def test_row_positions_consecutive_and_not() -> None:
     offset = pd.Series([10, 11, 12])
     assert R._row_positions(offset, pd.Series([12, 10, 13, 9])).tolist() == [2, 0, -1, -1]
     assert R._row_positions(pd.Series([], dtype=np.int64), pd.Series([1])).tolist() == [-1]
+    step2 = pd.Series([2, 4, 6])                              # not consecutive: no offset
+    assert R._row_positions(step2, pd.Series([4, 6, 3])).tolist() == [1, 2, -1]
+    assert R._row_positions(rows, pd.Series(["3"])).tolist() == [-1]      # text is no row
+    assert R._row_positions(pd.Series(["a", "b"]), pd.Series([0, 1])).tolist() == [-1, -1]
+    assert R._row_positions(rows, pd.Series([5, 2])).dtype.kind == "i"
 
 
 def test_group_join() -> None:
@@ -356,6 +361,7 @@ def test_columns_missing() -> None:
     assert c.missing("n", idx).tolist() == [True, False, True, False]
     assert c.missing("d", idx).tolist() == [False, False, True, True]
     assert c.missing("absent", idx).tolist() == [True] * 4
+    assert all(c.missing(f, idx).dtype == bool for f in ("t", "n", "d"))
     assert c.missing("absent", idx).dtype == bool
 
 
@@ -784,3 +790,19 @@ def test_review_codes_are_the_labels_table() -> None:
     assert R._review_codes() == want
     assert want[:2] == ("near_basin_boundary", "near_region_boundary")
     assert set(R.REVIEW_CODES) <= set(want)
+
+
+def test_rules_for_point_answers_are_copies_and_lists_split() -> None:
+    """Changing a returned list never changes the next answer (the default path memoises);
+    several rule ids come back as a list of ids."""
+    first = R.rules_for_point({"basin_id": "maozhou"}, as_of=AS_OF)
+    first[0]["rule_ids"].append("tampered")
+    first[0]["reasons"].append("tampered")
+    again = R.rules_for_point({"basin_id": "maozhou"}, as_of=AS_OF)
+    assert "tampered" not in again[0]["rule_ids"] and "tampered" not in again[0]["reasons"]
+    cat = _catalog(_rule("p1", "rectify", industries=["paper"]),
+                   _rule("p2", "shutdown", industries=["paper"]))
+    paper = next(a for a in R.rules_for_point({}, catalog=cat, as_of=AS_OF)
+                 if a["industry_id"] == "paper")
+    assert paper["rule_ids"] == ["p2", "p1"] and paper["verdict"] == "shutdown"
+    assert paper["reasons"] == ["规则p2〔表p2〕", "规则p1〔表p1〕"]
