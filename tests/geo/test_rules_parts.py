@@ -202,6 +202,10 @@ def test_factorize_rows_combines_words() -> None:
     codes, uniq = R._factorize_rows(words)
     assert codes.tolist() == [0, 1, 2, 0] and codes.dtype == np.int64
     assert uniq.T.tolist() == [[1, 0], [1, 3], [2, 0]]
+    # 3 values in the first word, 2 in the second: (0, 1) and (2, 0) are distinct combinations
+    words = np.asarray([[1, 2, 3, 1], [5, 6, 5, 6]], dtype=np.uint64)
+    codes, uniq = R._factorize_rows(words)
+    assert codes.tolist() == [0, 1, 2, 3]
     codes, uniq = R._factorize_rows(np.zeros((1, 0), dtype=np.uint64))
     assert codes.tolist() == [] and uniq.shape == (1, 0)
 
@@ -279,6 +283,7 @@ def test_columns_numeric_days_and_parent_reads() -> None:
     assert c.numeric("city") is None and c.numeric("discharge_permit") is None
     assert c.numeric("absent") is None and c.days("absent") is None
     assert c.days("quality_deadline")[:3].tolist() == [18078, R._NAT, 1]
+    assert c.days("quality_deadline").dtype == np.int64     # int64 days (docstring)
     assert c.days("annual_output_t") is None
     units = pd.DataFrame({"unit_type": ["a", "b", "c"]})
     _parent, u = _units_cols(ENT, units, [2, 0, 2])
@@ -346,6 +351,12 @@ def test_columns_codes_at_every_path() -> None:
     assert [uniq[k] for k in codes] == ["p0", "p2", "p0"]
     codes, uniq = parent.codes_at("city", idx)
     assert [uniq[k] for k in codes] == ["c0", "c0", "c4"]
+    objs = pd.DataFrame({"process": pd.Series([f"p{i % 3}" if i % 7 else None
+                                               for i in range(40)], dtype=object)})
+    _p1, u1 = _units_cols(big, objs, list(range(40)))
+    codes, uniq = u1.codes_at("process", np.array([0, 5, 39, 1]))   # object column, few rows
+    assert [None if k < 0 else uniq[k] for k in codes] == [None, "p2", "p0", "p1"]
+    assert codes.dtype.kind == "i"
     cat = pd.DataFrame({"city": pd.Categorical([f"c{i % 4}" for i in range(40)])})
     _p2, u2 = _units_cols(cat, units, list(range(40)))
     codes, uniq = u2.codes_at("city", idx)
@@ -490,6 +501,8 @@ def test_any_of_and_all_of() -> None:
     assert R._condition_mask(cols, allof, idx, AS_OF).tolist() == [True, True, False, False]
     assert R._condition_mask(cols, allof, np.array([3, 1]), AS_OF).tolist() == [False, True]
     assert R._narrow(cols, [allof, _p("process", "eq", "b")], idx, AS_OF).tolist() == [1]
+    every = AnyOf(any=[_p("process", "not_empty"), _p("volume_m3", "gt", 0)])
+    assert R._condition_mask(cols, every, idx, AS_OF).tolist() == [True] * 4
     assert R._narrow(cols, [_p("process", "eq", "z"), _p("volume_m3", "lt", 1e9)], idx,
                      AS_OF).tolist() == []
 
@@ -806,3 +819,31 @@ def test_rules_for_point_answers_are_copies_and_lists_split() -> None:
                  if a["industry_id"] == "paper")
     assert paper["rule_ids"] == ["p2", "p1"] and paper["verdict"] == "shutdown"
     assert paper["reasons"] == ["规则p2〔表p2〕", "规则p1〔表p1〕"]
+
+
+def test_deadlines_from_a_field_and_none() -> None:
+    """A deadline field: its date, 'undetermined' where the row has none or the frame lacks
+    the column; an action verdict without any deadline is 'undetermined'; a verdict that
+    asks for no action has no deadline status."""
+    cat = _catalog(
+        _rule("fd", "rectify", when=[{"field": "city", "op": "eq", "value": "广州市"}],
+              deadline_field="quality_deadline"),
+        _rule("nd", "shutdown", when=[{"field": "city", "op": "eq", "value": "深圳市"}]),
+        _rule("ps", "priority_supervision", when=[{"field": "city", "op": "eq",
+                                                   "value": "佛山市"}]),
+    )
+    df = pd.DataFrame({"industry_id": "steel", "city": ["广州市", "广州市", "深圳市", "佛山市"],
+                       "quality_deadline": pd.to_datetime(["2019-08-01", None, None, None])})
+    e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
+    assert e["deadline"].tolist() == ["2019-08-01", "", "", ""]
+    assert e["deadline_status"].tolist() == ["pending", "undetermined", "undetermined", ""]
+    e = R.apply_rules(df.drop(columns=["quality_deadline"]), catalog=cat, as_of=AS_OF)
+    assert e["deadline"].tolist() == ["", "", "", ""]
+    assert e["deadline_status"].tolist() == ["undetermined", "undetermined", "undetermined", ""]
+
+
+def test_apply_rules_passes_the_units() -> None:
+    ent, units = _probe_frames()
+    e = R.apply_rules(ent, units=units, catalog=_catalog(*PROBE), as_of=AS_OF)
+    assert e["units"].tolist()[1] == "1号高炉（关停退出〔表5 第1项〕）"
+    assert e["unit_count"].tolist() == [2, 2, 0, 0, 1]
