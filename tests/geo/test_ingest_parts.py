@@ -386,3 +386,21 @@ def test_decode_without_a_name_says_upload() -> None:
         I._decode("a\n".encode() + b"\x80\xff\n")
     assert I._decode("名称\n".encode("gb18030")) == "名称\n"
     assert I._decode("\ufeff名称".encode()) == "名称"
+
+
+def test_a_number_the_implicit_unit_refuses_is_named() -> None:
+    """A cell that is a number but no usable size of its implicit unit (a mass in kg as a
+    blast-furnace volume; a negative volume) is numeric_invalid and named in the details,
+    beside a column with no implicit unit that is fine."""
+    body = "名称,行业,地址,高炉容积(kg),年产能\n甲,钢铁,广州,500,5\n乙,钢铁,广州,,6\n".encode()
+    res = I.read_registry(body, filename="r.csv")
+    assert res.accepted["data_issues"].tolist() == ["uscc_missing;numeric_invalid",
+                                                    "uscc_missing"]
+    assert res.issue_details[["row", "field", "value"]].values.tolist() == [
+        [2, "高炉容积(kg)", "500"]]
+    assert len(res.units) == 0
+    body = "名称,行业,地址,高炉容积\n甲,钢铁,广州,-5\n乙,钢铁,广州,300\n".encode()
+    res = I.read_registry(body, filename="r.csv")
+    assert res.issue_details[["row", "field", "value"]].values.tolist() == [[2, "高炉容积", "-5"]]
+    assert res.units["enterprise_row"].tolist() == [3]
+    assert res.units["volume_m3"].tolist() == [300.0]
