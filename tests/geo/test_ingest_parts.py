@@ -200,18 +200,23 @@ def test_map_headers_and_required_columns() -> None:
         I._map_headers(pd.DataFrame(columns=["名称", "name"]))
     I._check_required({"name", "industry", "address"}, [])
     I._check_required({"name", "industry", "lon", "lat"}, [])
-    with pytest.raises(MissingColumnError, match="行业"):
+    with pytest.raises(MissingColumnError, match=r"no column for '行业 \(industry\)': "
+                       r"expected one of 行业, 行业代码, .*; found columns 名称, 地址\."):
         I._check_required({"name", "address"}, ["名称", "地址"])
     with pytest.raises(MissingColumnError, match="企业名称"):
         I._check_required({"industry", "address"}, [])
-    with pytest.raises(MissingColumnError, match=r"地址 \(address\) 或 经度\+纬度"):
-        I._check_required({"name", "industry", "lon"}, [])
+    with pytest.raises(MissingColumnError) as err:
+        I._check_required({"name", "industry", "lon"}, ["名称", "行业", "经度"])
+    assert err.value.column == "地址 (address) 或 经度+纬度 (lon+lat)"
+    assert str(err.value).endswith("addr, 经度+纬度, lon+lat; found columns 名称, 行业, 经度.")
 
 
 # --------------------------------------------------------------------------- numbers
 
 
 def test_parse_numbers() -> None:
+    v, _bad = I._parse_numbers(pd.Series(["1", "10"]))
+    assert v.tolist() == [1.0, 10.0] and v.dtype == np.float64     # integers come out float
     v, bad = I._parse_numbers(pd.Series(["1", "-2.5", "10"]))
     assert v.tolist() == [1.0, -2.5, 10.0] and v.dtype == np.float64
     assert bad.tolist() == [False] * 3
@@ -337,6 +342,10 @@ def test_coordinates_only_and_address_only_registries() -> None:
 
 
 def test_header_only_and_all_blank() -> None:
+    with pytest.raises(RegistryFormatError) as err:
+        I.read_registry("名称,行业,地址\n".encode())
+    assert str(err.value) == ("The registry (upload) has a header row but no data rows: expected "
+                              "one enterprise per row below the header. 登记文件只有表头，没有企业数据行。")
     for body in ("名称,行业,地址\n", "名称,行业,地址\n,,\n , ,\n"):
         with pytest.raises(RegistryFormatError, match="has a header row but no data rows"):
             I.read_registry(body.encode(), filename="r.csv")
@@ -404,3 +413,38 @@ def test_a_number_the_implicit_unit_refuses_is_named() -> None:
     assert res.issue_details[["row", "field", "value"]].values.tolist() == [[2, "高炉容积", "-5"]]
     assert res.units["enterprise_row"].tolist() == [3]
     assert res.units["volume_m3"].tolist() == [300.0]
+
+
+def test_missing_column_from_a_file_lists_its_headers() -> None:
+    with pytest.raises(MissingColumnError, match=r"found columns 名称, 备注, 地址\."):
+        I.read_registry("名称,备注,地址\n甲,x,广州\n".encode(), filename="r.csv")
+
+
+def test_one_coordinate_column_is_no_coordinate_columns() -> None:
+    """With an address and only a longitude column, a blank cell is no 'coordinates_missing'
+    (the file has no coordinate pair to miss); integer coordinates come out as floats."""
+    res = I.read_registry("名称,行业,地址,经度\n甲,造纸,广州,\n".encode(), filename="r.csv")
+    assert res.accepted["data_issues"].tolist() == ["uscc_missing"]
+    res = I.read_registry("名称,行业,经度,纬度\n甲,造纸,113,23\n".encode(), filename="r.csv")
+    assert res.accepted["lon_in"].tolist() == [113.0] and res.accepted["lon_in"].dtype == float
+
+
+def test_log_lines_name_the_counts() -> None:
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    log = logging.getLogger("geo.ingest")
+    old = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        I.read_registry("名称,行业,地址,年产能\n甲,造纸,广州,x\n,,,\n".encode(), filename="r.csv")
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old)
+    text = [r.getMessage() for r in records]
+    assert "skipping 1 fully blank line(s) of r.csv" in text
+    assert "1 numeric cell(s) are not numbers and were left blank" in text
+    assert "read r.csv: 1 rows, 1 accepted, 0 rejected" in text
