@@ -281,6 +281,8 @@ def test_columns_numeric_days_and_parent_reads() -> None:
                           [1.0, np.nan, 3, 4, 5, 6, 7, 8], equal_nan=True)
     assert c.numeric("count").dtype == np.float64 and c.numeric("count")[7] == 7.0
     assert c.numeric("city") is None and c.numeric("discharge_permit") is None
+    nullable = R._Columns(pd.DataFrame({"n": pd.array([1, None], dtype="Int64")}))
+    assert np.array_equal(nullable.numeric("n"), [1.0, np.nan], equal_nan=True)   # NA → NaN
     assert c.numeric("absent") is None and c.days("absent") is None
     assert c.days("quality_deadline")[:3].tolist() == [18078, R._NAT, 1]
     assert c.days("quality_deadline").dtype == np.int64     # int64 days (docstring)
@@ -847,3 +849,22 @@ def test_apply_rules_passes_the_units() -> None:
     e = R.apply_rules(ent, units=units, catalog=_catalog(*PROBE), as_of=AS_OF)
     assert e["units"].tolist()[1] == "1号高炉（关停退出〔表5 第1项〕）"
     assert e["unit_count"].tolist() == [2, 2, 0, 0, 1]
+
+
+def test_review_if_any_listed_field_is_missing_and_as_of_predicates() -> None:
+    cat = _catalog(
+        _rule("rv", "rectify", when=[{"field": "city", "op": "eq", "value": "广州市"}],
+              review_code="recheck_missing",
+              review_if_missing=["annual_output_t", "quality_deadline"]),
+        _rule("late", "priority_supervision",
+              when=[{"field": "quality_deadline", "op": "lt", "value": "@as_of"}]),
+    )
+    df = pd.DataFrame({"industry_id": "steel", "city": "广州市",
+                       "annual_output_t": [1.0, np.nan, 1.0, np.nan],
+                       "quality_deadline": pd.to_datetime(["2019-06-29", "2019-07-01", None,
+                                                           None])})
+    e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
+    assert e["rule_ids"].tolist() == ["rv;late", "rv", "rv", "rv"]
+    assert e["review_reasons"].tolist() == ["", "recheck_missing", "recheck_missing",
+                                            "recheck_missing"]
+    assert e["needs_review"].tolist() == [False, True, True, True]
