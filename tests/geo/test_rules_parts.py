@@ -391,6 +391,7 @@ def test_columns_rows_where() -> None:
     many = pd.DataFrame({"f": [f"v{i}" for i in range(100)]})
     c = R._Columns(many)
     assert c.rows_where("f", ["v3", "v1", "v99"]).tolist() == [1, 3, 99]
+    assert c.rows_where("f", ["v3", "v1", "v99"]).dtype == np.int64    # row numbers
 
 
 # --------------------------------------------------------------------------- predicates
