@@ -285,7 +285,7 @@ def test_registry_rows_one_by_one() -> None:
     assert "“XYZ”" in msgs[2] and "WGS84、CGCS2000、GCJ02、BD09（空白=WGS84）" in msgs[2]
     assert "WGS84, CGCS2000, GCJ02, BD09 (blank = WGS84)" in msgs[2]
     assert msgs[3].startswith("第6行：经度/纬度为空或为0且无地址")
-    assert "“120.0,30.0”" in msgs[4] and "经度109.6–117.4，纬度20.1–25.6" in msgs[4]
+    assert "“120.0,30.0”不在广东省范围（经度109.6–117.4，纬度20.1–25.6）且无地址" in msgs[4]
     assert "row 7: field 经度/纬度 '120.0,30.0' is outside Guangdong" in msgs[4]
     acc = res.accepted
     assert acc["row"].tolist() == [2, 8, 9, 10, 11, 12, 14]
