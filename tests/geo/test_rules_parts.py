@@ -715,7 +715,8 @@ def test_evaluate_rules_keeps_classification_flags() -> None:
 def test_evaluate_rules_errors_and_empty() -> None:
     ent, units = _probe_frames()
     cat = _catalog(*PROBE)
-    with pytest.raises(ValueError, match="'row'"):
+    with pytest.raises(ValueError, match=r"^evaluate_rules: units need the enterprises' 'row' "
+                       r"column to join on$"):
         R.evaluate_rules(ent.drop(columns=["row"]), units, catalog=cat, as_of=AS_OF)
     empty = R.evaluate_rules(ent.iloc[:0], catalog=cat, as_of=AS_OF)
     assert len(empty.enterprises) == 0 and len(empty.units) == 0
@@ -869,3 +870,24 @@ def test_review_if_any_listed_field_is_missing_and_as_of_predicates() -> None:
     assert e["review_reasons"].tolist() == ["", "recheck_missing", "recheck_missing",
                                             "recheck_missing"]
     assert e["needs_review"].tolist() == [False, True, True, True]
+
+
+def test_units_of_unknown_enterprises_are_logged() -> None:
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    log = logging.getLogger("geo.rules")
+    old = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        ent, units = _probe_frames()
+        R.evaluate_rules(ent, units, catalog=_catalog(*PROBE), as_of=AS_OF)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old)
+    text = [r.getMessage() for r in records]
+    assert "ignoring 1 unit(s) of enterprises not in the frame" in text   # row 9
+    assert "5 rules, 5 rows, 5 units, 5 combinations" in text
