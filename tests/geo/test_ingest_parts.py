@@ -448,3 +448,16 @@ def test_log_lines_name_the_counts() -> None:
     assert "skipping 1 fully blank line(s) of r.csv" in text
     assert "1 numeric cell(s) are not numbers and were left blank" in text
     assert "read r.csv: 1 rows, 1 accepted, 0 rejected" in text
+
+
+def test_a_bad_cell_in_any_numeric_column_and_attributes() -> None:
+    """numeric_invalid for a bad cell in an earlier numeric column even when a later one is
+    fine; an attribute column (经营状态) read to its enum value, an unknown one flagged."""
+    body = ("名称,行业,地址,年产能,陶瓷砖年产能,经营状态\n"
+            "甲,陶瓷,广州,x,5,在产\n乙,陶瓷,广州,7,5,乱写\n丙,陶瓷,广州,,,\n").encode()
+    res = I.read_registry(body, filename="r.csv")
+    acc = res.accepted
+    assert acc["data_issues"].tolist() == ["uscc_missing;numeric_invalid",
+                                           "uscc_missing;attribute_invalid", "uscc_missing"]
+    assert acc["status"].tolist()[0] == "operating"
+    assert res.issue_details[["row", "field", "value"]].values.tolist() == [[2, "年产能", "x"]]
