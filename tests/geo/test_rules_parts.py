@@ -452,6 +452,10 @@ def test_date_predicates(op: str, value: Any, want: list[bool]) -> None:
     assert _mask(DATES, _p("energy_deadline", op, value)) == want
 
 
+def test_contains_on_a_number_column_is_false() -> None:
+    assert _mask(NUMS, _p("volume_m3", "contains", ["4"])) == [False] * 4
+
+
 def test_number_column_against_as_of_goes_to_the_value_test() -> None:
     # a date value on a numeric column: numbers are never dates, missing stays false
     assert _mask(NUMS, _p("volume_m3", "lt", "@as_of")) == [False] * 4
@@ -486,6 +490,10 @@ def test_contains_over_the_unit_text_parts() -> None:
     _parent, u = _units_cols(ent, only, [0, 1])
     got = R._predicate_mask(u, _p("unit_text", "contains", ["燃煤"]), np.arange(2), AS_OF)
     assert got.tolist() == [True, False]
+    objs = units.astype(object)                     # plain object columns: the filled path
+    _parent, u = _units_cols(ent, objs, [0, 1, 0, 1])
+    got = R._predicate_mask(u, _p("unit_text", "contains", ["燃煤"]), np.arange(4), AS_OF)
+    assert got.tolist() == [True, True, True, False]
     own = pd.DataFrame({"unit_text": ["a 燃煤", "b"]})
     _parent, u = _units_cols(ent, own, [0, 1])
     got = R._predicate_mask(u, _p("unit_text", "contains", ["燃煤"]), np.arange(2), AS_OF)
@@ -796,6 +804,8 @@ def test_unit_result_frame_joins_enterprise_fields() -> None:
     assert cols[0] == "unit_type_raw" and cols[-1] == "energy_indicator_id"
     assert "volume_m3" in cols and "capacity_t_per_year" in cols and "volume" not in cols
     assert len(cols) == len(set(cols))
+    for name in ("commission_year", "energy_value", "inspection_date"):   # [numbers], [dates]
+        assert name in cols
 
 
 def test_review_codes_are_the_labels_table() -> None:
@@ -891,3 +901,14 @@ def test_units_of_unknown_enterprises_are_logged() -> None:
     text = [r.getMessage() for r in records]
     assert "ignoring 1 unit(s) of enterprises not in the frame" in text   # row 9
     assert "5 rules, 5 rows, 5 units, 5 combinations" in text
+
+
+def test_unit_rules_seeded_by_type_lists_and_wildcards() -> None:
+    cat = _catalog(
+        _rule("lst", "rectify", scope="unit", industries=["*"],
+              when=[{"field": "unit_type", "op": "in", "value": ["converter", "boiler"]}]),
+    )
+    ent, units = _probe_frames()
+    res = R.evaluate_rules(ent, units, catalog=cat, as_of=AS_OF)
+    assert list(res.units["rule_ids"]) == ["", "", "", "lst", "lst"]
+    assert res.enterprises["rule_ids"].tolist() == ["lst", "", "", "", "lst"]
