@@ -912,3 +912,44 @@ def test_unit_rules_seeded_by_type_lists_and_wildcards() -> None:
     res = R.evaluate_rules(ent, units, catalog=cat, as_of=AS_OF)
     assert list(res.units["rule_ids"]) == ["", "", "", "lst", "lst"]
     assert res.enterprises["rule_ids"].tolist() == ["lst", "", "", "", "lst"]
+
+
+def test_as_of_inside_any_and_all_groups() -> None:
+    """``@as_of`` is the evaluation date in nested groups too (mutants of
+    ``_condition_mask`` that passed no date to an ``any`` member or an ``all`` group)."""
+    due = {"field": "quality_deadline", "op": "lt", "value": "@as_of"}
+    big = {"field": "annual_output_t", "op": "gt", "value": 100}
+    gz = {"field": "city", "op": "eq", "value": "广州市"}
+    cat = _catalog(
+        _rule("any_due", "rectify", when=[gz, {"any": [big, due]}]),
+        _rule("all_due", "rectify", when=[gz, {"any": [big, {"all": [
+            due, {"field": "annual_output_t", "op": "gt", "value": 2}]}]}]),
+    )
+    df = pd.DataFrame({
+        "industry_id": ["steel"] * 4,
+        "city": ["广州市"] * 4,
+        "annual_output_t": [3.0, 3.0, 200.0, 1.0],
+        # 2019-06-29 is before AS_OF (2019-06-30), 2019-07-01 after it
+        "quality_deadline": pd.to_datetime(["2019-06-29", "2019-07-01", None, "2019-06-01"]),
+    })
+    masks = R.rule_masks(df, catalog=cat, as_of=AS_OF)
+    assert masks["any_due"].tolist() == [True, False, True, True]
+    assert masks["all_due"].tolist() == [True, False, True, False]
+
+
+def test_an_immediate_rule_does_not_hide_a_later_rules_deadline() -> None:
+    """Two rules of one verdict: the first immediate (广州), the second with a deadline
+    (深圳); each enterprise keeps its own (mutant of ``_aggregate``: ``continue`` ->
+    ``break`` after an immediate rule dropped every later rule's deadline)."""
+    cat = _catalog(
+        _rule("now", "rectify", immediate=True,
+              when=[{"field": "city", "op": "eq", "value": "广州市"}]),
+        _rule("later", "rectify", deadline=date(2020, 12, 31),
+              when=[{"field": "city", "op": "eq", "value": "深圳市"}]),
+    )
+    ent = pd.DataFrame({"row": [1, 2], "industry_id": ["steel", "steel"],
+                        "city": ["广州市", "深圳市"]})
+    e = R.evaluate_rules(ent, catalog=cat, as_of=AS_OF).enterprises
+    assert e["rule_ids"].tolist() == ["now", "later"]
+    assert e["deadline"].tolist() == ["", "2020-12-31"]
+    assert e["deadline_status"].tolist() == ["immediate", "pending"]
