@@ -29,7 +29,7 @@ CHILDREN="${MUTATION_CHILDREN:-1}"
 
 declare -A MODULE_TESTS=(
   [crs]="tests/geo/test_crs.py tests/geo/test_crs_reference.py tests/geo/test_crs_inverse_convergence.py"
-  [cellindex]="tests/geo/test_cellindex.py tests/geo/test_cellindex_invariants.py tests/geo/test_cellindex_edges.py"
+  [cellindex]="tests/geo/test_cellindex.py tests/geo/test_cellindex_invariants.py tests/geo/test_cellindex_edges.py tests/geo/test_cellindex_build.py"
   [classify]="tests/geo/test_classify.py tests/geo/test_classify_parts.py tests/geo/test_classify_coarse.py"
   [rules]="tests/geo/test_rules_parts.py tests/geo/test_rules_catalog_semantics.py tests/geo/test_rules_custom_catalog.py tests/geo/test_rules.py tests/geo/test_rules_boundaries.py tests/geo/test_rules_defect.py"
   [ingest]="tests/geo/test_ingest_parts.py tests/geo/test_ingest_errors.py tests/geo/test_ingest.py"
