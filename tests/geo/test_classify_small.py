@@ -1,0 +1,77 @@
+"""Small helpers of geo.classify against hand-written expectations (issue 16, survivors of
+``_is_wgs84``, ``_checked``, ``_take_str`` and ``_build_kind_index``'s log line).
+
+Oracles: pyproj's own CRS identities written out by hand (OGC:CRS84 is WGS84 with lon/lat
+axis order and has no EPSG code), the docstring of ``_checked`` ("index reset"), the dtype
+``TEXT_DTYPE`` the module promises for text columns, and the log line's text.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from shapely.geometry import box
+
+from geo import classify as C
+from geo.errors import CRSMismatchError
+
+
+@pytest.mark.parametrize(
+    "crs, want",
+    [(None, False), ("EPSG:4326", True), ("OGC:CRS84", True), ("EPSG:4490", False),
+     ("EPSG:32649", False), ("EPSG:4979", False)],
+)
+def test_is_wgs84(crs, want) -> None:
+    assert C._is_wgs84(crs) is want
+
+
+def test_check_crs_accepts_crs84_and_rejects_cgcs2000() -> None:
+    frame = gpd.GeoDataFrame({"id": [1]}, geometry=[box(0, 0, 1, 1)], crs="OGC:CRS84")
+    C._check_crs(frame, "x")  # lon/lat WGS84: accepted
+    with pytest.raises(CRSMismatchError, match=r"^x is in EPSG:4490, but classification"):
+        C._check_crs(frame.set_crs("EPSG:4490", allow_override=True), "x")
+
+
+def test_checked_resets_the_index_without_keeping_it() -> None:
+    frame = gpd.GeoDataFrame({"id": ["a", "b"]}, geometry=[box(0, 0, 1, 1), box(1, 0, 2, 1)],
+                             crs="EPSG:4326", index=[7, 3])
+    out = C._checked("park", frame)
+    assert list(out.columns) == ["id", "geometry"]
+    assert list(out.index) == [0, 1] and list(out["id"]) == ["a", "b"]
+
+
+def test_take_str_dtype_and_missing() -> None:
+    out = C._take_str(["x", "y"], np.array([1, -1, 0]))
+    assert out.dtype == C._STR
+    assert list(out) == ["y", "", "x"]
+
+
+def test_build_kind_index_logs_its_groups() -> None:
+    frame = gpd.GeoDataFrame(
+        {"code": ["1", "2"], "name_zh": ["a", "b"], "city_code": ["9", "9"],
+         "city_zh": ["c", "c"]},
+        geometry=[box(113.0, 22.0, 113.1, 22.1), box(113.1, 22.0, 113.2, 22.1)],
+        crs="EPSG:4326",
+    )
+    records: list[logging.LogRecord] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    lg = logging.getLogger("geo.classify")
+    handler, level = _Keep(level=logging.DEBUG), lg.level
+    lg.addHandler(handler)
+    lg.setLevel(logging.DEBUG)
+    try:
+        idx = C._build_kind_index("district", frame)
+    finally:
+        lg.removeHandler(handler)
+        lg.setLevel(level)
+    assert idx.polygons.size == 2
+    assert [r.getMessage() for r in records] == [
+        "district index: 2 polygons in 1 group(s), 0 band group(s)"  # edge-sharing: one group
+    ]
