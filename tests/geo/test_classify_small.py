@@ -13,7 +13,8 @@ import logging
 import geopandas as gpd
 import numpy as np
 import pytest
-from shapely.geometry import box
+import shapely
+from shapely.geometry import MultiPolygon, Polygon, box
 
 from geo import classify as C
 from geo.errors import CRSMismatchError
@@ -75,3 +76,62 @@ def test_build_kind_index_logs_its_groups() -> None:
     assert [r.getMessage() for r in records] == [
         "district index: 2 polygons in 1 group(s), 0 band group(s)"  # edge-sharing: one group
     ]
+
+
+def test_classify_rejects_non_frames_non_points_and_other_crs_with_exact_messages() -> None:
+    with pytest.raises(TypeError) as e:
+        C.classify([(113.0, 22.0)])
+    assert str(e.value) == "classify() needs a GeoDataFrame with point geometry."
+    poly = gpd.GeoDataFrame({"a": [1]}, geometry=[box(113.0, 22.0, 113.1, 22.1)],
+                            crs="EPSG:4326")
+    with pytest.raises(TypeError) as e:
+        C.classify(poly)
+    assert str(e.value) == "classify() needs point geometry; call .centroid or geocode first."
+    pts = gpd.GeoDataFrame({"a": [1]}, geometry=gpd.points_from_xy([500000.0], [2.4e6]),
+                           crs="EPSG:32649")
+    with pytest.raises(CRSMismatchError) as e:
+        C.classify(pts)
+    assert str(e.value).startswith("The enterprise frame is in EPSG:32649, but classification")
+
+
+def test_fingerprint_tells_apart_type_vertex_count_and_bounds() -> None:
+    def fp(geom, exact):
+        frame = gpd.GeoDataFrame({"code": ["1"]}, geometry=[geom], crs="EPSG:4326")
+        return C._fingerprint("district", frame, exact=exact)
+
+    square = box(0.0, 0.0, 1.0, 1.0)
+    multi = MultiPolygon([square])  # same bounds and coordinates, another type
+    extra = Polygon([(0, 0), (0.5, 0), (1, 0), (1, 1), (0, 1)])  # one more vertex
+    bigger = box(0.0, 0.0, 2.0, 2.0)  # same type and vertex count
+    for exact in (False, True):
+        assert len(fp(square, exact)) == 40  # blake2b, 20-byte digest
+        assert fp(square, exact) == fp(box(0.0, 0.0, 1.0, 1.0), exact)
+        assert len({fp(g, exact) for g in (square, multi, extra, bigger)}) == 4
+
+
+def test_kind_index_cache_tells_apart_frames_with_equal_bounds_and_vertex_counts() -> None:
+    # two triangles with the same bbox and vertex count: only the exact hash separates them
+    a = Polygon([(0, 0), (2, 0), (0.5, 1)])
+    b = Polygon([(0, 0), (2, 0), (1.5, 1)])
+    C._index_cache.clear()
+    try:
+        for tri in (a, b):
+            frame = gpd.GeoDataFrame({"code": ["1"]}, geometry=[tri], crs="EPSG:4326")
+            idx = C._kind_index("district", frame, from_registry=False)
+            x, y = np.array([0.6, 1.4]), np.array([0.8, 0.8])
+            which, _ = idx.polygons.assign(x, y)
+            want = np.where(shapely.contains_xy(tri, x, y), 0, -1)
+            np.testing.assert_array_equal(which, want)
+    finally:
+        C._index_cache.clear()
+
+
+def test_layer_index_assign_looks_at_every_group() -> None:
+    # A and B overlap (two groups); a point only in B, one in both, one in neither
+    polys = np.array([box(0, 0, 2, 2), box(1, 1, 3, 3)], dtype=object)
+    li = C._LayerIndex.build(polys)
+    assert len(li.indexes) == 2
+    x, y = np.array([2.5, 1.5, 5.0]), np.array([2.5, 1.5, 5.0])
+    which, more = li.assign(x, y)
+    np.testing.assert_array_equal(which, [1, 0, -1])
+    np.testing.assert_array_equal(more, [False, True, False])
