@@ -135,3 +135,7 @@ def test_layer_index_assign_looks_at_every_group() -> None:
     which, more = li.assign(x, y)
     np.testing.assert_array_equal(which, [1, 0, -1])
     np.testing.assert_array_equal(more, [False, True, False])
+    # no point in the first group: the second group still answers
+    which, more = li.assign(np.array([2.5]), np.array([2.5]))
+    np.testing.assert_array_equal(which, [1])
+    np.testing.assert_array_equal(more, [False])
