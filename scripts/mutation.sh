@@ -30,10 +30,10 @@ CHILDREN="${MUTATION_CHILDREN:-1}"
 declare -A MODULE_TESTS=(
   [crs]="tests/geo/test_crs.py tests/geo/test_crs_reference.py tests/geo/test_crs_inverse_convergence.py"
   [cellindex]="tests/geo/test_cellindex.py tests/geo/test_cellindex_invariants.py tests/geo/test_cellindex_edges.py tests/geo/test_cellindex_build.py"
-  [classify]="tests/geo/test_classify.py tests/geo/test_classify_parts.py tests/geo/test_classify_coarse.py"
+  [classify]="tests/geo/test_classify.py tests/geo/test_classify_parts.py tests/geo/test_classify_coarse.py tests/geo/test_classify_small.py"
   [rules]="tests/geo/test_rules_parts.py tests/geo/test_rules_catalog_semantics.py tests/geo/test_rules_custom_catalog.py tests/geo/test_rules.py tests/geo/test_rules_boundaries.py tests/geo/test_rules_defect.py"
   [ingest]="tests/geo/test_ingest_parts.py tests/geo/test_ingest_errors.py tests/geo/test_ingest.py"
-  [export]="tests/geo/test_export.py tests/geo/test_export_parts.py tests/geo/test_xlsx.py tests/geo/test_provenance.py tests/geo/test_files.py"
+  [export]="tests/geo/test_export.py tests/geo/test_export_parts.py tests/geo/test_export_small.py tests/geo/test_xlsx.py tests/geo/test_provenance.py tests/geo/test_files.py"
 )
 ORDER=(crs cellindex classify rules ingest export)
 MODULES=("$@")
