@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import geopandas as gpd
 import pandas as pd
 import pytest
 from shapely.geometry import Point
 
 from geo import export as E
+from geo.parallel import Job, JobStats
+from _export_fixtures import enforcement_frame, rejected_frame
 
 
 def test_geo_frame_needs_a_geodataframe() -> None:
@@ -24,3 +29,28 @@ def test_geo_frame_needs_a_crs() -> None:
     assert str(e.value) == (
         "The enforcement list has no CRS; set it with .set_crs('EPSG:4326') before export."
     )
+
+
+def test_write_geojson_rounds_coordinates_to_7_decimals(tmp_path) -> None:
+    gdf = enforcement_frame()
+    gdf = gdf.set_geometry(gpd.points_from_xy([113.123456789123] * len(gdf),
+                                              [22.987654321987] * len(gdf)), crs="EPSG:4326")
+    path = E.write_geojson(gdf, tmp_path / "e.geojson")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    for f in doc["features"]:
+        assert f["geometry"]["coordinates"] == [113.1234568, 22.9876543]
+
+
+def test_export_all_fills_stats_and_returns_also_paths(tmp_path) -> None:
+    extra = tmp_path / "extra.txt"
+
+    def write_extra() -> Path:
+        extra.write_text("x", encoding="utf-8")
+        return extra
+
+    stats: dict = {}
+    paths = E.export_all(enforcement_frame(), rejected_frame(), tmp_path / "o",
+                         also=[Job(stage="extra", rows=1, fn=write_extra)], stats=stats)
+    assert paths["extra"] == extra and extra.read_text(encoding="utf-8") == "x"
+    assert {"csv", "geojson", "xlsx", "gpkg", "rejected", "extra"} <= set(stats)
+    assert all(isinstance(s, JobStats) for s in stats.values())
