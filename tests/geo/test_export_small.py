@@ -9,11 +9,11 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 import pytest
+from _export_fixtures import enforcement_frame, rejected_frame
 from shapely.geometry import Point
 
 from geo import export as E
 from geo.parallel import Job, JobStats
-from _export_fixtures import enforcement_frame, rejected_frame
 
 
 def test_geo_frame_needs_a_geodataframe() -> None:
