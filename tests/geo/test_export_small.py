@@ -54,3 +54,14 @@ def test_export_all_fills_stats_and_returns_also_paths(tmp_path) -> None:
     assert paths["extra"] == extra and extra.read_text(encoding="utf-8") == "x"
     assert {"csv", "geojson", "xlsx", "gpkg", "rejected", "extra"} <= set(stats)
     assert all(isinstance(s, JobStats) for s in stats.values())
+
+
+def test_rejection_titles_fall_back_to_the_code() -> None:
+    # oracle: issues.toml read here with tomllib; issues without title_zh keep their code
+    import tomllib
+
+    raw = tomllib.loads((Path(E.__file__).parents[1] / "layers" / "data" / "issues.toml")
+                        .read_text(encoding="utf-8"))["issue"]
+    want = {code: item.get("title_zh", code) for code, item in raw.items()}
+    assert any("title_zh" not in item for item in raw.values())  # the fallback is used
+    assert E._rejection_titles() == want
