@@ -65,3 +65,25 @@ def test_rejection_titles_fall_back_to_the_code() -> None:
     want = {code: item.get("title_zh", code) for code, item in raw.items()}
     assert any("title_zh" not in item for item in raw.values())  # the fallback is used
     assert E._rejection_titles() == want
+
+
+def test_rejected_summary_by_reason_with_total() -> None:
+    import tomllib
+
+    labels = tomllib.loads((Path(E.__file__).parents[1] / "layers" / "data" / "labels.toml")
+                           .read_text(encoding="utf-8"))
+    words = labels["words"]
+    reason, rows, total = words["rejected_reason"], words["rejected_count"], words["total"]
+    # no rejected frame: one total row, blank or the given count
+    for count, want in ((None, ""), (7, 7)):
+        out = E._rejected_summary(None, count)
+        assert list(out.columns) == [reason, rows]
+        assert out.values.tolist() == [[total, want]]
+    # counts by reason, most frequent first; a missing reason is ''; unknown codes kept
+    rejected = pd.DataFrame({"reason": ["zz_unknown", "uscc_missing", "zz_unknown", None,
+                                        "zz_unknown", "uscc_missing"]})
+    out = E._rejected_summary(rejected, None)
+    assert list(out.columns) == [reason, rows]
+    assert list(out.index) == [0, 1, 2, 3]
+    assert out.values.tolist() == [["zz_unknown", 3], ["uscc_missing", 2], ["", 1], [total, 6]]
+    assert out[rows].dtype.kind == "i"
