@@ -80,7 +80,7 @@ def test_rejected_summary_by_reason_with_total() -> None:
         assert list(out.columns) == [reason, rows]
         assert out.values.tolist() == [[total, want]]
     # counts by reason, most frequent first; a missing reason is ''; unknown codes kept
-    rejected = pd.DataFrame({"reason": ["zz_unknown", "uscc_missing", "zz_unknown", None,
+    rejected = pd.DataFrame({"reason": ["uscc_missing", "zz_unknown", "zz_unknown", None,
                                         "zz_unknown", "uscc_missing"]})
     out = E._rejected_summary(rejected, None)
     assert list(out.columns) == [reason, rows]
