@@ -35,6 +35,22 @@ def _layer_versions_root(tmp_path_factory, monkeypatch):
     versions.set_root(None)
 
 
+@pytest.fixture
+def fresh_classify_caches():
+    """geo.classify's module caches empty before and after the test: the uncached build
+    paths run (and a mutant of them cannot hide behind an answer cached earlier)."""
+    from geo import classify as cl
+
+    def clear() -> None:
+        cl._boundary_band.cache_clear()
+        cl._index_cache.clear()
+        cl._registry_layers.clear()
+
+    clear()
+    yield
+    clear()
+
+
 @pytest.fixture(scope="session")
 def sample_result():
     """The pipeline run on the bundled synthetic sample (read-only: do not mutate)."""

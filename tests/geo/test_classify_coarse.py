@@ -19,15 +19,7 @@ WEST = 113.2  # the basin's west edge; its other edges are > 20 km away from the
 LAT = 22.4
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    cl._boundary_band.cache_clear()
-    cl._index_cache.clear()
-    cl._registry_layers.clear()
-    yield
-    cl._boundary_band.cache_clear()
-    cl._index_cache.clear()
-    cl._registry_layers.clear()
+pytestmark = pytest.mark.usefixtures("fresh_classify_caches")
 
 
 def _layers() -> dict[str, gpd.GeoDataFrame]:

@@ -20,15 +20,7 @@ from geo import classify as cl
 from geo.errors import ReferenceDataError
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    cl._boundary_band.cache_clear()
-    cl._index_cache.clear()
-    cl._registry_layers.clear()
-    yield
-    cl._boundary_band.cache_clear()
-    cl._index_cache.clear()
-    cl._registry_layers.clear()
+pytestmark = pytest.mark.usefixtures("fresh_classify_caches")
 
 
 def _brute_inside(geom, x: np.ndarray, y: np.ndarray) -> np.ndarray:
