@@ -120,8 +120,8 @@ class LeanTiles:
     @staticmethod
     def _answer(scope: Scope, t0: float) -> Response | None:
         from api.auth import resolve_caller
-        from api.routers.tiles import MVT, _cache_control, _matches, _timing, _verdicts
-        from api.tilecache import GZIP_MIN_BYTES, etag_of
+        from api.routers.tiles import MVT, _timing, _verdicts, tile_headers
+        from api.tilecache import GZIP_MIN_BYTES
         from api.tiles import MAX_ZOOM, TILE_FORMAT, TILES, _check_tile, _store_id
 
         zyx = _tile_path(scope["path"])
@@ -152,12 +152,9 @@ class LeanTiles:
         fkey, px = known
         _check_tile(z, col, row)
         key = (TILE_FORMAT, sid, version, verdicts, fkey, z, col, row, px)
-        etag = etag_of(key)
-        headers = {"ETag": etag, "Cache-Control": _cache_control(request, key),
-                   "Vary": "Accept-Encoding"}
-        if _matches(request.headers.get("if-none-match"), etag):
-            headers["Server-Timing"] = _timing(t0, "not modified")
-            return Response(status_code=304, headers=headers)
+        headers, not_modified = tile_headers(request, key, t0)
+        if not_modified is not None:
+            return not_modified
         hit = TILES.peek(key)
         if hit is None:
             return None

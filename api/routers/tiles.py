@@ -234,12 +234,9 @@ def tile(
     q = map_query(request, store)
     verdicts = [v for v, _l, _c in _verdicts()]
     key = tile_key(store, q, tileMatrix, tileCol, tileRow, verdicts, px)
-    etag = etag_of(key)
-    headers = {"ETag": etag, "Cache-Control": _cache_control(request, key),
-               "Vary": "Accept-Encoding"}
-    if _matches(request.headers.get("if-none-match"), etag):
-        headers["Server-Timing"] = _timing(t0, "not modified")
-        return Response(status_code=304, headers=headers)
+    headers, not_modified = tile_headers(request, key, t0)
+    if not_modified is not None:
+        return not_modified
     hits = TILES.hits
     hit = cached_tile(store, q, tileMatrix, tileCol, tileRow, verdicts, px, key=key)
     cached = TILES.hits > hits  # approximate under concurrency: for Server-Timing only
@@ -254,6 +251,19 @@ def tile(
         warm_tiles_soon(request.app.state.store, verdicts)  # a new load: once per version
     headers["Server-Timing"] = _timing(t0, "cache" if cached else "cut")
     return Response(body, media_type=MVT, headers=headers)
+
+
+def tile_headers(request: Request, key: tuple[Any, ...],
+                 t0: float) -> tuple[dict[str, str], Response | None]:
+    """A tile's caching headers (ETag, Cache-Control, Vary), and the 304 answer when the
+    client already holds it (``If-None-Match``); shared by the route and the lean path."""
+    etag = etag_of(key)
+    headers = {"ETag": etag, "Cache-Control": _cache_control(request, key),
+               "Vary": "Accept-Encoding"}
+    if _matches(request.headers.get("if-none-match"), etag):
+        headers["Server-Timing"] = _timing(t0, "not modified")
+        return headers, Response(status_code=304, headers=headers)
+    return headers, None
 
 
 def _timing(t0: float, desc: str) -> str:
