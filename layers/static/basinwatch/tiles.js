@@ -262,14 +262,15 @@
    * (see groupSymbols for the order): no DOM, so a worker can do it. `fills[v]`: the
    * [r, g, b, a] of verdict index v (GREY when absent). Dense tiles (symbols touching) draw
    * opaque squares of the circle's area without outlines; the others anti-aliased circles,
-   * outlined from zoom 9. */
+   * outlined from zoom 9. DENSE is per 256 px of tile side: a 1024 px tile is dense from
+   * 16 times as many symbols (the same symbols per screen area). */
   var DENSE = 2000, GREY = [204, 204, 204, 1];
   /* Returns the dirty rectangle [x, y, w, h] in device px (null: nothing drawn): only it is
    * cleared (``fresh``: the pixels are all zero already, nothing to clear) and need be put
    * on the canvas. */
   function paint(px, u32, W, H, data, fills, z, dpr, S, fresh) {
     var groups = groupSymbols(data, z, S);
-    var dense = data.count > DENSE, w = z >= 9 && !dense ? OUTLINE_W * dpr : 0;
+    var dense = data.count > DENSE * (S / 256) * (S / 256), w = z >= 9 && !dense ? OUTLINE_W * dpr : 0;
     var rect = dirtyRect(groups.box, dpr, W, H);
     if (!fresh) { u32.fill(0); }
     for (var j = 0; j < groups.length; j++) {
