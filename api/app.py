@@ -328,11 +328,14 @@ def create_app(
                    admin, docs):
         app.include_router(module.router)
     docs.install(app)
-    # middleware: the last added is the outermost. Innermost: cached enterprise tiles
-    # answered on the event loop, under every guard below (api.tilefast)
+    # middleware: the last added is the outermost. Innermost: cached enterprise tiles and
+    # plain enterprise items/{fid} (PostGIS) answered on the event loop, under every guard
+    # below (api.tilefast, api.itemfast)
+    from api.itemfast import LeanItems
     from api.tilefast import LeanTiles
 
     app.add_middleware(LeanTiles)
+    app.add_middleware(LeanItems)
     if settings.gzip_min_bytes > 0:
         app.add_middleware(_GZip, minimum_size=settings.gzip_min_bytes, compresslevel=6,
                            exclude_content_types=NO_GZIP)

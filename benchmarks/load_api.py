@@ -75,6 +75,10 @@ def app_factory() -> Any:
     from api.settings import Settings
     from api.store import get_store
 
+    if os.environ.get("BW_NO_LEAN_ITEMS") == "1":  # pygeoapi_compare.py --no-lean
+        import api.itemfast
+
+        api.itemfast.ENABLED = False
     settings = Settings()
     store = get_store(settings.database_url, data_dir=settings.data_dir)
     return create_app(settings, store=store)

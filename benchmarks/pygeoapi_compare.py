@@ -4,7 +4,10 @@ Usage::
 
     .venv/bin/python benchmarks/pygeoapi_compare.py [--size 200000] [--duration 15]
         [--connections 20] [--postgis URL] [--work /tmp/bw-pygeoapi-cmp] [--out BENCHMARKS.md]
-        [--smoke]
+        [--smoke] [--only gpkg|postgis] [--kinds item,limit10] [--no-lean]
+
+``--no-lean`` serves BasinWatch's ``items/{id}`` through the FastAPI route only
+(``api.itemfast`` off), for before/after comparisons in one run.
 
 One command: makes ``size`` classified synthetic enterprises, loads them into the embedded
 store (one ``.gpkg``) and into PostGIS (schema ``bw_cmp`` of ``--postgis``, default
@@ -20,8 +23,10 @@ its PostgreSQL provider, and runs each server alone (one uvicorn worker) under
 - ``item``: ``items/{id}`` of seeded ids;
 - ``filter``: ``verdict=<value>&limit=100`` (a property as query parameter, both servers).
 
-Prints the table (requests/s and the ratio BasinWatch ÷ pygeoapi, with the load average)
-and writes it between ``<!-- begin:pygeoapi -->`` / ``<!-- end:pygeoapi -->`` of
+Prints the table (requests/s and the ratio BasinWatch ÷ pygeoapi, with the load average;
+CPU milliseconds per request of the server process and, for the PostGIS pair, of the
+PostgreSQL server's processes, from ``/proc`` over each ``wrk`` run: on a shared machine
+these move much less with the load than the rates) and writes it between ``<!-- begin:pygeoapi -->`` / ``<!-- end:pygeoapi -->`` of
 ``--out``. Nothing is written into the repository unless ``--out`` is given.
 """
 
@@ -158,19 +163,73 @@ def _paths(kind: str, collection: str, n: int, seed: int, n_rows: int,
             for i in range(n)]
 
 
-def _wrk(base: str, paths: list[str], args: argparse.Namespace, work: Path) -> dict[str, Any]:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (those still running)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+def _children(ppid: int) -> list[int]:
+    """The processes whose parent is ``ppid`` (PostgreSQL's backends of a postmaster)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == ppid:
+                out.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _postmaster(pg_url: str) -> int | None:
+    """The PostgreSQL server process of ``pg_url`` (parent of a backend), if local."""
+    import sqlalchemy
+
+    try:
+        eng = sqlalchemy.create_engine(pg_url)
+        with eng.connect() as conn:
+            backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+            stat = Path(f"/proc/{backend}/stat").read_text()
+        eng.dispose()
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except Exception:  # noqa: BLE001 - a remote server: no database CPU figures
+        return None
+
+
+def _wrk(base: str, paths: list[str], args: argparse.Namespace, work: Path,
+         server_pid: int | None = None, db_pid: int | None = None) -> dict[str, Any]:
     plist = work / "paths.txt"
     plist.write_text("\n".join(paths) + "\n", encoding="utf-8")
     script = work / "load.lua"
     script.write_text(LUA, encoding="utf-8")
     cmd = ["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "10s",
            "-s", str(script), base]
+    server = [server_pid] if server_pid else []
+    db = _children(db_pid) if db_pid else []
+    cpu0, db0 = _cpu_s(server), _cpu_s(db)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60,
                          env={**os.environ, "BW_PATHS": str(plist)}, check=True)
+    db = sorted(set(db) | set(_children(db_pid) if db_pid else []))
+    cpu1, db1 = _cpu_s(server), _cpu_s(db)
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("BWJSON "))
     out = json.loads(line[len("BWJSON "):])
     out["rps"] = out["requests"] / (out["duration_us"] / 1e6)
     out["load"] = os.getloadavg()[0]
+    n = max(out["requests"], 1)
+    out["cpu_ms"] = (cpu1 - cpu0) * 1000 / n if server else None
+    # backends that exited during the run are missed; pooled connections stay open
+    out["db_cpu_ms"] = (db1 - db0) * 1000 / n if db_pid else None
     return out
 
 
@@ -202,7 +261,7 @@ def _check(base: str, paths: dict[str, list[str]]) -> None:
 
 def _run_server(name: str, cmd: list[str], env: dict[str, str], port: int,
                 paths: dict[str, list[str]], args: argparse.Namespace, work: Path,
-                ) -> dict[str, dict[str, Any]]:
+                db_pid: int | None = None) -> dict[str, dict[str, Any]]:
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, cwd=work,
                             stdout=subprocess.DEVNULL, stderr=open(work / f"{name}.log", "w"))
     base = f"http://127.0.0.1:{port}"
@@ -210,13 +269,16 @@ def _run_server(name: str, cmd: list[str], env: dict[str, str], port: int,
         _wait(base, paths["item"][0], proc)
         _check(base, paths)
         out = {}
-        for kind in KINDS:
+        for kind in args.kinds:
             for p in paths[kind][:20]:  # warm caches, connections and prepared plans
                 _get(base + p)
-            out[kind] = _wrk(base, paths[kind], args, work)
-            log.warning("%s %s: %.0f req/s p99 %.1f ms (non-2xx %d, load %.1f)", name, kind,
+            out[kind] = _wrk(base, paths[kind], args, work, proc.pid, db_pid)
+            log.warning("%s %s: %.0f req/s p99 %.1f ms (non-2xx %d, load %.1f, CPU ms per "
+                        "request: server %.2f, PostgreSQL %s)", name, kind,
                         out[kind]["rps"], out[kind]["p99_us"] / 1000, out[kind]["non2xx"],
-                        out[kind]["load"])
+                        out[kind]["load"], out[kind]["cpu_ms"] or 0,
+                        "-" if out[kind]["db_cpu_ms"] is None
+                        else f"{out[kind]['db_cpu_ms']:.2f}")
         return out
     finally:
         proc.terminate()
@@ -283,7 +345,7 @@ def render(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
         "| request | " + " | ".join(p[0] for p in pairs) + " |",
         "|---|" + "---:|" * len(pairs),
     ]
-    for kind in KINDS:
+    for kind in args.kinds:
         cells = []
         for _, bw, other in pairs:
             a, b = results[bw][kind], results[other][kind]
@@ -294,7 +356,19 @@ def render(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
     lines += ["", "p99 ms (BasinWatch / pygeoapi): " + "; ".join(
         f"{bw} {kind} {results[bw][kind]['p99_us'] / 1000:.0f} / "
         f"{results[other][kind]['p99_us'] / 1000:.0f}"
-        for _, bw, other in pairs for kind in KINDS)]
+        for _, bw, other in pairs for kind in args.kinds)]
+
+    def cpu(r: dict[str, Any]) -> str:
+        db = "" if r.get("db_cpu_ms") is None else f" + {r['db_cpu_ms']:.2f}"
+        return f"{r['cpu_ms']:.2f}{db}"
+
+    lines += ["", "CPU ms per request, server process (+ PostgreSQL server processes), "
+                  "BasinWatch / pygeoapi: " + "; ".join(
+                      f"{bw} {kind} {cpu(results[bw][kind])} / {cpu(results[other][kind])}"
+                      for _, bw, other in pairs for kind in args.kinds)]
+    if args.no_lean:
+        lines += ["", "BasinWatch ran with `--no-lean` (items/{id} through the FastAPI "
+                      "route only)."]
     return "\n".join(lines)
 
 
@@ -309,7 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("gpkg", "postgis"), default=None)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help=f"comma-separated rows to run (default: all of {','.join(KINDS)})")
+    p.add_argument("--no-lean", action="store_true",
+                   help="BasinWatch's items/{id} through the FastAPI route only")
     args = p.parse_args(argv)
+    args.kinds = [k for k in KINDS if k in args.kinds.split(",")]
+    if not args.kinds:
+        p.error(f"--kinds: expected some of {','.join(KINDS)}")
     logging.basicConfig(level=logging.WARNING)
     if args.smoke:
         args.size, args.duration = 5_000, 3
@@ -340,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     uv = ["--host", "127.0.0.1", "--port", str(port), "--workers", "1",
           "--log-level", "warning", "--no-access-log"]
     bw_env = {"BASINWATCH_DATA_DIR": str(args.work), "BASINWATCH_READ_OPEN": "true",
-              "BASINWATCH_RATE_LIMIT_PER_MINUTE": "0"}
+              "BASINWATCH_RATE_LIMIT_PER_MINUTE": "0",
+              "BW_NO_LEAN_ITEMS": "1" if args.no_lean else "0"}
     bw_cmd = [sys.executable, "-m", "uvicorn", "load_api:app_factory", "--factory",
               "--app-dir", str(HERE), *uv]
     pg_cmd = [str(py), "-m", "uvicorn", "pygeoapi.starlette_app:APP", *uv]
@@ -353,9 +435,11 @@ def main(argv: list[str] | None = None) -> int:
         runs += [("bw_pg", bw_cmd, {**bw_env, "BASINWATCH_DATABASE_URL": bw_pg_url},
                   "enterprises"), ("pg_pg", pg_cmd, genv, "ent_pg")]
     results = {}
+    db_pid = _postmaster(pg_url) if pg_url else None
     for name, cmd, env, coll in runs:
         paths = {k: _paths(k, coll, 2000, 11 + i, rows, verdicts) for i, k in enumerate(KINDS)}
-        results[name] = _run_server(name, cmd, env, port, paths, args, args.work)
+        results[name] = _run_server(name, cmd, env, port, paths, args, args.work,
+                                    db_pid if name in ("bw_pg", "pg_pg") else None)
     md = render(results, args, rows)
     print(md)
     if args.out is not None:

@@ -40,7 +40,8 @@ from api.store import FeatureQuery
 from api.store.cql import parse_cql
 from geo.errors import GeoError, InvalidQueryError
 
-__all__ = ["router", "parse_bbox", "feature_query_from_request", "check_values"]
+__all__ = ["router", "parse_bbox", "feature_query_from_request", "check_values",
+           "item_links"]
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +306,16 @@ def _fid(feature_id: str) -> int | None:
     return fid if 0 < fid < 2**63 else None
 
 
+def item_links(request: Request, collection_id: str, feature_id: str) -> list[dict[str, str]]:
+    """The ``self`` and ``collection`` links of one feature (``items/{featureId}``)."""
+    base = f"/collections/{collection_id}"
+    return [
+        {"href": url_for(request, f"{base}/items/{quote(feature_id, safe='')}"), "rel": "self",
+         "type": GEOJSON},
+        {"href": url_for(request, base), "rel": "collection", "type": "application/json"},
+    ]
+
+
 def _with_crs(response: Response, crs: str) -> Response:
     if response.media_type in (GEOJSON, "text/html"):
         response.headers["Content-Crs"] = f"<{crs}>"
@@ -433,12 +444,7 @@ def item(
         raise FeatureNotFoundError(
             f"featureId: no feature '{feature_id[:80]}' in collection '{src.id}'."
         )
-    base = f"/collections/{src.id}"
-    feat["links"] = [
-        {"href": url_for(request, f"{base}/items/{quote(feature_id, safe='')}"), "rel": "self",
-         "type": GEOJSON},
-        {"href": url_for(request, base), "rel": "collection", "type": "application/json"},
-    ]
+    feat["links"] = item_links(request, src.id, feature_id)
     return _with_crs(render(request, feat, fmt, title=f"{src.title} {feature_id}",
                             media_type=GEOJSON, frame=frame,
                             filename=f"{src.id}_{feature_id}.csv"), out_crs)

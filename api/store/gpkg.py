@@ -277,6 +277,31 @@ class GeoPackageStore(Store):
             return None
         return v.features(np.array([pos]), _columns(columns))[0]
 
+    async def geojson_feature_async(self, fid: int, columns: Sequence[str] | None = None,
+                                    *, cancel: CancelHook | None = None,
+                                    ) -> dict[str, object] | None:
+        """:meth:`geojson_feature` on the event loop (the lean item path,
+        :mod:`api.itemfast`): only from the version already in memory with its fid index
+        and JSON columns built (one ``stat``, no lock, no read); ``cancel`` is unused.
+
+        Raises
+        ------
+        LookupError
+            When the file changed since it was read, or the version is not warmed yet (the
+            route then reads it in its thread).
+        """
+        v = self._cache
+        if (self._pin is not None or v is None or v.by_fid is None
+                or v.stamp != self._stamp()):
+            raise LookupError("the version in memory is not the current one")
+        names = _columns(columns)
+        if any(c not in v.json_cols for c in names):
+            raise LookupError("JSON columns not built yet")
+        pos = v.position(fid)
+        if pos < 0:
+            return None
+        return v.features(np.array([pos]), names)[0]
+
     def geojson_page(self, q: FeatureQuery, columns: Sequence[str] | None = None,
                      ) -> FeaturePage:
         """The page of ``q`` as GeoJSON: positions selected (property-only queries through

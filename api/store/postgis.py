@@ -16,6 +16,7 @@ whole. :meth:`PostGISStore.pinned` keeps one such transaction for a whole reques
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import io
@@ -23,7 +24,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,61 @@ def _feature_sql(names: tuple[str, ...]) -> str:
     return f"SELECT {cols}ST_X(geometry), ST_Y(geometry) FROM enterprises WHERE fid = %s"
 
 
+def _feature_from_row(fid: int, names: Sequence[str], r: Sequence[Any] | None,
+                      ) -> dict[str, Any] | None:
+    """The GeoJSON feature of a row of :func:`_feature_sql` (None for no row)."""
+    if r is None:
+        return None
+    k = len(names)
+    return {"type": "Feature", "id": fid, "properties": dict(zip(names, r[:k])),
+            "geometry": {"type": "Point", "coordinates": [r[k], r[k + 1]]}}
+
+
+class _AsyncReads:
+    """Autocommit psycopg ``AsyncConnection`` s of one event loop, at most ``size`` open
+    (the lean item path, :mod:`api.itemfast`). Connections are opened on demand and kept;
+    one that failed or is not idle after a statement is closed instead of kept."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 connect: Callable[[], Awaitable[Any]], size: int) -> None:
+        self.loop = loop
+        self._connect = connect
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Any] = []
+        self.closed = False
+
+    async def acquire(self) -> Any:
+        """An idle connection, a new one, or the next one released."""
+        await self._slots.acquire()
+        try:
+            if self._idle:
+                return self._idle.pop()
+            return await self._connect()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def release(self, conn: Any, *, broken: bool) -> None:
+        """Give ``conn`` back (closed instead if ``broken`` or not idle)."""
+        import psycopg.pq
+
+        try:
+            if (broken or self.closed or conn.closed
+                    or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE):
+                conn.pgconn.finish()
+            else:
+                self._idle.append(conn)
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        """Close the idle connections (synchronously: callable off the loop)."""
+        self.closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.pgconn.finish()
+
+
 def _raw_statements(q: FeatureQuery, names: Sequence[str], where: str,
                     params: list[Any]) -> _Statements:
     """Page and count of a query by bbox and properties as SQL texts for psycopg."""
@@ -278,6 +334,18 @@ class PostGISStore(Store):
         self._origin: PostGISStore | None = None
         self._single: Engine | None = None
         self._single_lock = threading.Lock()
+        self._async: _AsyncReads | None = None
+
+    def _single_options(self) -> str:
+        """libpq ``options`` of the one-statement reads: the URL's, the schema's search
+        path and the service's ``statement_timeout``."""
+        origin = self._origin or self
+        options = [str(make_url(origin.url).query.get("options") or "")]
+        if origin.schema:
+            options.append(f"-csearch_path={origin.schema},public")
+        ms = int(origin.query_timeout_s * 1000) if origin.query_timeout_s else 0
+        options.append(f"-cstatement_timeout={ms:d}")
+        return " ".join(o for o in options if o)
 
     def _single_engine(self) -> Engine:
         """Autocommit pool of the one-statement reads (:meth:`_one_statement`), without
@@ -285,15 +353,34 @@ class PostGISStore(Store):
         origin = self._origin or self
         with origin._single_lock:
             if origin._single is None:
-                options = [str(make_url(origin.url).query.get("options") or "")]
-                if origin.schema:
-                    options.append(f"-csearch_path={origin.schema},public")
-                ms = int(origin.query_timeout_s * 1000) if origin.query_timeout_s else 0
-                options.append(f"-cstatement_timeout={ms:d}")
                 origin._single = create_engine(
                     origin.url, isolation_level="AUTOCOMMIT", pool_size=10,
-                    connect_args={"options": " ".join(o for o in options if o)})
+                    connect_args={"options": origin._single_options()})
             return origin._single
+
+    def _async_reads(self) -> _AsyncReads:
+        """The pool of autocommit ``AsyncConnection`` s of the running event loop (the
+        one-statement reads of :meth:`geojson_feature_async`), with the same connection
+        parameters and ``options`` as :meth:`_single_engine`'s."""
+        import psycopg
+
+        origin = self._origin or self
+        loop = asyncio.get_running_loop()
+        with origin._single_lock:
+            pool = origin._async
+            if pool is not None and pool.loop is loop:
+                return pool
+            if pool is not None:  # another loop (tests run one per request): start afresh
+                pool.close()
+            eng = origin.engine
+            cargs, cparams = eng.dialect.create_connect_args(eng.url)
+            cparams = {**cparams, "options": origin._single_options(), "autocommit": True}
+
+            async def connect() -> Any:
+                return await psycopg.AsyncConnection.connect(*cargs, **cparams)
+
+            origin._async = _AsyncReads(loop, connect, 10)
+            return origin._async
 
     def configure(self, *, query_timeout_s: float | None = None) -> None:
         """Apply service limits (``statement_timeout`` of every read)."""
@@ -302,6 +389,9 @@ class PostGISStore(Store):
             if self._single is not None:
                 self._single.dispose()
                 self._single = None
+            if self._async is not None:
+                self._async.close()
+                self._async = None
 
     @contextlib.contextmanager
     def _one_statement(self) -> Iterator[Connection]:
@@ -405,6 +495,9 @@ class PostGISStore(Store):
             self.engine.dispose()
             if self._single is not None:
                 self._single.dispose()
+            if self._async is not None:
+                self._async.close()
+                self._async = None
 
     # -- one version per read ----------------------------------------------------------------
     def pinned(self, *, cancel: CancelHook | None = None) -> PostGISStore:
@@ -662,11 +755,36 @@ class PostGISStore(Store):
         names = _names(columns)
         with self._raw_statement() as conn:
             r = conn.execute(_feature_sql(tuple(names)), (fid,)).fetchone()
-        if r is None:
-            return None
-        k = len(names)
-        return {"type": "Feature", "id": fid, "properties": dict(zip(names, r[:k])),
-                "geometry": {"type": "Point", "coordinates": [r[k], r[k + 1]]}}
+        return _feature_from_row(fid, names, r)
+
+    async def geojson_feature_async(self, fid: int, columns: Sequence[str] | None = None,
+                                    *, cancel: CancelHook | None = None,
+                                    ) -> dict[str, Any] | None:
+        """:meth:`geojson_feature` on the event loop: the same statement and feature, sent
+        through an autocommit ``AsyncConnection`` of :meth:`_async_reads` (no thread, no
+        SQLAlchemy). ``cancel`` (the request's :class:`api.limits.CancelToken`) cancels the
+        statement when the client goes away.
+
+        Raises
+        ------
+        psycopg.Error
+            Any database error, as psycopg raises it (the lean path then leaves the
+            request to the route, which reports it).
+        """
+        names = _names(columns)
+        pool = self._async_reads()
+        conn = await pool.acquire()
+        broken = True
+        handle = cancel.add_callback(conn.cancel) if cancel is not None else None
+        try:
+            cur = await conn.execute(_feature_sql(tuple(names)), (fid,))
+            r = await cur.fetchone()
+            broken = False
+        finally:
+            if cancel is not None:
+                cancel.remove_callback(handle)
+            pool.release(conn, broken=broken)
+        return _feature_from_row(fid, names, r)
 
     def counts(self, q: FeatureQuery, column: str) -> dict[str, int]:
         """Matching features per value of ``column``."""
