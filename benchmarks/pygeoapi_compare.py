@@ -166,16 +166,22 @@ def _paths(kind: str, collection: str, n: int, seed: int, n_rows: int,
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes (those still running)."""
-    total = 0
+def _cpu_s(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of these processes (those still running)."""
+    out = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICK
+        out[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
+def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two :func:`_cpu_s` readings by the processes running at
+    the second (a process started in between counts whole; one that exited is missed)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
 def _children(ppid: int) -> list[int]:
@@ -222,14 +228,15 @@ def _wrk(base: str, paths: list[str], args: argparse.Namespace, work: Path,
                          env={**os.environ, "BW_PATHS": str(plist)}, check=True)
     db = sorted(set(db) | set(_children(db_pid) if db_pid else []))
     cpu1, db1 = _cpu_s(server), _cpu_s(db)
+    cpu, db_cpu = _cpu_delta(cpu0, cpu1), _cpu_delta(db0, db1)
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("BWJSON "))
     out = json.loads(line[len("BWJSON "):])
     out["rps"] = out["requests"] / (out["duration_us"] / 1e6)
     out["load"] = os.getloadavg()[0]
     n = max(out["requests"], 1)
-    out["cpu_ms"] = (cpu1 - cpu0) * 1000 / n if server else None
+    out["cpu_ms"] = cpu * 1000 / n if server else None
     # backends that exited during the run are missed; pooled connections stay open
-    out["db_cpu_ms"] = (db1 - db0) * 1000 / n if db_pid else None
+    out["db_cpu_ms"] = db_cpu * 1000 / n if db_pid else None
     return out
 
 
