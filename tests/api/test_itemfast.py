@@ -157,3 +157,45 @@ def test_a_new_load_is_read_at_once(loaded, monkeypatch) -> None:
     lean = _fetch(raw, f"{BASE}{fid}", lean=True, monkeypatch=monkeypatch)
     assert lean[:3] == route[:3] and lean[1] != before[1]
     assert orjson.loads(lean[1])["properties"]["name"].endswith("（新）")
+
+
+def test_async_pool_bounds_reuses_and_drops_connections() -> None:
+    """PostGIS's pool of AsyncConnections (no database needed: stand-in connections)."""
+    import asyncio
+
+    import psycopg.pq
+
+    from api.store.postgis import _AsyncReads
+
+    class Conn:
+        def __init__(self) -> None:
+            self.closed = False
+            self.info = type("I", (), {"transaction_status": psycopg.pq.TransactionStatus.IDLE})
+            self.pgconn = self
+
+        def finish(self) -> None:
+            self.closed = True
+
+    async def scenario() -> None:
+        made: list[Conn] = []
+
+        async def connect() -> Conn:
+            made.append(Conn())
+            return made[-1]
+
+        pool = _AsyncReads(asyncio.get_running_loop(), connect, 1)
+        a = await pool.acquire()
+        waiting = asyncio.ensure_future(pool.acquire())
+        await asyncio.sleep(0)
+        assert not waiting.done()  # at most `size` connections
+        pool.release(a, broken=False)
+        assert await waiting is a and len(made) == 1  # the idle one is reused
+        pool.release(a, broken=True)  # a failed statement: closed, not kept
+        assert a.closed
+        b = await pool.acquire()
+        assert b is not a and len(made) == 2
+        pool.release(b, broken=False)
+        pool.close()
+        assert b.closed
+
+    asyncio.run(scenario())
