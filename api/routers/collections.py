@@ -308,11 +308,13 @@ def _fid(feature_id: str) -> int | None:
 
 def item_links(request: Request, collection_id: str, feature_id: str) -> list[dict[str, str]]:
     """The ``self`` and ``collection`` links of one feature (``items/{featureId}``)."""
-    base = f"/collections/{collection_id}"
+    from api.security import public_base
+
+    base = f"{public_base(request)}/collections/{collection_id}"  # url_for, base once
     return [
-        {"href": url_for(request, f"{base}/items/{quote(feature_id, safe='')}"), "rel": "self",
+        {"href": f"{base}/items/{quote(feature_id, safe='')}", "rel": "self",
          "type": GEOJSON},
-        {"href": url_for(request, base), "rel": "collection", "type": "application/json"},
+        {"href": base, "rel": "collection", "type": "application/json"},
     ]
 
 

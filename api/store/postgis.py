@@ -143,9 +143,15 @@ audit_table = Table(
 )
 
 
+#: Every property column of a GeoJSON answer: fid and the enforcement columns.
+_ALL_NAMES = (FID, *ENFORCEMENT_COLUMNS)
+
+
 def _names(columns: Sequence[str] | None) -> list[str]:
     """The property columns of a GeoJSON answer (all: fid and the enforcement columns)."""
-    names = [FID, *ENFORCEMENT_COLUMNS] if columns is None else list(columns)
+    if columns is None:  # the columns the table is built from: nothing to check
+        return list(_ALL_NAMES)
+    names = list(columns)
     for name in names:
         if name not in enterprises.c or name == GEOMETRY:
             raise InvalidQueryError(f"properties: unknown property '{name}'.")
