@@ -319,6 +319,9 @@ class Book:
             width = max(width, 10)
         if not parts:
             return pa.array(np.full(len(values), _EMPTY, dtype=object), pa.string()), None, width
+        if len(parts) == 1 and isinstance(parts[0], pa.DictionaryArray):
+            return _with_empty(parts[0]), is_shared, width
+        parts = [_decoded(p) for p in parts]
         xml = parts[0] if len(parts) == 1 else pc.coalesce(*parts)
         return pc.fill_null(xml, _EMPTY), is_shared, width
 
@@ -334,13 +337,13 @@ class Book:
         distinct = neutralise(encoded.dictionary)
         strings = getattr(self._wb, "str_table", None)
         if strings is None:  # pragma: no cover - an XlsxWriter without the table
-            return pc.take(self._inline(distinct), encoded.indices), None
+            return _cells(self._inline(distinct), encoded.indices), None
         shared = (np.ones(len(distinct), dtype=bool)
                   if 0 < len(distinct) <= SHARED_MAX_SHARE * valid.sum() else
                   pc.match_substring_regex(distinct, _EXCEL_ESCAPE).to_numpy(
                       zero_copy_only=False))
         if not shared.any():
-            return pc.take(self._inline(distinct), encoded.indices), None
+            return _cells(self._inline(distinct), encoded.indices), None
         index = np.full(len(distinct), -1, dtype=np.int64)
         index[shared] = [strings._get_shared_string_index(s)
                          for s in distinct.filter(pa.array(shared)).to_pylist()]
@@ -350,7 +353,7 @@ class Book:
                                                    self._inline(distinct))
         cell_shared = valid.copy()
         cell_shared[valid] = shared[encoded.indices.drop_null().to_numpy()]
-        return pc.take(xml, encoded.indices), cell_shared
+        return _cells(xml, encoded.indices), cell_shared
 
     @staticmethod
     def _inline(text: pa.Array) -> pa.Array:
@@ -501,14 +504,41 @@ def _kind_of(value: object) -> str:
     return "text"
 
 
+def _cells(xml: pa.Array, indices: pa.Array) -> pa.Array:
+    """The cells of a text column from the XML of its distinct values: kept
+    dictionary-encoded (the distinct XML once, an index per cell) where values repeat,
+    so a 1M-row sheet does not hold a string per cell of its repeated columns
+    (:func:`_rows_xml` decodes a chunk of rows at a time); decoded where they do not."""
+    if len(xml) > SHARED_MAX_SHARE * max(len(indices), 1):
+        return pc.take(xml, indices)
+    return pa.DictionaryArray.from_arrays(indices, xml)
+
+
+def _with_empty(cells: pa.DictionaryArray) -> pa.DictionaryArray:
+    """``cells`` with the empty cell ``<c/>`` as one more dictionary entry for nulls."""
+    empty = len(cells.dictionary)
+    dictionary = pa.concat_arrays([cells.dictionary.cast(pa.string()),
+                                   pa.array([_EMPTY], pa.string())])
+    indices = pc.fill_null(cells.indices, pa.scalar(empty, cells.indices.type))
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
+
+
+def _decoded(cells: pa.Array) -> pa.Array:
+    """Plain string cells of a column, dictionary-encoded or not."""
+    if isinstance(cells, pa.DictionaryArray):
+        return pc.take(cells.dictionary, cells.indices)
+    return cells
+
+
 def _rows_xml(table: Encoded, rows: np.ndarray | slice, first_row: int) -> pa.Array:
     """``<row>`` elements of ``rows`` of ``table`` (positions, or a slice of the table),
-    numbered from ``first_row``: one element-wise join over all columns."""
+    numbered from ``first_row``: one element-wise join over all columns (dictionary-encoded
+    columns decoded for these rows only)."""
     if isinstance(rows, slice):
-        cells = [col[rows] for col in table.cells]
+        cells = [_decoded(col[rows]) for col in table.cells]
     else:
         take = pa.array(rows)
-        cells = [col.take(take) for col in table.cells]
+        cells = [_decoded(col.take(take)) for col in table.cells]
     count = len(cells[0]) if cells else 0
     number = pc.cast(pa.array(np.arange(first_row, first_row + count)), pa.string())
     return _join('<row r="', number, '">', *cells, "</row>")
