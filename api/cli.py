@@ -137,8 +137,11 @@ class StageProgress:
 
     def record_jobs(self, stats: dict[str, JobStats]) -> None:
         """Replace the timings of stages run in worker processes by the workers' own
-        figures (the parent's clock would count the queue, its CPU clock nothing)."""
+        figures (the parent's clock would count the queue, its CPU clock nothing); stages
+        this process ran itself keep the figures measured here."""
         for stage, st in stats.items():
+            if st.pid == os.getpid():
+                continue
             self.timings[stage] = {**self.timings.get(stage, {}),
                                    "seconds": round(st.seconds, 3),
                                    "cpu_seconds": round(st.cpu_seconds, 3),
@@ -166,7 +169,10 @@ def _map_job(result: PipelineResult, out: Path) -> Job:
         m = build_map(result.enterprises, provenance=result.provenance)
         return save_offline_html(m, out / "map.html")
 
-    return Job("map", len(result.enterprises), write)
+    from geo.export import WRITER_COST
+
+    n = len(result.enterprises)
+    return Job("map", n, write, cost=n * WRITER_COST["map"])
 
 
 def _write_timings(path: Path, step: StageProgress, total: float) -> None:
@@ -316,7 +322,8 @@ def run(
             stats: dict[str, JobStats] = {}
             paths = export_all(result.enterprises, result.rejected, out,
                                provenance=result.provenance, progress=step,
-                               units=result.units, workers=workers, also=also, stats=stats)
+                               units=result.units, workers=workers, also=also, stats=stats,
+                               parent_writes=True)
             if workers > 1:  # the writers' own figures, measured where they ran
                 step.record_jobs(stats)
     except GeoError as exc:

@@ -61,6 +61,7 @@ __all__ = [
     "enforcement_csv_chunks",
     "export",
     "export_all",
+    "WRITER_COST",
     "output_columns",
     "neutralise_formulas",
     "neutralise_frame",
@@ -989,6 +990,14 @@ def write_provenance(
     return Path(path)
 
 
+#: CPU seconds per million rows of each writer (BENCHMARKS.md, pipeline, 1M rows one
+#: process; ``units`` per unit row): how ``export_all`` splits the files between processes.
+WRITER_COST: Final[dict[str, float]] = {
+    "xlsx": 17.0, "geojson": 11.0, "gpkg": 8.0, "csv": 3.6, "map": 3.2, "units": 2.0,
+    "rejected": 1.0,
+}
+
+
 class _Progress:
     """Adapter of an optional ``progress(stage, rows, done=...)`` callback."""
 
@@ -1012,6 +1021,7 @@ def export_all(
     workers: int = 1,
     also: Sequence[Job] = (),
     stats: dict[str, JobStats] | None = None,
+    parent_writes: bool = False,
 ) -> dict[str, Path]:
     """Write every standard output into ``out_dir``.
 
@@ -1045,6 +1055,9 @@ def export_all(
     stats
         Filled with each writer's :class:`geo.parallel.JobStats` (seconds, CPU seconds and
         peak RSS where it ran).
+    parent_writes
+        With ``workers`` > 1, this process writes files too beside ``workers - 1`` forked
+        ones, the files split by :data:`WRITER_COST` (``run_jobs(parent_too=True)``).
 
     Returns
     -------
@@ -1072,14 +1085,17 @@ def export_all(
                       provenance=prov, rejected=rejected)
 
     # longest first (a free worker takes the next): xlsx, geojson, gpkg, csv at 200k rows
-    jobs = [Job(fmt, n, lambda fmt=fmt: write(fmt)) for fmt in ("xlsx", "geojson", "gpkg")]
-    jobs += [*also, Job("csv", n, lambda: write("csv"))]
+    jobs = [Job(fmt, n, lambda fmt=fmt: write(fmt), cost=n * WRITER_COST[fmt])
+            for fmt in ("xlsx", "geojson", "gpkg")]
+    jobs += [*also, Job("csv", n, lambda: write("csv"), cost=n * WRITER_COST["csv"])]
     if units is not None and len(units):
         jobs.append(Job("units", len(units),
-                        lambda: write_units_csv(units, out / "enforcement_units.csv")))
+                        lambda: write_units_csv(units, out / "enforcement_units.csv"),
+                        cost=len(units) * WRITER_COST["units"]))
     jobs.append(Job("rejected", len(rejected),
-                    lambda: write_rejected_csv(rejected, out / "rejected_rows.csv")))
-    done = run_jobs(jobs, workers=workers, progress=step)
+                    lambda: write_rejected_csv(rejected, out / "rejected_rows.csv"),
+                    cost=len(rejected) * WRITER_COST["rejected"]))
+    done = run_jobs(jobs, workers=workers, progress=step, parent_too=parent_writes)
     if stats is not None:
         stats.update({stage: st for stage, (_, st) in done.items()})
     order = ["csv", "geojson", "xlsx", "gpkg", "units", "rejected"]

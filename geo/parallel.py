@@ -25,7 +25,8 @@ from pathlib import Path
 
 from geo.errors import ExportError, GeoError
 
-__all__ = ["Job", "JobStats", "run_jobs", "fork_available", "reset_peak_rss", "peak_rss_mb"]
+__all__ = ["Job", "JobStats", "run_jobs", "split_jobs", "release_memory", "fork_available",
+           "reset_peak_rss", "peak_rss_mb"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,14 @@ class Job:
     stage: str
     rows: int
     fn: Callable[[], Path]
+    #: Expected work (any unit shared by the jobs of a call; default ``rows``): with
+    #: ``parent_too`` the jobs are split between the parent and the workers by it.
+    cost: float | None = None
+
+    @property
+    def weight(self) -> float:
+        """:attr:`cost`, or ``rows`` when no cost is given."""
+        return float(self.rows if self.cost is None else self.cost)
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,7 @@ def run_jobs(
     *,
     workers: int = 1,
     progress: Callable[..., None] | None = None,
+    parent_too: bool = False,
 ) -> dict[str, tuple[Path, JobStats]]:
     """Run ``jobs`` and return ``{stage: (path, stats)}``.
 
@@ -73,6 +83,12 @@ def run_jobs(
     progress
         Called ``progress(stage, rows)`` when a job is handed out and
         ``progress(stage, rows, done=True)`` when it has finished.
+    parent_too
+        With more than one worker: fork ``workers - 1`` processes and let this process
+        be the last worker (one process fewer holds copies of the parent's pages and its
+        own buffers). The jobs are split by :attr:`Job.weight`, largest first, each to the
+        side with the least work so far; the first (largest) goes to a forked worker, so
+        this process keeps the lighter jobs.
 
     Raises
     ------
@@ -95,6 +111,11 @@ def run_jobs(
         return out
     global _JOBS
     _JOBS = list(jobs)
+    if parent_too:
+        try:
+            return _run_beside(_JOBS, workers, step)
+        finally:
+            _JOBS = []
     try:
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
@@ -122,6 +143,107 @@ def run_jobs(
             return out
     finally:
         _JOBS = []
+
+
+def split_jobs(jobs: Sequence[Job], workers: int) -> tuple[list[int], list[int]]:
+    """Positions of ``jobs`` for the forked workers and for the parent (``parent_too``).
+
+    Largest :attr:`Job.weight` first, each to the side with the least work so far
+    (the ``workers - 1`` forked processes count as one side of that many processes); ties
+    go to the forked side. Each list keeps the order of ``jobs``."""
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].weight)  # stable: ties in order
+    forked_n = max(workers - 1, 1)
+    loads = [0.0] * forked_n
+    parent_load = 0.0
+    forked, parent = [], []
+    for i in order:
+        k = min(range(forked_n), key=loads.__getitem__)
+        if loads[k] <= parent_load:
+            loads[k] += jobs[i].weight
+            forked.append(i)
+        else:
+            parent_load += jobs[i].weight
+            parent.append(i)
+    return sorted(forked), sorted(parent)
+
+
+def _run_beside(jobs: list[Job], workers: int,
+                step: Callable[..., None]) -> dict[str, tuple[Path, JobStats]]:
+    """:func:`run_jobs` with ``parent_too``: forked workers and this process side by side."""
+    import gc
+
+    forked, here = split_jobs(jobs, workers)
+    gc.collect()
+    gc.freeze()  # the collector of a worker then leaves the inherited objects' pages alone
+    release_memory()
+    out: dict[str, tuple[Path, JobStats]] = {}
+    error: ExportError | None = None
+    ctx = multiprocessing.get_context("fork")
+    try:
+        with ProcessPoolExecutor(max_workers=min(max(workers - 1, 1), max(len(forked), 1)),
+                                 mp_context=ctx, initializer=_worker_logging) as pool:
+            futures = {}
+            for i in forked:
+                step(jobs[i].stage, jobs[i].rows)
+                futures[pool.submit(_run_index, i)] = jobs[i]
+
+            def collect(block: bool) -> None:
+                nonlocal error
+                for f in list(futures):
+                    if not (block or f.done()):
+                        continue
+                    job = futures.pop(f)
+                    if f.cancelled():
+                        continue
+                    result = f.result()
+                    if isinstance(result, _Failure):
+                        if error is None:
+                            error = result.error()
+                            for other in futures:
+                                other.cancel()
+                        continue
+                    out[job.stage] = result
+                    step(job.stage, job.rows, done=True)
+
+            for i in here:
+                if error is not None:
+                    break
+                job = jobs[i]
+                step(job.stage, job.rows)
+                try:
+                    out[job.stage] = _measured(job, worker=False)
+                except Exception as exc:  # noqa: BLE001 - raised below as ExportError
+                    error = _Failure(job.stage, type(exc).__name__, str(exc),
+                                     isinstance(exc, GeoError)).error()
+                    for other in futures:
+                        other.cancel()
+                    break
+                step(job.stage, job.rows, done=True)
+                collect(block=False)
+            collect(block=True)
+    finally:
+        gc.unfreeze()
+    if error is not None:
+        raise error
+    return out
+
+
+def release_memory() -> None:
+    """Give freed heap back to the system before forking (glibc's ``malloc_trim`` and
+    Arrow's pool): pages freed but kept by the allocators would otherwise be inherited and
+    counted in every process."""
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except Exception:  # noqa: BLE001 - an optional saving
+        pass
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _worker_logging() -> None:

@@ -15,7 +15,7 @@ from _export_fixtures import enforcement_frame, rejected_frame
 
 from geo.errors import ExportError
 from geo.export import export_all
-from geo.parallel import Job, run_jobs
+from geo.parallel import Job, run_jobs, split_jobs
 from geo.provenance import Provenance
 
 
@@ -96,3 +96,57 @@ def test_a_failing_writer_raises_its_error(tmp_path: Path, workers: int) -> None
 def test_an_error_the_parent_cannot_unpickle_keeps_its_message() -> None:
     with pytest.raises(ExportError, match=r"odd: _Unpicklable: 1/2"):
         run_jobs([Job("odd", 1, _fails_oddly), Job("other", 1, lambda: Path("."))], workers=2)
+
+
+def test_the_parent_writes_beside_one_forked_writer(tmp_path: Path) -> None:
+    """``parent_writes``: the same files, written by this process and one forked one."""
+    gdf, rejected = enforcement_frame(), rejected_frame()
+    stats: dict = {}
+    prov = Provenance.now(registry_name="名录.csv", registry_sha256="0" * 64, as_of=None,
+                          accepted=len(gdf), verdict_counts={})
+    one = export_all(gdf, rejected, tmp_path / "one", workers=1, provenance=prov)
+    seen: list[tuple[str, bool]] = []
+    two = export_all(gdf, rejected, tmp_path / "two", workers=2, stats=stats,
+                     provenance=prov, parent_writes=True,
+                     progress=lambda stage, rows, done=False: seen.append((stage, done)))
+    assert set(one) == set(two)
+    for key in ("csv", "geojson", "rejected"):  # text formats: byte for byte
+        assert two[key].read_bytes() == one[key].read_bytes(), key
+    assert _cells(two["xlsx"]) == _cells(one["xlsx"])
+    a, b = pyogrio.read_dataframe(one["gpkg"]), pyogrio.read_dataframe(two["gpkg"])
+    assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
+    assert a.geometry.geom_equals_exact(b.geometry, tolerance=0).all()
+    pids = {st.pid for st in stats.values()}
+    assert os.getpid() in pids and len(pids) == 2
+    assert stats["xlsx"].pid != os.getpid()  # the largest job goes to the forked writer
+    for stage in ("csv", "geojson", "xlsx", "gpkg", "rejected", "provenance"):
+        assert seen.index((stage, False)) < seen.index((stage, True)), stage
+
+
+def test_split_jobs_balances_by_weight_largest_to_the_forked_side() -> None:
+    jobs = [Job(name, 1, lambda: Path("."), cost=cost)
+            for name, cost in [("xlsx", 17), ("geojson", 11), ("gpkg", 8), ("map", 3.2),
+                               ("csv", 3.6), ("units", 0.3), ("rejected", 0.0)]]
+    forked, parent = split_jobs(jobs, 2)
+    assert sorted(forked + parent) == list(range(len(jobs)))
+    assert 0 in forked and {1, 2} <= set(parent)
+    load = [sum(jobs[i].weight for i in side) for side in (forked, parent)]
+    assert abs(load[0] - load[1]) <= 3.6
+    assert Job("x", 5, lambda: Path(".")).weight == 5.0  # no cost: the rows
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_parent_too_raises_the_first_error(tmp_path: Path, first: bool) -> None:
+    """A failing job, whether the parent or the forked worker runs it, ends the call with
+    its message; the other side's finished job leaves its file."""
+    ok = tmp_path / "ok.txt"
+
+    def fine() -> Path:
+        ok.write_text("x", encoding="utf-8")
+        return ok
+
+    # the heavier job goes to the forked worker
+    jobs = ([Job("bad", 1, _fails, cost=2), Job("fine", 1, fine, cost=1)] if first
+            else [Job("fine", 1, fine, cost=2), Job("bad", 1, _fails, cost=1)])
+    with pytest.raises(ExportError, match="disk full"):
+        run_jobs(jobs, workers=2, parent_too=True)
