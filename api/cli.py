@@ -295,7 +295,7 @@ def run(
     ] = None,
 ) -> None:
     """Classify a registry and write the enforcement lists, rejected rows and map."""
-    from geo.export import export_all
+    from geo.export import compact_text, export_all
     from geo.pipeline import run_pipeline
 
     when = _parse_date(as_of)
@@ -318,6 +318,9 @@ def run(
                 ) from exc
             if workers is None:
                 workers = default_workers(len(result.enterprises))
+            # repeated text as Categoricals: ~1.2 GB less at 1M rows held by this process
+            # while the files are written (and by any forked writer); the same files
+            result.enterprises = compact_text(result.enterprises)
             also = [] if no_map else [_map_job(result, out)]
             stats: dict[str, JobStats] = {}
             paths = export_all(result.enterprises, result.rejected, out,

@@ -96,6 +96,10 @@ def _geometry_texts(geoms: Any, decimals: int) -> pa.Array:
 
 def _json_column(values: pd.Series) -> pa.Array:
     """JSON text of each value of a column; ``null`` where missing."""
+    if isinstance(values.dtype, pd.CategoricalDtype):  # each category's text once
+        texts = _json_column(pd.Series(values.cat.categories))
+        codes = values.cat.codes.to_numpy()
+        return pc.fill_null(pc.take(texts, pa.array(codes, mask=codes < 0)), "null")
     if values.dtype == bool:  # numpy booleans (nullable "boolean" goes through Arrow)
         return pa.array(np.where(values.to_numpy(), "true", "false"), pa.string())
     try:

@@ -434,6 +434,8 @@ def _split_kinds(values: pd.Series) -> tuple[pa.Array | None, ...]:
         return _mixed(values)
     if isinstance(arr, pa.ChunkedArray):  # pandas' Arrow-backed strings after a concat
         arr = arr.combine_chunks()
+    if isinstance(arr, pa.DictionaryArray):  # a pandas Categorical: its values
+        arr = arr.dictionary_decode()
     if pa.types.is_null(arr.type):
         return None, None, None, None
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
