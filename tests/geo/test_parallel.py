@@ -9,12 +9,13 @@ import os
 from pathlib import Path
 
 import openpyxl
+import pandas as pd
 import pyogrio
 import pytest
 from _export_fixtures import enforcement_frame, rejected_frame
 
 from geo.errors import ExportError
-from geo.export import export_all
+from geo.export import compact_text, export_all
 from geo.parallel import Job, run_jobs, split_jobs
 from geo.provenance import Provenance
 
@@ -150,3 +151,25 @@ def test_parent_too_raises_the_first_error(tmp_path: Path, first: bool) -> None:
             else [Job("fine", 1, fine, cost=2), Job("bad", 1, _fails, cost=1)])
     with pytest.raises(ExportError, match="disk full"):
         run_jobs(jobs, workers=2, parent_too=True)
+
+
+def test_compact_text_writes_the_same_files(tmp_path: Path) -> None:
+    """Text columns as Categoricals (``compact_text``, what ``basinwatch run`` hands the
+    writers): every file the same as from the plain frame."""
+    gdf, rejected = enforcement_frame(), rejected_frame()
+    gdf.loc[gdf.index[1], "reasons"] = None  # a missing value among the categories
+    prov = Provenance.now(registry_name="名录.csv", registry_sha256="0" * 64, as_of=None,
+                          accepted=len(gdf), verdict_counts={})
+    small = compact_text(gdf, max_share=1.0)
+    cats = [c for c in small.columns if isinstance(small[c].dtype, pd.CategoricalDtype)]
+    assert {"verdict", "district", "reasons"} <= set(cats)
+    assert type(small) is type(gdf) and list(small.columns) == list(gdf.columns)
+    assert all(gdf[c].dtype == small[c].dtype for c in gdf.columns if c not in cats)
+    one = export_all(gdf, rejected, tmp_path / "one", workers=1, provenance=prov)
+    two = export_all(small, rejected, tmp_path / "two", workers=1, provenance=prov)
+    for key in ("csv", "geojson", "rejected"):
+        assert two[key].read_bytes() == one[key].read_bytes(), key
+    assert _cells(two["xlsx"]) == _cells(one["xlsx"])
+    a, b = pyogrio.read_dataframe(one["gpkg"]), pyogrio.read_dataframe(two["gpkg"])
+    assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
+    assert not isinstance(gdf["verdict"].dtype, pd.CategoricalDtype)  # not changed
