@@ -148,15 +148,19 @@ class StageProgress:
                                    "peak_rss_mb": st.peak_rss_mb, "worker_pid": st.pid}
 
 
-#: Up to this many enterprises ``basinwatch run`` writes its files in two processes. Measured
-#: (BENCHMARKS.md, pipeline): 200k rows 16.9 -> 13.5 s for +0.6 GB of the process tree;
-#: 1M rows 77.9 -> 69.4 s but 3.1 -> 5.0 GB, so large lists write one file at a time.
-PARALLEL_MAX_ROWS = 500_000
+#: ``basinwatch run`` writes its files in two processes on a machine with 2+ cores: this
+#: one and one forked writer (``export_all(parent_writes=True)``). Measured (BENCHMARKS.md,
+#: pipeline): with two forked writers beside an idle parent, 1M rows took the process tree
+#: from 3.1 to 5.0 GB, so large lists were written one file at a time; with the parent
+#: writing too and the repeated text as Categoricals the tree peaks at 2.8 GB at 1M.
+PARALLEL_MAX_ROWS = None
 
 
 def default_workers(rows: int) -> int:
-    """Writer processes for a run of ``rows`` enterprises (see :data:`PARALLEL_MAX_ROWS`)."""
-    return 2 if rows < PARALLEL_MAX_ROWS and (os.cpu_count() or 1) > 1 else 1
+    """Writer processes for a run of ``rows`` enterprises: 2 on a machine with 2+ cores
+    (any size; see :data:`PARALLEL_MAX_ROWS`), else 1."""
+    del rows
+    return 2 if (os.cpu_count() or 1) > 1 else 1
 
 
 def _map_job(result: PipelineResult, out: Path) -> Job:
@@ -289,9 +293,8 @@ def run(
     workers: Annotated[
         Optional[int],
         typer.Option("--workers", envvar="BASINWATCH_RUN_WORKERS", min=1,
-                     help="Write the output files side by side in this many processes "
-                          f"(default: 2 below {PARALLEL_MAX_ROWS:,} enterprises on a machine "
-                          "with 2+ cores, else 1: each writer process adds its own buffers)."),
+                     help="Write the output files side by side in this many processes, this "
+                          "one included (default: 2 on a machine with 2+ cores, else 1)."),
     ] = None,
 ) -> None:
     """Classify a registry and write the enforcement lists, rejected rows and map."""

@@ -155,7 +155,8 @@ class Encoded:
     """A frame encoded once as cell XML, column by column.
 
     ``cells[j]`` is the ``<c>`` element of every cell of column ``j`` (``<c/>`` when
-    empty); ``shared[j]`` marks the cells that reference the shared
+    empty), dictionary-encoded where the column's values repeat (decoded per chunk of
+    rows by :func:`_rows_xml`); ``shared[j]`` marks the cells that reference the shared
     string table (their count goes into the table's ``count``).
     """
 
