@@ -324,6 +324,7 @@ def run(
             # repeated text as Categoricals: ~1.2 GB less at 1M rows held by this process
             # while the files are written (and by any forked writer); the same files
             result.enterprises = compact_text(result.enterprises)
+            result.units = compact_text(result.units)
             also = [] if no_map else [_map_job(result, out)]
             stats: dict[str, JobStats] = {}
             paths = export_all(result.enterprises, result.rejected, out,

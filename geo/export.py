@@ -375,6 +375,8 @@ def _arrow_csv_table(df: pd.DataFrame) -> pa.Table:
                            type=pa.string())
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
+        if isinstance(arr, pa.DictionaryArray):  # a Categorical: its values
+            arr = arr.dictionary_decode()
         if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
             arr = neutralise_text(arr)  # large_string (pandas' Arrow strings) kept as is
         elif pa.types.is_null(arr.type):

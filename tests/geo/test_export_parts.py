@@ -642,3 +642,24 @@ def test_gpkg_layer_is_called_enterprises_by_default(tmp_path: Path) -> None:
     assert [r[0] for r in rows] == ["enterprises"]
     # no registry named: a dash in its place
     assert rows[0][1].startswith(f"{LABELS['provenance']['title']}: -, ")
+
+
+def test_units_as_categoricals_write_the_same_csv_and_sheet(tmp_path: Path) -> None:
+    """``compact_text`` on the units (what ``basinwatch run`` does): same CSV bytes, same
+    设备清单 cells."""
+    from _export_fixtures import rejected_frame
+
+    plain, small = _units(), ex.compact_text(_units(), max_share=1.0)
+    assert isinstance(small["verdict"].dtype, pd.CategoricalDtype)
+    ex.write_units_csv(plain, tmp_path / "a.csv")
+    ex.write_units_csv(small, tmp_path / "b.csv")
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    sheets = []
+    for name, units in (("a", plain), ("b", small)):
+        path = ex.write_xlsx(enforcement_frame(), tmp_path / f"{name}.xlsx", units=units,
+                             rejected=rejected_frame())
+        wb = openpyxl.load_workbook(path, read_only=True)
+        sheets.append({ws.title: [tuple(r) for r in ws.iter_rows(values_only=True)]
+                       for ws in wb.worksheets if ws.title != "说明"})
+        wb.close()
+    assert sheets[0] == sheets[1]

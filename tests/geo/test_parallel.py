@@ -158,6 +158,7 @@ def test_compact_text_writes_the_same_files(tmp_path: Path) -> None:
     writers): every file the same as from the plain frame."""
     gdf, rejected = enforcement_frame(), rejected_frame()
     gdf.loc[gdf.index[1], "reasons"] = None  # a missing value among the categories
+    gdf.loc[gdf.index[2], "reasons"] = '=HYPERLINK("x")'  # neutralised as a category too
     prov = Provenance.now(registry_name="名录.csv", registry_sha256="0" * 64, as_of=None,
                           accepted=len(gdf), verdict_counts={})
     small = compact_text(gdf, max_share=1.0)
@@ -173,3 +174,4 @@ def test_compact_text_writes_the_same_files(tmp_path: Path) -> None:
     a, b = pyogrio.read_dataframe(one["gpkg"]), pyogrio.read_dataframe(two["gpkg"])
     assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
     assert not isinstance(gdf["verdict"].dtype, pd.CategoricalDtype)  # not changed
+    assert "'=HYPERLINK" in two["csv"].read_text(encoding="utf-8-sig")
