@@ -873,6 +873,7 @@ def write_xlsx(
     with atomic_target(path) as tmp, Book(tmp, progress=step) as book:
         _xlsx_summary(book, by_zone, by_ind, _rejected_summary(rejected, prov.rejected))
         table = book.encode(display)
+        del display, df  # encoded: their memory is reused while the rows are written
         book.add_rows(labels["sheets"]["all"], table)
         for zname, member in zones:
             book.add_rows(zname, table, member)
