@@ -152,7 +152,7 @@ class StageProgress:
 #: one and one forked writer (``export_all(parent_writes=True)``). Measured (BENCHMARKS.md,
 #: pipeline): with two forked writers beside an idle parent, 1M rows took the process tree
 #: from 3.1 to 5.0 GB, so large lists were written one file at a time; with the parent
-#: writing too and the repeated text as Categoricals the tree peaks at 2.8 GB at 1M.
+#: writing too and the repeated text as Categoricals the tree peaks at 2.5 GB at 1M.
 PARALLEL_MAX_ROWS = None
 
 
