@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["by_unique"]
+__all__ = ["by_unique", "nfkc"]
 
 
 def by_unique(values: pd.Series, fn: Callable[[pd.Series], Any]) -> Any:
@@ -41,3 +41,30 @@ def by_unique(values: pd.Series, fn: Callable[[pd.Series], Any]) -> Any:
         return part.iloc[codes].set_axis(values.index, axis=0)
 
     return tuple(back(r) for r in result) if isinstance(result, tuple) else back(result)
+
+
+def nfkc(values: pd.Series) -> pd.Series:
+    """``values.str.normalize("NFKC")``, computed only on the values that are not plain
+    ASCII (NFKC leaves every ASCII character as it is: coordinates, credit codes and
+    numbers then skip the per-value normalisation).
+
+    Parameters
+    ----------
+    values
+        Text (pandas string or object dtype; missing values stay missing).
+
+    Returns
+    -------
+    pandas.Series
+        What ``values.str.normalize("NFKC")`` returns.
+    """
+    if not pd.api.types.is_string_dtype(values.dtype) or pd.api.types.is_object_dtype(
+            values.dtype):
+        return values.str.normalize("NFKC")
+    other = ~values.str.isascii().fillna(True).astype(bool)
+    if other.all():
+        return values.str.normalize("NFKC")
+    out = values.copy()
+    if other.any():
+        out[other] = values[other].str.normalize("NFKC")
+    return out

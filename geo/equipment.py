@@ -40,7 +40,7 @@ from typing import IO, Any, Final
 import numpy as np
 import pandas as pd
 
-from geo._unique import by_unique
+from geo._unique import by_unique, nfkc
 from geo.errors import MissingColumnError, ReferenceDataError, RegistryFormatError
 from geo.schema import ISSUE_SEP, REJECTED_COLUMNS
 from geo.uscc import normalise_uscc
@@ -444,7 +444,7 @@ def _parse_table(
 
     def col(key: str) -> pd.Series:
         if key in table:
-            return table[key].astype(str).str.normalize("NFKC").str.strip()
+            return nfkc(table[key].astype(str)).str.strip()
         return pd.Series("", index=idx, dtype=object)
 
     out: dict[str, pd.Series] = {
@@ -626,7 +626,7 @@ def registry_units(
         imp = item.get("implicit_unit")
         if not imp or key not in table:
             continue
-        cells = table[key].astype(str).str.normalize("NFKC").str.strip()
+        cells = nfkc(table[key].astype(str)).str.strip()
         keep = cells.ne("")
         if not keep.any():
             continue

@@ -31,7 +31,7 @@ from typing import IO, Any, Final
 import numpy as np
 import pandas as pd
 
-from geo._unique import by_unique
+from geo._unique import by_unique, nfkc
 from geo.crs import CRS_NAMES, normalise_crs_name
 from geo.equipment import parse_attribute, registry_units
 from geo.errors import MissingColumnError, ReferenceDataError, RegistryFormatError
@@ -575,7 +575,7 @@ def read_registry(
         if key not in table:
             return pd.Series("", index=idx, dtype=object)
         if key not in normalised:
-            normalised[key] = by_unique(table[key], lambda u: u.str.normalize("NFKC").str.strip())
+            normalised[key] = by_unique(table[key], lambda u: nfkc(u).str.strip())
         return normalised[key]
 
     def text(key: str) -> pd.Series:

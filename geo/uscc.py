@@ -17,6 +17,8 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from geo._unique import nfkc
+
 __all__ = [
     "USCC_CHARSET",
     "USCC_WEIGHTS",
@@ -50,7 +52,7 @@ def normalise_uscc(codes: pd.Series) -> pd.Series:
     Missing values become empty strings.
     """
     text = codes.astype(object).where(codes.notna(), "").astype(str)
-    return text.str.normalize("NFKC").str.strip().str.upper().astype(object)
+    return nfkc(text).str.strip().str.upper().astype(object)
 
 
 def validate_uscc(codes: pd.Series) -> pd.Series:

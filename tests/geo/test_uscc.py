@@ -84,3 +84,21 @@ def test_preserves_index_and_empty_input() -> None:
     s = pd.Series([KNOWN_VALID, "x"], index=["a", "b"])
     assert validate_uscc(s).index.tolist() == ["a", "b"]
     assert validate_uscc(pd.Series([], dtype=object)).empty
+
+
+def test_nfkc_skips_ascii_and_equals_pandas_normalize() -> None:
+    """``geo._unique.nfkc`` (normalises only the non-ASCII values) is
+    ``Series.str.normalize("NFKC")`` on every kind of value and dtype."""
+    import pandas as pd
+
+    from geo._unique import nfkc
+
+    values = ["91440300MA5FXXXX0X", "９１４４０３００ＭＡ５ＦＸＸＸＸ０Ｘ", "113.25", "１１３．２５",
+              "", " 印染 ", "ｶﾞ", "Ⅻ", "ﬁ", None]
+    for dtype in ("str", object):
+        s = pd.Series(values, dtype=dtype, index=range(10, 20))
+        pd.testing.assert_series_equal(nfkc(s), s.str.normalize("NFKC"))
+    ascii_only = pd.Series(["a", "b", None], dtype="str")
+    pd.testing.assert_series_equal(nfkc(ascii_only), ascii_only.str.normalize("NFKC"))
+    wide = pd.Series(["ａ", "ｂ"], dtype="str")
+    pd.testing.assert_series_equal(nfkc(wide), wide.str.normalize("NFKC"))
