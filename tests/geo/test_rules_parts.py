@@ -104,16 +104,22 @@ def test_row_positions_consecutive_and_not() -> None:
 
 
 def test_group_join() -> None:
-    keys, joined = R._group_join(np.array([1, 1, 2, 5, 5, 5]),
-                                 np.array(["a", "b", "c", "d", "e", "f"], dtype=object), "、")
-    assert keys.tolist() == [1, 2, 5]
-    assert joined.tolist() == ["a、b", "c", "d、e、f"]
-    keys, joined = R._group_join(np.array([3, 4]), np.array(["x", "y"], dtype=object), "、")
-    assert keys.tolist() == [3, 4] and joined.tolist() == ["x", "y"]
-    keys, joined = R._group_join(np.array([7, 7]), np.array(["a", "b"]), "、")   # <U1 texts
-    assert joined.tolist() == ["a、b"]                      # not cut to the texts' width
-    keys, joined = R._group_join(np.array([], dtype=np.int64), np.array([], dtype=object), "、")
-    assert len(keys) == 0 and len(joined) == 0 and joined.dtype == object
+    def join(groups: list[int], texts: list[str], sep: str = "、") -> tuple[list, list]:
+        tails = np.array(["", "!"], dtype=object)  # texts ending in "!" take the second tail
+        heads = np.array([t.rstrip("!") for t in texts], dtype=object)
+        codes = np.array([int(t.endswith("!")) for t in texts], dtype=np.int64)
+        keys, joined = R._group_join(np.array(groups, dtype=np.int64), heads, tails, codes, sep)
+        assert joined.dtype == object
+        return keys.tolist(), joined.tolist()
+
+    assert join([1, 1, 2, 5, 5, 5], ["a", "b!", "c", "d", "e", "f"]) == \
+        ([1, 2, 5], ["a、b!", "c", "d、e、f"])
+    assert join([3, 4], ["x!", "y"]) == ([3, 4], ["x!", "y"])
+    assert join([7, 7], ["a!", "b!"], "; ") == ([7], ["a!; b!"])   # separator after the tail
+    assert join([], []) == ([], [])
+    keys, joined = R._group_join(np.array([7, 7]), np.array(["a", "b"]), np.array(["x"]),
+                                 np.array([0, 0]), "、")   # <U1 texts
+    assert joined.tolist() == ["ax、bx"]                    # not cut to the texts' width
 
 
 def test_text_column() -> None:
