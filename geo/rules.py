@@ -266,6 +266,20 @@ class _Columns:
                 self._filled[field] = _not_blank_objects(s.to_numpy())
         return self._filled[field]
 
+    def blank_text(self, field: str) -> bool:
+        """Text that is blank or missing in every row (no ``contains`` holds): an own plain
+        text column with no filled row, or the virtual ``unit_text`` whose own parts all
+        are (its other parts are never tested)."""
+        if field == "unit_text" and not self._own(field) and self.parent is not None:
+            from geo.equipment import UNIT_TEXT_PARTS
+
+            return all(not self._own(p) or self._unfilled(p) for p in UNIT_TEXT_PARTS)
+        return self._own(field) and self._unfilled(field)
+
+    def _unfilled(self, field: str) -> bool:
+        filled = self.filled(field)
+        return filled is not None and not filled.any()
+
     def never_known(self, field: str) -> bool:
         """A numeric or date field whose every value is missing (no predicate on it holds)."""
         if field not in self._unknown:
@@ -649,15 +663,32 @@ def _match_rows(
     cols: _Columns, rule: Rule, all_industries: Sequence[str], as_of: date
 ) -> np.ndarray:
     """Sorted rows the rule applies to: industry, every ``when``, no ``unless``."""
-    if any(isinstance(c, Predicate) and cols.never_known(c.field) for c in rule.when):
-        return np.empty(0, dtype=np.int64)  # a condition on an absent field never holds
+    if any(_never_holds(cols, c) for c in rule.when):
+        return np.empty(0, dtype=np.int64)  # e.g. a condition on an absent field
     seed, rest = _seed_rows(cols, rule, all_industries)
     rows = _narrow(cols, rest, seed, as_of)
     for cond in rule.unless:
         if not len(rows):
             break
-        rows = rows[~_condition_mask(cols, cond, rows, as_of)]
+        if not _never_holds(cols, cond):
+            rows = rows[~_condition_mask(cols, cond, rows, as_of)]
     return rows
+
+
+def _never_holds(cols: _Columns, cond: Condition) -> bool:
+    """A condition no row satisfies, known without testing rows: a predicate on a field
+    with no known value (:meth:`_Columns.never_known`) or ``contains`` (non-empty words) on
+    text blank in every row (:meth:`_Columns.blank_text`); ``any`` of such conditions only,
+    or ``all`` with one of them."""
+    if isinstance(cond, Predicate):
+        if cols.never_known(cond.field):
+            return True
+        return (cond.op == "contains" and all(_needles(tuple(cond.value)))
+                and cols.blank_text(cond.field))
+    if isinstance(cond, AnyOf):
+        return all(_never_holds(cols, c) for c in cond.any)
+    assert isinstance(cond, AllOf)
+    return any(_never_holds(cols, c) for c in cond.all)
 
 
 def _active_rules(catalog: RuleCatalog, as_of: date | None) -> list[Rule]:
