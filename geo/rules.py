@@ -930,18 +930,24 @@ def _aggregate(
     rank_of: Mapping[str, int],
     default_rank: int,
     review_bit: Mapping[str, int],
+    review_rows: dict[int, np.ndarray] | None = None,
 ) -> _Deadlines:
     """Verdict rank, deadlines and review bits per target row.
 
     ``events`` are (rule, source rows, target rows): for enterprise rules both are the same
     rows; for unit rules the source rows are units and the targets their enterprises.
+    ``review_rows`` (by ``id(rule)``) keeps each rule's flagged source rows for the next
+    aggregation of the same matches (units, then their enterprises).
     """
     agg = _Deadlines.empty(n, default_rank)
     for rule, _src, tgt in events:
         np.minimum.at(agg.rank, tgt, rank_of[rule.verdict])
+    kept = {} if review_rows is None else review_rows
     for rule, src, tgt in events:
         cols = cols_of(rule)
-        bits = _review_rows(cols, rule, src)
+        bits = kept.get(id(rule))
+        if bits is None:
+            bits = kept[id(rule)] = _review_rows(cols, rule, src)
         if len(bits):
             pos = np.searchsorted(src, bits)
             np.bitwise_or.at(agg.review, tgt[pos], 1 << review_bit[rule.review_code or ""])
@@ -1061,6 +1067,7 @@ class _UnitResults:
     combos: list[list[int]]
     text: _ComboText
     issue: np.ndarray  # per unit: data_issues given
+    review_rows: dict[int, np.ndarray]  # per unit rule (id): its matched units flagged for review
 
 
 def _unit_results(
@@ -1082,7 +1089,9 @@ def _unit_results(
         codes = np.full(len(at), none_code, dtype=np.int64)
         codes[np.searchsorted(at, hit)] = sub
     events = [(r, rows, np.searchsorted(at, rows)) for r, rows in zip(um.rules, um.rows, strict=True)]
-    agg = _aggregate(events, lambda _r: ucols, len(at), rank_of, default_rank, review_bit)
+    review_rows: dict[int, np.ndarray] = {}
+    agg = _aggregate(events, lambda _r: ucols, len(at), rank_of, default_rank, review_bit,
+                     review_rows)
     # the unit columns are categoricals: millions of units, a few hundred distinct texts
     cols: dict[str, Any] = {
         name: _categorical(codes, values, at=at, n=n, fill=none_code)
@@ -1100,7 +1109,7 @@ def _unit_results(
     cols["needs_review"] = needs
     cols["review_reasons"] = _categorical(rv_codes, rv_texts, at=at, n=n, fill=rv_fill)
     cols["enterprise_index"] = ucols.parent_idx
-    return _UnitResults(cols, at, codes, combos, text, issue)
+    return _UnitResults(cols, at, codes, combos, text, issue, review_rows)
 
 
 # --------------------------------------------------------------------------- public
@@ -1195,7 +1204,8 @@ def evaluate_rules(
     events = [(r, rows, rows) for r, rows in zip(em.rules, em.rows, strict=True)]
     events += [(r, rows, upos[rows]) for r, rows in zip(um.rules, um.rows, strict=True)]
     cols_by_rule = {id(r): ecols for r in ent_rules} | {id(r): ucols for r in unit_rules}
-    eagg = _aggregate(events, lambda r: cols_by_rule[id(r)], n, rank_of, default_rank, review_bit)
+    eagg = _aggregate(events, lambda r: cols_by_rule[id(r)], n, rank_of, default_rank, review_bit,
+                      dict(ures.review_rows))
     if unit_issue.any():
         np.bitwise_or.at(eagg.review, upos[unit_issue], 1 << review_bit["unit_data_issue"])
     words = np.zeros((max(1, math.ceil(len(all_rules) / 64)), n), dtype=np.uint64)
@@ -1210,12 +1220,13 @@ def evaluate_rules(
         "verdict": text.verdict, "standards": text.standards, "rule_ids": text.rule_ids,
         "reasons": text.reasons, "price_measures": text.measures,
     }
-    for name, values in strings.items():
-        # take() on a tiny str array is ~10x faster than building 1M Python strings
-        out[name] = pd.array(values, dtype=_STR).take(codes) if n else pd.array([], dtype=_STR)
     touched, units_text = _units_text(ures, unit_rules, upos, units, catalog)
-    if len(touched):
-        out["reasons"] = _name_units(text.reasons, codes, units_text, touched)
+    for name, values in strings.items():
+        if name == "reasons" and len(touched):  # with the units' text, built once
+            out[name] = _name_units(text.reasons, codes, units_text, touched)
+        else:  # take() on a tiny str array is ~10x faster than building 1M Python strings
+            out[name] = pd.array(values, dtype=_STR).take(codes) if n else \
+                pd.array([], dtype=_STR)
     out["deadline"], out["deadline_status"] = eagg.status(day)
     out["unit_count"] = np.bincount(upos, minlength=n).astype(np.int64)
     out["units"] = _units_column(touched, units_text, n)
