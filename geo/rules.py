@@ -886,10 +886,13 @@ class _Deadlines:
         code[self.immediate] = 4
         status = pd.array(["", "undetermined", "pending", "overdue", "immediate"],
                           dtype=_STR).take(code)
-        days = np.where(dated, self.days, none)
-        dcodes, duniq = pd.factorize(days)
+        # the dated rows' days hashed only, '' (`none`) where pandas would first see it
+        at = np.flatnonzero(dated)
+        sub, none_code, duniq = _factorize_fill(self.days[at], at, len(dated), none)
+        dcodes = np.full(len(dated), none_code, dtype=np.int64)
+        dcodes[at] = sub
         names = ["" if d == none else str(np.datetime64(int(d), "D")) for d in duniq]
-        deadline = pd.array(names or [""], dtype=_STR).take(np.asarray(dcodes))
+        deadline = pd.array(names or [""], dtype=_STR).take(dcodes)
         return deadline, status
 
 
