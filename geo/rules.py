@@ -266,6 +266,20 @@ class _Columns:
                 self._filled[field] = _not_blank_objects(s.to_numpy())
         return self._filled[field]
 
+    def blank_text(self, field: str) -> bool:
+        """Text that is blank or missing in every row (no ``contains`` holds): an own plain
+        text column with no filled row, or the virtual ``unit_text`` whose own parts all
+        are (its other parts are never tested)."""
+        if field == "unit_text" and not self._own(field) and self.parent is not None:
+            from geo.equipment import UNIT_TEXT_PARTS
+
+            return all(not self._own(p) or self._unfilled(p) for p in UNIT_TEXT_PARTS)
+        return self._own(field) and self._unfilled(field)
+
+    def _unfilled(self, field: str) -> bool:
+        filled = self.filled(field)
+        return filled is not None and not filled.any()
+
     def never_known(self, field: str) -> bool:
         """A numeric or date field whose every value is missing (no predicate on it holds)."""
         if field not in self._unknown:
@@ -429,12 +443,23 @@ def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         np.asarray(uniques, dtype=object)
 
 
-def _categorical(codes: np.ndarray, texts: Sequence[str]) -> pd.Categorical:
-    """A text column as a categorical: ``texts`` per code (repeats allowed), no row strings."""
+def _categorical(
+    codes: np.ndarray, texts: Sequence[str], *, at: np.ndarray | None = None, n: int = 0,
+    fill: int = 0,
+) -> pd.Categorical:
+    """A text column as a categorical: ``texts`` per code (repeats allowed), no row strings.
+
+    With ``at``, ``codes`` are those of the sorted rows ``at`` of ``n`` rows and every other
+    row has the code ``fill`` (units no rule matched: one fill, one scatter)."""
     cat_codes, categories = pd.factorize(np.asarray(list(texts) or [""], dtype=object))
     # the codes in pandas' own width, checked on the few distinct ones: no pass over the rows
     lut = np.asarray(cat_codes).astype(_code_dtype(len(categories)))
-    return pd.Categorical.from_codes(lut[codes], categories=list(categories), validate=False)
+    if at is None or len(at) == n:
+        full = lut[codes]
+    else:
+        full = np.full(n, lut[fill], dtype=lut.dtype)
+        full[at] = lut[codes]
+    return pd.Categorical.from_codes(full, categories=list(categories), validate=False)
 
 
 def _code_dtype(n: int) -> type[np.signedinteger[Any]]:
@@ -638,15 +663,32 @@ def _match_rows(
     cols: _Columns, rule: Rule, all_industries: Sequence[str], as_of: date
 ) -> np.ndarray:
     """Sorted rows the rule applies to: industry, every ``when``, no ``unless``."""
-    if any(isinstance(c, Predicate) and cols.never_known(c.field) for c in rule.when):
-        return np.empty(0, dtype=np.int64)  # a condition on an absent field never holds
+    if any(_never_holds(cols, c) for c in rule.when):
+        return np.empty(0, dtype=np.int64)  # e.g. a condition on an absent field
     seed, rest = _seed_rows(cols, rule, all_industries)
     rows = _narrow(cols, rest, seed, as_of)
     for cond in rule.unless:
         if not len(rows):
             break
-        rows = rows[~_condition_mask(cols, cond, rows, as_of)]
+        if not _never_holds(cols, cond):
+            rows = rows[~_condition_mask(cols, cond, rows, as_of)]
     return rows
+
+
+def _never_holds(cols: _Columns, cond: Condition) -> bool:
+    """A condition no row satisfies, known without testing rows: a predicate on a field
+    with no known value (:meth:`_Columns.never_known`) or ``contains`` (non-empty words) on
+    text blank in every row (:meth:`_Columns.blank_text`); ``any`` of such conditions only,
+    or ``all`` with one of them."""
+    if isinstance(cond, Predicate):
+        if cols.never_known(cond.field):
+            return True
+        return (cond.op == "contains" and all(_needles(tuple(cond.value)))
+                and cols.blank_text(cond.field))
+    if isinstance(cond, AnyOf):
+        return all(_never_holds(cols, c) for c in cond.any)
+    assert isinstance(cond, AllOf)
+    return any(_never_holds(cols, c) for c in cond.all)
 
 
 def _active_rules(catalog: RuleCatalog, as_of: date | None) -> list[Rule]:
@@ -713,25 +755,64 @@ def _match(cols: _Columns, active: Sequence[Rule], as_of: date) -> _Matches:
 def _factorize_words(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row -> combination code, and the unique words (n_words x n_combos).
 
-    Codes follow the rows' order of first appearance. Only rows some rule matched are
-    hashed (most rows match none); words are factorised one at a time and their codes
-    combined (no row sort)."""
+    Codes follow the rows' order of first appearance (:func:`_factorize_words_at`)."""
+    hit, sub, none_code, uniq = _factorize_words_at(words)
+    codes = np.full(words.shape[1], none_code, dtype=np.int64)
+    codes[hit] = sub
+    return codes, uniq
+
+
+def _factorize_words_at(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """(rows some rule matched, their combination codes, the code of every other row, the
+    unique words): :func:`_factorize_words` without a pass over the unmatched rows.
+
+    Only rows some rule matched are hashed (most rows match none); words are factorised one
+    at a time and their codes combined (no row sort). When most rows matched, all are hashed
+    and returned."""
     n = words.shape[1]
     hit = np.flatnonzero(words.any(axis=0)) if words.shape[0] > 1 else np.flatnonzero(words[0])
     if 2 * len(hit) > n:  # most rows matched: hash them all
-        return _factorize_rows(words)
-    codes = np.zeros(n, dtype=np.int64)
+        codes, uniq = _factorize_rows(words)
+        return np.arange(n), codes, 0, uniq
     if not len(hit):
-        return codes, words[:, :1] if n else words[:, :0]
+        return hit, np.zeros(0, dtype=np.int64), 0, words[:, :1] if n else words[:, :0]
     sub, uniq = _factorize_rows(words[:, hit])
     gap = np.flatnonzero(hit != np.arange(len(hit)))
     none_first = int(gap[0]) if len(gap) else len(hit)  # the first row no rule matched
     # the no-match combination takes its place in the order of first appearance
     before = int(sub[:none_first].max()) + 1 if none_first else 0
-    codes[:] = before
-    codes[hit] = np.where(sub >= before, sub + 1, sub)
     zero = np.zeros((words.shape[0], 1), dtype=words.dtype)
-    return codes, np.concatenate([uniq[:, :before], zero, uniq[:, before:]], axis=1)
+    return hit, np.where(sub >= before, sub + 1, sub), before, \
+        np.concatenate([uniq[:, :before], zero, uniq[:, before:]], axis=1)
+
+
+def _factorize_fill(
+    values: np.ndarray, at: np.ndarray, n: int, fill: Any
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """``pd.factorize`` of a length-``n`` array that holds ``values`` at the sorted rows
+    ``at`` and ``fill`` elsewhere, hashing ``values`` only.
+
+    Returns the codes at ``at``, the code of the other rows (-1 when ``at`` is every row)
+    and the distinct values in order of first appearance, as ``pd.factorize`` of the
+    whole array gives them."""
+    sub, uniq = pd.factorize(values)
+    sub, uniq = np.asarray(sub, dtype=np.int64), np.asarray(uniq)
+    if len(at) == n:
+        return sub, -1, uniq
+    gap = np.flatnonzero(at != np.arange(len(at)))
+    first = int(gap[0]) if len(gap) else len(at)  # the first row holding `fill`
+    before = int(sub[:first].max()) + 1 if first else 0  # values seen before that row
+    seen = np.flatnonzero(uniq == fill)
+    if len(seen) and seen[0] < before:
+        return sub, int(seen[0]), uniq
+    new = np.arange(len(uniq)) + (np.arange(len(uniq)) >= before)  # `fill` goes in at `before`
+    rest = uniq
+    if len(seen):  # `fill` first seen after that row: moved forward, those between shift
+        f = int(seen[0])
+        new[f + 1:] -= 1
+        new[f] = before
+        rest = np.delete(uniq, f)
+    return new[sub], before, np.insert(rest, before, fill)
 
 
 def _factorize_rows(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -805,10 +886,13 @@ class _Deadlines:
         code[self.immediate] = 4
         status = pd.array(["", "undetermined", "pending", "overdue", "immediate"],
                           dtype=_STR).take(code)
-        days = np.where(dated, self.days, none)
-        dcodes, duniq = pd.factorize(days)
+        # the dated rows' days hashed only, '' (`none`) where pandas would first see it
+        at = np.flatnonzero(dated)
+        sub, none_code, duniq = _factorize_fill(self.days[at], at, len(dated), none)
+        dcodes = np.full(len(dated), none_code, dtype=np.int64)
+        dcodes[at] = sub
         names = ["" if d == none else str(np.datetime64(int(d), "D")) for d in duniq]
-        deadline = pd.array(names or [""], dtype=_STR).take(np.asarray(dcodes))
+        deadline = pd.array(names or [""], dtype=_STR).take(dcodes)
         return deadline, status
 
 
@@ -849,18 +933,24 @@ def _aggregate(
     rank_of: Mapping[str, int],
     default_rank: int,
     review_bit: Mapping[str, int],
+    review_rows: dict[int, np.ndarray] | None = None,
 ) -> _Deadlines:
     """Verdict rank, deadlines and review bits per target row.
 
     ``events`` are (rule, source rows, target rows): for enterprise rules both are the same
     rows; for unit rules the source rows are units and the targets their enterprises.
+    ``review_rows`` (by ``id(rule)``) keeps each rule's flagged source rows for the next
+    aggregation of the same matches (units, then their enterprises).
     """
     agg = _Deadlines.empty(n, default_rank)
     for rule, _src, tgt in events:
         np.minimum.at(agg.rank, tgt, rank_of[rule.verdict])
+    kept = {} if review_rows is None else review_rows
     for rule, src, tgt in events:
         cols = cols_of(rule)
-        bits = _review_rows(cols, rule, src)
+        bits = kept.get(id(rule))
+        if bits is None:
+            bits = kept[id(rule)] = _review_rows(cols, rule, src)
         if len(bits):
             pos = np.searchsorted(src, bits)
             np.bitwise_or.at(agg.review, tgt[pos], 1 << review_bit[rule.review_code or ""])
@@ -883,16 +973,23 @@ def _aggregate(
 # --------------------------------------------------------------------------- strings
 
 
-def _group_join(groups: np.ndarray, texts: np.ndarray, sep: str) -> tuple[np.ndarray, np.ndarray]:
-    """Join ``texts`` within runs of equal (sorted) ``groups``: (group keys, joined texts)."""
+def _group_join(
+    groups: np.ndarray, heads: np.ndarray, tails: np.ndarray, tail_codes: np.ndarray, sep: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Join the texts ``heads[i] + tails[tail_codes[i]]`` with ``sep`` within runs of equal
+    (sorted) ``groups``: (group keys, joined texts).
+
+    The separator is put on the few ``tails`` (a second table, ``tail + sep``, for every
+    text but a group's last), so each text costs one concatenation and the grouped join
+    (``np.add.reduceat``) one more per further text of its group."""
     if not len(groups):
         return groups, np.empty(0, dtype=object)
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-    pieces = np.asarray(texts, dtype=object).copy()
-    later = np.ones(len(pieces), dtype=bool)
-    later[starts] = False
-    if later.any():
-        pieces[later] = np.add(sep, pieces[later].astype(object))
+    table = np.asarray(tails, dtype=object)
+    table = np.concatenate([table, np.add(table, sep)])
+    codes = np.asarray(tail_codes, dtype=np.int64) + len(tails)
+    codes[np.r_[starts[1:] - 1, len(groups) - 1]] -= len(tails)  # a group's last: no sep
+    pieces = np.add(np.asarray(heads, dtype=object), table[codes])
     return groups[starts], np.add.reduceat(pieces, starts)
 
 
@@ -958,6 +1055,64 @@ def _review_text(existing: pd.Series | None, bits: np.ndarray, n: int) -> tuple[
         texts.append(LIST_SEP.join(base + extra))
     reasons = np.asarray(texts, dtype=object)[np.asarray(kcodes)]
     return reasons != "", reasons
+
+
+# --------------------------------------------------------------------------- unit results
+
+
+@dataclass
+class _UnitResults:
+    """The unit result columns, and what the enterprises' unit texts are made of."""
+
+    columns: dict[str, Any]  # verdict, rule_ids, reasons, deadline, ..., enterprise_index
+    rows: np.ndarray  # the units that matched a rule or have a data issue (sorted)
+    codes: np.ndarray  # their rule-combination codes (into combos)
+    combos: list[list[int]]
+    text: _ComboText
+    issue: np.ndarray  # per unit: data_issues given
+    review_rows: dict[int, np.ndarray]  # per unit rule (id): its matched units flagged for review
+
+
+def _unit_results(
+    um: _Matches, ucols: _Columns, units: pd.DataFrame, catalog: RuleCatalog, as_of: date,
+    rank_of: Mapping[str, int], default_rank: int, review_bit: Mapping[str, int],
+) -> _UnitResults:
+    """Verdicts, deadlines and review codes of the units, computed on the units some rule
+    matched or that have a data issue only: every other unit (most of them) gets the
+    no-match values by one fill of its categorical codes."""
+    n = len(units)
+    hit, sub, none_code, uniq = _factorize_words_at(um.words())
+    combos = _combo_rules(uniq, len(um.rules))
+    text = _combo_text(combos, um.rules, catalog)
+    issue = _non_blank(units["data_issues"]) if "data_issues" in units \
+        else np.zeros(n, dtype=bool)
+    at = np.union1d(hit, np.flatnonzero(issue)) if issue.any() else hit
+    codes = sub
+    if len(at) != len(hit):
+        codes = np.full(len(at), none_code, dtype=np.int64)
+        codes[np.searchsorted(at, hit)] = sub
+    events = [(r, rows, np.searchsorted(at, rows)) for r, rows in zip(um.rules, um.rows, strict=True)]
+    review_rows: dict[int, np.ndarray] = {}
+    agg = _aggregate(events, lambda _r: ucols, len(at), rank_of, default_rank, review_bit,
+                     review_rows)
+    # the unit columns are categoricals: millions of units, a few hundred distinct texts
+    cols: dict[str, Any] = {
+        name: _categorical(codes, values, at=at, n=n, fill=none_code)
+        for name, values in (("verdict", text.verdict), ("rule_ids", text.rule_ids),
+                             ("reasons", text.reasons))
+    }
+    dl_codes, dl_texts, st_codes, st_texts = agg.status_codes(as_of)
+    cols["deadline"] = _categorical(dl_codes, dl_texts, at=at, n=n)
+    cols["deadline_status"] = _categorical(st_codes, st_texts, at=at, n=n)
+    bits = agg.review | np.where(issue[at], 1 << review_bit["unit_data_issue"], 0)
+    rv_codes, rv_fill, rv_uniq = _factorize_fill(bits, at, n, 0)
+    rv_needs, rv_texts = _review_text(None, np.asarray(rv_uniq, dtype=np.int64), len(rv_uniq))
+    needs = np.full(n, rv_fill >= 0 and bool(rv_needs[rv_fill]), dtype=bool)
+    needs[at] = np.asarray(rv_needs, dtype=bool)[rv_codes]
+    cols["needs_review"] = needs
+    cols["review_reasons"] = _categorical(rv_codes, rv_texts, at=at, n=n, fill=rv_fill)
+    cols["enterprise_index"] = ucols.parent_idx
+    return _UnitResults(cols, at, codes, combos, text, issue, review_rows)
 
 
 # --------------------------------------------------------------------------- public
@@ -1042,38 +1197,18 @@ def evaluate_rules(
     review_bit = {c: i for i, c in enumerate(REVIEW_CODES)}
 
     # ---------------------------------------------------------------- units
-    u_events = [(r, rows, rows) for r, rows in zip(um.rules, um.rows, strict=True)]
-    uagg = _aggregate(u_events, lambda _r: ucols, len(units), rank_of, default_rank, review_bit)
-    ucodes, uuniq = _factorize_words(um.words())
-    ucombos = _combo_rules(uuniq, len(unit_rules))
-    utext = _combo_text(ucombos, unit_rules, catalog)
-    unit_issue = _non_blank(units["data_issues"]) if "data_issues" in units \
-        else np.zeros(len(units), dtype=bool)
-    ubits = uagg.review | np.where(unit_issue, 1 << review_bit["unit_data_issue"], 0)
-    # the unit columns are categoricals: millions of units, a few hundred distinct texts
-    new: dict[str, Any] = {
-        name: _categorical(np.asarray(ucodes), values)
-        for name, values in (("verdict", utext.verdict), ("rule_ids", utext.rule_ids),
-                             ("reasons", utext.reasons))
-    }
-    dl_codes, dl_texts, st_codes, st_texts = uagg.status_codes(day)
-    new["deadline"] = _categorical(dl_codes, dl_texts)
-    new["deadline_status"] = _categorical(st_codes, st_texts)
-    rv_codes, rv_uniq = pd.factorize(ubits)
-    rv_needs, rv_texts = _review_text(None, np.asarray(rv_uniq, dtype=np.int64), len(rv_uniq))
-    new["needs_review"] = np.asarray(rv_needs, dtype=bool)[rv_codes] if len(units) else \
-        np.zeros(0, dtype=bool)
-    new["review_reasons"] = _categorical(np.asarray(rv_codes), rv_texts)
-    new["enterprise_index"] = np.asarray(pos, dtype=np.int64)
-    u_out = pd.concat([units.drop(columns=[c for c in new if c in units]),
-                       pd.DataFrame(new, index=units.index, copy=False)], axis=1)
+    ures = _unit_results(um, ucols, units, catalog, day, rank_of, default_rank, review_bit)
+    u_out = pd.concat([units.drop(columns=[c for c in ures.columns if c in units]),
+                       pd.DataFrame(ures.columns, index=units.index, copy=False)], axis=1)
+    unit_issue = ures.issue
 
     # ---------------------------------------------------------------- enterprises
     upos = np.asarray(pos, dtype=np.int64)
     events = [(r, rows, rows) for r, rows in zip(em.rules, em.rows, strict=True)]
     events += [(r, rows, upos[rows]) for r, rows in zip(um.rules, um.rows, strict=True)]
     cols_by_rule = {id(r): ecols for r in ent_rules} | {id(r): ucols for r in unit_rules}
-    eagg = _aggregate(events, lambda r: cols_by_rule[id(r)], n, rank_of, default_rank, review_bit)
+    eagg = _aggregate(events, lambda r: cols_by_rule[id(r)], n, rank_of, default_rank, review_bit,
+                      dict(ures.review_rows))
     if unit_issue.any():
         np.bitwise_or.at(eagg.review, upos[unit_issue], 1 << review_bit["unit_data_issue"])
     words = np.zeros((max(1, math.ceil(len(all_rules) / 64)), n), dtype=np.uint64)
@@ -1088,13 +1223,13 @@ def evaluate_rules(
         "verdict": text.verdict, "standards": text.standards, "rule_ids": text.rule_ids,
         "reasons": text.reasons, "price_measures": text.measures,
     }
+    touched, units_text = _units_text(ures, unit_rules, upos, units, catalog)
     for name, values in strings.items():
-        # take() on a tiny str array is ~10x faster than building 1M Python strings
-        out[name] = pd.array(values, dtype=_STR).take(codes) if n else pd.array([], dtype=_STR)
-    touched, units_text = _units_text(np.asarray(ucodes), ucombos, unit_rules, utext.verdict,
-                                      upos, units, catalog)
-    if len(touched):
-        out["reasons"] = _name_units(text.reasons, codes, units_text, touched)
+        if name == "reasons" and len(touched):  # with the units' text, built once
+            out[name] = _name_units(text.reasons, codes, units_text, touched)
+        else:  # take() on a tiny str array is ~10x faster than building 1M Python strings
+            out[name] = pd.array(values, dtype=_STR).take(codes) if n else \
+                pd.array([], dtype=_STR)
     out["deadline"], out["deadline_status"] = eagg.status(day)
     out["unit_count"] = np.bincount(upos, minlength=n).astype(np.int64)
     out["units"] = _units_column(touched, units_text, n)
@@ -1146,32 +1281,31 @@ def _labels_at(units: pd.DataFrame, at: np.ndarray) -> np.ndarray:
 
 
 def _units_text(
-    ucodes: np.ndarray, ucombos: Sequence[Sequence[int]], unit_rules: Sequence[Rule],
-    combo_verdicts: Sequence[str], upos: np.ndarray, units: pd.DataFrame,
+    ures: _UnitResults, unit_rules: Sequence[Rule], upos: np.ndarray, units: pd.DataFrame,
     catalog: RuleCatalog,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per enterprise, its units that some rule matched, each with its verdict and the
     citations of its rules: "2号高炉（关停退出〔表5 第1项(1)〕）、3号转炉（…）".
 
     The suffix after a unit's label is the same for every unit of one rule combination, so
-    the only per-unit work is one concatenation and one grouped join (:func:`_group_join`).
+    the per-unit work is one concatenation and a grouped join (:func:`_group_join`).
     Returns the enterprises that have such units (sorted) and their texts.
     """
     vlabels = {v.id: v.label_zh for v in catalog.verdicts}
-    named = np.asarray([len(c) > 0 for c in ucombos], dtype=bool)
-    if not len(ucodes) or not named.any():
+    named = np.asarray([len(c) > 0 for c in ures.combos], dtype=bool)
+    if not len(ures.rows) or not named.any():
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=object)
     suffix = np.asarray([
         "（" + vlabels[v] + "".join(dict.fromkeys(f"〔{unit_rules[i].citation}〕" for i in c)) + "）"
-        for c, v in zip(ucombos, combo_verdicts, strict=True)
+        for c, v in zip(ures.combos, ures.text.verdict, strict=True)
     ], dtype=object)
-    at = np.flatnonzero(named[ucodes])
+    sel = np.flatnonzero(named[ures.codes])
+    at, combo = ures.rows[sel], ures.codes[sel]
     ent = upos[at]
     if len(ent) > 1 and (ent[1:] < ent[:-1]).any():  # units not listed by enterprise
         order = np.argsort(ent, kind="stable")
-        at, ent = at[order], ent[order]
-    txt = np.add(_labels_at(units, at), suffix[ucodes[at]])
-    return _group_join(ent, txt, "、")
+        at, ent, combo = at[order], ent[order], combo[order]
+    return _group_join(ent, _labels_at(units, at), suffix, combo, "、")
 
 
 def _str_take(table: Sequence[str] | np.ndarray, idx: np.ndarray) -> Any:

@@ -82,6 +82,34 @@ def test_categorical_takes_texts_per_code() -> None:
     assert list(empty) == ["", ""]
 
 
+def test_categorical_on_some_rows_fills_the_others() -> None:
+    c = R._categorical(np.array([1, 0]), ["x", "y"], at=np.array([1, 3]), n=5, fill=0)
+    assert list(c) == ["x", "y", "x", "x", "x"]
+    assert list(c.categories) == ["x", "y"]  # the texts' order, whichever rows hold them
+    every = R._categorical(np.array([1, 0]), ["x", "y"], at=np.array([0, 1]), n=2, fill=9)
+    assert list(every) == ["y", "x"]         # every row given: the fill is not read
+
+
+@pytest.mark.parametrize(("full", "at"), [
+    ([0, 5, 0, 5, 3], [1, 3, 4]),            # the fill first at row 0
+    ([5, 0, 0, 3], [0, 3]),                  # one value before the fill's first row
+    ([5, 0, 0, 3], [0, 1, 3]),               # the fill also among the given rows, later
+    ([0, 7, 0], [0, 1]),                     # the fill given at row 0 (seen first)
+    ([2, 3, 0, 0], [0, 1, 2]),               # the fill given before the first other row
+    ([4, 4], [0, 1]),                        # every row given: no fill code
+    ([0, 0], []),                            # no row given
+])
+def test_factorize_fill_equals_pandas_on_the_whole_array(full: list[int], at: list[int]) -> None:
+    values = np.asarray(full, dtype=np.int64)
+    rows = np.asarray(at, dtype=np.int64)
+    sub, fill_code, uniq = R._factorize_fill(values[rows], rows, len(full), 0)
+    codes = np.full(len(full), fill_code, dtype=np.int64)
+    codes[rows] = sub
+    want_codes, want_uniq = pd.factorize(values)
+    assert codes.tolist() == want_codes.tolist() and uniq.tolist() == want_uniq.tolist()
+    assert (fill_code == -1) == (len(at) == len(full))
+
+
 def test_non_blank() -> None:
     s = pd.Series(["a", "", None, "b", np.nan, " "], dtype=object)
     assert R._non_blank(s).tolist() == [True, False, False, True, False, True]
@@ -104,16 +132,22 @@ def test_row_positions_consecutive_and_not() -> None:
 
 
 def test_group_join() -> None:
-    keys, joined = R._group_join(np.array([1, 1, 2, 5, 5, 5]),
-                                 np.array(["a", "b", "c", "d", "e", "f"], dtype=object), "、")
-    assert keys.tolist() == [1, 2, 5]
-    assert joined.tolist() == ["a、b", "c", "d、e、f"]
-    keys, joined = R._group_join(np.array([3, 4]), np.array(["x", "y"], dtype=object), "、")
-    assert keys.tolist() == [3, 4] and joined.tolist() == ["x", "y"]
-    keys, joined = R._group_join(np.array([7, 7]), np.array(["a", "b"]), "、")   # <U1 texts
-    assert joined.tolist() == ["a、b"]                      # not cut to the texts' width
-    keys, joined = R._group_join(np.array([], dtype=np.int64), np.array([], dtype=object), "、")
-    assert len(keys) == 0 and len(joined) == 0 and joined.dtype == object
+    def join(groups: list[int], texts: list[str], sep: str = "、") -> tuple[list, list]:
+        tails = np.array(["", "!"], dtype=object)  # texts ending in "!" take the second tail
+        heads = np.array([t.rstrip("!") for t in texts], dtype=object)
+        codes = np.array([int(t.endswith("!")) for t in texts], dtype=np.int64)
+        keys, joined = R._group_join(np.array(groups, dtype=np.int64), heads, tails, codes, sep)
+        assert joined.dtype == object
+        return keys.tolist(), joined.tolist()
+
+    assert join([1, 1, 2, 5, 5, 5], ["a", "b!", "c", "d", "e", "f"]) == \
+        ([1, 2, 5], ["a、b!", "c", "d、e、f"])
+    assert join([3, 4], ["x!", "y"]) == ([3, 4], ["x!", "y"])
+    assert join([7, 7], ["a!", "b!"], "; ") == ([7], ["a!; b!"])   # separator after the tail
+    assert join([], []) == ([], [])
+    keys, joined = R._group_join(np.array([7, 7]), np.array(["a", "b"]), np.array(["x"]),
+                                 np.array([0, 0]), "、")   # <U1 texts
+    assert joined.tolist() == ["ax、bx"]                    # not cut to the texts' width
 
 
 def test_text_column() -> None:
@@ -328,6 +362,33 @@ def test_columns_never_known() -> None:
     _p, u = _units_cols(df, pd.DataFrame({"x": [1]}), [1])
     assert not u.never_known("unit_text")            # virtual in a unit frame
     assert not u.never_known("some")                 # parent value at row 1 is known
+
+
+def test_blank_text_and_never_holds() -> None:
+    ent = pd.DataFrame({"industry_id": ["steel"], "n": [np.nan]})
+    units = pd.DataFrame({"unit_type_raw": pd.Series(["", None], dtype=object),
+                          "process": pd.Series(["", ""], dtype=object),
+                          "note": pd.Series(["", "x"], dtype=object)})
+    _p, u = _units_cols(ent, units, [0, 0])
+    assert u.blank_text("unit_text") and u.blank_text("process")
+    assert not u.blank_text("note") and not u.blank_text("absent")
+    blank = Predicate(field="unit_text", op="contains", value=["平拉"])
+    filled = Predicate(field="note", op="contains", value=["x"])
+    # (the catalog refuses empty words; a blank one normalises to "", which every text holds)
+    empty_word = Predicate.model_construct(field="unit_text", op="contains", value=[" "])
+    is_empty = Predicate(field="process", op="is_empty")
+    unknown = Predicate(field="n", op="gt", value=0)
+    assert R._never_holds(u, blank) and R._never_holds(u, unknown)
+    assert not R._never_holds(u, filled)
+    assert not R._never_holds(u, empty_word)    # "" is in every text
+    assert not R._never_holds(u, is_empty)      # blank text is what is_empty asks for
+    assert R._never_holds(u, AnyOf(any=[blank, unknown]))
+    assert not R._never_holds(u, AnyOf(any=[blank, filled]))
+    assert R._never_holds(u, AllOf(all=[filled, blank]))
+    assert not R._never_holds(u, AllOf(all=[filled, is_empty]))
+    with_part = pd.DataFrame({"unit_type_raw": pd.Series(["", "平拉线"], dtype=object)})
+    _p, v = _units_cols(ent, with_part, [0, 0])
+    assert not v.blank_text("unit_text") and not R._never_holds(v, blank)
 
 
 def test_columns_never_known_absent_unit_text() -> None:
