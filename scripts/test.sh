@@ -120,7 +120,7 @@ echo "   $BASINWATCH_TEST_DATABASE_URL"
 [ "${BASINWATCH_SETUP_ONLY:-}" = "1" ] && { echo "set-up complete"; exit 0; }
 
 step "ruff (pyflakes rules: undefined and unused names)"
-.venv/bin/ruff check --select F --output-format concise geo layers api benchmarks tests scripts
+.venv/bin/ruff check --select F --output-format concise geo layers api benchmarks tests scripts notebooks
 
 step "pytest"
 .venv/bin/python -m pytest -p no:cacheprovider --durations=25
