@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import geopandas as gpd
@@ -87,3 +88,152 @@ def test_rejected_summary_by_reason_with_total() -> None:
     assert list(out.index) == [0, 1, 2, 3]
     assert out.values.tolist() == [["zz_unknown", 3], ["uscc_missing", 2], ["", 1], [total, 6]]
     assert out[rows].dtype.kind == "i"
+
+
+# ------------------------------------------------------------- workbook 汇总 and 说明 sheets
+# Read back with openpyxl (an independent reader of the XlsxWriter/Book output); every
+# expected cell is counted by hand from enforcement_frame()'s six rows, the labels from
+# labels.toml read with tomllib, the industry order from industries.toml.
+
+
+def _toml(name: str) -> dict:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2] / "layers" / "data" / name
+    return tomllib.loads(root.read_text(encoding="utf-8"))
+
+
+def _sheet_rows(ws) -> list[tuple]:
+    return [tuple(r) for r in ws.iter_rows(values_only=True)]
+
+
+def _workbook_case(tmp_path: Path, **kw):
+    import openpyxl
+
+    from geo.provenance import Provenance
+
+    gdf = enforcement_frame()
+    gdf.loc[gdf.index[5], "industry"] = ""  # 未知 (blank industry)
+    gdf.loc[gdf.index[5], "industry_id"] = ""
+    prov = Provenance(
+        registry_name="名录.xlsx", registry_sha256="cd" * 32, as_of=date(2021, 3, 4),
+        generated_at=datetime(2026, 5, 6, 7, 8, 9, tzinfo=timezone.utc),
+        accepted=6, rejected=3, source_rows=9, catalogs={"rules": "2024-02"}, layers=(),
+        generator="basinwatch xlsx test", note="",
+    )
+    # no_action left out of the labels: it must come last, under its own id
+    labels = {k: v for k, v in VERDICTS.items() if k != "no_action"}
+    path = E.write_xlsx(gdf, tmp_path / "e.xlsx", verdict_labels=labels, provenance=prov,
+                        **kw)
+    return openpyxl.load_workbook(path), prov
+
+
+VERDICTS = {
+    "shutdown": "停产退出", "rectify": "限期整改", "basin_standard": "执行流域标准",
+    "emission_standard": "执行排放标准", "priority_supervision": "重点监管",
+    "no_action": "无需处置",
+}
+
+
+def test_xlsx_summary_sheet_cell_by_cell(tmp_path: Path) -> None:
+    rejected = pd.concat([rejected_frame()] * 2, ignore_index=True).iloc[:3].copy()
+    rejected["reason"] = ["no_location", "industry_unknown", "no_location"]
+    wb, _ = _workbook_case(tmp_path, rejected=rejected)
+    lab = _toml("labels.toml")
+    words, zones, sheets = lab["words"], lab["zones"], lab["sheets"]
+    issues = _toml("issues.toml")["issue"]
+    ws = wb[sheets["summary"]]
+    rows = _sheet_rows(ws)
+    vhead = ["停产退出", "限期整改", "执行流域标准", "执行排放标准", "重点监管", "no_action"]
+    # columns: shutdown, rectify, basin_standard, emission_standard, priority, no_action, total
+    zone_table = [
+        (words["zone"], *vhead, words["total"]),
+        (zones["lianjiang"], 1, 0, 1, 0, 0, 0, 2),
+        (zones["maozhou"], 0, 0, 1, 0, 0, 0, 1),
+        (zones["shima"], 0, 0, 0, 0, 1, 0, 1),
+        (zones["danshui"], 0, 0, 0, 0, 0, 0, 0),
+        (zones["guangfo"], 0, 1, 0, 0, 0, 0, 1),
+        (words["outside_zones"], 0, 0, 0, 0, 0, 1, 1),
+        (words["total"], 1, 1, 2, 0, 1, 1, 6),
+    ]
+    # industries in industries.toml order (钢铁, 造纸, 印染, 陶瓷), unknown ones after
+    ind_table = [
+        (words["industry"], *vhead, words["total"]),
+        ("钢铁", 0, 1, 0, 0, 0, 0, 1),
+        ("造纸", 0, 0, 1, 0, 0, 0, 1),
+        ("印染", 1, 0, 1, 0, 0, 0, 2),
+        ("陶瓷", 0, 0, 0, 0, 1, 0, 1),
+        (words["unknown"], 0, 0, 0, 0, 0, 1, 1),
+        (words["total"], 1, 1, 2, 0, 1, 1, 6),
+    ]
+    blank = (None,) * 8
+    rej_title = f"{words['rejected_rows']}（{words['rejected_hint']}）"
+    rej_table = [
+        (words["rejected_reason"], words["rejected_count"]),
+        (issues["no_location"]["title_zh"], 2),
+        (issues["industry_unknown"]["title_zh"], 1),
+        (words["total"], 3),
+    ]
+    want = [*zone_table, blank, *ind_table, blank, (rej_title,),
+            *[(*r, *(None,) * 6) for r in rej_table]]
+    want = [(*w, *(None,) * (8 - len(w))) for w in want]
+    assert rows == want
+    # bold headers (both tables, the rejected block's title and header), freeze, autofilter
+    for r in (1, 10, 18, 19):
+        assert ws.cell(row=r, column=1).font.b, r
+    assert not ws.cell(row=2, column=1).font.b
+    assert ws.freeze_panes == "B2"
+    assert ws.auto_filter.ref == "A1:H8"
+    # widths: longest text + 2, CJK counted double, clamped to 6..60 (XlsxWriter adds
+    # its own padding below one character)
+
+    def w(text: str) -> int:
+        return sum(2 if "\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" else 1
+                   for ch in text)
+
+    col_a = max(w(str(r[0])) for r in [*zone_table, *ind_table, *rej_table]) + 2
+    assert ws.column_dimensions["A"].width == pytest.approx(col_a, abs=1)
+    assert ws.column_dimensions["G"].width == pytest.approx(max(w("no_action") + 2, 6), abs=1)
+    assert ws.column_dimensions["H"].width == pytest.approx(6, abs=1)  # "合计" is 4 wide
+
+
+def test_xlsx_summary_without_rejected_rows_gives_the_provenance_count(tmp_path: Path) -> None:
+    wb, _ = _workbook_case(tmp_path)
+    lab = _toml("labels.toml")
+    rows = _sheet_rows(wb[lab["sheets"]["summary"]])
+    words = lab["words"]
+    assert rows[-2][:2] == (words["rejected_reason"], words["rejected_count"])
+    assert rows[-1][:2] == (words["total"], 3)  # Provenance(rejected=3)
+    assert lab["sheets"]["rejected"] not in wb.sheetnames
+
+
+def test_xlsx_notes_sheet_and_properties(tmp_path: Path) -> None:
+    wb, prov = _workbook_case(tmp_path, notes=[("筛选", "=cmd"), ("范围", "练江\x07")])
+    lab = _toml("labels.toml")
+    words, p = lab["words"], lab["provenance"]
+    assert wb.sheetnames[-1] == lab["sheets"]["notes"]
+    ws = wb[lab["sheets"]["notes"]]
+    rows = _sheet_rows(ws)
+    assert rows[0][0] == p["title"] and ws.cell(row=1, column=1).font.b
+    assert rows[1] == (None, None)
+    assert rows[2] == ("项目", "内容") and ws.cell(row=3, column=1).font.b
+    expected = [
+        ("筛选", "'=cmd"), ("范围", "练江\ufffd"),   # formula inert, control char replaced
+        (p["generator"], "basinwatch xlsx test"),
+        (p["generated_at"], "2026-05-06 07:08:09+00:00"),
+        (p["registry_file"], "名录.xlsx"),
+        (p["registry_sha256"], "cd" * 32),
+        (p["as_of"], "2021-03-04"),
+        (p["source_rows"], "9"),
+        (p["accepted"], "6"),
+        (p["rejected"], "3"),
+        (f"{p['catalog']} rules", "2024-02"),
+    ]
+    n = len(expected)
+    assert rows[3:3 + n] == expected
+    assert rows[3 + n] == (None, None)
+    assert rows[4 + n:] == [(words["review_note"], None), (words["formula_note"], None)]
+    assert ws.auto_filter.ref is None
+    assert wb.properties.title == p["title"]
+    assert wb.properties.creator == "basinwatch xlsx test"
+    assert json.loads(wb.properties.description) == json.loads(prov.to_json())

@@ -882,23 +882,13 @@ def test_review_if_any_listed_field_is_missing_and_as_of_predicates() -> None:
     assert e["needs_review"].tolist() == [False, True, True, True]
 
 
-def test_units_of_unknown_enterprises_are_logged() -> None:
+def test_units_of_unknown_enterprises_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
-    log = logging.getLogger("geo.rules")
-    old = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
-    try:
-        ent, units = _probe_frames()
-        R.evaluate_rules(ent, units, catalog=_catalog(*PROBE), as_of=AS_OF)
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(old)
-    text = [r.getMessage() for r in records]
+    caplog.set_level(logging.DEBUG, logger="geo.rules")
+    ent, units = _probe_frames()
+    R.evaluate_rules(ent, units, catalog=_catalog(*PROBE), as_of=AS_OF)
+    text = [r.getMessage() for r in caplog.records if r.name == "geo.rules"]
     assert "ignoring 1 unit(s) of enterprises not in the frame" in text   # row 9
     assert "5 rules, 5 rows, 5 units, 5 combinations" in text
 
