@@ -8,6 +8,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
 from _export_fixtures import enforcement_frame, rejected_frame
@@ -237,3 +238,99 @@ def test_xlsx_notes_sheet_and_properties(tmp_path: Path) -> None:
     assert wb.properties.title == p["title"]
     assert wb.properties.creator == "basinwatch xlsx test"
     assert json.loads(wb.properties.description) == json.loads(prov.to_json())
+
+
+def test_xlsx_all_sheet_translates_zones_precision_issues_and_measures(tmp_path: Path) -> None:
+    """全部企业 read back: ids become the Chinese texts of labels.toml / issues.toml /
+    rules.toml (tomllib); a verdict without a label keeps its id."""
+    wb, _ = _workbook_case(tmp_path)
+    lab = _toml("labels.toml")
+    cols = lab["columns"]
+    rows = _sheet_rows(wb[lab["sheets"]["all"]])
+    head = list(rows[0])
+    table = [dict(zip(head, r, strict=True)) for r in rows[1:]]
+    gdf = enforcement_frame()
+    assert len(table) == len(gdf)
+    zones, prec = lab["zones"], lab["precision"]
+    for cell, (_, src) in zip(table, gdf.iterrows(), strict=True):
+        assert cell[cols["basin_id"]] == (zones[src["basin_id"]] if src["basin_id"] else None)
+        assert cell[cols["region_id"]] == (zones[src["region_id"]] if src["region_id"]
+                                           else None)
+        assert cell[cols["geocode_precision"]] == prec[src["geocode_precision"]]
+    assert [c[cols["verdict"]] for c in table][-1] == "no_action"  # no label given
+    assert table[0][cols["verdict"]] == "停产退出"
+    issues = _toml("issues.toml")["issue"]
+    assert "gcj02" not in issues
+    assert table[1][cols["data_issues"]] == "gcj02"  # a code without a text is kept
+    assert table[0][cols["data_issues"]] is None
+    measures = _toml("rules.toml")["measures"]
+    assert table[4][cols["price_measures"]] == measures["differential_price"]["label_zh"]
+    assert table[4][cols["deadline_status"]] == lab["deadline_status"]["pending"]
+    assert cols["industry_id"] not in head if "industry_id" in cols else "industry_id" not in head
+
+
+def test_xlsx_rejected_rows_missing_columns_message(tmp_path: Path) -> None:
+    from geo.schema import REJECTED_COLUMNS
+
+    bad = rejected_frame().drop(columns=["reason", "row"])
+    with pytest.raises(E.ExportError) as e:
+        E.write_xlsx(enforcement_frame(), tmp_path / "e.xlsx", rejected=bad)
+    assert str(e.value) == (
+        "Cannot export the rejected rows: missing column(s) "
+        + ", ".join(c for c in REJECTED_COLUMNS if c in ("reason", "row"))
+        + "; expected " + ", ".join(REJECTED_COLUMNS) + " (see geo.schema).")
+    assert not (tmp_path / "e.xlsx").exists()
+
+
+def test_enforcement_frame_missing_columns_message_and_coordinates() -> None:
+    from geo.schema import ENFORCEMENT_COLUMNS
+
+    gdf = enforcement_frame()
+    with pytest.raises(E.ExportError) as e:
+        E._enforcement_frame(gdf.drop(columns=["verdict", "uscc"]))
+    assert str(e.value) == (
+        "Cannot export the enforcement list: missing column(s) "
+        + ", ".join(c for c in ENFORCEMENT_COLUMNS if c in ("verdict", "uscc"))
+        + "; expected " + ", ".join(ENFORCEMENT_COLUMNS) + " (see geo.schema).")
+    gdf["lon"] = gdf["lon"].astype(object)
+    gdf.loc[gdf.index[0], "lon"] = "x"         # unreadable: blank, not an error
+    gdf.loc[gdf.index[1], "lat"] = 23.123456789  # rounded to 7 decimals
+    out = E._enforcement_frame(gdf)
+    assert pd.isna(out["lon"].iloc[0]) and out["lon"].iloc[1] == 116.17
+    assert out["lat"].iloc[1] == 23.1234568
+
+
+def test_column_label_falls_back_to_the_registry_label(monkeypatch) -> None:
+    reg = _toml("registry.toml")["numeric"]
+    lab = _toml("labels.toml")["columns"]
+    assert E._column_label("uscc") == lab["uscc"]
+    assert E._column_label("no_such_column") == "no_such_column"
+    # every bundled numeric column has a labels.toml header: drop them to reach the
+    # registry.toml fallback
+    monkeypatch.setattr(E, "_labels", lambda: {"columns": {"uscc": lab["uscc"]}})
+    for col in reg:
+        assert E._column_label(col) == reg[col]["label_zh"], col
+    assert E._column_label("no_such_column") == "no_such_column"
+
+
+def test_catalog_verdict_labels_are_the_chinese_ones() -> None:
+    verdicts = _toml("rules.toml")["verdicts"]
+    assert E.catalog_verdict_labels() == {k: v["label_zh"] for k, v in verdicts.items()}
+
+
+def test_neutralise_formulas_leaves_missing_cells_and_frames_past_geometry() -> None:
+    s = pd.Series(["=1+1", np.nan, None, "ok", "@x"], dtype=object)
+    out = E.neutralise_formulas(s)
+    assert out.iloc[0] == "'=1+1" and out.iloc[4] == "'@x" and out.iloc[3] == "ok"
+    assert pd.isna(out.iloc[1]) and out.iloc[2] is None
+    # a geometry column first: the text columns after it are still neutralised
+    gdf = gpd.GeoDataFrame({"geometry": [Point(1, 2)], "name": ["=cmd"]}, geometry="geometry")
+    assert E.neutralise_frame(gdf)["name"].tolist() == ["'=cmd"]
+
+
+def test_provenance_for_without_a_record_knows_no_registry() -> None:
+    prov = E._provenance_for(enforcement_frame(), None)
+    assert prov.registry_name == "" and prov.registry_sha256 == ""
+    assert prov.as_of is None and prov.accepted == 6
+    assert prov.verdict_counts == {"shutdown": 1, "rectify": 1, "basin_standard": 2,
+                                   "priority_supervision": 1, "no_action": 1}
