@@ -506,12 +506,25 @@ def test_xlsx_and_xlsm_chosen_by_suffix_alone() -> None:
 
 def test_pandas_path_keeps_cells_as_written() -> None:
     """The GB18030 path (pandas' parser): 'NA', 'null', '007' and '' stay as written."""
-    data = "名称,代码,备注\n甲,007,NA\n乙,1.50,null\n丙,,\n".encode("gb18030")
+    data = "名称,代码,备注,编号\n甲,007,NA,010\n乙,1.50,null,2\n丙,,,3\n".encode("gb18030")
     assert I._read_csv_pyarrow(data) is None  # not UTF-8: the pandas path
     f = I._read_csv(data, "r.csv")
-    assert f.columns.tolist() == ["名称", "代码", "备注"]
-    assert f.values.tolist() == [["甲", "007", "NA"], ["乙", "1.50", "null"], ["丙", "", ""]]
+    assert f.columns.tolist() == ["名称", "代码", "备注", "编号"]
+    assert f.values.tolist() == [["甲", "007", "NA", "010"], ["乙", "1.50", "null", "2"],
+                                 ["丙", "", "", "3"]]
     assert all(isinstance(v, str) for v in f.to_numpy().ravel())
+
+
+def test_ragged_row_message_names_pandas_error() -> None:
+    """A row with more fields than the header (no open quote): pandas' own error text,
+    then what was expected."""
+    with pytest.raises(RegistryFormatError) as err:
+        I._read_csv("名称,代码\n甲,1\n乙,2,3\n".encode(), "r.csv")
+    text = str(err.value)
+    assert text.startswith("Cannot parse the CSV registry r.csv: "), text
+    assert "Expected 2 fields in line 3, saw 3" in text, text
+    assert text.endswith("; expected one record per line, each with as many fields as the "
+                         "header."), text
 
 
 def test_read_log_line_names_an_upload_without_a_name(caplog: pytest.LogCaptureFixture) -> None:
