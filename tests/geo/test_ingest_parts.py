@@ -534,3 +534,29 @@ def test_read_log_line_names_an_upload_without_a_name(caplog: pytest.LogCaptureF
     I.read_registry("名称,行业,地址\n甲,造纸,广州\n".encode())
     text = [r.getMessage() for r in caplog.records if r.name == "geo.ingest"]
     assert "read (upload): 1 rows, 1 accepted, 0 rejected" in text
+
+
+def test_a_bad_attribute_before_a_good_one_still_flags_the_row() -> None:
+    """经营状态 (status) is read before 排污许可证 (discharge_permit): a bad status with a
+    good permit, and a good status with a bad permit, are both attribute_invalid."""
+    body = ("名称,行业,地址,经营状态,排污许可证\n"
+            "甲,陶瓷,广州,乱写,是\n乙,陶瓷,广州,在产,乱写\n丙,陶瓷,广州,在产,是\n").encode()
+    acc = I.read_registry(body, filename="r.csv").accepted
+    assert acc["data_issues"].tolist() == ["uscc_missing;attribute_invalid",
+                                           "uscc_missing;attribute_invalid", "uscc_missing"]
+
+
+def test_registry_units_carry_the_cleaned_uscc_and_name() -> None:
+    """A coal-boiler size in the registry makes one unit per row; the unit frame names the
+    enterprise as the accepted row does (name stripped), with a fresh 0..n-1 index and no
+    stray index column."""
+    body = ("名称,统一社会信用代码,行业,地址,燃煤锅炉蒸吨\n"
+            " 甲厂 ,91440300MA5FXXXX3C,钢铁,广州,10\n乙厂,,钢铁,广州,\n丙厂,,钢铁,广州,20\n"
+            ).encode()
+    res = I.read_registry(body, filename="r.csv")
+    units = res.units
+    assert units["name"].tolist() == ["甲厂", "丙厂"]
+    assert units["uscc"].tolist() == ["91440300MA5FXXXX3C", ""]
+    assert units["enterprise_row"].tolist() == [2, 4]
+    assert units.index.tolist() == [0, 1]
+    assert "index" not in units.columns and "level_0" not in units.columns
