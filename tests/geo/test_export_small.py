@@ -334,3 +334,18 @@ def test_provenance_for_without_a_record_knows_no_registry() -> None:
     assert prov.as_of is None and prov.accepted == 6
     assert prov.verdict_counts == {"shutdown": 1, "rectify": 1, "basin_standard": 2,
                                    "priority_supervision": 1, "no_action": 1}
+
+
+def test_output_columns_order_written_by_hand() -> None:
+    """ENFORCEMENT_COLUMNS with industry_code right after industry (geo.schema), then only
+    the numeric registry columns the frame has (registry.toml order)."""
+    from geo.schema import ENFORCEMENT_COLUMNS
+
+    base = list(ENFORCEMENT_COLUMNS)
+    at = base.index("industry") + 1
+    want = [*base[:at], "industry_code", *base[at:]]
+    frame = enforcement_frame()
+    assert E.output_columns(frame) == want
+    reg = list(_toml("registry.toml")["numeric"])
+    frame = frame.assign(**{reg[2]: 1.0, reg[0]: 2.0})
+    assert E.output_columns(frame) == [*want, reg[0], reg[2]]
