@@ -943,3 +943,63 @@ def test_an_immediate_rule_does_not_hide_a_later_rules_deadline() -> None:
     assert e["rule_ids"].tolist() == ["now", "later"]
     assert e["deadline"].tolist() == ["", "2020-12-31"]
     assert e["deadline_status"].tolist() == ["immediate", "pending"]
+
+
+# ------------------------------------------- speed paths of the engine (issue 16, 12-07)
+# Expected rule ids worked out by hand from the rows; each test reaches a fast path of
+# _Columns (flag seeds, a parent field's partial encoding reused, units by enterprise).
+
+
+def test_flag_seed_eq_true_false_and_both() -> None:
+    """A nullable-boolean column seeds its rule (flag_rows): eq true, eq false and
+    in [true, false]; a missing flag matches none of them."""
+    cat = _catalog(
+        _rule("t", "rectify", when=[{"field": "emission_exceedance", "op": "eq", "value": True}]),
+        _rule("f", "rectify", when=[{"field": "emission_exceedance", "op": "eq",
+                                     "value": False}]),
+        _rule("tf", "rectify", when=[{"field": "emission_exceedance", "op": "in",
+                                      "value": [True, False]}]),
+    )
+    df = pd.DataFrame({"industry_id": "steel", "city": "广州市",
+                       "emission_exceedance": pd.array([True, False, None, True],
+                                                       dtype="boolean")})
+    e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
+    assert [set(r.split(";")) - {""} for r in e["rule_ids"]] == [
+        {"t", "tf"}, {"f", "tf"}, set(), {"t", "tf"}]
+
+
+def test_unit_rules_on_a_parent_field_and_units_listed_by_enterprise() -> None:
+    """Units sorted by enterprise (the runs path of rows_where for a parent field) and two
+    converter rules on the enterprise's city (the second reuses the first's encoding of
+    the same rows); ten enterprises, so the partial encoding is the one taken."""
+    ent = pd.DataFrame({
+        "row": [2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        "industry_id": ["steel", "steel", "paper", "steel", "paper", "steel", "steel",
+                        "steel", "steel", "steel"],
+        "city": ["广州市", "佛山市", "广州市", "广州市", "佛山市", "佛山市", "深圳市",
+                 "深圳市", "深圳市", "深圳市"],
+    })
+    units = pd.DataFrame({
+        "enterprise_row": [2, 2, 3, 5, 6, 6, 7],
+        "unit_type": ["blast_furnace", "converter", "blast_furnace", "converter",
+                      "converter", "blast_furnace", "converter"],
+        "unit_id": [f"u{i}" for i in range(7)],
+        "volume_m3": [300.0, np.nan, 500.0, np.nan, np.nan, 200.0, np.nan],
+        "source": "equipment", "source_row": list(range(2, 9)), "data_issues": "",
+    })
+    cat = _catalog(
+        _rule("v", "shutdown", scope="unit",
+              when=[{"field": "volume_m3", "op": "le", "value": 400}]),
+        _rule("c1", "rectify", scope="unit",
+              when=[{"field": "unit_type", "op": "eq", "value": "converter"},
+                    {"field": "city", "op": "eq", "value": "广州市"}]),
+        _rule("c2", "rectify", scope="unit",
+              when=[{"field": "unit_type", "op": "eq", "value": "converter"},
+                    {"field": "city", "op": "eq", "value": "佛山市"}]),
+    )
+    res = R.evaluate_rules(ent, units, catalog=cat, as_of=AS_OF)
+    # u0 steel 300 m³; u1, u3 converters in 广州; u4 a paper works' converter (the rules
+    # are for steel); u5 a paper works' furnace; u6 a converter in 佛山
+    assert list(res.units["rule_ids"]) == ["v", "c1", "", "c1", "", "", "c2"]
+    assert res.enterprises["rule_ids"].tolist() == ["v;c1", "", "", "c1", "", "c2", "", "",
+                                                    "", ""]
