@@ -548,10 +548,11 @@ def test_a_bad_attribute_before_a_good_one_still_flags_the_row() -> None:
 
 def test_registry_units_carry_the_cleaned_uscc_and_name() -> None:
     """A coal-boiler size in the registry makes one unit per row; the unit frame names the
-    enterprise as the accepted row does (name stripped), with a fresh 0..n-1 index and no
+    enterprise as the accepted row does (name stripped, the code stripped and upper-cased),
+    with a fresh 0..n-1 index and no
     stray index column."""
     body = ("名称,统一社会信用代码,行业,地址,燃煤锅炉蒸吨\n"
-            " 甲厂 ,91440300MA5FXXXX3C,钢铁,广州,10\n乙厂,,钢铁,广州,\n丙厂,,钢铁,广州,20\n"
+            " 甲厂 , 91440300ma5fxxxx3c ,钢铁,广州,10\n乙厂,,钢铁,广州,\n丙厂,,钢铁,广州,20\n"
             ).encode()
     res = I.read_registry(body, filename="r.csv")
     units = res.units
