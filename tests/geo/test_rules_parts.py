@@ -1003,3 +1003,17 @@ def test_unit_rules_on_a_parent_field_and_units_listed_by_enterprise() -> None:
     assert list(res.units["rule_ids"]) == ["v", "c1", "", "c1", "", "", "c2"]
     assert res.enterprises["rule_ids"].tolist() == ["v;c1", "", "", "c1", "", "c2", "", "",
                                                     "", ""]
+
+
+def test_flag_column_with_other_operators_is_not_seeded() -> None:
+    """Only eq/in seed a rule by its flag rows; is_empty/not_empty on a nullable-boolean
+    column are tested row by row (module docstring: a missing value never matches, and
+    is_empty means a known blank text, which a flag never is)."""
+    cat = _catalog(
+        _rule("ne", "rectify", when=[{"field": "emission_exceedance", "op": "not_empty"}]),
+        _rule("ie", "rectify", when=[{"field": "emission_exceedance", "op": "is_empty"}]),
+    )
+    df = pd.DataFrame({"industry_id": "steel", "city": "广州市",
+                       "emission_exceedance": pd.array([True, False, None], dtype="boolean")})
+    e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
+    assert e["rule_ids"].tolist() == ["ne", "ne", ""]
