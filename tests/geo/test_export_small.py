@@ -140,7 +140,8 @@ VERDICTS = {
 
 def test_xlsx_summary_sheet_cell_by_cell(tmp_path: Path) -> None:
     rejected = pd.concat([rejected_frame()] * 2, ignore_index=True).iloc[:3].copy()
-    rejected["reason"] = ["no_location", "industry_unknown", "no_location"]
+    # reasons with titles narrower than the zone column (its width must come from there)
+    rejected["reason"] = ["no_location", "geocode_failed", "no_location"]
     wb, _ = _workbook_case(tmp_path, rejected=rejected)
     lab = _toml("labels.toml")
     words, zones, sheets = lab["words"], lab["zones"], lab["sheets"]
@@ -174,7 +175,7 @@ def test_xlsx_summary_sheet_cell_by_cell(tmp_path: Path) -> None:
     rej_table = [
         (words["rejected_reason"], words["rejected_count"]),
         (issues["no_location"]["title_zh"], 2),
-        (issues["industry_unknown"]["title_zh"], 1),
+        (issues["geocode_failed"]["title_zh"], 1),
         (words["total"], 3),
     ]
     want = [*zone_table, blank, *ind_table, blank, (rej_title,),
@@ -195,9 +196,14 @@ def test_xlsx_summary_sheet_cell_by_cell(tmp_path: Path) -> None:
                    for ch in text)
 
     col_a = max(w(str(r[0])) for r in [*zone_table, *ind_table, *rej_table]) + 2
+    assert col_a == w(words["outside_zones"]) + 2
     assert ws.column_dimensions["A"].width == pytest.approx(col_a, abs=1)
     assert ws.column_dimensions["G"].width == pytest.approx(max(w("no_action") + 2, 6), abs=1)
     assert ws.column_dimensions["H"].width == pytest.approx(6, abs=1)  # "合计" is 4 wide
+    # the three tables share their widths: column B is as wide as "停产退出" (zone and
+    # industry tables), not as "行数", the last table's header there
+    assert ws.column_dimensions["B"].width == pytest.approx(w(vhead[0]) + 2, abs=1)
+    assert w(vhead[0]) + 2 > max(w(words["rejected_count"]) + 2, 6) + 2
 
 
 def test_xlsx_summary_without_rejected_rows_gives_the_provenance_count(tmp_path: Path) -> None:
