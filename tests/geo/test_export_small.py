@@ -357,3 +357,13 @@ def test_output_columns_order_written_by_hand() -> None:
     reg = list(_toml("registry.toml")["numeric"])
     frame = frame.assign(**{reg[2]: 1.0, reg[0]: 2.0})
     assert E.output_columns(frame) == [*want, reg[0], reg[2]]
+
+
+def test_shapefile_zip_members_are_deflated(tmp_path: Path) -> None:
+    """The download is compressed (zipfile read-back): every member deflated."""
+    import zipfile
+
+    path = E.write_shapefile_zip(enforcement_frame(), tmp_path / "e.zip")
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+    assert infos and {i.compress_type for i in infos} == {zipfile.ZIP_DEFLATED}
