@@ -1018,3 +1018,32 @@ def test_flag_column_with_other_operators_is_not_seeded() -> None:
                        "emission_exceedance": pd.array([True, False, None], dtype="boolean")})
     e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
     assert e["rule_ids"].tolist() == ["ne", "ne", ""]
+
+
+def test_rule_review_merged_into_an_engine_text_review_column() -> None:
+    """review_reasons already in the engine's text dtype (classify's output): a rule's
+    review code is added to the rows it matches and sets needs_review there; other rows
+    keep their own flag and text (worked out by hand)."""
+    cat = _catalog(_rule("gz", "rectify", review_code="fact_unverified",
+                         when=[{"field": "city", "op": "eq", "value": "广州市"}]))
+    df = pd.DataFrame({
+        "industry_id": "steel", "city": ["广州市", "深圳市", "广州市"],
+        "needs_review": [False, True, True],
+        "review_reasons": pd.array(["", "near_basin_boundary", "multiple_parks"],
+                                   dtype=R._STR),
+    })
+    e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
+    assert e["needs_review"].tolist() == [True, True, True]
+    assert list(e["review_reasons"]) == ["fact_unverified", "near_basin_boundary",
+                                         "multiple_parks;fact_unverified"]
+
+
+def test_units_with_their_own_index_are_aligned_by_position() -> None:
+    """A unit frame indexed 100.. (not 0..n-1): each unit keeps its own results."""
+    ent, units = _probe_frames()
+    units.index = range(100, 100 + len(units))
+    res = R.evaluate_rules(ent, units, catalog=_catalog(*PROBE), as_of=AS_OF)
+    u = res.units
+    assert u["unit_id"].tolist() == ["1号高炉", "", "3号高炉", "转炉A", "转炉B"]
+    assert list(u["rule_ids"]) == ["bf", "bf", "", "old", "old"]
+    assert u["enterprise_index"].tolist() == [1, 0, 1, 0, 4]
