@@ -1047,3 +1047,20 @@ def test_units_with_their_own_index_are_aligned_by_position() -> None:
     assert u["unit_id"].tolist() == ["1号高炉", "", "3号高炉", "转炉A", "转炉B"]
     assert list(u["rule_ids"]) == ["bf", "bf", "", "old", "old"]
     assert u["enterprise_index"].tolist() == [1, 0, 1, 0, 4]
+
+
+def test_never_known_scans_every_chunk_of_a_long_column() -> None:
+    """never_known reads the column in chunks of 32,768 rows: one known value in the first
+    row, or past the second chunk, is a known column (rows built by hand)."""
+    n = 70_000  # > 2 chunks
+    nums = np.full(n, np.nan)
+    nums[n - 1] = 1.0
+    days = pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]")
+    first = days.copy()
+    first.iloc[0] = pd.Timestamp("2019-01-01")
+    df = pd.DataFrame({"v": nums, "empty": np.full(n, np.nan), "d0": first, "dn": days})
+    c = R._Columns(df)
+    assert c.never_known("v") is False
+    assert c.never_known("empty") is True
+    assert c.never_known("d0") is False
+    assert c.never_known("dn") is True
