@@ -1058,9 +1058,13 @@ def test_never_known_scans_every_chunk_of_a_long_column() -> None:
     days = pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]")
     first = days.copy()
     first.iloc[0] = pd.Timestamp("2019-01-01")
-    df = pd.DataFrame({"v": nums, "empty": np.full(n, np.nan), "d0": first, "dn": days})
+    last = days.copy()
+    last.iloc[n - 1] = pd.Timestamp("2019-01-01")
+    df = pd.DataFrame({"v": nums, "empty": np.full(n, np.nan), "d0": first, "dn": days,
+                       "dl": last})
     c = R._Columns(df)
     assert c.never_known("v") is False
     assert c.never_known("empty") is True
     assert c.never_known("d0") is False
     assert c.never_known("dn") is True
+    assert c.never_known("dl") is False
