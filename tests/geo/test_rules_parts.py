@@ -1068,3 +1068,12 @@ def test_never_known_scans_every_chunk_of_a_long_column() -> None:
     assert c.never_known("d0") is False
     assert c.never_known("dn") is True
     assert c.never_known("dl") is False
+
+
+def test_factorize_python_storage_strings() -> None:
+    """The engine's text columns (python-storage strings) are factorised on their object
+    array: same codes and values as any text column (written by hand)."""
+    for dtype in (pd.StringDtype("python"), pd.StringDtype("pyarrow")):
+        codes, uniq = R._factorize(pd.Series(["x", None, "y", "x"], dtype=dtype))
+        assert codes.tolist() == [0, -1, 1, 0], dtype
+        assert list(uniq) == ["x", "y"] and uniq.dtype == object, dtype
