@@ -978,6 +978,7 @@ def test_unit_rules_on_a_parent_field_and_units_listed_by_enterprise() -> None:
                         "steel", "steel", "steel"],
         "city": ["广州市", "佛山市", "广州市", "广州市", "佛山市", "佛山市", "深圳市",
                  "深圳市", "深圳市", "深圳市"],
+        "basin_id": ["", "", "", "", "", "lianjiang", "", "", "", ""],
     })
     units = pd.DataFrame({
         "enterprise_row": [2, 2, 3, 5, 6, 6, 7],
@@ -996,14 +997,18 @@ def test_unit_rules_on_a_parent_field_and_units_listed_by_enterprise() -> None:
         _rule("c2", "rectify", scope="unit",
               when=[{"field": "unit_type", "op": "eq", "value": "converter"},
                     {"field": "city", "op": "eq", "value": "佛山市"}]),
+        # another parent field on the same candidate rows: its own encoding, not city's
+        _rule("cb", "rectify", scope="unit",
+              when=[{"field": "unit_type", "op": "eq", "value": "converter"},
+                    {"field": "basin_id", "op": "eq", "value": "lianjiang"}]),
     )
     res = R.evaluate_rules(ent, units, catalog=cat, as_of=AS_OF)
     # u0, u2 steel furnaces of 300 and 350 m³; u1, u3 converters in 广州; u4 a paper
     # works' converter (the rules are for steel); u5 a paper works' furnace; u6 a converter
     # in 佛山
-    assert list(res.units["rule_ids"]) == ["v", "c1", "v", "c1", "", "", "c2"]
-    assert res.enterprises["rule_ids"].tolist() == ["v;c1", "v", "", "c1", "", "c2", "", "",
-                                                    "", ""]
+    assert list(res.units["rule_ids"]) == ["v", "c1", "v", "c1", "", "", "c2;cb"]
+    assert res.enterprises["rule_ids"].tolist() == ["v;c1", "v", "", "c1", "", "c2;cb", "",
+                                                    "", "", ""]
 
 
 def test_flag_column_with_other_operators_is_not_seeded() -> None:
