@@ -985,7 +985,7 @@ def test_unit_rules_on_a_parent_field_and_units_listed_by_enterprise() -> None:
         "unit_type": ["blast_furnace", "converter", "blast_furnace", "converter",
                       "converter", "blast_furnace", "converter"],
         "unit_id": [f"u{i}" for i in range(7)],
-        "volume_m3": [300.0, np.nan, 350.0, np.nan, np.nan, 200.0, np.nan],
+        "volume_m3": [300.0, np.nan, 350.0, np.nan, np.nan, 200.0, 100.0],
         "source": "equipment", "source_row": list(range(2, 9)), "data_issues": "",
     })
     cat = _catalog(
@@ -1004,10 +1004,10 @@ def test_unit_rules_on_a_parent_field_and_units_listed_by_enterprise() -> None:
     )
     res = R.evaluate_rules(ent, units, catalog=cat, as_of=AS_OF)
     # u0, u2 steel furnaces of 300 and 350 m³; u1, u3 converters in 广州; u4 a paper
-    # works' converter (the rules are for steel); u5 a paper works' furnace; u6 a converter
-    # in 佛山
-    assert list(res.units["rule_ids"]) == ["v", "c1", "v", "c1", "", "", "c2;cb"]
-    assert res.enterprises["rule_ids"].tolist() == ["v;c1", "v", "", "c1", "", "c2;cb", "",
+    # works' converter (the rules are for steel); u5 a paper works' furnace; u6 a 100 m³
+    # converter in 佛山, basin lianjiang
+    assert list(res.units["rule_ids"]) == ["v", "c1", "v", "c1", "", "", "v;c2;cb"]
+    assert res.enterprises["rule_ids"].tolist() == ["v;c1", "v", "", "c1", "", "v;c2;cb", "",
                                                     "", "", ""]
 
 
