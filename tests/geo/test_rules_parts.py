@@ -1052,6 +1052,18 @@ def test_units_with_their_own_index_are_aligned_by_position() -> None:
     assert u["unit_id"].tolist() == ["1号高炉", "", "3号高炉", "转炉A", "转炉B"]
     assert list(u["rule_ids"]) == ["bf", "bf", "", "old", "old"]
     assert u["enterprise_index"].tolist() == [1, 0, 1, 0, 4]
+    assert "index" not in u.columns  # the old index is dropped, not kept as a column
+    assert res.enterprises["unit_count"].dtype == np.int64
+
+
+def test_more_than_64_rules_keep_their_own_bits() -> None:
+    """Rule matches are packed 64 to a word: with 65 rules matching one row, the 65th
+    (index 64, bit 0 of the second word) is listed, and no other rule twice."""
+    rules = [_rule(f"r{i:02d}", "rectify", when=[{"field": "city", "op": "eq",
+                                                  "value": "广州市"}]) for i in range(65)]
+    df = pd.DataFrame({"industry_id": "steel", "city": ["广州市", "深圳市"]})
+    e = R.apply_rules(df, catalog=_catalog(*rules), as_of=AS_OF)
+    assert e["rule_ids"].tolist() == [";".join(f"r{i:02d}" for i in range(65)), ""]
 
 
 def test_never_known_scans_every_chunk_of_a_long_column() -> None:
