@@ -8,11 +8,12 @@ Run from a mutation work copy made by ``scripts/mutation.sh`` (it holds ``mutant
 (empty regex = every test of the file). The parent imports the test module once (through
 ``mutants/``, so the trampolines are live); each mutant runs in a forked child with
 ``MUTANT_UNDER_TEST`` set, calling the matching test functions directly: ``parametrize``
-is expanded, ``tmp_path`` (a temporary directory) and ``monkeypatch`` are provided, and
+is expanded, ``tmp_path`` (a temporary directory), ``monkeypatch`` and ``caplog`` (pytest's
+own ``LogCaptureFixture``) are provided, and
 every ``functools`` cache of the ``geo`` modules is cleared before each test (mutmut forks
 from a warm process, where a cached function body never runs). Prints ``clean: passed``,
 then ``<mutant>: killed`` or ``survived``. Only for test files written for it (plain
-functions, those two fixtures, no conftest fixtures needed); ``mutation_check.py`` runs
+functions, those three fixtures, no conftest fixtures needed); ``mutation_check.py`` runs
 pytest itself and suits any test file. Tens of times faster under load: no pytest start-up
 and no re-import per mutant.
 """
@@ -69,12 +70,70 @@ def _run(cases: list, caches: list, rx: str) -> None:
             kw = {**kw, "tmp_path": Path(tempfile.mkdtemp(prefix="bw-mutcheck-"))}
         if "monkeypatch" in params:
             kw = {**kw, "monkeypatch": mp}
+        cap = _Caplog() if "caplog" in params else None
+        if cap is not None:
+            kw = {**kw, "caplog": cap}
         signal.alarm(60)  # a mutant that loops is killed (timeout)
         try:
             f(**kw)
         finally:
             signal.alarm(0)
             mp.undo()
+            if cap is not None:
+                cap.close()
+
+
+class _Caplog:
+    """The parts of pytest's ``caplog`` the part files use: ``records``, ``messages``,
+    ``text``, ``set_level``, ``at_level``, ``clear`` (a handler on the root logger)."""
+
+    def __init__(self) -> None:
+        import logging
+
+        from _pytest.logging import LogCaptureHandler
+
+        self.handler = LogCaptureHandler()
+        self._root = logging.getLogger()
+        self._root.addHandler(self.handler)
+        self._levels: list = []
+
+    @property
+    def records(self) -> list:
+        return self.handler.records
+
+    @property
+    def messages(self) -> list[str]:
+        return [r.getMessage() for r in self.handler.records]
+
+    @property
+    def text(self) -> str:
+        return self.handler.stream.getvalue()
+
+    def clear(self) -> None:
+        self.handler.reset()
+
+    def set_level(self, level, logger: str | None = None) -> None:
+        import logging
+
+        lg = logging.getLogger(logger)
+        self._levels.append((lg, lg.level))
+        lg.setLevel(level)
+        self.handler.setLevel(level)
+
+    def at_level(self, level, logger: str | None = None):
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            self.set_level(level, logger)
+            yield
+
+        return ctx()
+
+    def close(self) -> None:
+        for lg, level in reversed(self._levels):
+            lg.setLevel(level)
+        self._root.removeHandler(self.handler)
 
 
 def main(argv: list[str]) -> int:

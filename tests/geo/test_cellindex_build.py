@@ -14,6 +14,7 @@ import logging
 import math
 
 import numpy as np
+import pytest
 import shapely
 from shapely.geometry import box
 
@@ -76,25 +77,13 @@ def test_code_dtype_is_the_smallest_signed_type_for_the_polygon_count() -> None:
         np.testing.assert_array_equal(idx.lookup(x, y), np.arange(n))
 
 
-def test_build_logs_its_size_and_boundary_share() -> None:
+def test_build_logs_its_size_and_boundary_share(caplog: pytest.LogCaptureFixture) -> None:
     polys = [box(0.0, 0.0, 1.0, 1.0), box(1.0, 0.0, 2.0, 1.0)]
-    records: list[logging.LogRecord] = []
-
-    class _Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    logger = logging.getLogger("geo.cellindex")
-    handler, level = _Keep(level=logging.DEBUG), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        idx = CellIndex.build(polys, cell_deg=0.25)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    caplog.set_level(logging.DEBUG, logger="geo.cellindex")
+    idx = CellIndex.build(polys, cell_deg=0.25)
     share = len(idx.cand_cells) / (idx.nx * idx.ny)
     assert (idx.nx, idx.ny) == (9, 5)
+    records = [r for r in caplog.records if r.name == "geo.cellindex"]
     assert [r.getMessage() for r in records] == [
         f"CellIndex: 2 polygons, 9x5 cells of 0.25000°, {100 * share:.2f}% boundary cells"
     ]

@@ -138,3 +138,70 @@ def test_unknown_units_and_points_outside_every_district_flag_nothing() -> None:
     assert out["district"].tolist() == ["", "丙区", "丙区", "丙区"]
     # outside every district, unknown codes: nothing to straddle; a known code still counts
     assert _straddles(out) == [False, False, False, True]
+
+
+# ------------------------------------------- _coarse_straddle on city/district unit codes
+# Two cities of two districts each; the oracle is shapely's DE-9IM on the union of a
+# city's districts (a second method: the code aggregates per district), never the code.
+
+_D = [box(113.0, 22.0, 113.1, 22.1), box(113.1, 22.0, 113.2, 22.1),   # city X: D0, D1
+      box(114.0, 22.0, 114.1, 22.1), box(114.1, 22.0, 114.2, 22.1)]   # city Y: D2, D3
+_CITY_X, _CITY_Y = ["100000", "100000"], ["200000", "200000"]
+
+
+def _districts() -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame({"code": ["100001", "100002", "200001", "200002"],
+                             "name_zh": ["D0", "D1", "D2", "D3"],
+                             "city_code": _CITY_X + _CITY_Y, "city_zh": ["X", "X", "Y", "Y"]},
+                            geometry=_D, crs=4326)
+
+
+def _polys() -> dict[str, gpd.GeoDataFrame]:
+    def one(g) -> gpd.GeoDataFrame:
+        return gpd.GeoDataFrame({"id": ["p"]}, geometry=[g], crs=4326)
+
+    return {"basin": one(box(113.15, 21.9, 113.3, 22.2)),    # crosses D1 only
+            "region": one(box(113.9, 21.9, 114.3, 22.2)),    # holds all of city Y
+            "park": one(box(114.15, 22.05, 114.5, 22.5))}    # crosses D3 only
+
+
+def _oracle_city(ids: list[int], poly) -> bool:
+    import shapely
+
+    unit = shapely.union_all([_D[i] for i in ids])
+    return bool(unit.relate_pattern(poly, "T********") and unit.relate_pattern(poly, "**T******"))
+
+
+def _coarse(prec: list[str], unit: list[str], district: list[int]) -> dict:
+    n = len(prec)
+    gdf = gpd.GeoDataFrame({"geocode_precision": prec, "geocode_unit_code": unit},
+                           geometry=[Point(0, 0)] * n, crs=4326)
+    z = np.zeros(n)
+    return cl._coarse_straddle(gdf, z, z, np.array(district, dtype=np.intp), _districts(),
+                               _polys(), None)
+
+
+def test_coarse_straddle_city_units_against_shapely() -> None:
+    polys = _polys()
+    x_ids, y_ids = [0, 1], [2, 3]
+    # oracle: city X straddles the basin only, city Y the park only (inside the region)
+    assert [_oracle_city(x_ids, polys[k].geometry[0]) for k in polys] == [True, False, False]
+    assert [_oracle_city(y_ids, polys[k].geometry[0]) for k in polys] == [False, False, True]
+    out = _coarse(
+        ["city", "city", "city", "district"],
+        # r0: a district code (D0, the first district) stands for its city X although the
+        # point lies in city Y; r1: city Y's code, point in D0; r2: city X's code;
+        # r3: a district geocode outside every district, no unit code
+        ["100001", "200000", "100000", ""],
+        [2, 0, 2, -1],
+    )
+    assert out["basin"].tolist() == [True, False, True, False]
+    assert out["region"].tolist() == [False, False, False, False]  # Y wholly inside
+    assert out["park"].tolist() == [False, True, False, False]
+
+
+def test_coarse_straddle_city_whose_districts_are_not_first() -> None:
+    # only city Y (districts 2, 3) is referenced: its districts must still be examined
+    out = _coarse(["city"], ["200000"], [0])
+    assert out["park"].tolist() == [True]
+    assert out["basin"].tolist() == [False] and out["region"].tolist() == [False]

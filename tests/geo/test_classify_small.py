@@ -50,30 +50,17 @@ def test_take_str_dtype_and_missing() -> None:
     assert list(out) == ["y", "", "x"]
 
 
-def test_build_kind_index_logs_its_groups() -> None:
+def test_build_kind_index_logs_its_groups(caplog: pytest.LogCaptureFixture) -> None:
     frame = gpd.GeoDataFrame(
         {"code": ["1", "2"], "name_zh": ["a", "b"], "city_code": ["9", "9"],
          "city_zh": ["c", "c"]},
         geometry=[box(113.0, 22.0, 113.1, 22.1), box(113.1, 22.0, 113.2, 22.1)],
         crs="EPSG:4326",
     )
-    records: list[logging.LogRecord] = []
-
-    class _Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    lg = logging.getLogger("geo.classify")
-    handler, level = _Keep(level=logging.DEBUG), lg.level
-    lg.addHandler(handler)
-    lg.setLevel(logging.DEBUG)
-    try:
-        idx = C._build_kind_index("district", frame)
-    finally:
-        lg.removeHandler(handler)
-        lg.setLevel(level)
+    caplog.set_level(logging.DEBUG, logger="geo.classify")
+    idx = C._build_kind_index("district", frame)
     assert idx.polygons.size == 2
-    assert [r.getMessage() for r in records] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "geo.classify"] == [
         "district index: 2 polygons in 1 group(s), 0 band group(s)"  # edge-sharing: one group
     ]
 

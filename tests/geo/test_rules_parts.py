@@ -943,23 +943,13 @@ def test_review_if_any_listed_field_is_missing_and_as_of_predicates() -> None:
     assert e["needs_review"].tolist() == [False, True, True, True]
 
 
-def test_units_of_unknown_enterprises_are_logged() -> None:
+def test_units_of_unknown_enterprises_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
-    log = logging.getLogger("geo.rules")
-    old = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
-    try:
-        ent, units = _probe_frames()
-        R.evaluate_rules(ent, units, catalog=_catalog(*PROBE), as_of=AS_OF)
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(old)
-    text = [r.getMessage() for r in records]
+    caplog.set_level(logging.DEBUG, logger="geo.rules")
+    ent, units = _probe_frames()
+    R.evaluate_rules(ent, units, catalog=_catalog(*PROBE), as_of=AS_OF)
+    text = [r.getMessage() for r in caplog.records if r.name == "geo.rules"]
     assert "ignoring 1 unit(s) of enterprises not in the frame" in text   # row 9
     assert "5 rules, 5 rows, 5 units, 5 combinations" in text
 
@@ -1014,3 +1004,154 @@ def test_an_immediate_rule_does_not_hide_a_later_rules_deadline() -> None:
     assert e["rule_ids"].tolist() == ["now", "later"]
     assert e["deadline"].tolist() == ["", "2020-12-31"]
     assert e["deadline_status"].tolist() == ["immediate", "pending"]
+
+
+# ------------------------------------------- speed paths of the engine (issue 16, 12-07)
+# Expected rule ids worked out by hand from the rows; each test reaches a fast path of
+# _Columns (flag seeds, a parent field's partial encoding reused, units by enterprise).
+
+
+def test_flag_seed_eq_true_false_and_both() -> None:
+    """A nullable-boolean column seeds its rule (flag_rows): eq true, eq false and
+    in [true, false]; a missing flag matches none of them."""
+    cat = _catalog(
+        _rule("t", "rectify", when=[{"field": "emission_exceedance", "op": "eq", "value": True}]),
+        _rule("f", "rectify", when=[{"field": "emission_exceedance", "op": "eq",
+                                     "value": False}]),
+        _rule("tf", "rectify", when=[{"field": "emission_exceedance", "op": "in",
+                                      "value": [True, False]}]),
+    )
+    df = pd.DataFrame({"industry_id": "steel", "city": "广州市",
+                       "emission_exceedance": pd.array([True, False, None, True],
+                                                       dtype="boolean")})
+    e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
+    assert [set(r.split(";")) - {""} for r in e["rule_ids"]] == [
+        {"t", "tf"}, {"f", "tf"}, set(), {"t", "tf"}]
+
+
+def test_unit_rules_on_a_parent_field_and_units_listed_by_enterprise() -> None:
+    """Units sorted by enterprise (the runs path of rows_where for a parent field) and two
+    converter rules on the enterprise's city (the second reuses the first's encoding of
+    the same rows); ten enterprises, so the partial encoding is the one taken."""
+    ent = pd.DataFrame({
+        "row": [2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        "industry_id": ["steel", "steel", "paper", "steel", "paper", "steel", "steel",
+                        "steel", "steel", "steel"],
+        "city": ["广州市", "佛山市", "广州市", "广州市", "佛山市", "佛山市", "深圳市",
+                 "深圳市", "深圳市", "深圳市"],
+        "basin_id": ["", "", "", "", "", "lianjiang", "", "", "", ""],
+    })
+    units = pd.DataFrame({
+        "enterprise_row": [2, 2, 3, 5, 6, 6, 7],
+        "unit_type": ["blast_furnace", "converter", "blast_furnace", "converter",
+                      "converter", "blast_furnace", "converter"],
+        "unit_id": [f"u{i}" for i in range(7)],
+        "volume_m3": [300.0, np.nan, 350.0, np.nan, np.nan, 200.0, 100.0],
+        "source": "equipment", "source_row": list(range(2, 9)), "data_issues": "",
+    })
+    cat = _catalog(
+        _rule("v", "shutdown", scope="unit",
+              when=[{"field": "volume_m3", "op": "le", "value": 400}]),
+        _rule("c1", "rectify", scope="unit",
+              when=[{"field": "unit_type", "op": "eq", "value": "converter"},
+                    {"field": "city", "op": "eq", "value": "广州市"}]),
+        _rule("c2", "rectify", scope="unit",
+              when=[{"field": "unit_type", "op": "eq", "value": "converter"},
+                    {"field": "city", "op": "eq", "value": "佛山市"}]),
+        # another parent field on the same candidate rows: its own encoding, not city's
+        _rule("cb", "rectify", scope="unit",
+              when=[{"field": "unit_type", "op": "eq", "value": "converter"},
+                    {"field": "basin_id", "op": "eq", "value": "lianjiang"}]),
+    )
+    res = R.evaluate_rules(ent, units, catalog=cat, as_of=AS_OF)
+    # u0, u2 steel furnaces of 300 and 350 m³; u1, u3 converters in 广州; u4 a paper
+    # works' converter (the rules are for steel); u5 a paper works' furnace; u6 a 100 m³
+    # converter in 佛山, basin lianjiang
+    assert list(res.units["rule_ids"]) == ["v", "c1", "v", "c1", "", "", "v;c2;cb"]
+    assert res.enterprises["rule_ids"].tolist() == ["v;c1", "v", "", "c1", "", "v;c2;cb", "",
+                                                    "", "", ""]
+
+
+def test_flag_column_with_other_operators_is_not_seeded() -> None:
+    """Only eq/in seed a rule by its flag rows; is_empty/not_empty on a nullable-boolean
+    column are tested row by row (module docstring: a missing value never matches, and
+    is_empty means a known blank text, which a flag never is)."""
+    cat = _catalog(
+        _rule("ne", "rectify", when=[{"field": "emission_exceedance", "op": "not_empty"}]),
+        _rule("ie", "rectify", when=[{"field": "emission_exceedance", "op": "is_empty"}]),
+    )
+    df = pd.DataFrame({"industry_id": "steel", "city": "广州市",
+                       "emission_exceedance": pd.array([True, False, None], dtype="boolean")})
+    e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
+    assert e["rule_ids"].tolist() == ["ne", "ne", ""]
+
+
+def test_rule_review_merged_into_an_engine_text_review_column() -> None:
+    """review_reasons already in the engine's text dtype (classify's output): a rule's
+    review code is added to the rows it matches and sets needs_review there; other rows
+    keep their own flag and text (worked out by hand)."""
+    cat = _catalog(_rule("gz", "rectify", review_code="fact_unverified",
+                         when=[{"field": "city", "op": "eq", "value": "广州市"}]))
+    df = pd.DataFrame({
+        "industry_id": "steel", "city": ["广州市", "深圳市", "广州市"],
+        "needs_review": [False, True, True],
+        "review_reasons": pd.array(["", "near_basin_boundary", "multiple_parks"],
+                                   dtype=R._STR),
+    })
+    e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
+    assert e["needs_review"].tolist() == [True, True, True]
+    assert list(e["review_reasons"]) == ["fact_unverified", "near_basin_boundary",
+                                         "multiple_parks;fact_unverified"]
+
+
+def test_units_with_their_own_index_are_aligned_by_position() -> None:
+    """A unit frame indexed 100.. (not 0..n-1): each unit keeps its own results."""
+    ent, units = _probe_frames()
+    units.index = range(100, 100 + len(units))
+    res = R.evaluate_rules(ent, units, catalog=_catalog(*PROBE), as_of=AS_OF)
+    u = res.units
+    assert u["unit_id"].tolist() == ["1号高炉", "", "3号高炉", "转炉A", "转炉B"]
+    assert list(u["rule_ids"]) == ["bf", "bf", "", "old", "old"]
+    assert u["enterprise_index"].tolist() == [1, 0, 1, 0, 4]
+    assert "index" not in u.columns  # the old index is dropped, not kept as a column
+    assert res.enterprises["unit_count"].dtype == np.int64
+
+
+def test_more_than_64_rules_keep_their_own_bits() -> None:
+    """Rule matches are packed 64 to a word: with 65 rules matching one row, the 65th
+    (index 64, bit 0 of the second word) is listed, and no other rule twice."""
+    rules = [_rule(f"r{i:02d}", "rectify", when=[{"field": "city", "op": "eq",
+                                                  "value": "广州市"}]) for i in range(65)]
+    df = pd.DataFrame({"industry_id": "steel", "city": ["广州市", "深圳市"]})
+    e = R.apply_rules(df, catalog=_catalog(*rules), as_of=AS_OF)
+    assert e["rule_ids"].tolist() == [";".join(f"r{i:02d}" for i in range(65)), ""]
+
+
+def test_never_known_scans_every_chunk_of_a_long_column() -> None:
+    """never_known reads the column in chunks of 32,768 rows: one known value in the first
+    row, or past the second chunk, is a known column (rows built by hand)."""
+    n = 70_000  # > 2 chunks
+    nums = np.full(n, np.nan)
+    nums[n - 1] = 1.0
+    days = pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]")
+    first = days.copy()
+    first.iloc[0] = pd.Timestamp("2019-01-01")
+    last = days.copy()
+    last.iloc[n - 1] = pd.Timestamp("2019-01-01")
+    df = pd.DataFrame({"v": nums, "empty": np.full(n, np.nan), "d0": first, "dn": days,
+                       "dl": last})
+    c = R._Columns(df)
+    assert c.never_known("v") is False
+    assert c.never_known("empty") is True
+    assert c.never_known("d0") is False
+    assert c.never_known("dn") is True
+    assert c.never_known("dl") is False
+
+
+def test_factorize_python_storage_strings() -> None:
+    """The engine's text columns (python-storage strings) are factorised on their object
+    array: same codes and values as any text column (written by hand)."""
+    for dtype in (pd.StringDtype("python"), pd.StringDtype("pyarrow")):
+        codes, uniq = R._factorize(pd.Series(["x", None, "y", "x"], dtype=dtype))
+        assert codes.tolist() == [0, -1, 1, 0], dtype
+        assert list(uniq) == ["x", "y"] and uniq.dtype == object, dtype
