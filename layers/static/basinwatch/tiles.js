@@ -201,15 +201,48 @@
       ox: Int16Array.from(ox), oy: Int16Array.from(oy),
       dx: Int16Array.from(dx), dy: Int16Array.from(dy), r: Float32Array.from(pr),
       g: Float32Array.from(pg), b: Float32Array.from(pb), a: Float32Array.from(pa)};
+    // the blended pixels as offsets, and as the packed pixel they leave on a transparent
+    // destination (blend's formula with da = 0, rounded by the same clamped bytes)
+    // and, on an opaque destination, blend's da (1 - sa) when its oa is exactly 1 (the
+    // division by oa then changes nothing and is skipped), else -1 (the general formula)
+    var n = hit.a.length, one = new Uint8ClampedArray(4), oneU32 = new Uint32Array(one.buffer);
+    hit.off = new Int32Array(n);
+    hit.onClear = new Uint32Array(n);
+    hit.onOpaque = new Float64Array(n);
+    for (var q = 0; q < n; q++) {
+      var sa = hit.a[q], da1 = 255 / 255 * (1 - sa);
+      hit.off[q] = hit.dy[q] * W + hit.dx[q];
+      one[0] = hit.r[q] / sa; one[1] = hit.g[q] / sa; one[2] = hit.b[q] / sa; one[3] = sa * 255;
+      hit.onClear[q] = oneU32[0];
+      hit.onOpaque[q] = sa + da1 === 1 ? da1 : -1;
+    }
     return hit;
   }
 
   /* Source-over of a stamp at pixel (cx, cy) into unpremultiplied RGBA (px, and u32 over
    * the same bytes). */
   function blend(px, u32, W, H, st, cx, cy) {
-    var q, x, y, base = cy * W + cx, op = st.opaque, c = st.colour;
+    var q, x, y, o, sa, da, oa, base = cy * W + cx, op = st.opaque, c = st.colour;
     if (cx >= st.R && cy >= st.R && cx + st.R <= W && cy + st.R <= H) {
       for (q = 0; q < op.length; q++) { u32[base + op[q]] = c; }
+      var off = st.off, clear = st.onClear, onOpaque = st.onOpaque, sr = st.r, sg = st.g,
+        sb = st.b, sA = st.a, A;
+      for (q = 0; q < off.length; q++) {  // wholly inside: no clipping
+        o = (base + off[q]) * 4; A = px[o + 3];
+        if (A === 0) { u32[base + off[q]] = clear[q]; continue; }
+        if (A === 255 && (da = onOpaque[q]) >= 0) {  // oa = 1: alpha stays 255
+          px[o] = sr[q] + px[o] * da;
+          px[o + 1] = sg[q] + px[o + 1] * da;
+          px[o + 2] = sb[q] + px[o + 2] * da;
+          continue;
+        }
+        sa = sA[q]; da = A / 255 * (1 - sa); oa = sa + da;
+        px[o] = (sr[q] + px[o] * da) / oa;
+        px[o + 1] = (sg[q] + px[o + 1] * da) / oa;
+        px[o + 2] = (sb[q] + px[o + 2] * da) / oa;
+        px[o + 3] = oa * 255;
+      }
+      return;
     } else {
       for (q = 0; q < op.length; q++) {  // near the edge: clip pixel by pixel
         x = cx + st.ox[q]; y = cy + st.oy[q];
@@ -219,8 +252,8 @@
     for (q = 0; q < st.a.length; q++) {
       x = cx + st.dx[q]; y = cy + st.dy[q];
       if (x < 0 || y < 0 || x >= W || y >= H) { continue; }
-      var o = (y * W + x) * 4, sa = st.a[q];
-      var da = px[o + 3] / 255 * (1 - sa), oa = sa + da;
+      o = (y * W + x) * 4; sa = st.a[q];
+      da = px[o + 3] / 255 * (1 - sa); oa = sa + da;
       px[o] = (st.r[q] + px[o] * da) / oa;
       px[o + 1] = (st.g[q] + px[o + 1] * da) / oa;
       px[o + 2] = (st.b[q] + px[o + 2] * da) / oa;
