@@ -203,41 +203,20 @@
       g: Float32Array.from(pg), b: Float32Array.from(pb), a: Float32Array.from(pa)};
     // the blended pixels as offsets, and as the packed pixel they leave on a transparent
     // destination (blend's formula with da = 0, rounded by the same clamped bytes)
-    // and, on an opaque destination when blend's oa is exactly 1 (the division by oa then
-    // changes nothing and alpha stays 255), the offsets of the tables (lutOf) giving each
-    // channel's result from the destination byte (-1: the general formula)
+    // and, on an opaque destination, blend's da (1 - sa) when its oa is exactly 1 (the
+    // division by oa then changes nothing and is skipped), else -1 (the general formula)
     var n = hit.a.length, one = new Uint8ClampedArray(4), oneU32 = new Uint32Array(one.buffer);
     hit.off = new Int32Array(n);
     hit.onClear = new Uint32Array(n);
-    hit.onOpaque = new Int32Array(3 * n);
+    hit.onOpaque = new Float64Array(n);
     for (var q = 0; q < n; q++) {
       var sa = hit.a[q], da1 = 255 / 255 * (1 - sa);
       hit.off[q] = hit.dy[q] * W + hit.dx[q];
       one[0] = hit.r[q] / sa; one[1] = hit.g[q] / sa; one[2] = hit.b[q] / sa; one[3] = sa * 255;
       hit.onClear[q] = oneU32[0];
-      var exact = sa + da1 === 1;
-      hit.onOpaque[3 * q] = exact ? lutOf(hit.r[q], da1) : -1;
-      hit.onOpaque[3 * q + 1] = exact ? lutOf(hit.g[q], da1) : -1;
-      hit.onOpaque[3 * q + 2] = exact ? lutOf(hit.b[q], da1) : -1;
+      hit.onOpaque[q] = sa + da1 === 1 ? da1 : -1;
     }
     return hit;
-  }
-
-  /* Offset in LUT of the 256 results (clamped bytes) of v + p * da for a destination byte
-   * p: a premultiplied stamp channel over an opaque pixel (shared by every stamp). */
-  var LUT = new Uint8Array(1 << 18), LUT_N = 0, LUT_KEYS = {}, LUT_ONE = new Uint8ClampedArray(1);
-  function lutOf(v, da) {
-    var key = v + "|" + da, at = LUT_KEYS[key];
-    if (at !== undefined) { return at; }
-    if ((LUT_N + 1) * 256 > LUT.length) {
-      var bigger = new Uint8Array(LUT.length * 2);
-      bigger.set(LUT);
-      LUT = bigger;
-    }
-    at = LUT_N++ * 256;
-    for (var p = 0; p < 256; p++) { LUT_ONE[0] = v + p * da; LUT[at + p] = LUT_ONE[0]; }
-    LUT_KEYS[key] = at;
-    return at;
   }
 
   /* Source-over of a stamp at pixel (cx, cy) into unpremultiplied RGBA (px, and u32 over
@@ -247,14 +226,14 @@
     if (cx >= st.R && cy >= st.R && cx + st.R <= W && cy + st.R <= H) {
       for (q = 0; q < op.length; q++) { u32[base + op[q]] = c; }
       var off = st.off, clear = st.onClear, onOpaque = st.onOpaque, sr = st.r, sg = st.g,
-        sb = st.b, sA = st.a, lut = LUT, A, L;
+        sb = st.b, sA = st.a, A;
       for (q = 0; q < off.length; q++) {  // wholly inside: no clipping
         o = (base + off[q]) * 4; A = px[o + 3];
         if (A === 0) { u32[base + off[q]] = clear[q]; continue; }
-        if (A === 255 && (L = onOpaque[3 * q]) >= 0) {  // oa = 1: alpha stays 255
-          px[o] = lut[L + px[o]];
-          px[o + 1] = lut[onOpaque[3 * q + 1] + px[o + 1]];
-          px[o + 2] = lut[onOpaque[3 * q + 2] + px[o + 2]];
+        if (A === 255 && (da = onOpaque[q]) >= 0) {  // oa = 1: alpha stays 255
+          px[o] = sr[q] + px[o] * da;
+          px[o + 1] = sg[q] + px[o + 1] * da;
+          px[o + 2] = sb[q] + px[o + 2] * da;
           continue;
         }
         sa = sA[q]; da = A / 255 * (1 - sa); oa = sa + da;
