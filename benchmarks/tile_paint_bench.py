@@ -8,6 +8,11 @@ the views' tiles (median of the repeats after a warm-up) and the SHA-1 of every 
 pixels, so a speed change can be shown to leave the pixels byte-identical::
 
     python benchmarks/tile_paint_bench.py --store /tmp/bw-store [--ref main] [--views z12 z14]
+                                          [--chromium]
+
+``--chromium`` also times the same render in headless Chromium (wall ms, median of 3 fresh
+pages per tree, interleaved: cold = the page's first render of the view, warm = the later
+ones), which is what the page runs.
 
 Prints a Markdown table; writes nothing into the repository.
 """
@@ -24,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["cut_tiles", "run_node", "main"]
+__all__ = ["cut_tiles", "run_node", "run_chromium", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: map_bench.py tour views: name -> (lat, lon, map zoom)
@@ -134,6 +139,84 @@ def run_node(root: Path, tiles: Path, view: str, reps: int = 25) -> dict:
     return json.loads(res.stdout)
 
 
+_CHROMIUM_JS = """
+var vi = {must_exit: 0, must_relocate: 1, rectify: 2, review: 3, no_action: 4};
+var fills = BasinWatchTiles.fills(['#d73027', '#fc8d59', '#fee08b', '#91bfdb', '#1a9850']);
+var res = {};
+arguments[0].forEach(function (view) {
+  var keys = Object.keys(T).filter(function (k) { return k.indexOf(view + '_') === 0; });
+  var times = [];
+  for (var rep = 0; rep < 6; rep++) {
+    var a = performance.now();
+    keys.forEach(function (k) { BasinWatchTiles.render(T[k], vi, fills, +view.slice(1), 1, 1024); });
+    times.push(performance.now() - a);
+  }
+  res[view] = times;
+});
+return JSON.stringify(res);
+"""
+
+
+def run_chromium(trees: list[tuple[str, Path]], tiles: Path, views: list[str],
+                 rounds: int = 3) -> dict[str, dict[str, tuple[float, float]]]:
+    """Time ``BasinWatchTiles.render`` of the views' tiles in headless Chromium per tree.
+
+    Parameters
+    ----------
+    trees : list of (str, Path)
+        Labels and trees with ``layers/static/{pbf/pbf.js,basinwatch/tiles.js}``.
+    tiles : Path
+        Folder written by :func:`cut_tiles`.
+    views : list of str
+        Keys of ``VIEWS``.
+    rounds : int
+        Fresh pages per tree (interleaved).
+
+    Returns
+    -------
+    dict
+        label -> view -> (cold ms, warm ms), medians over the rounds.
+    """
+    import base64
+    import statistics
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from map_bench import CHROMEDRIVER, CHROMIUM, FLAGS
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="bw-tilepaint-chromium-")
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    data = {p.stem: base64.b64encode(p.read_bytes()).decode() for p in tiles.glob("*.mvt")}
+    got: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    try:
+        for _ in range(rounds):
+            for label, root in trees:
+                drv.get("about:blank")
+                drv.execute_script((root / "layers/static/pbf/pbf.js").read_text())
+                drv.execute_script("window.L = {GridLayer: {extend: function () {"
+                                   " return function () {}; }}};" +
+                                   (root / "layers/static/basinwatch/tiles.js").read_text())
+                drv.execute_script("window.T = {}; var t = arguments[0]; for (var k in t) {"
+                                   " var s = atob(t[k]), b = new Uint8Array(s.length);"
+                                   " for (var i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);"
+                                   " window.T[k] = b.buffer; }", data)
+                out = json.loads(drv.execute_script(_CHROMIUM_JS, views))
+                for view, times in out.items():
+                    cold, warm = got.setdefault(label, {}).setdefault(view, ([], []))
+                    cold.append(times[0])
+                    warm.extend(times[2:])
+    finally:
+        drv.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    return {label: {view: (statistics.median(c), statistics.median(w))
+                    for view, (c, w) in per.items()} for label, per in got.items()}
+
+
 def _tree_at(ref: str, dest: Path) -> Path:
     for rel in ("layers/static/pbf/pbf.js", "layers/static/basinwatch/tiles.js"):
         text = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{rel}"], check=True,
@@ -151,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref", default=None, help="also run tiles.js of this git revision")
     ap.add_argument("--views", nargs="+", default=["z9", "z12", "z14"], choices=sorted(VIEWS))
     ap.add_argument("--reps", type=int, default=25)
+    ap.add_argument("--chromium", action="store_true",
+                    help="also time the render in headless Chromium (wall ms)")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bw-tilepaint-"))
     try:
@@ -174,6 +259,14 @@ def main(argv: list[str] | None = None) -> int:
                 same = shas[args.ref] == shas["this tree"]
                 print(f"| {view} | both | | | | | SHA-1 of every tile "
                       f"{'identical' if same else 'DIFFERS'} |")
+        if args.chromium:
+            print("\n| view | tiles.js | Chromium decode + paint ms, cold | warm |")
+            print("|---|---|---:|---:|")
+            got = run_chromium(trees, tiles, args.views)
+            for view in args.views:
+                for label, _root in trees:
+                    cold, warm = got[label][view]
+                    print(f"| {view} | {label} | {cold:.1f} | {warm:.1f} |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
