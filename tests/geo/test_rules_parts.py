@@ -1155,3 +1155,50 @@ def test_factorize_python_storage_strings() -> None:
         codes, uniq = R._factorize(pd.Series(["x", None, "y", "x"], dtype=dtype))
         assert codes.tolist() == [0, -1, 1, 0], dtype
         assert list(uniq) == ["x", "y"] and uniq.dtype == object, dtype
+
+
+def test_aggregate_keeps_and_reuses_the_flagged_rows() -> None:
+    """``review_rows``: filled with each rule's flagged source rows (by ``id(rule)``) and,
+    when already there, used as given; without it the rows are computed (bits by hand)."""
+    cat = _catalog(_rule("rv", "rectify", review_code="recheck_missing",
+                         review_if_missing=["annual_output_t"]))
+    rule = cat.rules[0]
+    cols = R._Columns(pd.DataFrame({"annual_output_t": [np.nan, 1.0, np.nan]}))
+    src = np.array([0, 1, 2])
+    bit = {c: i for i, c in enumerate(R.REVIEW_CODES)}
+    b = 1 << R.REVIEW_CODES.index("recheck_missing")
+    agg = R._aggregate([(rule, src, src)], lambda _r: cols, 3, {"rectify": 1}, 9, bit)
+    assert agg.review.tolist() == [b, 0, b] and agg.rank.tolist() == [1, 1, 1]
+    kept: dict[int, np.ndarray] = {}
+    agg = R._aggregate([(rule, src, src)], lambda _r: cols, 3, {"rectify": 1}, 9, bit, kept)
+    assert list(kept) == [id(rule)] and kept[id(rule)].tolist() == [0, 2]
+    assert agg.review.tolist() == [b, 0, b]
+    given = {id(rule): np.array([1])}
+    agg = R._aggregate([(rule, src, src)], lambda _r: cols, 3, {"rectify": 1}, 9, bit, given)
+    assert agg.review.tolist() == [0, b, 0]
+
+
+def test_units_matched_few_the_others_get_the_no_match_values() -> None:
+    """One unit of five matched (the first: its combination has code 0, the no-match one
+    comes after), one unmatched unit with a data issue: every unmatched unit reads
+    no_action / '' and only the one with the issue needs review (worked out by hand)."""
+    cat = _catalog(_rule("bf", "shutdown", scope="unit",
+                         when=[{"field": "unit_type", "op": "eq", "value": "blast_furnace"}],
+                         deadline=date(2019, 12, 31), review_code="recheck_missing",
+                         review_if_missing=["volume_m3"]))
+    ent = pd.DataFrame({"row": [2], "industry_id": ["steel"], "city": ["广州市"]})
+    units = pd.DataFrame({
+        "enterprise_row": [2] * 5,
+        "unit_type": ["blast_furnace"] + ["converter"] * 4,
+        "unit_id": ["A", "B", "C", "D", "E"],
+        "volume_m3": [np.nan, 1.0, 1.0, 1.0, 1.0],
+        "source": "equipment", "source_row": [5, 6, 7, 8, 9],
+        "data_issues": ["", "", "numeric_invalid", "", ""],
+    })
+    u = R.evaluate_rules(ent, units, catalog=cat, as_of=AS_OF).units
+    assert list(u["verdict"]) == ["shutdown"] + ["no_action"] * 4
+    assert list(u["rule_ids"]) == ["bf", "", "", "", ""]
+    assert list(u["deadline"]) == ["2019-12-31", "", "", "", ""]
+    assert list(u["deadline_status"]) == ["pending", "", "", "", ""]
+    assert u["needs_review"].tolist() == [True, False, True, False, False]
+    assert list(u["review_reasons"]) == ["recheck_missing", "", "unit_data_issue", "", ""]
