@@ -1202,3 +1202,15 @@ def test_units_matched_few_the_others_get_the_no_match_values() -> None:
     assert list(u["deadline_status"]) == ["pending", "", "", "", ""]
     assert u["needs_review"].tolist() == [True, False, True, False, False]
     assert list(u["review_reasons"]) == ["recheck_missing", "", "unit_data_issue", "", ""]
+
+
+def test_enterprise_text_columns_are_str_also_when_empty() -> None:
+    """The enterprises' verdict/standards/rule_ids/reasons/price_measures columns are
+    pandas' ``str`` dtype (NaN-missing strings), for a frame of rows and an empty one."""
+    ent, units = _probe_frames()
+    cat = _catalog(*PROBE)
+    for frame, u in ((ent, units), (ent.iloc[:0], None)):
+        e = R.evaluate_rules(frame, u, catalog=cat, as_of=AS_OF).enterprises
+        for col in ("verdict", "standards", "rule_ids", "reasons", "price_measures"):
+            dtype = e[col].dtype
+            assert isinstance(dtype, pd.StringDtype) and dtype.na_value is np.nan, (col, dtype)
