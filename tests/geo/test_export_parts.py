@@ -663,3 +663,36 @@ def test_units_as_categoricals_write_the_same_csv_and_sheet(tmp_path: Path) -> N
                        for ws in wb.worksheets if ws.title != "说明"})
         wb.close()
     assert sheets[0] == sheets[1]
+
+
+def _kinds(frame: pd.DataFrame) -> dict[str, bool]:
+    return {c: isinstance(frame[c].dtype, pd.CategoricalDtype) for c in frame.columns}
+
+
+def test_compact_text_which_columns_become_categorical() -> None:
+    """Which text columns ``compact_text`` turns into Categoricals, thresholds worked out by
+    hand: distinct values (NaN counted) at most ``max(int(rows * share), 1)``, checked on
+    the first 20,000 rows first and then on the whole column; other dtypes untouched."""
+    s = lambda v: pd.Series(v, dtype="str")  # noqa: E731
+    # 200 rows, default share 0.01: at most 2 distinct values
+    f = pd.DataFrame({"two": s(["a", "b"] * 100), "three": s(["a", "b", "c", "c"] * 50),
+                      "ints": [1, 2] * 100, "after": s(["x"] * 200)})
+    out = ex.compact_text(f)
+    assert _kinds(out) == {"two": True, "three": False, "ints": False, "after": True}
+    assert out["ints"].dtype == np.int64
+    pd.testing.assert_frame_equal(out.astype(object), f.astype(object))
+    # a column skipped by the first-rows check does not stop the columns after it
+    g = pd.DataFrame({"many": s([str(i) for i in range(200)]), "one": s(["x"] * 200)})
+    assert _kinds(ex.compact_text(g)) == {"many": False, "one": True}
+    # 20,100 rows, share 1/10050: the first 20,000 rows allow 1 distinct value, the whole 2
+    n, share = 20_100, 1 / 10_050
+    head2 = ["x", "y"] + ["x"] * (n - 2)             # 2 in the first rows: skipped
+    nan_first = [np.nan] + ["a"] * (n - 1)             # NaN counts: 2 in the first rows
+    tail3 = ["a"] * 20_000 + ["b", np.nan] * 50       # 1 in the first rows, 3 in all
+    tail2 = ["a"] * 20_000 + ["b"] * 100              # 1 in the first rows, 2 in all
+    h = pd.DataFrame({"head2": s(head2), "nan_first": s(nan_first), "tail3": s(tail3),
+                      "tail2": s(tail2)})
+    assert _kinds(ex.compact_text(h, max_share=share)) == {
+        "head2": False, "nan_first": False, "tail3": False, "tail2": True}
+    # a share so small that one distinct value is the limit everywhere
+    assert _kinds(ex.compact_text(h[["tail2"]], max_share=1e-9)) == {"tail2": False}
