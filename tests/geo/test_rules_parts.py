@@ -1214,3 +1214,16 @@ def test_enterprise_text_columns_are_str_also_when_empty() -> None:
         for col in ("verdict", "standards", "rule_ids", "reasons", "price_measures"):
             dtype = e[col].dtype
             assert isinstance(dtype, pd.StringDtype) and dtype.na_value is np.nan, (col, dtype)
+
+
+def test_units_without_a_data_issues_column() -> None:
+    """A unit frame without ``data_issues``: no unit has a data issue (by hand)."""
+    cat = _catalog(_rule("bf", "shutdown", scope="unit",
+                         when=[{"field": "unit_type", "op": "eq", "value": "blast_furnace"}]))
+    ent = pd.DataFrame({"row": [2], "industry_id": ["steel"], "city": ["广州市"]})
+    units = pd.DataFrame({"enterprise_row": [2, 2, 2], "unit_id": ["A", "B", "C"],
+                          "unit_type": ["converter", "blast_furnace", "converter"]})
+    res = R.evaluate_rules(ent, units, catalog=cat, as_of=AS_OF)
+    assert list(res.units["verdict"]) == ["no_action", "shutdown", "no_action"]
+    assert res.units["needs_review"].tolist() == [False, False, False]
+    assert res.enterprises["needs_review"].tolist() == [False]
