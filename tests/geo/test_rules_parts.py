@@ -1205,13 +1205,14 @@ def test_units_matched_few_the_others_get_the_no_match_values() -> None:
 
 
 def test_enterprise_text_columns_are_str_also_when_empty() -> None:
-    """The enterprises' verdict/standards/rule_ids/reasons/price_measures columns are
+    """The enterprises' verdict/standards/rule_ids/reasons/price_measures/deadline columns are
     pandas' ``str`` dtype (NaN-missing strings), for a frame of rows and an empty one."""
     ent, units = _probe_frames()
     cat = _catalog(*PROBE)
     for frame, u in ((ent, units), (ent.iloc[:0], None)):
         e = R.evaluate_rules(frame, u, catalog=cat, as_of=AS_OF).enterprises
-        for col in ("verdict", "standards", "rule_ids", "reasons", "price_measures"):
+        for col in ("verdict", "standards", "rule_ids", "reasons", "price_measures",
+                    "deadline", "deadline_status"):
             dtype = e[col].dtype
             assert isinstance(dtype, pd.StringDtype) and dtype.na_value is np.nan, (col, dtype)
 
