@@ -97,6 +97,7 @@ def test_categorical_on_some_rows_fills_the_others() -> None:
     ([0, 7, 0], [0, 1]),                     # the fill given at row 0 (seen first)
     ([2, 3, 0, 0], [0, 1, 2]),               # the fill given before the first other row
     ([4, 4], [0, 1]),                        # every row given: no fill code
+    ([1, 0, 2, 0, 3, 4], [0, 2, 3, 4, 5]),   # the fill given later, values after it shift
     ([0, 0], []),                            # no row given
 ])
 def test_factorize_fill_equals_pandas_on_the_whole_array(full: list[int], at: list[int]) -> None:
@@ -1228,3 +1229,15 @@ def test_units_without_a_data_issues_column() -> None:
     assert list(res.units["verdict"]) == ["no_action", "shutdown", "no_action"]
     assert res.units["needs_review"].tolist() == [False, False, False]
     assert res.enterprises["needs_review"].tolist() == [False]
+
+
+def test_unless_against_as_of() -> None:
+    """An ``unless`` condition on ``@as_of``: the rows whose date is on or after the day
+    evaluated are not matched (AS_OF = 2019-06-30, dates by hand)."""
+    cat = _catalog(_rule("x", "rectify", when=[{"field": "city", "op": "eq", "value": "广州市"}],
+                         unless=[{"field": "quality_deadline", "op": "ge", "value": "@as_of"}]))
+    df = pd.DataFrame({"industry_id": "steel", "city": "广州市",
+                       "quality_deadline": pd.to_datetime(["2019-06-29", "2019-06-30",
+                                                           "2019-07-01"])})
+    e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
+    assert e["rule_ids"].tolist() == ["x", "", ""]
