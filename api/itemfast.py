@@ -166,7 +166,7 @@ class LeanItems:
         request = Request(scope)
         src = get_source(store, ENTERPRISES)
         params = request.query_params
-        keys = list(params.keys())
+        keys = [k for k, _ in params.multi_items()]
         if len(keys) != len(set(keys)):
             return None  # a repeated parameter: the route
         for key in keys:
