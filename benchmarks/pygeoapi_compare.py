@@ -6,8 +6,8 @@ Usage::
         [--connections 20] [--postgis URL] [--work /tmp/bw-pygeoapi-cmp] [--out BENCHMARKS.md]
         [--smoke] [--only gpkg|postgis] [--kinds item,limit10] [--no-lean]
 
-``--no-lean`` serves BasinWatch's ``items/{id}`` through the FastAPI route only
-(``api.itemfast`` off), for before/after comparisons in one run.
+``--no-lean`` serves BasinWatch's ``items/{id}`` and plain pages (``limit10``, ``filter``)
+through the FastAPI route only (``api.itemfast`` off), for before/after comparisons.
 
 One command: makes ``size`` classified synthetic enterprises, loads them into the embedded
 store (one ``.gpkg``) and into PostGIS (schema ``bw_cmp`` of ``--postgis``, default
@@ -374,8 +374,8 @@ def render(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
                       f"{bw} {kind} {cpu(results[bw][kind])} / {cpu(results[other][kind])}"
                       for _, bw, other in pairs for kind in args.kinds)]
     if args.no_lean:
-        lines += ["", "BasinWatch ran with `--no-lean` (items/{id} through the FastAPI "
-                      "route only)."]
+        lines += ["", "BasinWatch ran with `--no-lean` (items/{id} and plain pages through "
+                      "the FastAPI route only)."]
     return "\n".join(lines)
 
 
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kinds", default=",".join(KINDS),
                    help=f"comma-separated rows to run (default: all of {','.join(KINDS)})")
     p.add_argument("--no-lean", action="store_true",
-                   help="BasinWatch's items/{id} through the FastAPI route only")
+                   help="BasinWatch's items/{id} and plain pages through the FastAPI route only")
     args = p.parse_args(argv)
     args.kinds = [k for k in KINDS if k in args.kinds.split(",")]
     if not args.kinds:

@@ -41,7 +41,7 @@ from api.store.cql import parse_cql
 from geo.errors import GeoError, InvalidQueryError
 
 __all__ = ["router", "parse_bbox", "feature_query_from_request", "check_values",
-           "item_links"]
+           "item_links", "page_body"]
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +324,55 @@ def _with_crs(response: Response, crs: str) -> Response:
     return response
 
 
+def page_body(request: Request, src: Source, feats: list[dict[str, Any]], *, returned: int,
+              matched: int, offset: int, page: int) -> dict[str, Any]:
+    """The FeatureCollection of one ``items`` page: features, counts, ``timeStamp`` and the
+    ``self``/``collection``/``next``/``prev`` links (the route's and :mod:`api.itemfast`'s).
+
+    Parameters
+    ----------
+    request
+        The request (its query parameters are the ``self`` link's).
+    src
+        The collection.
+    feats
+        The page's GeoJSON features.
+    returned, matched
+        ``numberReturned`` and ``numberMatched``.
+    offset, page
+        The page's offset and size (the ``next``/``prev`` links).
+
+    Returns
+    -------
+    dict
+        The GeoJSON FeatureCollection.
+    """
+    path = f"/collections/{src.id}/items"
+    params = dict(request.query_params)
+    links = [
+        {"href": url_for(request, path, params), "rel": "self", "type": GEOJSON,
+         "title": "This page"},
+        {"href": url_for(request, f"/collections/{src.id}"), "rel": "collection",
+         "type": "application/json", "title": src.title},
+    ]
+    if offset + returned < matched:
+        links.append({"href": url_for(request, path, {**params, "offset": offset + page,
+                                                      "limit": page}),
+                      "rel": "next", "type": GEOJSON, "title": "Next page"})
+    if offset > 0:
+        links.append({"href": url_for(request, path, {**params, "offset": max(offset - page, 0),
+                                                      "limit": page}),
+                      "rel": "prev", "type": GEOJSON, "title": "Previous page"})
+    return {
+        "type": "FeatureCollection",
+        "features": feats,
+        "numberMatched": matched,
+        "numberReturned": returned,
+        "timeStamp": now_iso(),
+        "links": links,
+    }
+
+
 @router.get(
     "/{collectionId}/items",
     summary="Features",
@@ -379,30 +428,8 @@ def items(
         feats = _select(features_to_geojson(transform_frame(res.features, out_crs),
                                             src.id_column), names)
         returned, matched = len(feats), res.number_matched
-    path = f"/collections/{src.id}/items"
-    params = dict(request.query_params)
-    links = [
-        {"href": url_for(request, path, params), "rel": "self", "type": GEOJSON,
-         "title": "This page"},
-        {"href": url_for(request, f"/collections/{src.id}"), "rel": "collection",
-         "type": "application/json", "title": src.title},
-    ]
-    if offset + returned < matched:
-        links.append({"href": url_for(request, path, {**params, "offset": offset + page,
-                                                      "limit": page}),
-                      "rel": "next", "type": GEOJSON, "title": "Next page"})
-    if offset > 0:
-        links.append({"href": url_for(request, path, {**params, "offset": max(offset - page, 0),
-                                                      "limit": page}),
-                      "rel": "prev", "type": GEOJSON, "title": "Previous page"})
-    body = {
-        "type": "FeatureCollection",
-        "features": feats,
-        "numberMatched": matched,
-        "numberReturned": returned,
-        "timeStamp": now_iso(),
-        "links": links,
-    }
+    body = page_body(request, src, feats, returned=returned, matched=matched, offset=offset,
+                     page=page)
     return _with_crs(render(request, body, fmt, title=src.title, media_type=GEOJSON,
                             frame=frame, filename=f"{src.id}.csv"), out_crs)
 

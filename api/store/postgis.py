@@ -233,9 +233,9 @@ class _AsyncReads:
             conn.pgconn.finish()
 
 
-def _raw_statements(q: FeatureQuery, names: Sequence[str], where: str,
-                    params: list[Any]) -> _Statements:
-    """Page and count of a query by bbox and properties as SQL texts for psycopg."""
+def _raw_sql(q: FeatureQuery, names: Sequence[str], where: str, params: list[Any],
+             ) -> tuple[str, list[Any], str, list[Any]]:
+    """Page and count texts (with their parameters) of a query by bbox and properties."""
     cols = "".join(f'"{n}", ' for n in names)
     page = (f"SELECT {cols}ST_X(geometry), ST_Y(geometry), fid, {_VERSION_SQL} "
             f"FROM enterprises WHERE {where} ORDER BY fid")
@@ -247,8 +247,28 @@ def _raw_statements(q: FeatureQuery, names: Sequence[str], where: str,
         page += " OFFSET %s"
         args.append(int(q.offset))
     count = f"SELECT count(*), {_VERSION_SQL} FROM enterprises WHERE {where}"
+    return page, args, count, params
+
+
+def _raw_statements(q: FeatureQuery, names: Sequence[str], where: str,
+                    params: list[Any]) -> _Statements:
+    """Page and count of a query by bbox and properties as SQL texts for psycopg."""
+    page, args, count, cparams = _raw_sql(q, names, where, params)
     return _Statements(lambda conn: conn.execute(page, args).fetchall(),
-                       lambda conn: tuple(conn.execute(count, params).fetchone()))
+                       lambda conn: tuple(conn.execute(count, cparams).fetchone()))
+
+
+def _needs_count(q: FeatureQuery, n: int) -> bool:
+    """Whether a page of ``n`` rows needs a count (else ``numberMatched`` is offset + n)."""
+    return not ((q.limit is None or n < q.limit) and (n > 0 or not q.offset))
+
+
+def _page_features(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> list[dict[str, Any]]:
+    """GeoJSON features of page rows (properties, x, y, fid, version)."""
+    k = len(names)
+    return [{"type": "Feature", "id": r[k + 2], "properties": dict(zip(names, r[:k])),
+             "geometry": {"type": "Point", "coordinates": [r[k], r[k + 1]]}}
+            for r in rows]  # NaN coordinates are written as null by orjson
 
 
 class _Pin:
@@ -723,7 +743,7 @@ class PostGISStore(Store):
                  names: Sequence[str]) -> FeaturePage | None:
         rows = run.rows(conn)
         n = len(rows)
-        if (q.limit is None or n < q.limit) and (n > 0 or not q.offset):
+        if not _needs_count(q, n):
             matched = q.offset + n
         else:
             version = tuple(rows[0][-2:]) if rows else None
@@ -731,29 +751,97 @@ class PostGISStore(Store):
             if got is None:
                 return None
             matched = got
-        k = len(names)
-        feats = [{"type": "Feature", "id": r[k + 2], "properties": dict(zip(names, r[:k])),
-                  "geometry": {"type": "Point", "coordinates": [r[k], r[k + 1]]}}
-                 for r in rows]  # NaN coordinates are written as null by orjson
-        return FeaturePage(feats, n, matched)
+        return FeaturePage(_page_features(rows, names), n, matched)
+
+    def _count_key(self, q: FeatureQuery) -> tuple[bool, Any]:
+        """Whether ``q`` is spatial (not remembered) and its key in the count memo."""
+        spatial = q.bbox is not None or q.within is not None or q.near is not None or q.cql
+        return bool(spatial), tuple(sorted((c, tuple(map(str, a)))
+                                           for c, a in q.properties.items()))
+
+    def _count_seen(self, q: FeatureQuery, version: tuple[Any, ...] | None) -> int | None:
+        """The remembered count of ``q`` in data ``version`` (None: not remembered)."""
+        spatial, key = self._count_key(q)
+        return None if spatial or version is None else self._count_memo.get((version, key))
+
+    def _count_got(self, q: FeatureQuery, version: tuple[Any, ...] | None,
+                   got: Sequence[Any]) -> int | None:
+        """The count ``got`` (count, version...) of ``q``, remembered; None if it was read
+        in another data version than ``version``."""
+        n, *now = got
+        if version is not None and tuple(now) != version:
+            return None
+        spatial, key = self._count_key(q)
+        if not spatial:
+            if len(self._count_memo) > 4096:
+                self._count_memo.clear()
+            self._count_memo[(tuple(now), key)] = int(n)
+        return int(n)
 
     def _count(self, conn: Any, q: FeatureQuery, run: _Statements,
                version: tuple[Any, ...] | None) -> int | None:
         """Features matching ``q`` in data ``version`` (None if the current data are
         another version); remembered per version for queries by properties only."""
-        spatial = q.bbox is not None or q.within is not None or q.near is not None or q.cql
-        key = (version, tuple(sorted((c, tuple(map(str, a))) for c, a in q.properties.items())))
-        hit = None if spatial or version is None else self._count_memo.get(key)
+        hit = self._count_seen(q, version)
         if hit is not None:
             return hit
-        n, *now = run.count(conn)
-        if version is not None and tuple(now) != version:
+        return self._count_got(q, version, run.count(conn))
+
+    async def geojson_page_async(self, q: FeatureQuery, columns: Sequence[str] | None = None,
+                                 *, cancel: CancelHook | None = None) -> FeaturePage | None:
+        """:meth:`geojson_page` on the event loop for queries by bbox and properties: the
+        same SQL texts, rows, count memo and features, sent through an autocommit
+        ``AsyncConnection`` of :meth:`_async_reads` (the lean page path, :mod:`api.itemfast`).
+
+        Parameters
+        ----------
+        q
+            The query (limit, offset, bbox, properties).
+        columns
+            The properties to return (None: all).
+        cancel
+            The request's :class:`api.limits.CancelToken`: cancels the statement when the
+            client goes away.
+
+        Returns
+        -------
+        FeaturePage or None
+            None when :meth:`geojson_page` would not send raw SQL texts (filters, spatial
+            predicates) or a load committed between page and count: the caller then uses
+            :meth:`geojson_page`.
+
+        Raises
+        ------
+        psycopg.Error
+            Any database error, as psycopg raises it.
+        """
+        names = _names(columns)
+        raw = self._raw_where(q)
+        if raw is None:
             return None
-        if not spatial:
-            if len(self._count_memo) > 4096:
-                self._count_memo.clear()
-            self._count_memo[(tuple(now), key[1])] = int(n)
-        return int(n)
+        page, args, count, cparams = _raw_sql(q, names, *raw)
+        pool = self._async_reads()
+        conn = await pool.acquire()
+        broken = True
+        handle = cancel.add_callback(conn.cancel) if cancel is not None else None
+        try:
+            rows = await (await conn.execute(page, args)).fetchall()
+            n = len(rows)
+            matched: int | None = q.offset + n
+            if _needs_count(q, n):
+                version = tuple(rows[0][-2:]) if rows else None
+                matched = self._count_seen(q, version)
+                if matched is None:
+                    got = await (await conn.execute(count, cparams)).fetchone()
+                    matched = self._count_got(q, version, tuple(got))
+            broken = False
+        finally:
+            if cancel is not None:
+                cancel.remove_callback(handle)
+            pool.release(conn, broken=broken)
+        if matched is None:
+            return None
+        return FeaturePage(_page_features(rows, names), n, matched)
 
     def geojson_feature(self, fid: int, columns: Sequence[str] | None = None,
                         ) -> dict[str, Any] | None:
