@@ -1241,3 +1241,33 @@ def test_unless_against_as_of() -> None:
                                                            "2019-07-01"])})
     e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
     assert e["rule_ids"].tolist() == ["x", "", ""]
+
+
+def test_engine_text_review_column_kept_when_no_rule_flags_a_row() -> None:
+    """review_reasons in the engine's text dtype, no needs_review column and no rule with a
+    review code matching: the texts are kept as given and no row is flagged (there is no
+    flag to keep, and no rule asks for review)."""
+    cat = _catalog(_rule("gz", "rectify", review_code="fact_unverified",
+                         when=[{"field": "city", "op": "eq", "value": "珠海市"}]))
+    df = pd.DataFrame({
+        "industry_id": "steel", "city": ["广州市", "深圳市"],
+        "review_reasons": pd.array(["", "near_basin_boundary"], dtype=R._STR),
+    })
+    e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
+    assert e["needs_review"].tolist() == [False, False]
+    assert list(e["review_reasons"]) == ["", "near_basin_boundary"]
+    assert e["rule_ids"].tolist() == ["", ""]
+
+
+@pytest.mark.parametrize("n", [1, 126, 127, 200, 40_000])
+def test_code_dtype_is_the_one_pandas_picks(n: int) -> None:
+    """The code width for n categories equals pandas' own choice (the oracle), across the
+    int8 -> int16 -> int32 boundaries."""
+    assert R._code_dtype(n) == pd.Categorical(np.arange(n)).codes.dtype
+
+
+def test_as_text_of_a_mixed_object_column_is_astype_str() -> None:
+    """An object column holding numbers and text is not the engine's string array: it is
+    converted as ``astype(str)`` does (second method: pandas)."""
+    s = pd.Series([1, "a", 2.5], dtype=object)
+    assert list(R._as_text(s)) == list(s.astype(str)) == ["1", "a", "2.5"]
