@@ -59,6 +59,11 @@ for module in "${MODULES[@]}"; do
   selection=$(IFS=,; echo "${existing[*]}")
   # Per-module config, written into the copy only ([tool.mutmut] in the copy's pyproject).
   # also_copy: the other packages and data the tests import (mutants/ is first on sys.path).
+  # A kept copy (MUTATION_KEEP) starts again from its pristine pyproject: a second
+  # [tool.mutmut] table would make the file invalid TOML.
+  [[ -f "$work/pyproject.toml.orig" ]] ||
+    sed '/^\[tool\.mutmut\]/,$d' "$work/pyproject.toml" >"$work/pyproject.toml.orig"
+  cp "$work/pyproject.toml.orig" "$work/pyproject.toml"
   cat >>"$work/pyproject.toml" <<EOF
 
 [tool.mutmut]
