@@ -114,6 +114,14 @@ def _count_param(text: str | None) -> int | None:
     return int(text)
 
 
+def _store_reader(scope: Scope, method: str) -> tuple[Any, Any, Any]:
+    """The app's store, its settings and the store's async reader ``method`` (None where
+    the app, the store or the reader is missing: the route answers then)."""
+    state = getattr(scope.get("app"), "state", None)
+    store = getattr(state, "store", None)
+    return store, getattr(state, "settings", None), getattr(store, method, None)
+
+
 class LeanItems:
     """ASGI middleware answering plain enterprise ``items/{fid}`` requests without the
     FastAPI route (see the module documentation); everything else goes to ``app``.
@@ -156,11 +164,7 @@ class LeanItems:
         )
         from api.sources import ENTERPRISES, get_source
 
-        app = scope.get("app")
-        state = getattr(app, "state", None)
-        store = getattr(state, "store", None)
-        settings = getattr(state, "settings", None)
-        read = getattr(store, "geojson_page_async", None)
+        store, settings, read = _store_reader(scope, "geojson_page_async")
         if read is None or settings is None:
             return None
         request = Request(scope)
@@ -211,11 +215,7 @@ class LeanItems:
         fid = _fid(feature_id) if feature_id is not None else None
         if feature_id is None or fid is None:
             return None
-        app = scope.get("app")
-        state = getattr(app, "state", None)
-        store = getattr(state, "store", None)
-        settings = getattr(state, "settings", None)
-        read = getattr(store, "geojson_feature_async", None)
+        _, settings, read = _store_reader(scope, "geojson_feature_async")
         if read is None or settings is None:
             return None
         request = Request(scope)
