@@ -18,8 +18,8 @@ import pytest
 
 import api.itemfast
 import api.routers.collections
-from api.itemfast import LEAN_STATS
 from api.testing import READER_KEY, make_enterprises
+from tests.api.test_itemfast import _fetch, _raw  # the same raw fetch, lean or route
 
 BASE = "/collections/enterprises/items"
 
@@ -34,21 +34,6 @@ def loaded(make_client, store, monkeypatch):  # noqa: ANN001, ANN201
 
 def _lean_store(store) -> bool:  # noqa: ANN001
     return hasattr(store, "geojson_page_async")
-
-
-def _raw(client) -> httpx.Client:  # noqa: ANN001
-    return httpx.Client(transport=client._transport, base_url=str(client.base_url))
-
-
-def _fetch(raw: httpx.Client, url: str, *, lean: bool, monkeypatch: pytest.MonkeyPatch,
-           **kw) -> tuple[int, bytes, list[tuple[str, str]], bool]:  # noqa: ANN003
-    """Status, raw body, headers (in order) and whether the lean path answered."""
-    monkeypatch.setattr(api.itemfast, "ENABLED", lean)
-    served = LEAN_STATS["served"]
-    with raw.stream("GET", url, **kw) as r:
-        body = b"".join(r.iter_raw())
-        out = (r.status_code, body, list(r.headers.multi_items()))
-    return (*out, LEAN_STATS["served"] == served + 1)
 
 
 def _both(raw: httpx.Client, url: str, monkeypatch: pytest.MonkeyPatch, **kw):  # noqa: ANN003, ANN202
