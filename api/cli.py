@@ -148,18 +148,15 @@ class StageProgress:
                                    "peak_rss_mb": st.peak_rss_mb, "worker_pid": st.pid}
 
 
-#: ``basinwatch run`` writes its files in two processes on a machine with 2+ cores: this
-#: one and one forked writer (``export_all(parent_writes=True)``). Measured (BENCHMARKS.md,
-#: pipeline): with two forked writers beside an idle parent, 1M rows took the process tree
-#: from 3.1 to 5.0 GB, so large lists were written one file at a time; with the parent
-#: writing too and the repeated text as Categoricals the tree peaks at 2.5 GB at 1M.
-PARALLEL_MAX_ROWS = None
+def default_workers() -> int:
+    """Writer processes of ``basinwatch run``: 2 on a machine with 2+ cores, else 1.
 
-
-def default_workers(rows: int) -> int:
-    """Writer processes for a run of ``rows`` enterprises: 2 on a machine with 2+ cores
-    (any size; see :data:`PARALLEL_MAX_ROWS`), else 1."""
-    del rows
+    This process and one forked writer (``export_all(parent_writes=True)``). Measured
+    (BENCHMARKS.md, pipeline): two forked writers beside an idle parent took a 1M-row run's
+    process tree from 3.1 to 5.0 GB; with the parent writing too and the repeated text as
+    Categoricals the tree peaks at 2.8 GB at 1M, so two processes are the default at any
+    size.
+    """
     return 2 if (os.cpu_count() or 1) > 1 else 1
 
 
@@ -320,7 +317,7 @@ def run(
                     f"Cannot create the output folder {out}: {exc.strerror}."
                 ) from exc
             if workers is None:
-                workers = default_workers(len(result.enterprises))
+                workers = default_workers()
             # repeated text as Categoricals: ~1.2 GB less at 1M rows held by this process
             # while the files are written (and by any forked writer); the same files
             result.enterprises = compact_text(result.enterprises)
