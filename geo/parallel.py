@@ -19,7 +19,7 @@ import os
 import resource
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,23 +126,32 @@ def run_jobs(
                 futures[pool.submit(_run_index, i)] = job
             out, error = {}, None
             for f in as_completed(futures):  # each job reported done as it finishes
-                job = futures[f]
-                if f.cancelled():
-                    continue
-                result = f.result()
-                if isinstance(result, _Failure):
-                    if error is None:  # the first failure: start no other job
-                        error = result.error()
-                        for other in futures:
-                            other.cancel()
-                    continue
-                out[job.stage] = result
-                step(job.stage, job.rows, done=True)
+                error = _settle(f, futures[f], futures, out, step, error)
             if error is not None:
                 raise error
             return out
     finally:
         _JOBS = []
+
+
+def _settle(f: Future, job: Job, futures: dict[Future, Job],
+            out: dict[str, tuple[Path, JobStats]], step: Callable[..., None],
+            error: ExportError | None) -> ExportError | None:
+    """Take in the finished future ``f`` of ``job``: its result into ``out`` (reported
+    done), or its failure, the first of which cancels the other ``futures`` (start no other
+    job). Returns the first error so far."""
+    if f.cancelled():
+        return error
+    result = f.result()
+    if isinstance(result, _Failure):
+        if error is None:
+            error = result.error()
+            for other in futures:
+                other.cancel()
+        return error
+    out[job.stage] = result
+    step(job.stage, job.rows, done=True)
+    return error
 
 
 def split_jobs(jobs: Sequence[Job], workers: int) -> tuple[list[int], list[int]]:
@@ -193,17 +202,7 @@ def _run_beside(jobs: list[Job], workers: int,
                     if not (block or f.done()):
                         continue
                     job = futures.pop(f)
-                    if f.cancelled():
-                        continue
-                    result = f.result()
-                    if isinstance(result, _Failure):
-                        if error is None:
-                            error = result.error()
-                            for other in futures:
-                                other.cancel()
-                        continue
-                    out[job.stage] = result
-                    step(job.stage, job.rows, done=True)
+                    error = _settle(f, job, futures, out, step, error)
 
             for i in here:
                 if error is not None:
