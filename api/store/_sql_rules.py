@@ -18,9 +18,9 @@ the equipment units and are evaluated in process (see
 :func:`api.store.postgis.classify_in_database`, which falls back to the in-process engine when
 the store holds units).
 
-Each rule becomes one boolean expression; :func:`match_array` packs them into a
-``boolean[]`` per row (element ``i`` = rule ``i`` of :func:`active_rules` matched). The
-distinct arrays are few: the store turns each into verdict, standards, rule ids, reasons,
+Each rule becomes one boolean expression; :func:`match_words` packs them into ``bigint``
+bit words per row (bit ``i`` = rule ``i`` of :func:`active_rules` matched), testing a row's
+rules under one ``CASE`` on its industry. The distinct words are few: the store turns each into verdict, standards, rule ids, reasons,
 price measures and deadline with the very functions of :mod:`geo.rules`
 (:func:`combo_rows`), so texts are identical by construction.
 """
@@ -33,6 +33,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -47,15 +48,15 @@ from sqlalchemy import (
     literal_column,
     not_,
     or_,
+    true,
 )
 from sqlalchemy import cast as sa_cast
-from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.sql.elements import ColumnElement
 
 from layers.catalog import AS_OF, AllOf, AnyOf, Condition, Predicate, Rule, RuleCatalog
 
-__all__ = ["active_rules", "condition_sql", "rule_sql", "match_array", "combo_rows",
-           "deadline_fields", "date_value"]
+__all__ = ["active_rules", "condition_sql", "rule_sql", "match_words",
+           "words_to_matches", "combo_rows", "deadline_fields", "date_value", "WORD_BITS"]
 
 logger = logging.getLogger(__name__)
 
@@ -228,14 +229,68 @@ def rule_sql(
     return and_(*parts)
 
 
-def match_array(
+#: Rules per ``bigint`` word of :func:`match_words` (the sign bit is left alone).
+WORD_BITS = 62
+
+
+def _bits(rules: Sequence[Rule], bodies: Sequence[ColumnElement[bool]], word: int,
+          keep: Sequence[int]) -> ColumnElement[Any]:
+    """``bigint``: bit ``i % WORD_BITS`` set where rule ``i`` (of ``keep``, in ``word``) holds."""
+    terms = [case((bodies[i], literal_column(f"{1 << (i % WORD_BITS)}::bigint")),
+                  else_=literal_column("0::bigint"))
+             for i in keep if i // WORD_BITS == word]
+    if not terms:
+        return literal_column("0::bigint")
+    out = terms[0]
+    for t in terms[1:]:
+        out = out.op("|", return_type=BigInteger)(t)
+    return out
+
+
+def match_words(
     rules: Sequence[Rule], columns: Mapping[str, ColumnElement[Any]],
     all_industries: Sequence[str], as_of: date | None = None,
-) -> ColumnElement[Any]:
-    """``boolean[]`` of per-rule matches (element i+1 in SQL = ``rules[i]``)."""
-    if not rules:
-        return sa_cast(array([false()]), Boolean)  # pragma: no cover - empty catalog
-    return array([rule_sql(r, columns, all_industries, as_of) for r in rules])
+) -> list[ColumnElement[Any]]:
+    """Per-rule matches packed into ``bigint`` words: bit ``i % WORD_BITS`` of word
+    ``i // WORD_BITS`` set = ``rules[i]`` matched (bit order = ``rules`` order).
+
+    A row's rules are tested under one ``CASE`` on its trimmed industry: each branch holds
+    only the rules allowing that industry, so a row evaluates its own industry's few rules
+    instead of every rule's industry test (and no array is built per row).
+    """
+    words = max(1, -(-len(rules) // WORD_BITS))
+    industry = columns.get("industry_id")
+    if industry is None or _kind(industry) != "text":  # pragma: no cover - schema guard
+        bodies = [rule_sql(r, columns, all_industries, as_of) for r in rules]
+        return [_bits(rules, bodies, w, range(len(rules))) for w in range(words)]
+    day = as_of or date.today()
+    bodies = [_rule_body(r, columns, day) for r in rules]
+    allowed = [set(all_industries) if "*" in r.industries else set(r.industries)
+               for r in rules]
+    out = []
+    for w in range(words):
+        whens = {}
+        for ind in dict.fromkeys(all_industries):
+            keep = [i for i in range(len(rules)) if ind in allowed[i]]
+            if any(i // WORD_BITS == w for i in keep):
+                whens[ind] = _bits(rules, bodies, w, keep)
+        out.append(case(whens, value=func.btrim(industry), else_=literal_column("0::bigint"))
+                   if whens else literal_column("0::bigint"))
+    return out
+
+
+def _rule_body(rule: Rule, columns: Mapping[str, ColumnElement[Any]],
+               as_of: date) -> ColumnElement[bool]:
+    """:func:`rule_sql` without its industry test: every ``when``, no ``unless``."""
+    parts = [condition_sql(c, columns, as_of) for c in rule.when]
+    if rule.unless:
+        parts.append(not_(or_(false(), *[condition_sql(c, columns, as_of) for c in rule.unless])))
+    return and_(true(), *parts)
+
+
+def words_to_matches(words: Sequence[int], n_rules: int) -> list[bool]:
+    """The per-rule matches (``[rules[0] matched, ...]``) of one row of :func:`match_words`."""
+    return [bool((words[i // WORD_BITS] >> (i % WORD_BITS)) & 1) for i in range(n_rules)]
 
 
 def date_value(col: ColumnElement[Any] | None) -> ColumnElement[Any]:

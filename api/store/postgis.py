@@ -38,7 +38,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    Date,
     DateTime,
     Float,
     Integer,
@@ -1074,8 +1073,8 @@ _CLASSIFY_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '256MB'",
                       "SET LOCAL parallel_setup_cost = 10", "SET LOCAL parallel_tuple_cost = 0.001")
 
 
-def _spatial_sql() -> str:
-    """Return the statement creating ``_bw_spatial``: district ... park of each enterprise.
+def _spatial_select() -> str:
+    """Return the query of ``fid, city ... park_id``: district ... park of each enterprise.
 
     Each is the lowest-positioned polygon whose interior contains the point, as in process.
     """
@@ -1089,7 +1088,7 @@ def _spatial_sql() -> str:
     cols = [f"coalesce({d}.city_zh, '') AS city", f"coalesce({d}.name_zh, '') AS district",
             f"coalesce({d}.code, '') AS district_code", f"coalesce({b}.id, '') AS basin_id",
             f"coalesce({r}.id, '') AS region_id", f"coalesce({k}.id, '') AS park_id"]
-    return (f"CREATE TEMP TABLE _bw_spatial ON COMMIT DROP AS SELECT p.fid, {', '.join(cols)} "
+    return (f"SELECT p.fid, {', '.join(cols)} "
             f"FROM ({positions_sql(list(_GRID_KINDS.values()))}) p {' '.join(joins)}")
 
 
@@ -1255,9 +1254,7 @@ def classify_in_database(
     """
     from datetime import date as _date
 
-    from sqlalchemy import ARRAY, inspect
-    from sqlalchemy import column as sa_column
-    from sqlalchemy import table as sa_table
+    from sqlalchemy import inspect
 
     from api.store import _sql_rules
     from layers.catalog import industries
@@ -1280,9 +1277,10 @@ def classify_in_database(
             conn.execute(text(setting))
         if not inspect(conn).has_table("bw_ref_grid"):  # reference tables of an older version
             _build_grid(conn)
-        conn.execute(text(_spatial_sql()))
         units = _stored_units(conn)
         if units is not None:
+            conn.execute(text("CREATE TEMP TABLE _bw_spatial ON COMMIT DROP AS "
+                              + _spatial_select()))
             n = conn.execute(text(_UPDATE_SPATIAL_SQL)).rowcount
             _rules_in_process(conn, units, catalog, day)
             # a copy swapped in: the live table's identity (the data version) changes
@@ -1292,56 +1290,7 @@ def classify_in_database(
             conn.execute(text("INSERT INTO enterprises_staging SELECT * FROM enterprises"))
             _swap_in_staging(conn)
         else:
-            # the live table's columns (attribute columns added to it take part in rules),
-            # and the stored attributes of each row
-            types = {c["name"]: c["type"] for c in inspect(conn).get_columns("enterprises")}
-            live = sa_table("enterprises", *[sa_column(k, t) for k, t in types.items()])
-            columns = {c.name: c for c in live.c}
-            # the rules read the new spatial columns; one UPDATE writes them with the rules
-            spatial = sa_table("_bw_spatial", *[sa_column(k, Text) for k in _SPATIAL_COLUMNS],
-                               sa_column("fid", BigInteger))
-            columns.update({k: spatial.c[k] for k in _SPATIAL_COLUMNS})
-            source: Any = live.join(spatial, spatial.c.fid == live.c.fid)
-            if inspect(conn).has_table(ATTRIBUTES_TABLE):
-                atypes = {c["name"]: c["type"]
-                          for c in inspect(conn).get_columns(ATTRIBUTES_TABLE)}
-                attrs = sa_table(ATTRIBUTES_TABLE, *[sa_column(k, t) for k, t in atypes.items()])
-                columns.update({c.name: c for c in attrs.c if c.name not in columns})
-                source = source.outerjoin(attrs, attrs.c["row"] == live.c["row"])
-            fields = _sql_rules.deadline_fields(active)
-            conn.execute(text(
-                "CREATE TEMP TABLE _bw_masks (fid bigint, m boolean[]"
-                + "".join(f", dl_{i} date" for i in range(len(fields))) + ") ON COMMIT DROP"))
-            masks = sa_table("_bw_masks", sa_column("fid", BigInteger),
-                             sa_column("m", ARRAY(Boolean)),
-                             *[sa_column(f"dl_{i}", Date) for i in range(len(fields))])
-            conn.execute(insert(masks).from_select(
-                ["fid", "m", *[f"dl_{i}" for i in range(len(fields))]],
-                select(live.c.fid, _sql_rules.match_array(active, columns, all_ids, day),
-                       *[_sql_rules.date_value(columns.get(f)) for f in fields])
-                .select_from(source),
-            ))
-            combos = [list(r[0]) for r in conn.execute(text("SELECT DISTINCT m FROM _bw_masks"))]
-            rows = _sql_rules.combo_rows(catalog, active, combos)
-            conn.execute(text(
-                "CREATE TEMP TABLE _bw_combo (m boolean[], verdict text, standards text, "
-                "rule_ids text, reasons text, price_measures text, fixed_deadline date, "
-                "immediate boolean, undetermined boolean, fields text[]) ON COMMIT DROP"))
-            if rows:
-                conn.execute(text(
-                    "INSERT INTO _bw_combo VALUES (:m, :verdict, :standards, :rule_ids, "
-                    ":reasons, :price_measures, :fixed_deadline, :immediate, :undetermined, "
-                    ":fields)"), rows)
-            # a new table with the results, indexed, swapped in (as a load does): writing
-            # 1M fresh rows and building 8 indexes once costs a fraction of an UPDATE of
-            # every row that maintains them row by row
-            conn.execute(text("DROP TABLE IF EXISTS enterprises_staging"))
-            conn.execute(text("CREATE TABLE enterprises_staging "
-                              "(LIKE enterprises INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
-            conn.execute(text(_rules_rewrite_sql(list(types), fields)),
-                         {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}})
-            n = conn.execute(text(_CLASSIFIED_SQL)).scalar_one()
-            _swap_in_staging(conn)
+            n = _classify_in_sql(conn, catalog, active, all_ids, day)
     store._counts_memo.clear()  # and counts read while it ran
     store._count_memo.clear()
     log.info("classified %d enterprises in PostGIS (%d SQL rules%s)", n, len(active),
@@ -1349,40 +1298,106 @@ def classify_in_database(
     return int(n)
 
 
-def _rules_rewrite_sql(columns: Sequence[str], fields: Sequence[str]) -> str:
+def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
+                     all_ids: Sequence[str], day: Any) -> int:
+    """The SQL path of :func:`classify_in_database`: spatial joins and enterprise rules.
+
+    One pass over ``enterprises`` writes ``_bw_class`` (fid, the spatial columns, the
+    rules' match words, the per-row deadline dates); the few distinct match words get their
+    texts from :mod:`geo.rules` (``_bw_combo``); one more pass writes every row with its new
+    values into ``enterprises_staging``, which is indexed and swapped in. Returns the
+    number of rows classified.
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy import column as sa_column
+    from sqlalchemy import table as sa_table
+
+    from api.store import _sql_rules
+
+    # the live table's columns (attribute columns added to it take part in rules), the
+    # new spatial columns (the rules read them) and the stored attributes of each row
+    types = {c["name"]: c["type"] for c in inspect(conn).get_columns("enterprises")}
+    live = sa_table("enterprises", *[sa_column(k, t) for k, t in types.items()])
+    columns = {c.name: c for c in live.c}
+    spatial = text(_spatial_select()).columns(
+        sa_column("fid", BigInteger), *[sa_column(k, Text) for k in _SPATIAL_COLUMNS]
+    ).subquery("s")
+    columns.update({k: spatial.c[k] for k in _SPATIAL_COLUMNS})
+    source: Any = live.join(spatial, spatial.c.fid == live.c.fid)
+    if inspect(conn).has_table(ATTRIBUTES_TABLE):
+        atypes = {c["name"]: c["type"] for c in inspect(conn).get_columns(ATTRIBUTES_TABLE)}
+        attrs = sa_table(ATTRIBUTES_TABLE, *[sa_column(k, t) for k, t in atypes.items()])
+        columns.update({c.name: c for c in attrs.c if c.name not in columns})
+        source = source.outerjoin(attrs, attrs.c["row"] == live.c["row"])
+    fields = _sql_rules.deadline_fields(active)
+    words = _sql_rules.match_words(active, columns, all_ids, day)
+    keys = [f"m{i}" for i in range(len(words))]
+    query = select(
+        live.c.fid, *[spatial.c[k] for k in _SPATIAL_COLUMNS],
+        *[w.label(k) for k, w in zip(keys, words, strict=True)],
+        *[_sql_rules.date_value(columns.get(f)).label(f"dl_{i}") for i, f in enumerate(fields)],
+    ).select_from(source).compile(dialect=conn.dialect)
+    # a table created by a query: its SELECT runs in parallel workers (an INSERT's cannot)
+    n = conn.exec_driver_sql(
+        f"CREATE TEMP TABLE _bw_class ON COMMIT DROP AS {query}", query.params).rowcount
+    conn.execute(text("ANALYZE _bw_class"))  # the rewrite hashes it, not the wide list
+    found = conn.execute(text(f"SELECT DISTINCT {', '.join(keys)} FROM _bw_class")).all()
+    rows = _sql_rules.combo_rows(
+        catalog, active, [_sql_rules.words_to_matches(r, len(active)) for r in found])
+    conn.execute(text(
+        "CREATE TEMP TABLE _bw_combo (" + "".join(f"{k} bigint, " for k in keys)
+        + "verdict text, standards text, rule_ids text, reasons text, price_measures text, "
+        "fixed_deadline date, immediate boolean, undetermined boolean, fields text[]) "
+        "ON COMMIT DROP"))
+    if rows:
+        conn.execute(text(
+            f"INSERT INTO _bw_combo VALUES ({', '.join(':' + k for k in keys)}, :verdict, "
+            ":standards, :rule_ids, :reasons, :price_measures, :fixed_deadline, :immediate, "
+            ":undetermined, :fields)"),
+            [{**dict(zip(keys, r, strict=True)), **row} for r, row in zip(found, rows,
+                                                                          strict=True)])
+    # a new table with the results, indexed, swapped in (as a load does): writing 1M fresh
+    # rows and building 8 indexes once costs a fraction of an UPDATE of every row that
+    # maintains them row by row
+    conn.execute(text("DROP TABLE IF EXISTS enterprises_staging"))
+    conn.execute(text("CREATE TABLE enterprises_staging "
+                      "(LIKE enterprises INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
+    conn.execute(text(_rules_rewrite_sql(list(types), fields, keys)),
+                 {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}})
+    _swap_in_staging(conn)
+    return int(n)
+
+
+def _rules_rewrite_sql(columns: Sequence[str], fields: Sequence[str],
+                       keys: Sequence[str]) -> str:
     """The statement filling ``enterprises_staging`` with every row of ``enterprises``
     (``columns``, in table order), the classified ones with their new values (those of
     :func:`_rules_assignments`); the others as they are."""
     sets = _rules_assignments(fields)
-    hit = "k.fid IS NOT NULL AND c.m IS NOT NULL AND s.fid IS NOT NULL"
+    hit = f"c.{keys[0]} IS NOT NULL"
     select_list = ", ".join(
         f'CASE WHEN {hit} THEN {sets[col]} ELSE e."{col}" END' if col in sets
         else f'e."{col}"' for col in columns)
     quoted = ", ".join(f'"{c}"' for c in columns)
+    on = " AND ".join(f"c.{k} = k.{k}" for k in keys)
     return f"""
 INSERT INTO enterprises_staging ({quoted})
 SELECT {select_list}
 FROM enterprises e
-LEFT JOIN _bw_masks k ON k.fid = e.fid
-LEFT JOIN _bw_combo c ON c.m = k.m
-LEFT JOIN _bw_spatial s ON s.fid = e.fid
+LEFT JOIN _bw_class k ON k.fid = e.fid
+LEFT JOIN _bw_combo c ON {on}
 """
 
 
-#: Rows classify_in_database gives new values (those the old UPDATE's join reached).
-_CLASSIFIED_SQL = ("SELECT count(*) FROM _bw_masks k JOIN _bw_combo c ON c.m = k.m "
-                   "JOIN _bw_spatial s ON s.fid = k.fid")
-
-
 def _rules_assignments(fields: Sequence[str]) -> dict[str, str]:
-    """Column -> new value (over ``_bw_masks k``, ``_bw_combo c``, ``_bw_spatial s``)."""
+    """Column -> new value (over ``_bw_class k`` and ``_bw_combo c``)."""
     picks = [f"CASE WHEN :f{i} = ANY(c.fields) THEN k.dl_{i} END" for i in range(len(fields))]
     unknown = [f"(:f{i} = ANY(c.fields) AND k.dl_{i} IS NULL)" for i in range(len(fields))]
     day = "least(c.fixed_deadline" + "".join(f", {p}" for p in picks) + ")"
     undetermined = " OR ".join(["c.undetermined", *unknown])
     sets = {c: f"c.{c}" for c in ("verdict", "standards", "rule_ids", "reasons",
                                   "price_measures")}
-    sets.update({c: f"s.{c}" for c in _SPATIAL_COLUMNS})
+    sets.update({c: f"k.{c}" for c in _SPATIAL_COLUMNS})
     sets["deadline"] = (f"CASE WHEN c.immediate THEN '' ELSE "
                         f"coalesce(to_char({day}, 'YYYY-MM-DD'), '') END")
     sets["deadline_status"] = f"""CASE
