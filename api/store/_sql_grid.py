@@ -30,7 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["CELL_DEG", "MARGIN_DEG", "NEAR_DEG", "build_sql", "positions_sql"]
+__all__ = ["CELL_DEG", "MARGIN_DEG", "NEAR_DEG", "build_sql", "grid_join_sql", "position_sql",
+           "positions_sql", "undecided_sql"]
 
 #: Grid cell size (degrees, ~1.1 km): ~15 % of the points fall in boundary cells.
 CELL_DEG = 0.01
@@ -104,29 +105,49 @@ WHERE d.pos IS NULL""",
     ]
 
 
+def _key(axis: str, alias: str) -> str:
+    """The integer cell key of ``alias.geometry`` along ``axis`` (``ST_X`` / ``ST_Y``)."""
+    return (f"floor(least(greatest({axis}({alias}.geometry), -{_CLAMP}), {_CLAMP}) / "
+            f"{CELL_DEG!r})::int")
+
+
+def grid_join_sql(alias: str = "e") -> str:
+    """``LEFT JOIN`` of ``bw_ref_grid g`` on the cell of ``alias.geometry``."""
+    return (f"LEFT JOIN bw_ref_grid g ON g.i = {_key('ST_X', alias)} "
+            f"AND g.j = {_key('ST_Y', alias)}")
+
+
+def undecided_sql(kinds: list[int]) -> str:
+    """Return a query of ``fid, u<n>...``: for the enterprises in undecided cells, the lowest
+    position per kind of a candidate polygon whose interior contains the point."""
+    eps = repr(NEAR_DEG)
+    und = ", ".join(f"min(c.pos) FILTER (WHERE c.kind = {k}) AS u{k}" for k in kinds)
+    return f"""
+SELECT q.fid, {und}
+FROM enterprises q JOIN bw_ref_cells c
+  ON c.i = {_key('ST_X', 'q')} AND c.j = {_key('ST_Y', 'q')}
+WHERE c.piece IS NULL OR CASE
+    WHEN ST_DWithin(c.edge, q.geometry, {eps})
+    THEN bw_ref_contains(c.kind, c.pos, q.geometry)
+    ELSE ST_Intersects(c.piece, q.geometry) END
+GROUP BY q.fid"""
+
+
+def position_sql(kind: int) -> str:
+    """The polygon position of kind ``kind`` (-1 or NULL: none) over ``g`` and ``u``: the
+    joins of :func:`grid_join_sql` and of :func:`undecided_sql`'s rows on ``fid``."""
+    return f"CASE WHEN g.i IS NULL THEN -1 ELSE coalesce(g.k{kind}, u.u{kind}) END"
+
+
 def positions_sql(kinds: list[int]) -> str:
     """Return a query of ``fid, k<n>...``: each enterprise's polygon position per kind.
 
     NULL or -1 is none; from ``bw_ref_grid`` and, for points in undecided cells,
     ``bw_ref_cells``.
     """
-    r, eps = repr(CELL_DEG), repr(NEAR_DEG)
-    key = f"floor(least(greatest({{c}}(e.geometry), -{_CLAMP}), {_CLAMP}) / {r})::int"
-    und = ", ".join(f"min(c.pos) FILTER (WHERE c.kind = {k}) AS u{k}" for k in kinds)
-    pos = ", ".join(f"CASE WHEN g.i IS NULL THEN -1 ELSE coalesce(g.k{k}, u.u{k}) END AS k{k}"
-                    for k in kinds)
-    pts = (f"SELECT e.fid, e.geometry, {key.format(c='ST_X')} AS i, "
-           f"{key.format(c='ST_Y')} AS j FROM enterprises e")
+    pos = ", ".join(f"{position_sql(k)} AS k{k}" for k in kinds)
     return f"""
-SELECT p.fid, {pos}
-FROM ({pts}) p
-LEFT JOIN bw_ref_grid g ON g.i = p.i AND g.j = p.j
-LEFT JOIN (
-    SELECT q.fid, {und}
-    FROM ({pts}) q JOIN bw_ref_cells c ON c.i = q.i AND c.j = q.j
-    WHERE c.piece IS NULL OR CASE
-        WHEN ST_DWithin(c.edge, q.geometry, {eps})
-        THEN bw_ref_contains(c.kind, c.pos, q.geometry)
-        ELSE ST_Intersects(c.piece, q.geometry) END
-    GROUP BY q.fid
-) u ON u.fid = p.fid"""
+SELECT e.fid, {pos}
+FROM enterprises e
+{grid_join_sql("e")}
+LEFT JOIN ({undecided_sql(kinds)}) u ON u.fid = e.fid"""

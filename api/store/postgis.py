@@ -1298,94 +1298,133 @@ def classify_in_database(
     return int(n)
 
 
+#: Scratch tables of :func:`_classify_in_sql`: unlogged (no WAL) and not temporary, so
+#: that parallel workers can read them; dropped before its transaction commits.
+_SCRATCH = ("bw_class_undecided", "bw_class_rows", "bw_class_combo")
+
+
+def _spatial_exprs() -> dict[str, str]:
+    """The spatial columns as SQL over the reference tables ``t<kind number>``."""
+    d, b, r, k = (f"t{_GRID_KINDS[x]}" for x in ("district", "basin", "region", "park"))
+    return {"city": f"coalesce({d}.city_zh, '')", "district": f"coalesce({d}.name_zh, '')",
+            "district_code": f"coalesce({d}.code, '')", "basin_id": f"coalesce({b}.id, '')",
+            "region_id": f"coalesce({r}.id, '')", "park_id": f"coalesce({k}.id, '')"}
+
+
 def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
                      all_ids: Sequence[str], day: Any) -> int:
     """The SQL path of :func:`classify_in_database`: spatial joins and enterprise rules.
 
-    One pass over ``enterprises`` writes ``_bw_class`` (fid, the spatial columns, the
-    rules' match words, the per-row deadline dates); the few distinct match words get their
-    texts from :mod:`geo.rules` (``_bw_combo``); one more pass writes every row with its new
-    values into ``enterprises_staging``, which is indexed and swapped in. Returns the
-    number of rows classified.
+    One parallel pass over ``enterprises`` writes ``bw_class_rows`` (fid, the spatial
+    columns, the rules' match words, the per-row deadline dates); the few distinct match
+    words get their texts from :mod:`geo.rules` (``bw_class_combo``); a second parallel
+    pass creates ``enterprises_staging`` with every row's new values, which is indexed
+    and swapped in. Returns the number of rows classified.
     """
     from sqlalchemy import inspect
-    from sqlalchemy import column as sa_column
-    from sqlalchemy import table as sa_table
+    from sqlalchemy import literal_column as col
 
     from api.store import _sql_rules
+    from api.store._sql_grid import grid_join_sql, position_sql, undecided_sql
 
-    # the live table's columns (attribute columns added to it take part in rules), the
-    # new spatial columns (the rules read them) and the stored attributes of each row
+    kinds = list(_GRID_KINDS.values())
+    conn.execute(text(f"CREATE UNLOGGED TABLE bw_class_undecided AS {undecided_sql(kinds)}"))
+    joins = [grid_join_sql("e"), "LEFT JOIN bw_class_undecided u ON u.fid = e.fid"]
+    joins += [f"LEFT JOIN {REFERENCE_TABLES[kind][0]} t{n} ON t{n}.pos = {position_sql(n)}"
+              for kind, n in _GRID_KINDS.items()]
+    # the rules read the live table's columns (attribute columns added to it take part),
+    # the new spatial columns and the stored attributes of each row
     types = {c["name"]: c["type"] for c in inspect(conn).get_columns("enterprises")}
-    live = sa_table("enterprises", *[sa_column(k, t) for k, t in types.items()])
-    columns = {c.name: c for c in live.c}
-    spatial = text(_spatial_select()).columns(
-        sa_column("fid", BigInteger), *[sa_column(k, Text) for k in _SPATIAL_COLUMNS]
-    ).subquery("s")
-    columns.update({k: spatial.c[k] for k in _SPATIAL_COLUMNS})
-    source: Any = live.join(spatial, spatial.c.fid == live.c.fid)
+    columns = {k: col(f'e."{k}"', t) for k, t in types.items()}
+    spatial = _spatial_exprs()
+    columns.update({k: col(v, Text) for k, v in spatial.items()})
     if inspect(conn).has_table(ATTRIBUTES_TABLE):
-        atypes = {c["name"]: c["type"] for c in inspect(conn).get_columns(ATTRIBUTES_TABLE)}
-        attrs = sa_table(ATTRIBUTES_TABLE, *[sa_column(k, t) for k, t in atypes.items()])
-        columns.update({c.name: c for c in attrs.c if c.name not in columns})
-        source = source.outerjoin(attrs, attrs.c["row"] == live.c["row"])
+        for c in inspect(conn).get_columns(ATTRIBUTES_TABLE):
+            columns.setdefault(c["name"], col(f'a."{c["name"]}"', c["type"]))
+        joins.append(f'LEFT JOIN {ATTRIBUTES_TABLE} a ON a."row" = e."row"')
     fields = _sql_rules.deadline_fields(active)
     words = _sql_rules.match_words(active, columns, all_ids, day)
     keys = [f"m{i}" for i in range(len(words))]
     query = select(
-        live.c.fid, *[spatial.c[k] for k in _SPATIAL_COLUMNS],
+        col("e.fid"), *[col(v).label(k) for k, v in spatial.items()],
         *[w.label(k) for k, w in zip(keys, words, strict=True)],
         *[_sql_rules.date_value(columns.get(f)).label(f"dl_{i}") for i, f in enumerate(fields)],
-    ).select_from(source).compile(dialect=conn.dialect)
-    # a table created by a query: its SELECT runs in parallel workers (an INSERT's cannot)
+    ).select_from(text(f"enterprises e {' '.join(joins)}")).compile(
+        dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     n = conn.exec_driver_sql(
-        f"CREATE TEMP TABLE _bw_class ON COMMIT DROP AS {query}", query.params).rowcount
-    conn.execute(text("ANALYZE _bw_class"))  # the rewrite hashes it, not the wide list
-    found = conn.execute(text(f"SELECT DISTINCT {', '.join(keys)} FROM _bw_class")).all()
-    rows = _sql_rules.combo_rows(
-        catalog, active, [_sql_rules.words_to_matches(r, len(active)) for r in found])
-    conn.execute(text(
-        "CREATE TEMP TABLE _bw_combo (" + "".join(f"{k} bigint, " for k in keys)
-        + "verdict text, standards text, rule_ids text, reasons text, price_measures text, "
-        "fixed_deadline date, immediate boolean, undetermined boolean, fields text[]) "
-        "ON COMMIT DROP"))
-    if rows:
-        conn.execute(text(
-            f"INSERT INTO _bw_combo VALUES ({', '.join(':' + k for k in keys)}, :verdict, "
-            ":standards, :rule_ids, :reasons, :price_measures, :fixed_deadline, :immediate, "
-            ":undetermined, :fields)"),
-            [{**dict(zip(keys, r, strict=True)), **row} for r, row in zip(found, rows,
-                                                                          strict=True)])
+        f"CREATE UNLOGGED TABLE bw_class_rows AS {query}", query.params).rowcount
+    conn.execute(text("ANALYZE bw_class_rows"))  # for the plan of the rewrite's join
+    found = conn.execute(text(f"SELECT DISTINCT {', '.join(keys)} FROM bw_class_rows")).all()
+    _store_combos(conn, keys, found, _sql_rules.combo_rows(
+        catalog, active, [_sql_rules.words_to_matches(r, len(active)) for r in found]))
     # a new table with the results, indexed, swapped in (as a load does): writing 1M fresh
     # rows and building 8 indexes once costs a fraction of an UPDATE of every row that
-    # maintains them row by row
+    # maintains them row by row; created by a query, its SELECT runs in parallel workers
     conn.execute(text("DROP TABLE IF EXISTS enterprises_staging"))
-    conn.execute(text("CREATE TABLE enterprises_staging "
-                      "(LIKE enterprises INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
-    conn.execute(text(_rules_rewrite_sql(list(types), fields, keys)),
+    conn.execute(text(_rules_rewrite_sql(_column_types(conn), fields, keys)),
                  {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}})
+    conn.execute(text(_staging_constraints_sql(conn)))
+    conn.execute(text(f"DROP TABLE {', '.join(_SCRATCH)}"))
     _swap_in_staging(conn)
     return int(n)
 
 
-def _rules_rewrite_sql(columns: Sequence[str], fields: Sequence[str],
+def _store_combos(conn: Connection, keys: Sequence[str], found: Sequence[Any],
+                  rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``bw_class_combo``: per distinct match words, the texts of ``rows``."""
+    conn.execute(text(
+        "CREATE UNLOGGED TABLE bw_class_combo (" + "".join(f"{k} bigint, " for k in keys)
+        + "verdict text, standards text, rule_ids text, reasons text, price_measures text, "
+        "fixed_deadline date, immediate boolean, undetermined boolean, fields text[])"))
+    if rows:
+        conn.execute(text(
+            f"INSERT INTO bw_class_combo VALUES ({', '.join(':' + k for k in keys)}, :verdict, "
+            ":standards, :rule_ids, :reasons, :price_measures, :fixed_deadline, :immediate, "
+            ":undetermined, :fields)"),
+            [{**dict(zip(keys, r, strict=True)), **row} for r, row in zip(found, rows,
+                                                                          strict=True)])
+    conn.execute(text("ANALYZE bw_class_combo"))
+
+
+def _column_types(conn: Connection) -> dict[str, str]:
+    """Column -> its SQL type (with modifiers) of ``enterprises``, in table order."""
+    return dict(conn.execute(text(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = to_regclass('enterprises') AND attnum > 0 AND NOT attisdropped "
+        "ORDER BY attnum")).all())
+
+
+def _staging_constraints_sql(conn: Connection) -> str:
+    """``ALTER TABLE enterprises_staging``: the NOT NULLs and defaults of ``enterprises``
+    (a table created by a query has neither)."""
+    rows = conn.execute(text(
+        "SELECT a.attname, a.attnotnull, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
+        "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+        "WHERE a.attrelid = to_regclass('enterprises') AND a.attnum > 0 "
+        "AND NOT a.attisdropped ORDER BY a.attnum")).all()
+    parts = [f'ALTER COLUMN "{name}" SET NOT NULL' for name, notnull, _ in rows if notnull]
+    parts += [f'ALTER COLUMN "{name}" SET DEFAULT {default}'
+              for name, _, default in rows if default is not None]
+    return "ALTER TABLE enterprises_staging " + ", ".join(parts)
+
+
+def _rules_rewrite_sql(columns: dict[str, str], fields: Sequence[str],
                        keys: Sequence[str]) -> str:
-    """The statement filling ``enterprises_staging`` with every row of ``enterprises``
-    (``columns``, in table order), the classified ones with their new values (those of
-    :func:`_rules_assignments`); the others as they are."""
+    """The statement creating ``enterprises_staging`` with every row of ``enterprises``
+    (``columns``: name -> type, in table order), the classified ones with their new values
+    (those of :func:`_rules_assignments`); the others as they are."""
     sets = _rules_assignments(fields)
     hit = f"c.{keys[0]} IS NOT NULL"
     select_list = ", ".join(
-        f'CASE WHEN {hit} THEN {sets[col]} ELSE e."{col}" END' if col in sets
-        else f'e."{col}"' for col in columns)
-    quoted = ", ".join(f'"{c}"' for c in columns)
+        f'CAST(CASE WHEN {hit} THEN {sets[name]} ELSE e."{name}" END AS {kind}) AS "{name}"'
+        if name in sets else f'e."{name}"' for name, kind in columns.items())
     on = " AND ".join(f"c.{k} = k.{k}" for k in keys)
     return f"""
-INSERT INTO enterprises_staging ({quoted})
+CREATE TABLE enterprises_staging AS
 SELECT {select_list}
 FROM enterprises e
-LEFT JOIN _bw_class k ON k.fid = e.fid
-LEFT JOIN _bw_combo c ON {on}
+LEFT JOIN bw_class_rows k ON k.fid = e.fid
+LEFT JOIN bw_class_combo c ON {on}
 """
 
 
