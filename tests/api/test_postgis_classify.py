@@ -137,6 +137,49 @@ def test_in_database_classification_equals_in_process(
 
 
 @ON_POSTGIS
+def test_a_rerun_writes_only_what_changed(
+    store: PostGISStore, pipeline_result: gpd.GeoDataFrame
+) -> None:
+    """Re-running the classification rewrites nothing when nothing differs, updates the few
+    rows that do in place (up to 5 % of the list: the data version still moves on), and
+    rewrites the table above that; every path ends equal to the in-process engine."""
+    from api.store.postgis import _UPDATE_MAX_SHARE
+
+    expected = pipeline_result.iloc[:400].reset_index(drop=True)
+    store.load_enterprises(_blank(expected), loaded_by="test", source_name="synthetic.csv",
+                           source_sha256="0" * 64)
+    store.store_rule_inputs(expected, None)
+    store.load_reference_layers()
+
+    def table_oid() -> int:
+        with store.engine.connect() as conn:
+            return int(conn.execute(text("SELECT to_regclass('enterprises')::oid")).scalar())
+
+    def run() -> tuple[int, tuple]:
+        assert store.classify_in_database(as_of=AS_OF) == len(expected)
+        got = store.query(FeatureQuery()).features.sort_values("fid").reset_index(drop=True)
+        _compare(got, expected)
+        return table_oid(), store.data_version()
+
+    def stale(k: int) -> None:  # k rows whose stored verdict is out of date
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE enterprises SET verdict = 'x', district = '' "
+                              "WHERE fid IN (SELECT fid FROM enterprises ORDER BY fid LIMIT :k)"),
+                         {"k": k})
+
+    first = run()  # every row changes: a new table
+    assert run() == first  # nothing differs: nothing written, the same version
+    limit = int(_UPDATE_MAX_SHARE * len(expected))
+    assert limit == 20
+    stale(limit)
+    oid, version = run()  # at the limit: updated in place, a new version
+    assert oid == first[0] and version != first[1] and version[0] == first[1][0]
+    stale(limit + 1)
+    oid2, version2 = run()  # one more: the table is rewritten
+    assert oid2 != oid and version2 != version
+
+
+@ON_POSTGIS
 def test_with_units_the_rules_fall_back_to_the_engine(store: PostGISStore) -> None:
     """Unit rules have no SQL form: with stored units the store decides them in process."""
     from geo.pipeline import run_pipeline
