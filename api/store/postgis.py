@@ -1084,15 +1084,10 @@ def _spatial_select() -> str:
     """
     from api.store._sql_grid import positions_sql
 
-    joins = []
-    for kind, n in _GRID_KINDS.items():
-        table, _ = REFERENCE_TABLES[kind]
-        joins.append(f"LEFT JOIN {table} t{n} ON t{n}.pos = p.k{n}")
-    d, b, r, k = (f"t{_GRID_KINDS[x]}" for x in ("district", "basin", "region", "park"))
-    cols = [f"coalesce({d}.city_zh, '') AS city", f"coalesce({d}.name_zh, '') AS district",
-            f"coalesce({d}.code, '') AS district_code", f"coalesce({b}.id, '') AS basin_id",
-            f"coalesce({r}.id, '') AS region_id", f"coalesce({k}.id, '') AS park_id"]
-    return (f"SELECT p.fid, {', '.join(cols)} "
+    joins = [f"LEFT JOIN {REFERENCE_TABLES[kind][0]} t{n} ON t{n}.pos = p.k{n}"
+             for kind, n in _GRID_KINDS.items()]
+    cols = ", ".join(f"{v} AS {k}" for k, v in _spatial_exprs().items())
+    return (f"SELECT p.fid, {cols} "
             f"FROM ({positions_sql(list(_GRID_KINDS.values()))}) p {' '.join(joins)}")
 
 
@@ -1224,17 +1219,18 @@ def classify_in_database(
 ) -> int:
     """Classify the stored enterprises inside PostGIS and apply the rule catalog in SQL.
 
-    Spatial attributes come from ``ST_Contains`` joins against the tables written by
-    :func:`load_reference_layers` (GiST-indexed; the first polygon in layer order wins).
-    Enterprise-scope rules are :mod:`api.store._sql_rules` expressions over the
+    Spatial attributes come from the cell grid of the tables written by
+    :func:`load_reference_layers` (:mod:`api.store._sql_grid`; the first polygon in layer
+    order wins). Enterprise-scope rules are :mod:`api.store._sql_rules` expressions over the
     ``enterprises`` columns (a rule field the table lacks never matches, as in process); the
-    few distinct match arrays get their texts from :mod:`geo.rules` itself, and deadline and
+    few distinct match words get their texts from :mod:`geo.rules` itself, and deadline and
     status are computed per row in SQL. Writes ``city`` ... ``park_id``, ``verdict``,
     ``standards``, ``rule_ids``, ``reasons``, ``price_measures``, ``deadline`` and
-    ``deadline_status`` into a new table that is indexed and swapped in for
-    ``enterprises`` in one transaction, as a load does (readers see the old list until
-    commit); the new table changes :meth:`PostGISStore.data_version`, so tile and count
-    caches of every worker move on.
+    ``deadline_status`` in one transaction (readers see the old list until commit): nothing
+    when no row differs from what is stored; the differing rows in place when they are at
+    most ``_UPDATE_MAX_SHARE`` of the list; otherwise a new table, indexed and swapped in for
+    ``enterprises`` as a load does. A write changes :meth:`PostGISStore.data_version`, so
+    tile and count caches of every worker move on.
 
     In process only: ``needs_review`` / ``review_reasons`` (boundary bands, coarse geocodes,
     the rules' review codes) are left as stored; and the unit rules (Table 5, Table 1, the
@@ -1362,9 +1358,11 @@ def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
     _store_combos(conn, keys, found, _sql_rules.combo_rows(
         catalog, active, [_sql_rules.words_to_matches(r, len(active)) for r in found]))
     params = {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}}
-    changed = conn.execute(text(_changed_sql(fields, keys, "SELECT count(*)")), params
-                           ).scalar_one()
-    if changed > _UPDATE_MAX_SHARE * n:
+    most = int(_UPDATE_MAX_SHARE * n)  # differing rows updated in place at most
+    changed = conn.execute(  # counted up to one more than that: a first run stops early
+        text(f"SELECT count(*) FROM ({_changed_sql(fields, keys, 'SELECT 1')} "
+             f"LIMIT {most + 1}) d"), params).scalar_one()
+    if changed > most:
         # a new table with the results, indexed, swapped in (as a load does): writing 1M
         # fresh rows and building 8 indexes once costs a fraction of an UPDATE of every row
         # that maintains them row by row; created by a query, its SELECT runs in parallel
@@ -1381,8 +1379,9 @@ def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
         conn.execute(text("ALTER TABLE enterprises SET (fillfactor = 100)"))
     else:  # nothing differs: nothing to write, the data version stays
         conn.execute(text(f"DROP TABLE {', '.join(_SCRATCH)}"))
-    log.info("in-database classification: %d of %d rows changed (%s)", changed, n,
-             "table rewritten" if changed > _UPDATE_MAX_SHARE * n else "updated in place")
+    log.info("in-database classification of %d rows: %s", n,
+             f"more than {most} changed, table rewritten" if changed > most
+             else f"{changed} changed, updated in place")
     return int(n)
 
 
@@ -1393,7 +1392,7 @@ _UPDATE_MAX_SHARE = 0.05
 
 
 def _changed_sql(fields: Sequence[str], keys: Sequence[str], verb: str) -> str:
-    """``verb`` (``SELECT count(*)`` or ``UPDATE``) over the rows of ``enterprises`` whose
+    """``verb`` (``SELECT <list>`` or ``UPDATE``) over the rows of ``enterprises`` whose
     classified columns differ from their new values."""
     sets = _rules_assignments(fields)
     old = ", ".join(f'e."{c}"' for c in sets)
