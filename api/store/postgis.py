@@ -1300,7 +1300,7 @@ def classify_in_database(
 
 #: Scratch tables of :func:`_classify_in_sql`: unlogged (no WAL) and not temporary, so
 #: that parallel workers can read them; dropped before its transaction commits.
-_SCRATCH = ("bw_class_undecided", "bw_class_rows", "bw_class_combo")
+_SCRATCH = ("bw_class_undecided", "bw_class_rows", "bw_class_combo", "bw_class_changed")
 
 
 def _spatial_exprs() -> dict[str, str]:
@@ -1359,9 +1359,8 @@ def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
         catalog, active, [_sql_rules.words_to_matches(r, len(active)) for r in found]))
     params = {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}}
     most = int(_UPDATE_MAX_SHARE * n)  # differing rows updated in place at most
-    changed = conn.execute(  # counted up to one more than that: a first run stops early
-        text(f"SELECT count(*) FROM ({_changed_sql(fields, keys, 'SELECT 1')} "
-             f"LIMIT {most + 1}) d"), params).scalar_one()
+    find, update = _changed_sql(fields, keys, most)  # found up to one more than that:
+    changed = conn.execute(text(find), params).rowcount  # a first run stops early
     if changed > most:
         # a new table with the results, indexed, swapped in (as a load does): writing 1M
         # fresh rows and building 8 indexes once costs a fraction of an UPDATE of every row
@@ -1374,14 +1373,14 @@ def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
     elif changed:
         # few rows differ (a re-run): update those in place, and move the data version on
         # (a storage parameter set to its default writes a new catalog row: see _VERSION_SQL)
-        conn.execute(text(_changed_sql(fields, keys, "UPDATE")), params)
+        conn.execute(text(update), params)
         conn.execute(text(f"DROP TABLE {', '.join(_SCRATCH)}"))
         conn.execute(text("ALTER TABLE enterprises SET (fillfactor = 100)"))
     else:  # nothing differs: nothing to write, the data version stays
         conn.execute(text(f"DROP TABLE {', '.join(_SCRATCH)}"))
     log.info("in-database classification of %d rows: %s", n,
              f"more than {most} changed, table rewritten" if changed > most
-             else f"{changed} changed, updated in place")
+             else f"{changed} changed, updated in place" if changed else "nothing changed")
     return int(n)
 
 
@@ -1391,20 +1390,23 @@ def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
 _UPDATE_MAX_SHARE = 0.05
 
 
-def _changed_sql(fields: Sequence[str], keys: Sequence[str], verb: str) -> str:
-    """``verb`` (``SELECT <list>`` or ``UPDATE``) over the rows of ``enterprises`` whose
-    classified columns differ from their new values."""
+def _changed_sql(fields: Sequence[str], keys: Sequence[str], most: int) -> list[str]:
+    """Statements writing ``bw_class_changed``: the fids of (at most ``most`` + 1) rows of
+    ``enterprises`` whose classified columns differ from their new values (a parallel
+    query: an UPDATE's own scan is not), then updating those rows by their primary key."""
     sets = _rules_assignments(fields)
     old = ", ".join(f'e."{c}"' for c in sets)
     new = ", ".join(sets.values())
     on = " AND ".join(f"c.{k} = k.{k}" for k in keys)
-    differs = f"({old}) IS DISTINCT FROM ({new})"
-    if verb == "UPDATE":
-        assign = ", ".join(f'"{c}" = {v}' for c, v in sets.items())
-        return (f"UPDATE enterprises e SET {assign} FROM bw_class_rows k "
-                f"JOIN bw_class_combo c ON {on} WHERE k.fid = e.fid AND {differs}")
-    return (f"{verb} FROM enterprises e JOIN bw_class_rows k ON k.fid = e.fid "
-            f"JOIN bw_class_combo c ON {on} WHERE {differs}")
+    assign = ", ".join(f'"{c}" = {v}' for c, v in sets.items())
+    return [
+        f"CREATE UNLOGGED TABLE bw_class_changed AS SELECT e.fid FROM enterprises e "
+        f"JOIN bw_class_rows k ON k.fid = e.fid JOIN bw_class_combo c ON {on} "
+        f"WHERE ({old}) IS DISTINCT FROM ({new}) LIMIT {most + 1}",
+        f"UPDATE enterprises e SET {assign} FROM bw_class_changed d "
+        f"JOIN bw_class_rows k ON k.fid = d.fid JOIN bw_class_combo c ON {on} "
+        f"WHERE e.fid = d.fid",
+    ]
 
 
 def _store_combos(conn: Connection, keys: Sequence[str], found: Sequence[Any],
