@@ -1360,7 +1360,11 @@ def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
     params = {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}}
     most = int(_UPDATE_MAX_SHARE * n)  # differing rows updated in place at most
     find, update = _changed_sql(fields, keys, most)  # found up to one more than that:
+    # (planned without nested loops: the LIMIT would make 1M primary-key probes look cheap,
+    # where a parallel hash join scans the list in a fraction of the time)
+    conn.execute(text("SET LOCAL enable_nestloop = off"))
     changed = conn.execute(text(find), params).rowcount  # a first run stops early
+    conn.execute(text("SET LOCAL enable_nestloop = on"))
     if changed > most:
         # a new table with the results, indexed, swapped in (as a load does): writing 1M
         # fresh rows and building 8 indexes once costs a fraction of an UPDATE of every row
