@@ -29,6 +29,18 @@ def _cells(path: Path) -> dict[str, list[tuple]]:
         wb.close()
 
 
+def _assert_same_files(one: dict[str, Path], two: dict[str, Path]) -> None:
+    """The files of two ``export_all`` calls hold the same content: text formats byte for
+    byte, the workbook cell by cell, the GeoPackage's attributes and exact geometries."""
+    assert set(one) == set(two)
+    for key in ("csv", "geojson", "rejected"):  # text formats: byte for byte
+        assert two[key].read_bytes() == one[key].read_bytes(), key
+    assert _cells(two["xlsx"]) == _cells(one["xlsx"])
+    a, b = pyogrio.read_dataframe(one["gpkg"]), pyogrio.read_dataframe(two["gpkg"])
+    assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
+    assert a.geometry.geom_equals_exact(b.geometry, tolerance=0).all()
+
+
 def test_parallel_writers_write_the_same_files(tmp_path: Path) -> None:
     gdf, rejected = enforcement_frame(), rejected_frame()
     stats: dict = {}
@@ -36,13 +48,8 @@ def test_parallel_writers_write_the_same_files(tmp_path: Path) -> None:
                           accepted=len(gdf), verdict_counts={})  # one timestamp for both
     one = export_all(gdf, rejected, tmp_path / "one", workers=1, provenance=prov)
     two = export_all(gdf, rejected, tmp_path / "two", workers=2, stats=stats, provenance=prov)
-    assert set(one) == set(two) == {"csv", "geojson", "xlsx", "gpkg", "rejected", "provenance"}
-    for key in ("csv", "geojson", "rejected"):  # text formats: byte for byte
-        assert two[key].read_bytes() == one[key].read_bytes(), key
-    assert _cells(two["xlsx"]) == _cells(one["xlsx"])
-    a, b = pyogrio.read_dataframe(one["gpkg"]), pyogrio.read_dataframe(two["gpkg"])
-    assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
-    assert a.geometry.geom_equals_exact(b.geometry, tolerance=0).all()
+    assert set(one) == {"csv", "geojson", "xlsx", "gpkg", "rejected", "provenance"}
+    _assert_same_files(one, two)
     side = json.loads(two["provenance"].read_text(encoding="utf-8"))
     assert {f["name"] for f in side["files"]} == {
         p.name for k, p in two.items() if k != "provenance"}
@@ -110,13 +117,7 @@ def test_the_parent_writes_beside_one_forked_writer(tmp_path: Path) -> None:
     two = export_all(gdf, rejected, tmp_path / "two", workers=2, stats=stats,
                      provenance=prov, parent_writes=True,
                      progress=lambda stage, rows, done=False: seen.append((stage, done)))
-    assert set(one) == set(two)
-    for key in ("csv", "geojson", "rejected"):  # text formats: byte for byte
-        assert two[key].read_bytes() == one[key].read_bytes(), key
-    assert _cells(two["xlsx"]) == _cells(one["xlsx"])
-    a, b = pyogrio.read_dataframe(one["gpkg"]), pyogrio.read_dataframe(two["gpkg"])
-    assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
-    assert a.geometry.geom_equals_exact(b.geometry, tolerance=0).all()
+    _assert_same_files(one, two)
     pids = {st.pid for st in stats.values()}
     assert os.getpid() in pids and len(pids) == 2
     assert stats["xlsx"].pid != os.getpid()  # the largest job goes to the forked writer
@@ -168,10 +169,6 @@ def test_compact_text_writes_the_same_files(tmp_path: Path) -> None:
     assert all(gdf[c].dtype == small[c].dtype for c in gdf.columns if c not in cats)
     one = export_all(gdf, rejected, tmp_path / "one", workers=1, provenance=prov)
     two = export_all(small, rejected, tmp_path / "two", workers=1, provenance=prov)
-    for key in ("csv", "geojson", "rejected"):
-        assert two[key].read_bytes() == one[key].read_bytes(), key
-    assert _cells(two["xlsx"]) == _cells(one["xlsx"])
-    a, b = pyogrio.read_dataframe(one["gpkg"]), pyogrio.read_dataframe(two["gpkg"])
-    assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
+    _assert_same_files(one, two)
     assert not isinstance(gdf["verdict"].dtype, pd.CategoricalDtype)  # not changed
     assert "'=HYPERLINK" in two["csv"].read_text(encoding="utf-8-sig")
