@@ -137,6 +137,34 @@ def test_in_database_classification_equals_in_process(
 
 
 @ON_POSTGIS
+def test_match_words_equal_each_rule_alone(store: PostGISStore) -> None:
+    """The packed match words (a CASE on the industry, 62 rules per bigint) answer what
+    each rule's own expression answers, across more than one word."""
+    active = _sql_rules.active_rules(rules(), AS_OF)
+    many = (active * 3)[:70]  # 70 rules: two words, the second one partly filled
+    assert len(many) > _sql_rules.WORD_BITS
+    values = [("paper", "lianjiang", "fail"), ("dyeing", "maozhou", ""), ("steel", "", "fail"),
+              (" paper ", "shima", "pass"), ("unknown", "lianjiang", "fail"), ("", "", "")]
+    src = text("SELECT * FROM (VALUES " + ", ".join(
+        f"('{a}', '{b}', '{c}')" for a, b, c in values) + ") v(industry_id, basin_id, "
+        "safety_conditions)").columns(column("industry_id", Text), column("basin_id", Text),
+                                      column("safety_conditions", Text)).subquery("v")
+    cols = {c.name: c for c in src.c}
+    industries = sorted({i for r in active for i in r.industries if i != "*"})
+    words = _sql_rules.match_words(many, cols, industries, AS_OF)
+    alone = [_sql_rules.rule_sql(r, cols, industries, AS_OF) for r in many]
+    with store.engine.connect() as conn:
+        got = conn.execute(select(*words, *alone).select_from(src)).all()
+    hits = np.zeros(len(many), dtype=int)
+    for row in got:
+        packed, each = row[:len(words)], list(row[len(words):])
+        assert _sql_rules.words_to_matches(packed, len(many)) == each
+        hits += np.asarray(each, dtype=int)
+    # rules hold in both words: the comparison is not all-false
+    assert hits[:_sql_rules.WORD_BITS].any() and hits[_sql_rules.WORD_BITS:].any()
+
+
+@ON_POSTGIS
 def test_a_rerun_writes_only_what_changed(
     store: PostGISStore, pipeline_result: gpd.GeoDataFrame
 ) -> None:
