@@ -1315,11 +1315,29 @@ def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
                      all_ids: Sequence[str], day: Any) -> int:
     """The SQL path of :func:`classify_in_database`: spatial joins and enterprise rules.
 
-    One parallel pass over ``enterprises`` writes ``bw_class_rows`` (fid, the spatial
-    columns, the rules' match words, the per-row deadline dates); the few distinct match
-    words get their texts from :mod:`geo.rules` (``bw_class_combo``); a second parallel
-    pass creates ``enterprises_staging`` with every row's new values, which is indexed
-    and swapped in. Returns the number of rows classified.
+    One parallel pass over ``enterprises`` writes ``bw_class_rows`` (:func:`_class_rows`);
+    the few distinct match words get their texts from :mod:`geo.rules`
+    (``bw_class_combo``); a second parallel pass finds the rows whose stored values differ
+    and :func:`_write_changes` writes them. Returns the number of rows classified.
+    """
+    from api.store import _sql_rules
+
+    n, keys, fields = _class_rows(conn, active, all_ids, day)
+    found = conn.execute(text(f"SELECT DISTINCT {', '.join(keys)} FROM bw_class_rows")).all()
+    _store_combos(conn, keys, found, _sql_rules.combo_rows(
+        catalog, active, [_sql_rules.words_to_matches(r, len(active)) for r in found]))
+    _write_changes(conn, n, keys, fields,
+                   {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}})
+    conn.execute(text(f"DROP TABLE {', '.join(_SCRATCH)}"))
+    return n
+
+
+def _class_rows(conn: Connection, active: Sequence[Any], all_ids: Sequence[str],
+                day: Any) -> tuple[int, list[str], list[str]]:
+    """Write ``bw_class_rows``: per enterprise its fid, new spatial columns, the rules'
+    match words (``m0``...) and per-row deadline dates (``dl_0``...), in one parallel pass.
+
+    Returns the row count, the word columns and the deadline fields.
     """
     from sqlalchemy import inspect
     from sqlalchemy import literal_column as col
@@ -1353,44 +1371,43 @@ def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
         dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     n = conn.exec_driver_sql(
         f"CREATE UNLOGGED TABLE bw_class_rows AS {query}", query.params).rowcount
-    conn.execute(text("ANALYZE bw_class_rows"))  # for the plan of the rewrite's join
-    found = conn.execute(text(f"SELECT DISTINCT {', '.join(keys)} FROM bw_class_rows")).all()
-    _store_combos(conn, keys, found, _sql_rules.combo_rows(
-        catalog, active, [_sql_rules.words_to_matches(r, len(active)) for r in found]))
-    params = {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}}
-    most = int(_UPDATE_MAX_SHARE * n)  # differing rows updated in place at most
-    find, update = _changed_sql(fields, keys, most)  # found up to one more than that:
-    # (planned without nested loops: the LIMIT would make 1M primary-key probes look cheap,
-    # where a parallel hash join scans the list in a fraction of the time)
+    conn.execute(text("ANALYZE bw_class_rows"))  # for the plans of the joins with the list
+    return int(n), keys, fields
+
+
+def _write_changes(conn: Connection, n: int, keys: Sequence[str], fields: Sequence[str],
+                   params: dict[str, Any]) -> None:
+    """Write what differs from the stored list: nothing when no row differs; the differing
+    rows in place when they are at most ``_UPDATE_MAX_SHARE`` of the ``n`` rows; otherwise
+    a new table, indexed and swapped in (as a load does)."""
+    most = int(_UPDATE_MAX_SHARE * n)
+    find, update = _changed_sql(fields, keys, most)
+    # found up to one more than ``most`` (a first run stops early), planned without nested
+    # loops: the LIMIT makes 1M primary-key probes look cheap, where a parallel hash join
+    # scans the list in a fraction of the time
     conn.execute(text("SET LOCAL enable_nestloop = off"))
-    changed = conn.execute(text(find), params).rowcount  # a first run stops early
+    changed = conn.execute(text(find), params).rowcount
     conn.execute(text("SET LOCAL enable_nestloop = on"))
     if changed > most:
-        # a new table with the results, indexed, swapped in (as a load does): writing 1M
-        # fresh rows and building 8 indexes once costs a fraction of an UPDATE of every row
-        # that maintains them row by row; created by a query, its SELECT runs in parallel
+        # created by a query, the new table's SELECT runs in parallel (an INSERT's cannot)
         conn.execute(text("DROP TABLE IF EXISTS enterprises_staging"))
         conn.execute(text(_rules_rewrite_sql(_column_types(conn), fields, keys)), params)
         conn.execute(text(_staging_constraints_sql(conn)))
-        conn.execute(text(f"DROP TABLE {', '.join(_SCRATCH)}"))
         _swap_in_staging(conn)
     elif changed:
-        # few rows differ (a re-run): update those in place, and move the data version on
-        # (a storage parameter set to its default writes a new catalog row: see _VERSION_SQL)
         conn.execute(text(update), params)
-        conn.execute(text(f"DROP TABLE {', '.join(_SCRATCH)}"))
+        # the data version moves on: a storage parameter set to its default writes a new
+        # catalog row (see _TABLE_VERSION)
         conn.execute(text("ALTER TABLE enterprises SET (fillfactor = 100)"))
-    else:  # nothing differs: nothing to write, the data version stays
-        conn.execute(text(f"DROP TABLE {', '.join(_SCRATCH)}"))
     log.info("in-database classification of %d rows: %s", n,
              f"more than {most} changed, table rewritten" if changed > most
              else f"{changed} changed, updated in place" if changed else "nothing changed")
-    return int(n)
 
 
 #: Above this share of changed rows classify_in_database rewrites the table (indexes built
 #: once) instead of updating rows in place (each changed row's entries in 8 indexes):
-#: measured at 1M, an UPDATE costs ~65 us per row and the rewrite ~8 s.
+#: measured at 1M, the in-place update costs ~110 us per changed row, the rewrite with its
+#: index builds ~10 s whatever changed (BENCHMARKS.md, postgis-classify).
 _UPDATE_MAX_SHARE = 0.05
 
 
