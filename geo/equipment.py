@@ -758,13 +758,15 @@ def derive_unit_fields(units: pd.DataFrame, *, as_of: date) -> pd.DataFrame:
     new: dict[str, Any] = {}
 
     def num(col: str) -> np.ndarray:
+        # an absent column: a read-only all-NaN view (no 8 bytes per unit written)
         return out[col].to_numpy(dtype="float64", na_value=np.nan) if col in out \
-            else np.full(n, np.nan)
+            else np.broadcast_to(np.float64(np.nan), n)
 
     # unit_text (type as written + process + product) is not built here: the rules engine
     # tests its parts for the candidate rows of a `contains` predicate (UNIT_TEXT_PARTS)
     service, year = num("service_years"), num("commission_year")
-    new["age_years"] = np.where(np.isnan(service), as_of.year - year, service)
+    new["age_years"] = np.where(np.isnan(service), as_of.year - year, service) \
+        if "service_years" in out else as_of.year - year  # no 使用年限 column: the years only
 
     # Table 1 energy fields, computed on the rows that report an energy value only
     value, recheck = num("energy_value"), num("energy_recheck_value")

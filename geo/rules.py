@@ -502,8 +502,10 @@ def _row_positions(rows: pd.Series, wanted: pd.Series) -> np.ndarray:
     r, w = rows.to_numpy(), wanted.to_numpy()
     if (len(r) and r.dtype.kind in "iu" and w.dtype.kind in "iu"
             and (np.diff(r) == 1).all()):
-        pos = w.astype(np.int64) - int(r[0])
-        pos[(pos < 0) | (pos >= len(r))] = -1
+        pos = np.subtract(w, int(r[0]), dtype=np.int64)
+        bad = pos.view(np.uint64) >= len(r)  # negatives wrap to huge: one comparison
+        if bad.any():
+            pos[bad] = -1
         return pos
     return pd.Index(rows).get_indexer(wanted)
 
@@ -521,6 +523,9 @@ def _predicate_mask(cols: _Columns, p: Predicate, idx: np.ndarray, as_of: date) 
     arr = cols.numeric(p.field)
     if arr is not None and not isinstance(v, date) and op != "contains":
         x = arr[idx]
+        if op in _ORDER:  # NaN (missing) compares false: no validity mask needed
+            with np.errstate(invalid="ignore"):
+                return _ORDER[op](x, float(v))
         valid = ~np.isnan(x)
         if op == "is_empty":
             return np.zeros(len(idx), dtype=bool)
@@ -1226,44 +1231,58 @@ def evaluate_rules(
     touched, units_text = _units_text(ures, unit_rules, upos, units, catalog)
     for name, values in strings.items():
         if name == "reasons" and len(touched):  # with the units' text, built once
-            out[name] = _name_units(text.reasons, codes, units_text, touched)
+            _put(out, name, _name_units(text.reasons, codes, units_text, touched))
         else:  # take() on a tiny str array is ~10x faster than building 1M Python strings
-            out[name] = pd.array(values, dtype=_STR).take(codes) if n else \
-                pd.array([], dtype=_STR)
-    out["deadline"], out["deadline_status"] = eagg.status(day)
-    out["unit_count"] = np.bincount(upos, minlength=n).astype(np.int64)
-    out["units"] = _units_column(touched, units_text, n)
+            _put(out, name, pd.array(values, dtype=_STR).take(codes) if n else
+                 pd.array([], dtype=_STR))
+    deadline, status = eagg.status(day)
+    _put(out, "deadline", deadline)
+    _put(out, "deadline_status", status)
+    _put(out, "unit_count", np.bincount(upos, minlength=n).astype(np.int64))
+    _put(out, "units", _units_column(touched, units_text, n))
     flagged = np.flatnonzero(eagg.review)
     if "review_reasons" in gdf.columns and "needs_review" in gdf.columns and not len(flagged):
         pass  # no rule asks for review: the classification's flags stand as they are
     else:
-        existing = gdf["review_reasons"] if "review_reasons" in gdf.columns else \
-            pd.Series("", index=gdf.index, dtype=object)
-        needs = gdf["needs_review"].fillna(False).astype(bool).to_numpy() \
-            if "needs_review" in gdf.columns else np.zeros(n, dtype=bool)
-        if existing.dtype == _STR and not existing.isna().any():
-            # already the engine's text column: copy it and set the flagged rows only
-            column = existing.array.copy()
-            if len(flagged):
-                rn, rt = _review_text(existing.iloc[flagged].reset_index(drop=True),
-                                      eagg.review[flagged], len(flagged))
-                column[flagged], needs = rt, needs.copy()
-                needs[flagged] |= rn
-            out["needs_review"] = needs
-            out["review_reasons"] = column
-        else:
-            reasons = existing.fillna("").to_numpy(dtype=object).copy()
-            if len(flagged):  # merge the rule codes into the rows they concern only
-                rn, rt = _review_text(pd.Series(reasons[flagged]), eagg.review[flagged],
-                                      len(flagged))
-                reasons[flagged], needs = rt, needs.copy()
-                needs[flagged] |= rn
-            out["needs_review"] = needs
-            out["review_reasons"] = _text(reasons)
+        needs, reasons = _review_columns(gdf, eagg.review, flagged)
+        _put(out, "needs_review", needs)
+        _put(out, "review_reasons", reasons)
     cols = [c for c in out.columns if c not in RULES_COLUMNS] + list(RULES_COLUMNS)
     logger.debug("%d rules, %d rows, %d units, %d combinations", len(active), n, len(units),
                  len(combos))
     return RulesResult(enterprises=out[cols], units=u_out)
+
+
+def _review_columns(gdf: FrameT, review: np.ndarray, flagged: np.ndarray) -> tuple[np.ndarray, Any]:
+    """``needs_review`` and ``review_reasons`` of the enterprises: the classification's,
+    with the review codes of the rules (bitmask ``review``) merged into the rows ``flagged``
+    (those with a non-zero mask) only."""
+    n = len(gdf)
+    existing = gdf["review_reasons"] if "review_reasons" in gdf.columns else \
+        pd.Series("", index=gdf.index, dtype=object)
+    needs = gdf["needs_review"].fillna(False).astype(bool).to_numpy() \
+        if "needs_review" in gdf.columns else np.zeros(n, dtype=bool)
+    if existing.dtype == _STR and not existing.isna().any():
+        # already the engine's text column: copy it and set the flagged rows only
+        column = existing.array.copy()
+        if len(flagged):
+            rn, rt = _review_text(existing.iloc[flagged].reset_index(drop=True),
+                                  review[flagged], len(flagged))
+            column[flagged], needs = rt, needs.copy()
+            needs[flagged] |= rn
+        return needs, column
+    reasons = existing.fillna("").to_numpy(dtype=object).copy()
+    if len(flagged):  # merge the rule codes into the rows they concern only
+        rn, rt = _review_text(pd.Series(reasons[flagged]), review[flagged], len(flagged))
+        reasons[flagged], needs = rt, needs.copy()
+        needs[flagged] |= rn
+    return needs, _text(reasons)
+
+
+def _put(out: pd.DataFrame, name: str, values: Any) -> None:
+    """Set the column ``name`` of ``out`` to the new array ``values`` without the copy
+    ``out[name] = values`` makes of an array (a Series on the same index is not copied)."""
+    out[name] = pd.Series(values, index=out.index, copy=False)
 
 
 def _labels_at(units: pd.DataFrame, at: np.ndarray) -> np.ndarray:
@@ -1273,7 +1292,9 @@ def _labels_at(units: pd.DataFrame, at: np.ndarray) -> np.ndarray:
     if "unit_id" not in units:
         return unit_labels(units.iloc[at]).to_numpy(dtype=object)
     uid = units["unit_id"].to_numpy(dtype=object)[at]
-    blank = np.flatnonzero(pd.isna(uid) | (uid == ""))
+    # strings only (no NaN/None/NA, one C pass): blank is ''; else pandas' missing test too
+    none = pd.api.types.infer_dtype(uid, skipna=False) == "string"
+    blank = np.flatnonzero(uid == "" if none else pd.isna(uid) | (uid == ""))
     if len(blank):
         cols = [c for c in ("unit_id", "unit_type", "source", "source_row") if c in units]
         uid[blank] = unit_labels(units[cols].iloc[at[blank]]).to_numpy(dtype=object)
