@@ -206,6 +206,7 @@ class _Columns:
         self._unknown: dict[str, bool] = {}
         self._partial: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._parent_runs: tuple[np.ndarray, np.ndarray] | tuple[()] | None = None
+        self._parent_seen: set[str] = set()
         self._names = frozenset(df.columns)
 
     def _own(self, field: str) -> bool:
@@ -318,11 +319,21 @@ class _Columns:
                 # a few units' enterprises (the boilers' city): not the whole column
                 return self._partial_codes(
                     field, idx, lambda: parent.df[field].take(self.parent_idx[idx]))
-            return parent.codes_at(field, self.parent_idx[idx])
+            if field not in self._parent_seen:  # once: through the parent rows
+                self._parent_seen.add(field)
+                return parent.codes_at(field, self.parent_idx[idx])
+            # asked again (the industry of each unit rule's candidates): the codes per
+            # row once, then one narrow gather per call instead of two
+            codes, uniques = self.factor(field)
+            return codes[idx], uniques
         s = self.df[field]
-        if self.parent is not None and 4 * len(idx) < self.n and s.dtype == object:
+        if (s.dtype == object or (isinstance(s.dtype, pd.StringDtype)
+                                  and s.dtype.storage == "python")) and (
+                4 * len(idx) < self.n if self.parent is not None else 64 * len(idx) < self.n):
+            # a small share of the units (a rule's candidates), or a tiny one of the
+            # enterprises (whose text columns other rules usually read whole): those rows only
             return self._partial_codes(
-                field, idx, lambda: pd.Series(s.to_numpy()[idx], dtype=object))
+                field, idx, lambda: pd.Series(s.to_numpy(dtype=object)[idx], dtype=object))
         codes, uniques = self.factor(field)
         return codes[idx], uniques
 
@@ -822,14 +833,29 @@ def _factorize_fill(
 
 def _factorize_rows(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes, uniq = pd.factorize(words[0])
-    codes = np.asarray(codes, dtype=np.int64)
+    codes, count = np.asarray(codes, dtype=np.int64), len(uniq)
     for w in range(1, words.shape[0]):
         c, u = pd.factorize(words[w])
-        codes, _ = pd.factorize(codes * len(u) + np.asarray(c, dtype=np.int64))
-        codes = np.asarray(codes, dtype=np.int64)
+        codes, count = _factorize_small(codes * len(u) + np.asarray(c, dtype=np.int64),
+                                        count * len(u))
     first = np.zeros(codes.max() + 1 if len(codes) else 0, dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes))[::-1]  # a row of each combination
     return codes, words[:, first]
+
+
+def _factorize_small(keys: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    """``pd.factorize(keys)[0]`` (codes in order of first appearance) and the number of
+    distinct keys, for integer keys in ``[0, size)``: without hashing when ``size`` is
+    small (a table of each key's first row)."""
+    if size > 4 * len(keys) + 4096:
+        codes, uniq = pd.factorize(keys)
+        return np.asarray(codes, dtype=np.int64), len(uniq)
+    first = np.full(size, len(keys), dtype=np.int64)
+    first[keys[::-1]] = np.arange(len(keys))[::-1]  # the first row of each key
+    seen = np.flatnonzero(first < len(keys))
+    rank = np.empty(size, dtype=np.int64)
+    rank[seen[np.argsort(first[seen])]] = np.arange(len(seen))
+    return rank[keys], len(seen)
 
 
 def _combo_rules(uniq_words: np.ndarray, n_rules: int) -> list[list[int]]:
@@ -884,16 +910,16 @@ class _Deadlines:
         none = np.iinfo(np.int64).max
         dated = (self.days != none) & ~self.immediate
         day = _days_of(as_of)
+        at = np.flatnonzero(dated)
+        days = self.days[at]
         code = np.zeros(len(self.rank), dtype=np.int64)  # "", undetermined, pending, ...
         code[self.undetermined] = 1
-        code[dated & (self.days >= day)] = 2
-        code[dated & (self.days < day)] = 3
+        code[at] = np.where(days >= day, 2, 3)  # pending / overdue: the dated rows only
         code[self.immediate] = 4
         status = pd.array(["", "undetermined", "pending", "overdue", "immediate"],
                           dtype=_STR).take(code)
         # the dated rows' days hashed only, '' (`none`) where pandas would first see it
-        at = np.flatnonzero(dated)
-        sub, none_code, duniq = _factorize_fill(self.days[at], at, len(dated), none)
+        sub, none_code, duniq = _factorize_fill(days, at, len(dated), none)
         dcodes = np.full(len(dated), none_code, dtype=np.int64)
         dcodes[at] = sub
         names = ["" if d == none else str(np.datetime64(int(d), "D")) for d in duniq]
@@ -1096,7 +1122,7 @@ def _unit_results(
     if len(at) != len(hit):
         codes = np.full(len(at), none_code, dtype=np.int64)
         codes[np.searchsorted(at, hit)] = sub
-    events = [(r, rows, np.searchsorted(at, rows)) for r, rows in zip(um.rules, um.rows, strict=True)]
+    events = list(zip(um.rules, um.rows, _positions_in(at, n, um.rows), strict=True))
     review_rows: dict[int, np.ndarray] = {}
     agg = _aggregate(events, lambda _r: ucols, len(at), rank_of, default_rank, review_bit,
                      review_rows)
@@ -1118,6 +1144,26 @@ def _unit_results(
     cols["review_reasons"] = _categorical(rv_codes, rv_texts, at=at, n=n, fill=rv_fill)
     cols["enterprise_index"] = ucols.parent_idx
     return _UnitResults(cols, at, codes, combos, text, issue, review_rows)
+
+
+def _distinct_sorted(rows: np.ndarray) -> np.ndarray:
+    """``rows`` without repeats when they are sorted (an enterprise's units are listed
+    together), else ``np.unique(rows)``: fancy-index targets that each occur once."""
+    if len(rows) < 2:
+        return rows
+    step = rows[1:] != rows[:-1]
+    if (rows[1:] >= rows[:-1]).all():
+        return rows[np.r_[True, step]] if not step.all() else rows
+    return np.unique(rows)
+
+
+def _positions_in(at: np.ndarray, n: int, subsets: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Positions in the sorted rows ``at`` (of ``n`` rows) of each subset's rows
+    (``np.searchsorted(at, rows)`` for rows that are in ``at``): one scatter of a row ->
+    position map, then a gather per subset."""
+    where = np.empty(n, dtype=np.int32 if len(at) < 2**31 else np.int64)
+    where[at] = np.arange(len(at), dtype=where.dtype)
+    return [where[rows] for rows in subsets]
 
 
 # --------------------------------------------------------------------------- public
@@ -1218,7 +1264,7 @@ def evaluate_rules(
         np.bitwise_or.at(eagg.review, upos[unit_issue], 1 << review_bit["unit_data_issue"])
     words = np.zeros((max(1, math.ceil(len(all_rules) / 64)), n), dtype=np.uint64)
     for k, (_r, _src, tgt) in enumerate(events):
-        np.bitwise_or.at(words[k // 64], tgt, np.uint64(1) << np.uint64(k % 64))
+        words[k // 64, _distinct_sorted(tgt)] |= np.uint64(1) << np.uint64(k % 64)
     codes, uniq = _factorize_words(words)
     combos = _combo_rules(uniq, len(all_rules))
     text = _combo_text(combos, all_rules, catalog)
@@ -1238,7 +1284,9 @@ def evaluate_rules(
     deadline, status = eagg.status(day)
     _put(out, "deadline", deadline)
     _put(out, "deadline_status", status)
-    _put(out, "unit_count", np.bincount(upos, minlength=n).astype(np.int64))
+    runs = ucols._by_parent() if len(upos) else None  # units per enterprise, when counted
+    _put(out, "unit_count", (runs[1] if runs else np.bincount(upos, minlength=n))
+         .astype(np.int64, copy=False))
     _put(out, "units", _units_column(touched, units_text, n))
     flagged = np.flatnonzero(eagg.review)
     if "review_reasons" in gdf.columns and "needs_review" in gdf.columns and not len(flagged):
@@ -1262,7 +1310,8 @@ def _review_columns(gdf: FrameT, review: np.ndarray, flagged: np.ndarray) -> tup
         pd.Series("", index=gdf.index, dtype=object)
     needs = gdf["needs_review"].fillna(False).astype(bool).to_numpy() \
         if "needs_review" in gdf.columns else np.zeros(n, dtype=bool)
-    if existing.dtype == _STR and not existing.isna().any():
+    if existing.dtype == _STR and pd.api.types.infer_dtype(
+            np.asarray(existing.array), skipna=False) in ("string", "empty"):  # no NA: ~3x isna
         # already the engine's text column: copy it and set the flagged rows only
         column = existing.array.copy()
         if len(flagged):
