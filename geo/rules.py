@@ -974,8 +974,8 @@ def _aggregate(
     aggregation of the same matches (units, then their enterprises).
     """
     agg = _Deadlines.empty(n, default_rank)
-    for rule, _src, tgt in events:
-        np.minimum.at(agg.rank, tgt, rank_of[rule.verdict])
+    for rule, _src, tgt in events:  # one value per rule: repeated targets need no ufunc.at
+        agg.rank[tgt] = np.minimum(agg.rank[tgt], rank_of[rule.verdict])
     kept = {} if review_rows is None else review_rows
     for rule, src, tgt in events:
         cols = cols_of(rule)
@@ -984,7 +984,8 @@ def _aggregate(
             bits = kept[id(rule)] = _review_rows(cols, rule, src)
         if len(bits):
             pos = np.searchsorted(src, bits)
-            np.bitwise_or.at(agg.review, tgt[pos], 1 << review_bit[rule.review_code or ""])
+            t = tgt[pos]
+            agg.review[t] = agg.review[t] | (1 << review_bit[rule.review_code or ""])
         r = rank_of[rule.verdict]
         drive = agg.rank[tgt] == r
         if not drive.any():
@@ -1261,7 +1262,8 @@ def evaluate_rules(
     eagg = _aggregate(events, lambda r: cols_by_rule[id(r)], n, rank_of, default_rank, review_bit,
                       dict(ures.review_rows))
     if unit_issue.any():
-        np.bitwise_or.at(eagg.review, upos[unit_issue], 1 << review_bit["unit_data_issue"])
+        t = upos[unit_issue]  # one bit for all: repeated enterprises need no ufunc.at
+        eagg.review[t] = eagg.review[t] | (1 << review_bit["unit_data_issue"])
     words = np.zeros((max(1, math.ceil(len(all_rules) / 64)), n), dtype=np.uint64)
     for k, (_r, _src, tgt) in enumerate(events):
         words[k // 64, _distinct_sorted(tgt)] |= np.uint64(1) << np.uint64(k % 64)
@@ -1312,14 +1314,15 @@ def _review_columns(gdf: FrameT, review: np.ndarray, flagged: np.ndarray) -> tup
         if "needs_review" in gdf.columns else np.zeros(n, dtype=bool)
     if existing.dtype == _STR and pd.api.types.infer_dtype(
             np.asarray(existing.array), skipna=False) in ("string", "empty"):  # no NA: ~3x isna
-        # already the engine's text column: copy it and set the flagged rows only
-        column = existing.array.copy()
+        # already the engine's text column (strings only): copy it and set the flagged
+        # rows only (with the merged texts, strings too)
+        column = np.asarray(existing.array).copy()
         if len(flagged):
             rn, rt = _review_text(existing.iloc[flagged].reset_index(drop=True),
                                   review[flagged], len(flagged))
             column[flagged], needs = rt, needs.copy()
             needs[flagged] |= rn
-        return needs, column
+        return needs, _built_str(column)
     reasons = existing.fillna("").to_numpy(dtype=object).copy()
     if len(flagged):  # merge the rule codes into the rows they concern only
         rn, rt = _review_text(pd.Series(reasons[flagged]), review[flagged], len(flagged))
@@ -1383,11 +1386,27 @@ def _str_take(table: Sequence[str] | np.ndarray, idx: np.ndarray) -> Any:
     return pd.array(np.asarray(table, dtype=object), dtype=_STR).take(idx)
 
 
+def _built_str_take(table: np.ndarray, idx: np.ndarray) -> Any:
+    """:func:`_str_take` of an object array of Python strings built by this module
+    (concatenations of strings): pandas' check of each string is skipped."""
+    return _built_str(table.take(idx))
+
+
+def _built_str(values: np.ndarray) -> Any:
+    """A text column of an object array that holds Python strings only (built by this
+    module, or a copy of a text column without missing values), without pandas' check of
+    each value."""
+    template = pd.array([""], dtype=_STR)
+    if not hasattr(template, "_from_backing_data"):  # not an ndarray-backed text array
+        return pd.array(values, dtype=_STR)
+    return template._from_backing_data(values)  # noqa: SLF001
+
+
 def _units_column(keys: np.ndarray, joined: np.ndarray, n: int) -> Any:
     """The ``units`` column: ``joined`` at the enterprises ``keys``, '' elsewhere."""
     idx = np.zeros(n, dtype=np.int64)
     idx[keys] = np.arange(1, len(keys) + 1)
-    return _str_take(np.concatenate([np.asarray([""], dtype=object), joined]), idx)
+    return _built_str_take(np.concatenate([np.asarray([""], dtype=object), joined]), idx)
 
 
 def _name_units(
@@ -1402,7 +1421,7 @@ def _name_units(
     head = np.asarray([r + (REASON_SEP if r else "") + "涉及设备：" for r in base], dtype=object)
     idx = np.asarray(codes, dtype=np.int64).copy()
     idx[touched] = np.arange(len(base), len(base) + len(touched))
-    return _str_take(np.concatenate([base, np.add(head[codes[touched]], units_text)]), idx)
+    return _built_str_take(np.concatenate([base, np.add(head[codes[touched]], units_text)]), idx)
 
 
 def apply_rules(
