@@ -751,6 +751,19 @@ class _Matches:
     rows: list[np.ndarray]
     n: int
 
+    def hit_words(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(rows some rule matched, :meth:`words` at those rows, each rule's rows as
+        positions in them): no word per row of the frame (most rows match nothing)."""
+        mask = np.zeros(self.n, dtype=bool)
+        for rows in self.rows:
+            mask[rows] = True
+        hit = np.flatnonzero(mask)
+        pos = _positions_in(hit, self.n, self.rows)
+        words = np.zeros((max(1, math.ceil(len(self.rules) / 64)), len(hit)), dtype=np.uint64)
+        for k, p in enumerate(pos):
+            words[k // 64, p] |= np.uint64(1) << np.uint64(k % 64)
+        return hit, words, pos
+
     def words(self) -> np.ndarray:
         n_words = max(1, math.ceil(len(self.rules) / 64))
         words = np.zeros((n_words, self.n), dtype=np.uint64)
@@ -790,15 +803,24 @@ def _factorize_words_at(words: np.ndarray) -> tuple[np.ndarray, np.ndarray, int,
     if 2 * len(hit) > n:  # most rows matched: hash them all
         codes, uniq = _factorize_rows(words)
         return np.arange(n), codes, 0, uniq
+    return (hit, *_factorize_hit(words[:, hit], hit, n))
+
+
+def _factorize_hit(
+    words: np.ndarray, hit: np.ndarray, n: int
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """:func:`_factorize_words_at` from the words of the rows ``hit`` only (sorted rows
+    some rule matched, fewer than ``n``): their codes, the no-match code, the unique words."""
     if not len(hit):
-        return hit, np.zeros(0, dtype=np.int64), 0, words[:, :1] if n else words[:, :0]
-    sub, uniq = _factorize_rows(words[:, hit])
+        return np.zeros(0, dtype=np.int64), 0, np.zeros((words.shape[0], 1 if n else 0),
+                                                        dtype=np.uint64)
+    sub, uniq = _factorize_rows(words)
     gap = np.flatnonzero(hit != np.arange(len(hit)))
     none_first = int(gap[0]) if len(gap) else len(hit)  # the first row no rule matched
     # the no-match combination takes its place in the order of first appearance
     before = int(sub[:none_first].max()) + 1 if none_first else 0
     zero = np.zeros((words.shape[0], 1), dtype=words.dtype)
-    return hit, np.where(sub >= before, sub + 1, sub), before, \
+    return np.where(sub >= before, sub + 1, sub), before, \
         np.concatenate([uniq[:, :before], zero, uniq[:, before:]], axis=1)
 
 
@@ -1113,7 +1135,12 @@ def _unit_results(
     matched or that have a data issue only: every other unit (most of them) gets the
     no-match values by one fill of its categorical codes."""
     n = len(units)
-    hit, sub, none_code, uniq = _factorize_words_at(um.words())
+    hit, hwords, where = um.hit_words()
+    if 2 * len(hit) > n:  # most units matched: all hashed (each unit its own position)
+        hit, sub, none_code, uniq = _factorize_words_at(um.words())
+        where = []
+    else:
+        sub, none_code, uniq = _factorize_hit(hwords, hit, n)
     combos = _combo_rules(uniq, len(um.rules))
     text = _combo_text(combos, um.rules, catalog)
     issue = _non_blank(units["data_issues"]) if "data_issues" in units \
@@ -1123,7 +1150,9 @@ def _unit_results(
     if len(at) != len(hit):
         codes = np.full(len(at), none_code, dtype=np.int64)
         codes[np.searchsorted(at, hit)] = sub
-    events = list(zip(um.rules, um.rows, _positions_in(at, n, um.rows), strict=True))
+    if len(at) != len(hit) or not where:  # positions in `at`, not in `hit`
+        where = _positions_in(at, n, um.rows)
+    events = list(zip(um.rules, um.rows, where, strict=True))
     review_rows: dict[int, np.ndarray] = {}
     agg = _aggregate(events, lambda _r: ucols, len(at), rank_of, default_rank, review_bit,
                      review_rows)
