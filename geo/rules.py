@@ -1410,17 +1410,6 @@ def _units_text(
     return _group_join(ent, _labels_at(units, at), suffix, combo, "、")
 
 
-def _str_take(table: Sequence[str] | np.ndarray, idx: np.ndarray) -> Any:
-    """A text column ``table[idx]``: only the (few) strings of ``table`` are validated."""
-    return pd.array(np.asarray(table, dtype=object), dtype=_STR).take(idx)
-
-
-def _built_str_take(table: np.ndarray, idx: np.ndarray) -> Any:
-    """:func:`_str_take` of an object array of Python strings built by this module
-    (concatenations of strings): pandas' check of each string is skipped."""
-    return _built_str(table.take(idx))
-
-
 def _built_str(values: np.ndarray) -> Any:
     """A text column of an object array that holds Python strings only (built by this
     module, or a copy of a text column without missing values), without pandas' check of
@@ -1433,9 +1422,9 @@ def _built_str(values: np.ndarray) -> Any:
 
 def _units_column(keys: np.ndarray, joined: np.ndarray, n: int) -> Any:
     """The ``units`` column: ``joined`` at the enterprises ``keys``, '' elsewhere."""
-    idx = np.zeros(n, dtype=np.int64)
-    idx[keys] = np.arange(1, len(keys) + 1)
-    return _built_str_take(np.concatenate([np.asarray([""], dtype=object), joined]), idx)
+    column = np.full(n, "", dtype=object)  # one shared '' (no table, no index array)
+    column[keys] = joined
+    return _built_str(column)
 
 
 def _name_units(
@@ -1448,9 +1437,9 @@ def _name_units(
     """
     base = np.asarray(list(combo_reasons) or [""], dtype=object)
     head = np.asarray([r + (REASON_SEP if r else "") + "涉及设备：" for r in base], dtype=object)
-    idx = np.asarray(codes, dtype=np.int64).copy()
-    idx[touched] = np.arange(len(base), len(base) + len(touched))
-    return _built_str_take(np.concatenate([base, np.add(head[codes[touched]], units_text)]), idx)
+    column = base.take(codes)
+    column[touched] = np.add(head[codes[touched]], units_text)
+    return _built_str(column)
 
 
 def apply_rules(

@@ -158,8 +158,9 @@ def test_text_column() -> None:
     assert len(empty) == 0 and empty.dtype == R._STR
 
 
-def test_str_take_and_units_column() -> None:
-    assert list(R._str_take(["", "x", "y"], np.array([2, 0, 1]))) == ["y", "", "x"]
+def test_built_str_and_units_column() -> None:
+    built = R._built_str(np.array(["y", "", "x"], dtype=object))
+    assert list(built) == ["y", "", "x"] and built.dtype == R._STR
     col = R._units_column(np.array([1, 3]), np.array(["u1", "u3"], dtype=object), 5)
     assert list(col) == ["", "u1", "", "u3", ""] and col.dtype == R._STR
 
