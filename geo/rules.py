@@ -1176,17 +1176,6 @@ def _unit_results(
     return _UnitResults(cols, at, codes, combos, text, issue, review_rows)
 
 
-def _distinct_sorted(rows: np.ndarray) -> np.ndarray:
-    """``rows`` without repeats when they are sorted (an enterprise's units are listed
-    together), else ``np.unique(rows)``: fancy-index targets that each occur once."""
-    if len(rows) < 2:
-        return rows
-    step = rows[1:] != rows[:-1]
-    if (rows[1:] >= rows[:-1]).all():
-        return rows[np.r_[True, step]] if not step.all() else rows
-    return np.unique(rows)
-
-
 def _positions_in(at: np.ndarray, n: int, subsets: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Positions in the sorted rows ``at`` (of ``n`` rows) of each subset's rows
     (``np.searchsorted(at, rows)`` for rows that are in ``at``): one scatter of a row ->
@@ -1295,7 +1284,8 @@ def evaluate_rules(
         eagg.review[t] = eagg.review[t] | (1 << review_bit["unit_data_issue"])
     words = np.zeros((max(1, math.ceil(len(all_rules) / 64)), n), dtype=np.uint64)
     for k, (_r, _src, tgt) in enumerate(events):
-        words[k // 64, _distinct_sorted(tgt)] |= np.uint64(1) << np.uint64(k % 64)
+        # one bit per rule: repeated targets (an enterprise's units) write the same value
+        words[k // 64, tgt] |= np.uint64(1) << np.uint64(k % 64)
     codes, uniq = _factorize_words(words)
     combos = _combo_rules(uniq, len(all_rules))
     text = _combo_text(combos, all_rules, catalog)
