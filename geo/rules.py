@@ -1028,14 +1028,16 @@ def _aggregate(
 
 
 def _group_join(
-    groups: np.ndarray, heads: np.ndarray, tails: np.ndarray, tail_codes: np.ndarray, sep: str
+    groups: np.ndarray, heads: np.ndarray | Callable[[np.ndarray], np.ndarray],
+    tails: np.ndarray, tail_codes: np.ndarray, sep: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Join the texts ``heads[i] + tails[tail_codes[i]]`` with ``sep`` within runs of equal
     (sorted) ``groups``: (group keys, joined texts).
 
     The separator is put on the few ``tails`` (a second table, ``tail + sep``, for every
     text but a group's last), so each text costs one concatenation and the grouped join
-    (``np.add.reduceat``) one more per further text of its group."""
+    (``np.add.reduceat``) one more per further text of its group. ``heads`` may be a
+    function of the rows' tails that returns the concatenated texts (:func:`_labelled`)."""
     if not len(groups):
         return groups, np.empty(0, dtype=object)
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
@@ -1043,7 +1045,8 @@ def _group_join(
     table = np.concatenate([table, np.add(table, sep)])
     codes = np.asarray(tail_codes, dtype=np.int64) + len(tails)
     codes[np.r_[starts[1:] - 1, len(groups) - 1]] -= len(tails)  # a group's last: no sep
-    pieces = np.add(np.asarray(heads, dtype=object), table[codes])
+    pieces = heads(table[codes]) if callable(heads) else \
+        np.add(np.asarray(heads, dtype=object), table[codes])
     return groups[starts], np.add.reduceat(pieces, starts)
 
 
@@ -1372,6 +1375,25 @@ def _labels_at(units: pd.DataFrame, at: np.ndarray) -> np.ndarray:
     return uid
 
 
+def _labelled(units: pd.DataFrame, at: np.ndarray, tails: np.ndarray) -> np.ndarray:
+    """``_labels_at(units, at) + tails``, one concatenation per unit, with the ids tested
+    on the results (fresh in memory) instead of the ids: a missing or non-text id fails the
+    concatenation or leaves a non-text result (then :func:`_labels_at` decides), and a
+    blank id leaves the tail alone (those units get their type + sheet row label)."""
+    if "unit_id" in units:
+        uid = units["unit_id"].to_numpy(dtype=object)[at]
+        try:
+            pieces = np.add(uid, tails)
+        except TypeError:  # NaN / None / a number as id
+            pieces = None
+        if pieces is not None and pd.api.types.infer_dtype(pieces, skipna=False) == "string":
+            blank = np.flatnonzero(pieces == tails)
+            if len(blank):
+                pieces[blank] = np.add(_labels_at(units, at[blank]), tails[blank])
+            return pieces
+    return np.add(_labels_at(units, at), tails)
+
+
 def _units_text(
     ures: _UnitResults, unit_rules: Sequence[Rule], upos: np.ndarray, units: pd.DataFrame,
     catalog: RuleCatalog,
@@ -1397,7 +1419,7 @@ def _units_text(
     if len(ent) > 1 and (ent[1:] < ent[:-1]).any():  # units not listed by enterprise
         order = np.argsort(ent, kind="stable")
         at, ent, combo = at[order], ent[order], combo[order]
-    return _group_join(ent, _labels_at(units, at), suffix, combo, "、")
+    return _group_join(ent, lambda tails: _labelled(units, at, tails), suffix, combo, "、")
 
 
 def _built_str(values: np.ndarray) -> Any:

@@ -817,6 +817,25 @@ def test_labels_at_without_a_unit_id_column() -> None:
     assert R._labels_at(units, np.array([1, 0])).tolist() == ["炼钢转炉（设备清单第7行）", "A"]
 
 
+def test_labelled_tests_ids_on_the_texts_as_labels_at_does() -> None:
+    base = pd.DataFrame({"unit_type": ["blast_furnace", "converter"] * 3,
+                         "source": ["registry", "equipment"] * 3, "source_row": range(2, 8)})
+    tails = np.array(["（甲）", "（乙）", "（甲）", "（乙）", "（甲）", "（乙）"], dtype=object)
+    at = np.arange(6)
+    for ids in (["A", "", "B", "C", "", "D"], ["A", None, "B", np.nan, "", "D"],
+                ["A", pd.NA, "", "C", "x", "y"], [np.nan] * 6, ["A", 7, "", "B", "C", "D"]):
+        units = base.assign(unit_id=pd.Series(ids, dtype=object))
+        try:
+            want = np.add(R._labels_at(units, at), tails).tolist()
+        except TypeError:                                  # a number as id: both fail
+            with pytest.raises(TypeError):
+                R._labelled(units, at, tails)
+            continue
+        assert R._labelled(units, at, tails).tolist() == want
+    assert R._labelled(base, at[:2], tails[:2]).tolist() == [
+        "炼铁高炉（名录第2行）（甲）", "炼钢转炉（设备清单第3行）（乙）"]
+
+
 def test_rules_for_point_default_catalog_and_missing_values() -> None:
     """Missing attribute values (NaN, None) are one key; the bundled catalog's answer has
     one entry per industry; the default path honours ``as_of``."""
