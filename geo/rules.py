@@ -880,6 +880,15 @@ def _factorize_small(keys: np.ndarray, size: int) -> tuple[np.ndarray, int]:
     return rank[keys], len(seen)
 
 
+def _combo_ranks(
+    combos: list[list[int]], rules: Sequence[Rule], rank_of: Mapping[str, int], default_rank: int
+) -> np.ndarray:
+    """Per rule combination, the strongest (lowest) verdict rank of its rules and the
+    default verdict's: a row's rank is then one lookup by its combination code."""
+    return np.asarray([min([default_rank, *(rank_of[rules[i].verdict] for i in c)])
+                       for c in combos], dtype=np.int64)
+
+
 def _combo_rules(uniq_words: np.ndarray, n_rules: int) -> list[list[int]]:
     return [
         [i for i in range(n_rules) if (int(uniq_words[i // 64, k]) >> (i % 64)) & 1]
@@ -987,17 +996,22 @@ def _aggregate(
     default_rank: int,
     review_bit: Mapping[str, int],
     review_rows: dict[int, np.ndarray] | None = None,
+    rank: np.ndarray | None = None,
 ) -> _Deadlines:
     """Verdict rank, deadlines and review bits per target row.
 
     ``events`` are (rule, source rows, target rows): for enterprise rules both are the same
     rows; for unit rules the source rows are units and the targets their enterprises.
     ``review_rows`` (by ``id(rule)``) keeps each rule's flagged source rows for the next
-    aggregation of the same matches (units, then their enterprises).
+    aggregation of the same matches (units, then their enterprises). ``rank``, when given,
+    is the verdict rank per target row already (:func:`_combo_ranks` of its combination).
     """
     agg = _Deadlines.empty(n, default_rank)
-    for rule, _src, tgt in events:  # one value per rule: repeated targets need no ufunc.at
-        agg.rank[tgt] = np.minimum(agg.rank[tgt], rank_of[rule.verdict])
+    if rank is not None:
+        agg.rank = np.asarray(rank, dtype=np.int64)
+    else:
+        for rule, _src, tgt in events:  # one value per rule: repeated targets need no .at
+            agg.rank[tgt] = np.minimum(agg.rank[tgt], rank_of[rule.verdict])
     kept = {} if review_rows is None else review_rows
     for rule, src, tgt in events:
         cols = cols_of(rule)
@@ -1158,7 +1172,7 @@ def _unit_results(
     events = list(zip(um.rules, um.rows, where, strict=True))
     review_rows: dict[int, np.ndarray] = {}
     agg = _aggregate(events, lambda _r: ucols, len(at), rank_of, default_rank, review_bit,
-                     review_rows)
+                     review_rows, rank=_combo_ranks(combos, um.rules, rank_of, default_rank)[codes])
     # the unit columns are categoricals: millions of units, a few hundred distinct texts
     cols: dict[str, Any] = {
         name: _categorical(codes, values, at=at, n=n, fill=none_code)
@@ -1280,11 +1294,6 @@ def evaluate_rules(
     events = [(r, rows, rows) for r, rows in zip(em.rules, em.rows, strict=True)]
     events += [(r, rows, upos[rows]) for r, rows in zip(um.rules, um.rows, strict=True)]
     cols_by_rule = {id(r): ecols for r in ent_rules} | {id(r): ucols for r in unit_rules}
-    eagg = _aggregate(events, lambda r: cols_by_rule[id(r)], n, rank_of, default_rank, review_bit,
-                      dict(ures.review_rows))
-    if unit_issue.any():
-        t = upos[unit_issue]  # one bit for all: repeated enterprises need no ufunc.at
-        eagg.review[t] = eagg.review[t] | (1 << review_bit["unit_data_issue"])
     words = np.zeros((max(1, math.ceil(len(all_rules) / 64)), n), dtype=np.uint64)
     for k, (_r, _src, tgt) in enumerate(events):
         # one bit per rule: repeated targets (an enterprise's units) write the same value
@@ -1292,6 +1301,12 @@ def evaluate_rules(
     codes, uniq = _factorize_words(words)
     combos = _combo_rules(uniq, len(all_rules))
     text = _combo_text(combos, all_rules, catalog)
+    eagg = _aggregate(events, lambda r: cols_by_rule[id(r)], n, rank_of, default_rank, review_bit,
+                      dict(ures.review_rows),
+                      rank=_combo_ranks(combos, all_rules, rank_of, default_rank)[codes])
+    if unit_issue.any():
+        t = upos[unit_issue]  # one bit for all: repeated enterprises need no ufunc.at
+        eagg.review[t] = eagg.review[t] | (1 << review_bit["unit_data_issue"])
 
     out = gdf.copy(deep=False)  # only whole columns are set below: gdf is never modified
     strings = {
