@@ -889,6 +889,31 @@ def _combo_ranks(
                        for c in combos], dtype=np.int64)
 
 
+def _combo_deadlines(
+    combos: list[list[int]], rules: Sequence[Rule], crank: np.ndarray,
+    rank_of: Mapping[str, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per combination (``crank``: its verdict rank): immediate, the earliest fixed
+    deadline (days; int64 max when none) and undetermined, from its rules of that rank
+    whose deadline does not depend on the row (immediate, a date, none for an action
+    verdict). Deadlines read from a field are left to the rows."""
+    imm = np.zeros(len(combos), dtype=bool)
+    days = np.full(len(combos), np.iinfo(np.int64).max, dtype=np.int64)
+    und = np.zeros(len(combos), dtype=bool)
+    for k, combo in enumerate(combos):
+        for rule in (rules[i] for i in combo):
+            if rank_of[rule.verdict] != crank[k]:
+                continue
+            if rule.immediate:
+                imm[k] = True
+            elif rule.deadline_kind == "date":
+                assert rule.deadline is not None
+                days[k] = min(days[k], _days_of(rule.deadline))
+            elif rule.deadline_kind == "none" and rule.verdict in _ACTION_VERDICTS:
+                und[k] = True
+    return imm, days, und
+
+
 def _combo_rules(uniq_words: np.ndarray, n_rules: int) -> list[list[int]]:
     return [
         [i for i in range(n_rules) if (int(uniq_words[i // 64, k]) >> (i % 64)) & 1]
@@ -996,20 +1021,27 @@ def _aggregate(
     default_rank: int,
     review_bit: Mapping[str, int],
     review_rows: dict[int, np.ndarray] | None = None,
-    rank: np.ndarray | None = None,
+    combo: tuple[np.ndarray, list[list[int]]] | None = None,
 ) -> _Deadlines:
     """Verdict rank, deadlines and review bits per target row.
 
     ``events`` are (rule, source rows, target rows): for enterprise rules both are the same
     rows; for unit rules the source rows are units and the targets their enterprises.
     ``review_rows`` (by ``id(rule)``) keeps each rule's flagged source rows for the next
-    aggregation of the same matches (units, then their enterprises). ``rank``, when given,
-    is the verdict rank per target row already (:func:`_combo_ranks` of its combination).
+    aggregation of the same matches (units, then their enterprises). ``combo`` (the
+    combination code of each target row, and the combinations as positions in ``events``)
+    gives the rank, ``immediate``, date and undetermined deadlines per combination, looked
+    up per row; only deadlines read from a field are then computed per row.
     """
-    agg = _Deadlines.empty(n, default_rank)
-    if rank is not None:
-        agg.rank = np.asarray(rank, dtype=np.int64)
+    if combo is not None:
+        codes, combos = combo
+        rules = [rule for rule, _src, _tgt in events]
+        crank = _combo_ranks(combos, rules, rank_of, default_rank)
+        imm, days, und = _combo_deadlines(combos, rules, crank, rank_of)
+        agg = _Deadlines(rank=crank[codes], immediate=imm[codes], days=days[codes],
+                         undetermined=und[codes], review=np.zeros(n, dtype=np.int64))
     else:
+        agg = _Deadlines.empty(n, default_rank)
         for rule, _src, tgt in events:  # one value per rule: repeated targets need no .at
             agg.rank[tgt] = np.minimum(agg.rank[tgt], rank_of[rule.verdict])
     kept = {} if review_rows is None else review_rows
@@ -1022,6 +1054,8 @@ def _aggregate(
             pos = np.searchsorted(src, bits)
             t = tgt[pos]
             agg.review[t] = agg.review[t] | (1 << review_bit[rule.review_code or ""])
+        if combo is not None and (rule.immediate or rule.deadline_kind != "field"):
+            continue  # looked up by combination above
         r = rank_of[rule.verdict]
         drive = agg.rank[tgt] == r
         if not drive.any():
@@ -1172,7 +1206,7 @@ def _unit_results(
     events = list(zip(um.rules, um.rows, where, strict=True))
     review_rows: dict[int, np.ndarray] = {}
     agg = _aggregate(events, lambda _r: ucols, len(at), rank_of, default_rank, review_bit,
-                     review_rows, rank=_combo_ranks(combos, um.rules, rank_of, default_rank)[codes])
+                     review_rows, combo=(codes, combos))
     # the unit columns are categoricals: millions of units, a few hundred distinct texts
     cols: dict[str, Any] = {
         name: _categorical(codes, values, at=at, n=n, fill=none_code)
@@ -1302,8 +1336,7 @@ def evaluate_rules(
     combos = _combo_rules(uniq, len(all_rules))
     text = _combo_text(combos, all_rules, catalog)
     eagg = _aggregate(events, lambda r: cols_by_rule[id(r)], n, rank_of, default_rank, review_bit,
-                      dict(ures.review_rows),
-                      rank=_combo_ranks(combos, all_rules, rank_of, default_rank)[codes])
+                      dict(ures.review_rows), combo=(codes, combos))
     if unit_issue.any():
         t = upos[unit_issue]  # one bit for all: repeated enterprises need no ufunc.at
         eagg.review[t] = eagg.review[t] | (1 << review_bit["unit_data_issue"])
