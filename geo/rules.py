@@ -428,7 +428,9 @@ class _Columns:
         parts = [order[bounds[k + 1]:bounds[k + 2]] for k in wanted]
         size = sum(len(p) for p in parts)
         if len(parts) == 1:  # a stable argsort leaves each group in row order
-            return parts[0].astype(np.int64)
+            rows = parts[0].astype(np.int64, copy=False).view()  # the cached index itself:
+            rows.flags.writeable = False  # read-only (no copy per rule)
+            return rows
         if size > self.n // 8:  # a large share: a mask is O(n), no sort
             lut = np.zeros(len(uniques) + 1, dtype=bool)
             lut[wanted] = True
@@ -1363,8 +1365,7 @@ def evaluate_rules(
         if name == "reasons" and len(touched):  # with the units' text, built once
             _put(out, name, _name_units(text.reasons, codes, units_text, touched))
         else:  # take() on a tiny str array is ~10x faster than building 1M Python strings
-            _put(out, name, pd.array(values, dtype=_STR).take(codes) if n else
-                 pd.array([], dtype=_STR))
+            _put(out, name, _built_str(np.asarray(values or [""], dtype=object).take(codes)))
     deadline, status = eagg.status(day)
     _put(out, "deadline", deadline)
     _put(out, "deadline_status", status)
