@@ -130,6 +130,9 @@ def test_row_positions_consecutive_and_not() -> None:
     assert R._row_positions(rows, pd.Series(["3"])).tolist() == [-1]      # text is no row
     assert R._row_positions(pd.Series(["a", "b"]), pd.Series([0, 1])).tolist() == [-1, -1]
     assert R._row_positions(rows, pd.Series([5, 2])).dtype.kind == "i"
+    # 32-bit rows wanted (a narrow enterprise_row column): the same positions, as int64
+    got = R._row_positions(offset, pd.Series([12, 9, 13, 10, 11], dtype=np.int32))
+    assert got.tolist() == [2, -1, -1, 0, 1] and got.dtype == np.int64
 
 
 def test_group_join() -> None:
@@ -244,6 +247,30 @@ def test_factorize_rows_combines_words() -> None:
     assert codes.tolist() == [0, 1, 2, 3]
     codes, uniq = R._factorize_rows(np.zeros((1, 0), dtype=np.uint64))
     assert codes.tolist() == [] and uniq.shape == (1, 0)
+
+
+@pytest.mark.parametrize("size", [10_000, 10])
+def test_factorize_small_hashed_and_by_table(size: int) -> None:
+    """Codes in order of first appearance and the first row of each code, for a key space
+    too large for the table (10,000 > 4 * 6 + 4096: hashed) and a small one (by table);
+    worked out by hand: keys 9, 3, 9, 7, 3, 8 -> codes 0, 1, 0, 2, 1, 3; first rows 0, 1, 3, 5."""
+    keys = np.array([9, 3, 9, 7, 3, 8], dtype=np.int64) + (size - 10)
+    codes, first = R._factorize_small(keys, size)
+    assert codes.tolist() == [0, 1, 0, 2, 1, 3] and codes.dtype == np.int64
+    assert first.tolist() == [0, 1, 3, 5] and first.dtype == np.int64
+    codes, first = R._factorize_small(np.zeros(0, dtype=np.int64), size)
+    assert codes.tolist() == [] and first.tolist() == []
+
+
+def test_factorize_rows_three_words_with_many_values() -> None:
+    """Three words with 100 distinct values each (a key space of 100 x 100 x 100 > 4 x 200
+    + 4096: the hashed path of ``_factorize_small``): rows i and i + 100 repeat each other,
+    so the codes are 0..99 twice and each combination's first row is its code."""
+    w = np.arange(200, dtype=np.uint64) % 100
+    words = np.stack([w * 3 + 1, w * 5 + 2, w * 7 + 3])
+    codes, uniq = R._factorize_rows(words)
+    assert codes.tolist() == list(range(100)) * 2
+    assert uniq.shape == (3, 100) and (uniq == words[:, :100]).all()
 
 
 # --------------------------------------------------------------------------- deadlines
@@ -426,6 +453,29 @@ def test_columns_codes_at_every_path() -> None:
     _p2, u2 = _units_cols(cat, units, list(range(40)))
     codes, uniq = u2.codes_at("city", idx)
     assert [uniq[k] for k in codes] == ["c0", "c1", "c3"]
+
+
+def test_columns_codes_at_two_own_text_fields_on_the_same_rows() -> None:
+    """Two own text fields encoded on the same few rows (a rule's candidates read for two
+    fields): each field answers with its own values, for units (3 rows of 40) and for
+    enterprises (3 rows of 400, under 1/64); values by construction."""
+    idx = np.array([1, 7, 20])
+    def obj(values: list[str]) -> pd.Series:              # plain object text columns
+        return pd.Series(values, dtype=object)
+
+    units = pd.DataFrame({"process": obj([f"p{i}" for i in range(40)]),
+                          "fuel": obj([f"f{i % 2}" for i in range(40)])})
+    _parent, u = _units_cols(pd.DataFrame({"city": ["c"] * 40}), units, list(range(40)))
+    ent = R._Columns(pd.DataFrame({"name": obj([f"n{i}" for i in range(400)]),
+                                   "city": obj([f"c{i % 3}" for i in range(400)])}))
+    for cols, first, second, want in ((u, "process", "fuel", ["f1", "f1", "f0"]),
+                                      (ent, "name", "city", ["c1", "c1", "c2"])):
+        codes, uniq = cols.codes_at(first, idx)
+        assert [uniq[k] for k in codes] == [f"{first[0]}{i}" for i in (1, 7, 20)]
+        codes, uniq = cols.codes_at(second, idx)
+        assert [uniq[k] for k in codes] == want, second
+        codes, uniq = cols.codes_at(first, idx)                  # and back
+        assert [uniq[k] for k in codes] == [f"{first[0]}{i}" for i in (1, 7, 20)]
 
 
 def test_columns_missing() -> None:
@@ -815,6 +865,12 @@ def test_labels_at_without_a_unit_id_column() -> None:
     assert R._labels_at(no_ids, np.array([0])).tolist() == ["炼铁高炉（名录第4行）"]
     units = units.assign(unit_id=["A", None])
     assert R._labels_at(units, np.array([1, 0])).tolist() == ["炼钢转炉（设备清单第7行）", "A"]
+    # a missing id beside a blank one (pandas' missing test path): both get type + sheet row
+    mixed = pd.DataFrame({"unit_type": ["blast_furnace", "converter"] * 2,
+                          "source": ["registry", "equipment"] * 2, "source_row": [4, 7, 9, 11],
+                          "unit_id": pd.Series(["A", None, "", np.nan], dtype=object)})
+    assert R._labels_at(mixed, np.arange(4)).tolist() == [
+        "A", "炼钢转炉（设备清单第7行）", "炼铁高炉（名录第9行）", "炼钢转炉（设备清单第11行）"]
 
 
 def test_labelled_tests_ids_on_the_texts_as_labels_at_does() -> None:
@@ -1148,6 +1204,22 @@ def test_more_than_64_rules_keep_their_own_bits() -> None:
     assert e["rule_ids"].tolist() == [";".join(f"r{i:02d}" for i in range(65)), ""]
 
 
+def test_more_than_64_unit_rules_on_few_matched_units() -> None:
+    """65 unit rules matching the one blast furnace among four units (few units matched:
+    only those get a word): the furnace lists all 65 rules in order, the rest none, and
+    the enterprise lists them once (by hand)."""
+    rules = [_rule(f"r{i:02d}", "rectify", scope="unit",
+                   when=[{"field": "unit_type", "op": "eq", "value": "blast_furnace"}])
+             for i in range(65)]
+    ent = pd.DataFrame({"row": [2], "industry_id": ["steel"], "city": ["广州市"]})
+    units = pd.DataFrame({"enterprise_row": [2] * 4, "unit_id": ["A", "B", "C", "D"],
+                          "unit_type": ["converter", "blast_furnace", "converter", "converter"]})
+    res = R.evaluate_rules(ent, units, catalog=_catalog(*rules), as_of=AS_OF)
+    every = ";".join(f"r{i:02d}" for i in range(65))
+    assert res.units["rule_ids"].tolist() == ["", every, "", ""]
+    assert res.enterprises["rule_ids"].tolist() == [every]
+
+
 def test_never_known_scans_every_chunk_of_a_long_column() -> None:
     """never_known reads the column in chunks of 32,768 rows: one known value in the first
     row, or past the second chunk, is a known column (rows built by hand)."""
@@ -1199,6 +1271,36 @@ def test_aggregate_keeps_and_reuses_the_flagged_rows() -> None:
     assert agg.review.tolist() == [0, b, 0]
 
 
+@pytest.mark.parametrize("by_combo", [False, True])
+def test_aggregate_deadline_kinds_per_row_and_per_combination(by_combo: bool) -> None:
+    """Immediate, dated, field and no deadline, per row (no ``combo``) and per rule
+    combination (rows 0: rules 0 + 2, 1 and 2: rule 1, 3: rule 3, written out by hand):
+    the field rule drives no row (outranked at row 0), the rule after it still counts."""
+    cat = _catalog(
+        _rule("imm", "shutdown", immediate=True),
+        _rule("dt", "rectify", deadline=date(2019, 12, 31)),
+        _rule("fd", "rectify", deadline_field="quality_deadline"),
+        _rule("nd", "rectify", review_code="recheck_missing",
+              review_if_missing=["annual_output_t"]),
+    )
+    imm, dt, fd, nd = cat.rules
+    cols = R._Columns(pd.DataFrame({
+        "quality_deadline": pd.to_datetime(["2019-07-01", None, None, "2019-08-01"]),
+        "annual_output_t": [1.0, 1.0, 1.0, np.nan]}))
+    rows = [np.array([0]), np.array([1, 2]), np.array([0]), np.array([3])]
+    events = [(r, x, x) for r, x in zip((imm, dt, fd, nd), rows, strict=True)]
+    bit = {c: i for i, c in enumerate(R.REVIEW_CODES)}
+    combo = (np.array([0, 1, 1, 2]), [[0, 2], [1], [3]]) if by_combo else None
+    agg = R._aggregate(events, lambda _r: cols, 4, {"shutdown": 0, "rectify": 1}, 9, bit,
+                       combo=combo)
+    assert agg.rank.tolist() == [0, 1, 1, 1]
+    assert agg.immediate.tolist() == [True, False, False, False]
+    dec31 = R._days_of(date(2019, 12, 31))
+    assert agg.days.tolist() == [NONE, dec31, dec31, NONE]
+    assert agg.undetermined.tolist() == [False, False, False, True]
+    assert agg.review.tolist() == [0, 0, 0, 1 << R.REVIEW_CODES.index("recheck_missing")]
+
+
 def test_units_matched_few_the_others_get_the_no_match_values() -> None:
     """One unit of five matched (the first: its combination has code 0, the no-match one
     comes after), one unmatched unit with a data issue: every unmatched unit reads
@@ -1223,6 +1325,32 @@ def test_units_matched_few_the_others_get_the_no_match_values() -> None:
     assert list(u["deadline_status"]) == ["pending", "", "", "", ""]
     assert u["needs_review"].tolist() == [True, False, True, False, False]
     assert list(u["review_reasons"]) == ["recheck_missing", "", "unit_data_issue", "", ""]
+
+
+def test_units_with_an_issue_before_the_matched_ones() -> None:
+    """A unit with a data issue listed before the matched units (rows 1 and 3 of 6): the
+    rule's review code lands on the unit it flagged (row 1, no volume), not on the row
+    before it; by hand."""
+    cat = _catalog(_rule("bf", "shutdown", scope="unit",
+                         when=[{"field": "unit_type", "op": "eq", "value": "blast_furnace"}],
+                         deadline=date(2019, 12, 31), review_code="recheck_missing",
+                         review_if_missing=["volume_m3"]))
+    ent = pd.DataFrame({"row": [2], "industry_id": ["steel"], "city": ["广州市"]})
+    units = pd.DataFrame({
+        "enterprise_row": [2] * 6,
+        "unit_type": ["converter", "blast_furnace", "converter", "blast_furnace",
+                      "converter", "converter"],
+        "unit_id": ["A", "B", "C", "D", "E", "F"],
+        "volume_m3": [1.0, np.nan, 1.0, 1.0, 1.0, 1.0],
+        "source": "equipment", "source_row": [5, 6, 7, 8, 9, 10],
+        "data_issues": ["numeric_invalid", "", "", "", "", ""],
+    })
+    u = R.evaluate_rules(ent, units, catalog=cat, as_of=AS_OF).units
+    assert list(u["verdict"]) == ["no_action", "shutdown", "no_action", "shutdown",
+                                  "no_action", "no_action"]
+    assert list(u["deadline"]) == ["", "2019-12-31", "", "2019-12-31", "", ""]
+    assert u["needs_review"].tolist() == [True, True, False, False, False, False]
+    assert list(u["review_reasons"]) == ["unit_data_issue", "recheck_missing", "", "", "", ""]
 
 
 def test_enterprise_text_columns_are_str_also_when_empty() -> None:
@@ -1261,6 +1389,74 @@ def test_unless_against_as_of() -> None:
                                                            "2019-07-01"])})
     e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
     assert e["rule_ids"].tolist() == ["x", "", ""]
+
+
+def test_review_columns_missing_cells_read_as_blank_and_unflagged() -> None:
+    """The classification's review columns with missing cells, one row flagged by a rule:
+    a missing reason reads as '' (engine text dtype and plain object), a missing flag as
+    False, in the rows no rule flags too (by hand)."""
+    b = 1 << R.REVIEW_CODES.index("recheck_missing")
+    review, flagged = np.array([0, 0, b]), np.array([2])
+    for reasons in (pd.array(["near_basin_boundary", pd.NA, ""], dtype=R._STR),
+                    pd.Series(["near_basin_boundary", np.nan, ""], dtype=object)):
+        for needs in (pd.Series([True, False, False]),
+                      pd.Series([True, np.nan, False], dtype=object)):
+            gdf = pd.DataFrame({"review_reasons": reasons, "needs_review": needs})
+            got_needs, got_reasons = R._review_columns(gdf, review, flagged)
+            assert got_needs.tolist() == [True, False, True]
+            assert list(got_reasons) == ["near_basin_boundary", "", "recheck_missing"]
+
+
+def test_enterprise_columns_follow_the_frame_index() -> None:
+    """Enterprises indexed 10, 20, 30 (not 0..n-1): every rules column lines up with its
+    row (the second row matched; values by hand)."""
+    cat = _catalog(_rule("sz", "rectify", when=[{"field": "city", "op": "eq",
+                                                 "value": "深圳市"}]))
+    df = pd.DataFrame({"industry_id": "steel", "city": ["广州市", "深圳市", "佛山市"]},
+                      index=[10, 20, 30])
+    e = R.apply_rules(df, catalog=cat, as_of=AS_OF)
+    assert e.index.tolist() == [10, 20, 30]
+    assert e["rule_ids"].tolist() == ["", "sz", ""]
+    assert e["verdict"].tolist() == ["no_action", "rectify", "no_action"]
+    assert e["deadline_status"].tolist() == ["", "undetermined", ""]
+    assert e["unit_count"].tolist() == [0, 0, 0] and e["units"].tolist() == ["", "", ""]
+
+
+def test_unit_rule_against_as_of() -> None:
+    """A unit rule comparing its enterprise's date with ``@as_of`` (2019-06-30): only the
+    furnace of the enterprise whose date is before it is matched (by hand)."""
+    cat = _catalog(_rule("late", "rectify", scope="unit",
+                         when=[{"field": "unit_type", "op": "eq", "value": "blast_furnace"},
+                               {"field": "quality_deadline", "op": "lt", "value": "@as_of"}]))
+    ent = pd.DataFrame({"row": [2, 3], "industry_id": "steel", "city": "广州市",
+                        "quality_deadline": pd.to_datetime(["2019-01-01", "2019-12-01"])})
+    units = pd.DataFrame({"enterprise_row": [2, 3], "unit_id": ["A", "B"],
+                          "unit_type": ["blast_furnace", "blast_furnace"]})
+    res = R.evaluate_rules(ent, units, catalog=cat, as_of=AS_OF)
+    assert res.units["rule_ids"].tolist() == ["late", ""]
+    assert res.enterprises["rule_ids"].tolist() == ["late", ""]
+
+
+def test_units_text_lists_each_citation_once_and_keeps_the_listing_order() -> None:
+    """A furnace matched by three shutdown rules with two distinct citations: its label is
+    followed by the verdict and each citation once; with forty furnaces listed
+    alternately for two enterprises, each enterprise lists its own in their order (the
+    texts written out by hand)."""
+    cat = _catalog(*[_rule(rid, "shutdown", scope="unit", citation=cit,
+                           when=[{"field": "unit_type", "op": "eq", "value": "blast_furnace"}])
+                     for rid, cit in (("x1", "表5 第1项"), ("x2", "表5 第2项"),
+                                      ("x3", "表5 第1项"))])
+    ent = pd.DataFrame({"row": [2, 3], "industry_id": "steel", "city": "广州市"})
+    one = pd.DataFrame({"enterprise_row": [2], "unit_id": ["A"], "unit_type": ["blast_furnace"]})
+    e = R.evaluate_rules(ent, one, catalog=cat, as_of=AS_OF).enterprises
+    assert e["units"].tolist() == ["A（关停退出〔表5 第1项〕〔表5 第2项〕）", ""]
+    ids = [f"u{i:02d}" for i in range(40)]
+    many = pd.DataFrame({"enterprise_row": [3, 2] * 20, "unit_id": ids,
+                         "unit_type": "blast_furnace"})
+    e = R.evaluate_rules(ent, many, catalog=cat, as_of=AS_OF).enterprises
+    tail = "（关停退出〔表5 第1项〕〔表5 第2项〕）"
+    assert e["units"].tolist() == ["、".join(u + tail for u in ids[1::2]),
+                                   "、".join(u + tail for u in ids[0::2])]
 
 
 def test_engine_text_review_column_kept_when_no_rule_flags_a_row() -> None:
