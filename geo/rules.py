@@ -1428,8 +1428,11 @@ def _labels_at(units: pd.DataFrame, at: np.ndarray) -> np.ndarray:
         return unit_labels(units.iloc[at]).to_numpy(dtype=object)
     uid = units["unit_id"].to_numpy(dtype=object)[at]
     # strings only (no NaN/None/NA, one C pass): blank is ''; else pandas' missing test too
-    none = pd.api.types.infer_dtype(uid, skipna=False) == "string"
-    blank = np.flatnonzero(uid == "" if none else pd.isna(uid) | (uid == ""))
+    if pd.api.types.infer_dtype(uid, skipna=False) == "string":
+        blank = np.flatnonzero(uid == "")
+    else:  # missing first: pd.NA == '' is NA, which has no truth value
+        miss = pd.isna(uid)
+        blank = np.flatnonzero(miss | (np.where(miss, None, uid) == ""))
     if len(blank):
         cols = [c for c in ("unit_id", "unit_type", "source", "source_row") if c in units]
         uid[blank] = unit_labels(units[cols].iloc[at[blank]]).to_numpy(dtype=object)

@@ -871,6 +871,11 @@ def test_labels_at_without_a_unit_id_column() -> None:
                           "unit_id": pd.Series(["A", None, "", np.nan], dtype=object)})
     assert R._labels_at(mixed, np.arange(4)).tolist() == [
         "A", "炼钢转炉（设备清单第7行）", "炼铁高炉（名录第9行）", "炼钢转炉（设备清单第11行）"]
+    # a nullable text column (pd.NA for the missing id): the same labels, no error
+    for ids in (pd.array(["A", None, "", None], dtype="string"),
+                pd.Series(["A", pd.NA, "", pd.NA], dtype=object)):
+        assert R._labels_at(mixed.assign(unit_id=ids), np.arange(4)).tolist() == [
+            "A", "炼钢转炉（设备清单第7行）", "炼铁高炉（名录第9行）", "炼钢转炉（设备清单第11行）"]
 
 
 def test_labelled_tests_ids_on_the_texts_as_labels_at_does() -> None:
