@@ -1306,15 +1306,26 @@ def test_aggregate_deadline_kinds_per_row_and_per_combination(by_combo: bool) ->
     assert agg.review.tolist() == [0, 0, 0, 1 << R.REVIEW_CODES.index("recheck_missing")]
 
 
+def _blast_furnace_rule(*, dated: bool = True) -> Any:
+    """A catalog of one unit rule: blast furnaces shut down (by 2019-12-31, with review
+    code ``recheck_missing`` when ``volume_m3`` is missing, if ``dated``)."""
+    extra = dict(deadline=date(2019, 12, 31), review_code="recheck_missing",
+                 review_if_missing=["volume_m3"]) if dated else {}
+    return _catalog(_rule("bf", "shutdown", scope="unit",
+                          when=[{"field": "unit_type", "op": "eq", "value": "blast_furnace"}],
+                          **extra))
+
+
+def _one_steel_enterprise() -> pd.DataFrame:
+    """One steel enterprise (registry row 2) in 广州市."""
+    return pd.DataFrame({"row": [2], "industry_id": ["steel"], "city": ["广州市"]})
+
+
 def test_units_matched_few_the_others_get_the_no_match_values() -> None:
     """One unit of five matched (the first: its combination has code 0, the no-match one
     comes after), one unmatched unit with a data issue: every unmatched unit reads
     no_action / '' and only the one with the issue needs review (worked out by hand)."""
-    cat = _catalog(_rule("bf", "shutdown", scope="unit",
-                         when=[{"field": "unit_type", "op": "eq", "value": "blast_furnace"}],
-                         deadline=date(2019, 12, 31), review_code="recheck_missing",
-                         review_if_missing=["volume_m3"]))
-    ent = pd.DataFrame({"row": [2], "industry_id": ["steel"], "city": ["广州市"]})
+    cat, ent = _blast_furnace_rule(), _one_steel_enterprise()
     units = pd.DataFrame({
         "enterprise_row": [2] * 5,
         "unit_type": ["blast_furnace"] + ["converter"] * 4,
@@ -1336,11 +1347,7 @@ def test_units_with_an_issue_before_the_matched_ones() -> None:
     """A unit with a data issue listed before the matched units (rows 1 and 3 of 6): the
     rule's review code lands on the unit it flagged (row 1, no volume), not on the row
     before it; by hand."""
-    cat = _catalog(_rule("bf", "shutdown", scope="unit",
-                         when=[{"field": "unit_type", "op": "eq", "value": "blast_furnace"}],
-                         deadline=date(2019, 12, 31), review_code="recheck_missing",
-                         review_if_missing=["volume_m3"]))
-    ent = pd.DataFrame({"row": [2], "industry_id": ["steel"], "city": ["广州市"]})
+    cat, ent = _blast_furnace_rule(), _one_steel_enterprise()
     units = pd.DataFrame({
         "enterprise_row": [2] * 6,
         "unit_type": ["converter", "blast_furnace", "converter", "blast_furnace",
@@ -1373,9 +1380,7 @@ def test_enterprise_text_columns_are_str_also_when_empty() -> None:
 
 def test_units_without_a_data_issues_column() -> None:
     """A unit frame without ``data_issues``: no unit has a data issue (by hand)."""
-    cat = _catalog(_rule("bf", "shutdown", scope="unit",
-                         when=[{"field": "unit_type", "op": "eq", "value": "blast_furnace"}]))
-    ent = pd.DataFrame({"row": [2], "industry_id": ["steel"], "city": ["广州市"]})
+    cat, ent = _blast_furnace_rule(dated=False), _one_steel_enterprise()
     units = pd.DataFrame({"enterprise_row": [2, 2, 2], "unit_id": ["A", "B", "C"],
                           "unit_type": ["converter", "blast_furnace", "converter"]})
     res = R.evaluate_rules(ent, units, catalog=cat, as_of=AS_OF)
