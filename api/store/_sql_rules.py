@@ -233,9 +233,10 @@ def rule_sql(
 WORD_BITS = 62
 
 
-def _bits(rules: Sequence[Rule], bodies: Sequence[ColumnElement[bool]], word: int,
+def _bits(bodies: Sequence[ColumnElement[bool]], word: int,
           keep: Sequence[int]) -> ColumnElement[Any]:
-    """``bigint``: bit ``i % WORD_BITS`` set where rule ``i`` (of ``keep``, in ``word``) holds."""
+    """``bigint``: bit ``i % WORD_BITS`` set where ``bodies[i]`` (``i`` in ``keep`` and in
+    ``word``) holds."""
     terms = [case((bodies[i], literal_column(f"{1 << (i % WORD_BITS)}::bigint")),
                   else_=literal_column("0::bigint"))
              for i in keep if i // WORD_BITS == word]
@@ -262,7 +263,7 @@ def match_words(
     industry = columns.get("industry_id")
     if industry is None or _kind(industry) != "text":  # pragma: no cover - schema guard
         bodies = [rule_sql(r, columns, all_industries, as_of) for r in rules]
-        return [_bits(rules, bodies, w, range(len(rules))) for w in range(words)]
+        return [_bits(bodies, w, range(len(rules))) for w in range(words)]
     day = as_of or date.today()
     bodies = [_rule_body(r, columns, day) for r in rules]
     allowed = [set(all_industries) if "*" in r.industries else set(r.industries)
@@ -273,7 +274,7 @@ def match_words(
         for ind in dict.fromkeys(all_industries):
             keep = [i for i in range(len(rules)) if ind in allowed[i]]
             if any(i // WORD_BITS == w for i in keep):
-                whens[ind] = _bits(rules, bodies, w, keep)
+                whens[ind] = _bits(bodies, w, keep)
         out.append(case(whens, value=func.btrim(industry), else_=literal_column("0::bigint"))
                    if whens else literal_column("0::bigint"))
     return out
