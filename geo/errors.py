@@ -21,6 +21,7 @@ __all__ = [
     "ExportError",
     "InvalidQueryError",
     "RasterError",
+    "ConcurrentWriteError",
 ]
 
 
@@ -125,3 +126,11 @@ class RasterError(GeoError, ValueError):
 
     http_status = 422
     default_msg = "The raster cannot be built from these inputs."
+
+
+class ConcurrentWriteError(GeoError, RuntimeError):
+    """The stored list changed while a write that read it was under way."""
+
+    http_status = 409
+    default_msg = ("The stored list changed while this write was under way (another load or "
+                   "classification finished first); nothing was written. Run it again.")

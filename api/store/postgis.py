@@ -93,6 +93,12 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _COPY_CHUNK = 100_000
 _INDEXED = ("verdict", "industry_id", "basin_id", "region_id", "district_code", "city")
+#: Indexed columns blank for most enterprises (outside every basin, every region): indexed
+#: only where not blank. A page of blank ones is found in primary key order at once, and
+#: the build sorts ~4 % of the rows (BENCHMARKS.md, postgis-classify). A filter by values
+#: that are not blank also states ``column <> ''`` as a literal: a prepared statement's
+#: generic plan (psycopg prepares a text after 5 uses) can then prove the index's predicate.
+_SPARSE = ("basin_id", "region_id")
 
 metadata = MetaData()
 
@@ -312,23 +318,37 @@ class _Pin:
                 conn.close()
 
 
+def _index_ddl(table: str) -> list[str]:
+    """The statements building the list's indexes on ``table`` (``<table>_pkey``,
+    ``ix_<table>_...``); :func:`_swap_ddl` makes the unique one the primary key."""
+    return [
+        f"CREATE UNIQUE INDEX {table}_pkey ON {table} (fid)",
+        f"CREATE INDEX ix_{table}_geometry ON {table} USING gist (geometry)",
+        # (column, fid): a page by one value walks its index in fid order and stops
+        *[f"CREATE INDEX ix_{table}_{c} ON {table} ({c}, fid)"
+          + (f" WHERE {c} <> ''" if c in _SPARSE else "") for c in _INDEXED],
+    ]
+
+
+def _swap_ddl(table: str) -> list[str]:
+    """The statements putting ``table``, indexed by :func:`_index_ddl`, in place of
+    ``enterprises`` (readers see the old table until the transaction commits)."""
+    return [
+        f"ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY USING INDEX {table}_pkey",
+        "DROP TABLE enterprises",
+        f"ALTER TABLE {table} RENAME TO enterprises",
+        f"ALTER INDEX {table}_pkey RENAME TO enterprises_pkey",
+        f"ALTER INDEX ix_{table}_geometry RENAME TO ix_enterprises_geometry",
+        *[f"ALTER INDEX ix_{table}_{c} RENAME TO ix_enterprises_{c}" for c in _INDEXED],
+    ]
+
+
 def _swap_in_staging(conn: Connection) -> None:
     """Index and analyse ``enterprises_staging``, then put it in place of ``enterprises``
     (in the caller's transaction: readers see the old table until commit)."""
-    ddl = [
-        "ALTER TABLE enterprises_staging ADD CONSTRAINT enterprises_staging_pkey "
-        "PRIMARY KEY (fid)",
-        "CREATE INDEX ix_staging_geometry ON enterprises_staging USING gist (geometry)",
-        # (column, fid): a page by one value walks its index in fid order and stops
-        *[f"CREATE INDEX ix_staging_{c} ON enterprises_staging ({c}, fid)" for c in _INDEXED],
-        "ANALYZE enterprises_staging",  # before the swap: readers wait only for it
-        "DROP TABLE enterprises",
-        "ALTER TABLE enterprises_staging RENAME TO enterprises",
-        "ALTER INDEX enterprises_staging_pkey RENAME TO enterprises_pkey",
-        "ALTER INDEX ix_staging_geometry RENAME TO ix_enterprises_geometry",
-        *[f"ALTER INDEX ix_staging_{c} RENAME TO ix_enterprises_{c}" for c in _INDEXED],
-    ]
-    for stmt in ddl:
+    table = "enterprises_staging"
+    # analysed before the swap: readers wait only for the swap itself
+    for stmt in [*_index_ddl(table), f"ANALYZE {table}", *_swap_ddl(table)]:
         conn.execute(text(stmt))
 
 
@@ -605,7 +625,10 @@ class PostGISStore(Store):
                 raise InvalidQueryError(
                     f"{col}: unknown property; expected one of {', '.join(ENFORCEMENT_COLUMNS)}."
                 )
-            conds.append(t.c[col].in_(self._coerce(col, accepted)))
+            values = self._coerce(col, accepted)
+            conds.append(t.c[col].in_(values))
+            if col in _SPARSE and "" not in values:
+                conds.append(t.c[col] != literal_column("''"))  # see _SPARSE
         if q.cql is not None:
             columns = {c.name: c for c in t.c if c.name != "load_id"}
             columns["geom"] = geom
@@ -695,6 +718,8 @@ class PostGISStore(Store):
             else:
                 parts.append(f'"{col}" = ANY(%s)')
                 params.append(values)
+            if col in _SPARSE and "" not in values:
+                parts.append(f'"{col}" <> \'\'')  # see _SPARSE
         return (" AND ".join(parts) or "TRUE"), params
 
     def geojson_page(self, q: FeatureQuery, columns: Sequence[str] | None = None,
@@ -1226,11 +1251,13 @@ def classify_in_database(
     few distinct match words get their texts from :mod:`geo.rules` itself, and deadline and
     status are computed per row in SQL. Writes ``city`` ... ``park_id``, ``verdict``,
     ``standards``, ``rule_ids``, ``reasons``, ``price_measures``, ``deadline`` and
-    ``deadline_status`` in one transaction (readers see the old list until commit): nothing
-    when no row differs from what is stored; the differing rows in place when they are at
-    most ``_UPDATE_MAX_SHARE`` of the list; otherwise a new table, indexed and swapped in for
-    ``enterprises`` as a load does. A write changes :meth:`PostGISStore.data_version`, so
-    tile and count caches of every worker move on.
+    ``deadline_status``; readers see the old list until the write commits. Nothing is
+    written when no row differs from what is stored; the differing rows are updated in place
+    (one transaction) when they are at most ``_UPDATE_MAX_SHARE`` of the list; otherwise a
+    new table is written, indexed from two connections at once and swapped in for
+    ``enterprises`` -- unless a load or another classification replaced the list meanwhile
+    (:class:`~geo.errors.ConcurrentWriteError`, nothing written). A write changes
+    :meth:`PostGISStore.data_version`, so tile and count caches of every worker move on.
 
     In process only: ``needs_review`` / ``review_reasons`` (boundary bands, coarse geocodes,
     the rules' review codes) are left as stored; and the unit rules (Table 5, Table 1, the
@@ -1251,10 +1278,15 @@ def classify_in_database(
     Returns
     -------
     Number of enterprises updated.
+
+    Raises
+    ------
+    InvalidQueryError
+        The reference tables are missing.
+    ConcurrentWriteError
+        The list was replaced while it was being classified.
     """
     from datetime import date as _date
-
-    from sqlalchemy import inspect
 
     from api.store import _sql_rules
     from layers.catalog import industries
@@ -1266,41 +1298,88 @@ def classify_in_database(
     all_ids = [i.id for i in industries()]
     store._counts_memo.clear()  # verdicts change within the load: forget its counts
     store._count_memo.clear()
-    with store.engine.begin() as conn:
-        missing = [t for t, _ in REFERENCE_TABLES.values()
-                   if not inspect(conn).has_table(t)]
-        if missing:
-            raise InvalidQueryError(
-                f"reference tables {missing} are missing: call load_reference_layers first."
-            )
-        for setting in _CLASSIFY_SETTINGS:
-            conn.execute(text(setting))
-        if not inspect(conn).has_table("bw_ref_grid"):  # reference tables of an older version
-            _build_grid(conn)
-        units = _stored_units(conn)
-        if units is not None:
-            conn.execute(text("CREATE TEMP TABLE _bw_spatial ON COMMIT DROP AS "
-                              + _spatial_select()))
-            n = conn.execute(text(_UPDATE_SPATIAL_SQL)).rowcount
-            _rules_in_process(conn, units, catalog, day)
-            # a copy swapped in: the live table's identity (the data version) changes
-            conn.execute(text("DROP TABLE IF EXISTS enterprises_staging"))
-            conn.execute(text("CREATE TABLE enterprises_staging "
-                              "(LIKE enterprises INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
-            conn.execute(text("INSERT INTO enterprises_staging SELECT * FROM enterprises"))
-            _swap_in_staging(conn)
-        else:
-            n = _classify_in_sql(conn, catalog, active, all_ids, day)
+    with store.engine.connect() as conn, _classification_lock(conn):
+        with conn.begin():
+            in_process, n, rewrite = _classify_transaction(conn, catalog, active, all_ids, day)
+        if rewrite is not None:
+            _swap_rewrite(store, conn, rewrite)
     store._counts_memo.clear()  # and counts read while it ran
     store._count_memo.clear()
     log.info("classified %d enterprises in PostGIS (%d SQL rules%s)", n, len(active),
-             ", unit rules in process" if units is not None else "")
+             ", unit rules in process" if in_process else "")
     return int(n)
+
+
+def _classify_transaction(conn: Connection, catalog: Any, active: Sequence[Any],
+                          all_ids: Sequence[str], day: Any
+                          ) -> tuple[bool, int, _Rewrite | None]:
+    """The first transaction of :func:`classify_in_database`. Returns whether the rules
+    ran in process, the number of rows classified and a rewrite still to write."""
+    from sqlalchemy import inspect
+
+    missing = [t for t, _ in REFERENCE_TABLES.values() if not inspect(conn).has_table(t)]
+    if missing:
+        raise InvalidQueryError(
+            f"reference tables {missing} are missing: call load_reference_layers first.")
+    for setting in _CLASSIFY_SETTINGS:
+        conn.execute(text(setting))
+    if not inspect(conn).has_table("bw_ref_grid"):  # reference tables of an older version
+        _build_grid(conn)
+    units = _stored_units(conn)
+    if units is None:
+        return (False, *_classify_in_sql(conn, catalog, active, all_ids, day))
+    conn.execute(text("CREATE TEMP TABLE _bw_spatial ON COMMIT DROP AS " + _spatial_select()))
+    n = conn.execute(text(_UPDATE_SPATIAL_SQL)).rowcount
+    _rules_in_process(conn, units, catalog, day)
+    # a copy swapped in: the live table's identity (the data version) changes
+    conn.execute(text("DROP TABLE IF EXISTS enterprises_staging"))
+    conn.execute(text("CREATE TABLE enterprises_staging "
+                      "(LIKE enterprises INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
+    conn.execute(text("INSERT INTO enterprises_staging SELECT * FROM enterprises"))
+    _swap_in_staging(conn)
+    return True, n, None
 
 
 #: Scratch tables of :func:`_classify_in_sql`: unlogged (no WAL) and not temporary, so
 #: that parallel workers can read them; dropped before its transaction commits.
 _SCRATCH = ("bw_class_undecided", "bw_class_rows", "bw_class_combo", "bw_class_changed")
+#: The rewritten list before its swap (:func:`_swap_rewrite`).
+_REWRITE = "bw_classified"
+#: The session lock one classification holds from start to end: its rewrite outlives its
+#: first transaction, so two must not run at once.
+_LOCK_KEY = "hashtext('basinwatch.classify_in_database')"
+#: Connections building a rewrite's indexes at once, as ``pg_restore --jobs`` does: a
+#: GiST index builds in one process, so one connection would leave the other core idle.
+_LANES = 2
+
+
+@dataclass(frozen=True)
+class _Rewrite:
+    """The list rewritten by :func:`_classify_in_sql`, indexed and swapped in after its
+    transaction commits (:func:`_swap_rewrite`)."""
+
+    table: str
+    version: tuple[Any, ...]  # the list's data version when it was read
+
+
+@contextlib.contextmanager
+def _classification_lock(conn: Connection) -> Iterator[None]:
+    """Hold the classification lock on ``conn``; at the end drop the scratch tables and
+    an unswapped rewrite (left by a failure, or by a classification that died) and
+    release it."""
+    conn.exec_driver_sql(f"SELECT pg_advisory_lock({_LOCK_KEY})")
+    conn.commit()
+    try:
+        yield
+    finally:
+        try:
+            conn.rollback()
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join([*_SCRATCH, _REWRITE])}")
+            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_LOCK_KEY})")
+            conn.commit()
+        except Exception:  # noqa: BLE001 - a dead session has released its lock
+            log.warning("classification clean-up failed; connection discarded", exc_info=True)
+            conn.invalidate()
 
 
 def _spatial_exprs() -> dict[str, str]:
@@ -1312,30 +1391,63 @@ def _spatial_exprs() -> dict[str, str]:
 
 
 def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
-                     all_ids: Sequence[str], day: Any) -> int:
+                     all_ids: Sequence[str], day: Any) -> tuple[int, _Rewrite | None]:
     """The SQL path of :func:`classify_in_database`: spatial joins and enterprise rules.
 
     One parallel pass over ``enterprises`` writes ``bw_class_rows`` (:func:`_class_rows`);
     the few distinct match words get their texts from :mod:`geo.rules`
-    (``bw_class_combo``); a second parallel pass finds the rows whose stored values differ
-    and :func:`_write_changes` writes them. Returns the number of rows classified.
+    (``bw_class_combo``); a second parallel pass finds the rows whose stored values differ.
+    Nothing is written when none differ, the differing rows are updated in place when they
+    are at most ``_UPDATE_MAX_SHARE`` of the list; otherwise the list is rewritten into a
+    new table, returned to be indexed and swapped in by :func:`_swap_rewrite` once this
+    transaction commits. Returns the number of rows classified and the rewrite, if any.
     """
     from api.store import _sql_rules
 
+    version = tuple(conn.exec_driver_sql(f"SELECT {_VERSION_SQL}").one())
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join([*_SCRATCH, _REWRITE])}")
     n, keys, fields = _class_rows(conn, active, all_ids, day)
     found = conn.execute(text(f"SELECT DISTINCT {', '.join(keys)} FROM bw_class_rows")).all()
     _store_combos(conn, keys, found, _sql_rules.combo_rows(
         catalog, active, [_sql_rules.words_to_matches(r, len(active)) for r in found]))
-    _write_changes(conn, n, keys, fields,
-                   {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}})
+    params = {"as_of": day, **{f"f{i}": f for i, f in enumerate(fields)}}
+    most = int(_UPDATE_MAX_SHARE * n)
+    find, update = _changed_sql(fields, keys, most)
+    # found up to one more than ``most`` (a first run stops early), planned without nested
+    # loops: the LIMIT makes 1M primary-key probes look cheap, where a parallel hash join
+    # scans the list in a fraction of the time
+    conn.execute(text("SET LOCAL enable_nestloop = off"))
+    changed = conn.execute(text(find), params).rowcount
+    conn.execute(text("SET LOCAL enable_nestloop = on"))
+    log.info("in-database classification of %d rows: %s", n,
+             f"more than {most} changed, table rewritten" if changed > most
+             else f"{changed} changed, updated in place" if changed else "nothing changed")
+    rewrite = None
+    if changed > most:
+        # one process (the leader) writes a query's rows in PostgreSQL 15: one worker
+        # feeding it the joined rows keeps up (two were slower on 2 cores, 1.8 vs 1.5 s at 1M)
+        conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 1"))
+        written = conn.execute(text(_rewrite_sql(_column_types(conn), fields, keys)),
+                               params).rowcount
+        if written != n:  # every row has its words' combination: a lost row is a bug
+            raise RuntimeError(f"classification rewrote {written} of {n} enterprises")
+        conn.execute(text(_not_null_sql(conn)))
+        conn.execute(text(f"ANALYZE {_REWRITE}"))  # now: readers will wait only for the swap
+        rewrite = _Rewrite(_REWRITE, version)
+    elif changed:
+        conn.execute(text(update), params)
+        # the data version moves on: a storage parameter set to its default writes a new
+        # catalog row (see _TABLE_VERSION)
+        conn.execute(text("ALTER TABLE enterprises SET (fillfactor = 100)"))
     conn.execute(text(f"DROP TABLE {', '.join(_SCRATCH)}"))
-    return n
+    return n, rewrite
 
 
 def _class_rows(conn: Connection, active: Sequence[Any], all_ids: Sequence[str],
                 day: Any) -> tuple[int, list[str], list[str]]:
-    """Write ``bw_class_rows``: per enterprise its fid, new spatial columns, the rules'
-    match words (``m0``...) and per-row deadline dates (``dl_0``...), in one parallel pass.
+    """Write ``bw_class_rows``, in one parallel pass: per enterprise its fid, its new
+    spatial columns (``bw_city`` ...), the rules' match words (``bw_m0`` ...) and per-row
+    deadline dates (``bw_dl_0`` ...).
 
     Returns the row count, the word columns and the deadline fields.
     """
@@ -1362,11 +1474,12 @@ def _class_rows(conn: Connection, active: Sequence[Any], all_ids: Sequence[str],
         joins.append(f'LEFT JOIN {ATTRIBUTES_TABLE} a ON a."row" = e."row"')
     fields = _sql_rules.deadline_fields(active)
     words = _sql_rules.match_words(active, columns, all_ids, day)
-    keys = [f"m{i}" for i in range(len(words))]
+    keys = [f"bw_m{i}" for i in range(len(words))]
     query = select(
-        col("e.fid"), *[col(v).label(k) for k, v in spatial.items()],
+        col("e.fid"), *[col(v).label(f"bw_{k}") for k, v in spatial.items()],
         *[w.label(k) for k, w in zip(keys, words, strict=True)],
-        *[_sql_rules.date_value(columns.get(f)).label(f"dl_{i}") for i, f in enumerate(fields)],
+        *[_sql_rules.date_value(columns.get(f)).label(f"bw_dl_{i}")
+          for i, f in enumerate(fields)],
     ).select_from(text(f"enterprises e {' '.join(joins)}")).compile(
         dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     n = conn.exec_driver_sql(
@@ -1375,39 +1488,10 @@ def _class_rows(conn: Connection, active: Sequence[Any], all_ids: Sequence[str],
     return int(n), keys, fields
 
 
-def _write_changes(conn: Connection, n: int, keys: Sequence[str], fields: Sequence[str],
-                   params: dict[str, Any]) -> None:
-    """Write what differs from the stored list: nothing when no row differs; the differing
-    rows in place when they are at most ``_UPDATE_MAX_SHARE`` of the ``n`` rows; otherwise
-    a new table, indexed and swapped in (as a load does)."""
-    most = int(_UPDATE_MAX_SHARE * n)
-    find, update = _changed_sql(fields, keys, most)
-    # found up to one more than ``most`` (a first run stops early), planned without nested
-    # loops: the LIMIT makes 1M primary-key probes look cheap, where a parallel hash join
-    # scans the list in a fraction of the time
-    conn.execute(text("SET LOCAL enable_nestloop = off"))
-    changed = conn.execute(text(find), params).rowcount
-    conn.execute(text("SET LOCAL enable_nestloop = on"))
-    if changed > most:
-        # created by a query, the new table's SELECT runs in parallel (an INSERT's cannot)
-        conn.execute(text("DROP TABLE IF EXISTS enterprises_staging"))
-        conn.execute(text(_rules_rewrite_sql(_column_types(conn), fields, keys)), params)
-        conn.execute(text(_staging_constraints_sql(conn)))
-        _swap_in_staging(conn)
-    elif changed:
-        conn.execute(text(update), params)
-        # the data version moves on: a storage parameter set to its default writes a new
-        # catalog row (see _TABLE_VERSION)
-        conn.execute(text("ALTER TABLE enterprises SET (fillfactor = 100)"))
-    log.info("in-database classification of %d rows: %s", n,
-             f"more than {most} changed, table rewritten" if changed > most
-             else f"{changed} changed, updated in place" if changed else "nothing changed")
-
-
 #: Above this share of changed rows classify_in_database rewrites the table (indexes built
 #: once) instead of updating rows in place (each changed row's entries in 8 indexes):
 #: measured at 1M, the in-place update costs ~110 us per changed row, the rewrite with its
-#: index builds ~10 s whatever changed (BENCHMARKS.md, postgis-classify).
+#: index builds ~6.5 s whatever changed (BENCHMARKS.md, postgis-classify).
 _UPDATE_MAX_SHARE = 0.05
 
 
@@ -1455,9 +1539,9 @@ def _column_types(conn: Connection) -> dict[str, str]:
         "ORDER BY attnum")).all())
 
 
-def _staging_constraints_sql(conn: Connection) -> str:
-    """``ALTER TABLE enterprises_staging``: the NOT NULLs and defaults of ``enterprises``
-    (a table created by a query has neither)."""
+def _not_null_sql(conn: Connection) -> str:
+    """``ALTER TABLE bw_classified``: the NOT NULLs and defaults of ``enterprises`` (a
+    table created by a query has neither)."""
     rows = conn.execute(text(
         "SELECT a.attname, a.attnotnull, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
         "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
@@ -1466,38 +1550,32 @@ def _staging_constraints_sql(conn: Connection) -> str:
     parts = [f'ALTER COLUMN "{name}" SET NOT NULL' for name, notnull, _ in rows if notnull]
     parts += [f'ALTER COLUMN "{name}" SET DEFAULT {default}'
               for name, _, default in rows if default is not None]
-    return "ALTER TABLE enterprises_staging " + ", ".join(parts)
+    return f"ALTER TABLE {_REWRITE} " + ", ".join(parts)
 
 
-def _rules_rewrite_sql(columns: dict[str, str], fields: Sequence[str],
-                       keys: Sequence[str]) -> str:
-    """The statement creating ``enterprises_staging`` with every row of ``enterprises``
-    (``columns``: name -> type, in table order), the classified ones with their new values
-    (those of :func:`_rules_assignments`); the others as they are."""
+def _rewrite_sql(columns: dict[str, str], fields: Sequence[str], keys: Sequence[str]) -> str:
+    """The statement creating ``bw_classified`` with every row of ``enterprises``
+    (``columns``: name -> type, in table order), the classified columns with their new
+    values (those of :func:`_rules_assignments`), the others as stored. Created by a query,
+    its SELECT runs in parallel (an INSERT's cannot)."""
     sets = _rules_assignments(fields)
-    hit = f"c.{keys[0]} IS NOT NULL"
-    select_list = ", ".join(
-        f'CAST(CASE WHEN {hit} THEN {sets[name]} ELSE e."{name}" END AS {kind}) AS "{name}"'
-        if name in sets else f'e."{name}"' for name, kind in columns.items())
+    values = ", ".join(f'CAST({sets[c]} AS {kind}) AS "{c}"' if c in sets else f'e."{c}"'
+                       for c, kind in columns.items())
     on = " AND ".join(f"c.{k} = k.{k}" for k in keys)
-    return f"""
-CREATE TABLE enterprises_staging AS
-SELECT {select_list}
-FROM enterprises e
-LEFT JOIN bw_class_rows k ON k.fid = e.fid
-LEFT JOIN bw_class_combo c ON {on}
-"""
+    return (f"CREATE TABLE {_REWRITE} AS SELECT {values} FROM enterprises e "
+            f"JOIN bw_class_rows k ON k.fid = e.fid JOIN bw_class_combo c ON {on}")
 
 
 def _rules_assignments(fields: Sequence[str]) -> dict[str, str]:
-    """Column -> new value (over ``_bw_class k`` and ``_bw_combo c``)."""
-    picks = [f"CASE WHEN :f{i} = ANY(c.fields) THEN k.dl_{i} END" for i in range(len(fields))]
-    unknown = [f"(:f{i} = ANY(c.fields) AND k.dl_{i} IS NULL)" for i in range(len(fields))]
+    """Column -> new value (over ``bw_class_rows k`` and ``bw_class_combo c``)."""
+    picks = [f"CASE WHEN :f{i} = ANY(c.fields) THEN k.bw_dl_{i} END"
+             for i in range(len(fields))]
+    unknown = [f"(:f{i} = ANY(c.fields) AND k.bw_dl_{i} IS NULL)" for i in range(len(fields))]
     day = "least(c.fixed_deadline" + "".join(f", {p}" for p in picks) + ")"
     undetermined = " OR ".join(["c.undetermined", *unknown])
     sets = {c: f"c.{c}" for c in ("verdict", "standards", "rule_ids", "reasons",
                                   "price_measures")}
-    sets.update({c: f"k.{c}" for c in _SPATIAL_COLUMNS})
+    sets.update({c: f"k.bw_{c}" for c in _SPATIAL_COLUMNS})
     sets["deadline"] = (f"CASE WHEN c.immediate THEN '' ELSE "
                         f"coalesce(to_char({day}, 'YYYY-MM-DD'), '') END")
     sets["deadline_status"] = f"""CASE
@@ -1506,6 +1584,53 @@ def _rules_assignments(fields: Sequence[str]) -> dict[str, str]:
         WHEN {undetermined} THEN 'undetermined'
         ELSE '' END"""
     return sets
+
+
+#: Relative build times of the list's indexes at 1M rows (BENCHMARKS.md, postgis-classify):
+#: the GiST build is serial and as long as two parallel B-tree builds on text; a B-tree on
+#: integers or on ~4 % of the rows (a partial index) takes a fraction. Other B-trees: 1.
+_INDEX_COST = {"USING gist": 2.0, "_pkey ON": 0.4, " WHERE ": 0.3}
+
+
+def _index_lanes(table: str, lanes: int) -> list[list[str]]:
+    """:func:`_index_ddl` of ``table`` split into ``lanes`` lists of about equal cost
+    (longest first, each to the least loaded list)."""
+    def cost(stmt: str) -> float:
+        return next((v for k, v in _INDEX_COST.items() if k in stmt), 1.0)
+
+    out: list[list[str]] = [[] for _ in range(lanes)]
+    load = [0.0] * lanes
+    for stmt in sorted(_index_ddl(table), key=cost, reverse=True):
+        i = load.index(min(load))
+        out[i].append(stmt)
+        load[i] += cost(stmt)
+    return out
+
+
+def _swap_rewrite(store: PostGISStore, conn: Connection, rewrite: _Rewrite) -> None:
+    """Build the indexes of ``rewrite.table`` (committed by :func:`_classify_in_sql`) from
+    ``_LANES`` connections at once, then swap it in for ``enterprises`` on ``conn`` --
+    unless the list changed since it was read (:class:`~geo.errors.ConcurrentWriteError`;
+    the caller's :func:`_classification_lock` then drops the table)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from geo.errors import ConcurrentWriteError
+
+    def build(stmts: Sequence[str]) -> None:
+        with store.engine.begin() as lane:
+            for stmt in stmts:
+                lane.execute(text(stmt))
+
+    with ThreadPoolExecutor(_LANES) as pool:
+        futures = [pool.submit(build, stmts) for stmts in _index_lanes(rewrite.table, _LANES)]
+    for done in futures:  # every lane has ended: raise the first failure
+        done.result()
+    with conn.begin():
+        conn.execute(text("LOCK TABLE enterprises IN ACCESS EXCLUSIVE MODE"))
+        if tuple(conn.exec_driver_sql(f"SELECT {_VERSION_SQL}").one()) != rewrite.version:
+            raise ConcurrentWriteError()
+        for stmt in _swap_ddl(rewrite.table):
+            conn.execute(text(stmt))
 
 
 def _rules_in_process(conn: Connection, units: pd.DataFrame, catalog: Any, day: Any) -> None:

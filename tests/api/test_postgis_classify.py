@@ -207,6 +207,116 @@ def test_a_rerun_writes_only_what_changed(
     assert oid2 != oid and version2 != version
 
 
+def _schema(store: PostGISStore) -> dict[str, object]:
+    """The live list's columns (type, NOT NULL, default), indexes and constraints."""
+    with store.engine.connect() as conn:
+        cols = conn.execute(text(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+            "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a LEFT JOIN pg_attrdef d "
+            "ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = "
+            "to_regclass('enterprises') AND a.attnum > 0 AND NOT a.attisdropped "
+            "ORDER BY a.attnum")).all()
+        indexes = conn.execute(text(
+            "SELECT indexname, regexp_replace(indexdef, ' ON \\S+ ', ' ON t ') "
+            "FROM pg_indexes WHERE tablename = 'enterprises' "
+            "AND schemaname = current_schema()")).all()
+        constraints = conn.execute(text(
+            "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = to_regclass('enterprises')")).all()
+    return {"columns": cols, "indexes": sorted(indexes), "constraints": sorted(constraints)}
+
+
+@ON_POSTGIS
+def test_a_rewrite_keeps_the_schema_a_load_makes(
+    store: PostGISStore, pipeline_result: gpd.GeoDataFrame
+) -> None:
+    """The rewritten list (a table created by a query, indexed from two connections) has
+    the columns, NOT NULLs, defaults, indexes and primary key of a loaded one."""
+    expected = pipeline_result.iloc[:300].reset_index(drop=True)
+    store.load_enterprises(_blank(expected), loaded_by="test", source_name="synthetic.csv",
+                           source_sha256="0" * 64)
+    loaded = _schema(store)
+    store.load_reference_layers()
+    with store.engine.connect() as conn:
+        oid = conn.execute(text("SELECT to_regclass('enterprises')::oid")).scalar()
+    store.classify_in_database(as_of=AS_OF)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT to_regclass('enterprises')::oid")).scalar() != oid
+        left = conn.execute(text(
+            "SELECT relname FROM pg_class WHERE relname LIKE 'bw_class%'")).scalars().all()
+    assert left == []  # no scratch table nor unswapped rewrite
+    assert _schema(store) == loaded
+    # the sparse columns are indexed only where not blank
+    defs = dict(loaded["indexes"])
+    assert defs["ix_enterprises_basin_id"].endswith("WHERE (basin_id <> ''::text)")
+    assert "WHERE" not in defs["ix_enterprises_city"]
+
+
+@ON_POSTGIS
+def test_a_sparse_filter_uses_its_partial_index_in_a_generic_plan(
+    store: PostGISStore, pipeline_result: gpd.GeoDataFrame
+) -> None:
+    """basin_id is indexed only where not blank; psycopg prepares a page's text after five
+    uses and PostgreSQL may then plan it once for any value (a generic plan), which can use
+    a partial index only if the query itself states the index's predicate."""
+    from api.store.postgis import _raw_sql
+
+    store.load_enterprises(pipeline_result.iloc[:300], loaded_by="test",
+                           source_name="synthetic.csv", source_sha256="0" * 64)
+    q = FeatureQuery(properties={"basin_id": ["lianjiang"]}, limit=10)
+    _, _, count, params = _raw_sql(q, ["fid"], *store._raw_where(q))
+    numbered = count
+    for i in range(len(params)):
+        numbered = numbered.replace("%s", f"${i + 1}", 1)
+    with store.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        raw.execute("SET plan_cache_mode = force_generic_plan")
+        raw.execute("SET enable_seqscan = off")  # 300 rows: a scan would win either way
+        raw.execute(f"PREPARE sparse_count(text) AS {numbered}")
+        plan = "\n".join(r[0] for r in raw.execute("EXPLAIN EXECUTE sparse_count('lianjiang')"))
+        conn.rollback()
+    assert "ix_enterprises_basin_id" in plan, plan
+    assert "$1" in plan, plan  # the value is a parameter: the plan is a generic one
+
+
+@ON_POSTGIS
+def test_a_load_during_the_rewrite_wins(
+    store: PostGISStore, pipeline_result: gpd.GeoDataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load that lands while a rewrite is being indexed is kept: the classification
+    raises, writes nothing, drops its rewrite and releases its lock."""
+    from api.store import postgis
+    from geo.errors import ConcurrentWriteError
+
+    first = pipeline_result.iloc[:300].reset_index(drop=True)
+    second = pipeline_result.iloc[300:500].reset_index(drop=True)
+    store.load_enterprises(_blank(first), loaded_by="test", source_name="a.csv",
+                           source_sha256="0" * 64)
+    store.load_reference_layers()
+    other = PostGISStore(store.url, schema=store.schema)  # another worker
+    real = postgis._index_lanes
+
+    def load_meanwhile(table: str, lanes: int) -> list[list[str]]:
+        other.load_enterprises(_blank(second), loaded_by="other", source_name="b.csv",
+                               source_sha256="1" * 64)
+        return real(table, lanes)
+
+    monkeypatch.setattr(postgis, "_index_lanes", load_meanwhile)
+    try:
+        with pytest.raises(ConcurrentWriteError):
+            store.classify_in_database(as_of=AS_OF)
+    finally:
+        other.close()
+    got = store.query(FeatureQuery()).features
+    assert len(got) == len(second) and set(got["verdict"]) == {"no_action"}
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT to_regclass('bw_classified')")).scalar() is None
+    monkeypatch.setattr(postgis, "_index_lanes", real)
+    assert store.classify_in_database(as_of=AS_OF) == len(second)  # the lock was released
+    got = store.query(FeatureQuery()).features.sort_values("fid").reset_index(drop=True)
+    _compare(got, second)
+
+
 @ON_POSTGIS
 def test_with_units_the_rules_fall_back_to_the_engine(store: PostGISStore) -> None:
     """Unit rules have no SQL form: with stored units the store decides them in process."""
