@@ -312,6 +312,7 @@ def test_a_load_during_the_rewrite_wins(
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT to_regclass('bw_classified')")).scalar() is None
     monkeypatch.setattr(postgis, "_index_lanes", real)
+    store.store_rule_inputs(second, None)  # the attributes the rules read
     assert store.classify_in_database(as_of=AS_OF) == len(second)  # the lock was released
     got = store.query(FeatureQuery()).features.sort_values("fid").reset_index(drop=True)
     _compare(got, second)
