@@ -92,13 +92,15 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _COPY_CHUNK = 100_000
-_INDEXED = ("verdict", "industry_id", "basin_id", "region_id", "district_code", "city")
-#: Indexed columns blank for most enterprises (outside every basin, every region): indexed
+_INDEXED = ("verdict", "industry_id", "basin_id", "region_id", "district_code", "city",
+            "deadline_status")
+#: Indexed columns blank for most enterprises (outside every basin, every region, no
+#: deadline): indexed
 #: only where not blank. A page of blank ones is found in primary key order at once, and
 #: the build sorts ~4 % of the rows (BENCHMARKS.md, postgis-classify). A filter by values
 #: that are not blank also states ``column <> ''`` as a literal: a prepared statement's
 #: generic plan (psycopg prepares a text after 5 uses) can then prove the index's predicate.
-_SPARSE = ("basin_id", "region_id")
+_SPARSE = ("basin_id", "region_id", "deadline_status")
 
 metadata = MetaData()
 

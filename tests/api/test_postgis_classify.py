@@ -230,12 +230,15 @@ def _schema(store: PostGISStore) -> dict[str, object]:
 def test_a_rewrite_keeps_the_schema_a_load_makes(
     store: PostGISStore, pipeline_result: gpd.GeoDataFrame
 ) -> None:
-    """The rewritten list (a table created by a query, indexed from two connections) has
-    the columns, NOT NULLs, defaults, indexes and primary key of a loaded one."""
+    """A load keeps the indexes the migrations made, and the rewritten list (a table
+    created by a query, indexed from two connections) has the columns, NOT NULLs,
+    defaults, indexes and primary key of a loaded one."""
     expected = pipeline_result.iloc[:300].reset_index(drop=True)
+    migrated = {name for name, _ in _schema(store)["indexes"]}  # the migrations' indexes
     store.load_enterprises(_blank(expected), loaded_by="test", source_name="synthetic.csv",
                            source_sha256="0" * 64)
     loaded = _schema(store)
+    assert {name for name, _ in loaded["indexes"]} == migrated  # a load drops none
     store.load_reference_layers()
     with store.engine.connect() as conn:
         oid = conn.execute(text("SELECT to_regclass('enterprises')::oid")).scalar()
