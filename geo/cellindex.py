@@ -366,12 +366,10 @@ class CellIndex:
 
     def lookup_ids(self, x: ArrayLike, y: ArrayLike, *, missing: Any = "") -> NDArray[Any]:
         """Like :meth:`lookup` but returns the polygons' ``ids`` (``missing`` for none)."""
-        pos = self.lookup(x, y)
-        labels = np.asarray(self.ids, dtype=object)
-        out = np.full(pos.shape, missing, dtype=object)
-        ok = pos >= 0
-        out[ok] = labels[pos[ok]]
-        return out
+        labels = np.empty(len(self.ids) + 1, dtype=object)
+        labels[:-1] = self.ids
+        labels[-1] = missing  # position -1 (NONE): no polygon
+        return labels[self.lookup(x, y)]
 
 
 def _rasterise(
