@@ -22,7 +22,7 @@ import io
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -454,8 +454,11 @@ def _header_unit(raw: object) -> str:
     return m.group(1) if m else ""
 
 
-def _map_headers(frame: pd.DataFrame) -> dict[str, str]:
-    lookup = _header_lookup()
+def _map_headers(frame: pd.DataFrame, lookup: Mapping[str, str] | None = None
+                 ) -> dict[str, str]:
+    """Source header -> canonical column for the headers ``lookup`` (normalised header ->
+    column; default: the registry's) knows; two headers meaning one column are an error."""
+    lookup = _header_lookup() if lookup is None else lookup
     mapping: dict[str, str] = {}
     seen: dict[str, str] = {}
     for raw in frame.columns:

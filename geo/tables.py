@@ -17,7 +17,7 @@ from typing import IO, Any
 import pandas as pd
 
 from geo.errors import RegistryFormatError
-from geo.ingest import _norm_header, _parse_numbers, _read_source, _read_table
+from geo.ingest import _map_headers, _norm_header, _parse_numbers, _read_source, _read_table
 
 __all__ = ["read_table", "header_lookup", "map_headers", "parse_numbers"]
 
@@ -75,19 +75,7 @@ def map_headers(frame: pd.DataFrame, lookup: Mapping[str, str]) -> dict[str, str
     RegistryFormatError
         If two headers mean the same column.
     """
-    mapping: dict[str, str] = {}
-    seen: dict[str, str] = {}
-    for raw in frame.columns:
-        canonical = lookup.get(_norm_header(raw))
-        if canonical is None:
-            continue
-        if canonical in seen:
-            raise RegistryFormatError(
-                f"Columns '{seen[canonical]}' and '{raw}' both mean '{canonical}': keep one."
-            )
-        seen[canonical] = str(raw)
-        mapping[str(raw)] = canonical
-    return mapping
+    return _map_headers(frame, lookup)
 
 
 def parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
