@@ -165,7 +165,7 @@ def render(size: int, r: dict[str, object], load: str) -> str:
         f"| in process (`classify` + `apply_rules`, indexes prebuilt) | {single[0]:.2f} | "
         f"{single[1]:.2f} | reference |",
         row("PostGIS `classify_in_database`, first run on the stored list (every row "
-            "changes: new table, 8 indexes from 2 connections, swap)", "first", same),
+            "changes: new table, 9 indexes from 2 connections, swap)", "first", same),
         row("the same again (nothing changed: nothing written)", "same", "(unchanged)"),
         row(f"after {r['stale']:,} rows (1 %) went out of date (updated in place)", "few",
             same),

@@ -1491,7 +1491,7 @@ def _class_rows(conn: Connection, active: Sequence[Any], all_ids: Sequence[str],
 
 
 #: Above this share of changed rows classify_in_database rewrites the table (indexes built
-#: once) instead of updating rows in place (each changed row's entries in 8 indexes):
+#: once) instead of updating rows in place (each changed row's entries in 9 indexes):
 #: measured at 1M, the in-place update costs ~110 us per changed row, the rewrite with its
 #: index builds ~6.5 s whatever changed (BENCHMARKS.md, postgis-classify).
 _UPDATE_MAX_SHARE = 0.05
