@@ -232,7 +232,8 @@ def test_a_rewrite_keeps_the_schema_a_load_makes(
 ) -> None:
     """A load keeps the indexes the migrations made, and the rewritten list (a table
     created by a query, indexed from two connections) has the columns, NOT NULLs,
-    defaults, indexes and primary key of a loaded one."""
+    defaults, indexes and primary key of a loaded one; tables left by a classification
+    that was killed do not stop the next."""
     expected = pipeline_result.iloc[:300].reset_index(drop=True)
     migrated = {name for name, _ in _schema(store)["indexes"]}  # the migrations' indexes
     store.load_enterprises(_blank(expected), loaded_by="test", source_name="synthetic.csv",
@@ -240,6 +241,9 @@ def test_a_rewrite_keeps_the_schema_a_load_makes(
     loaded = _schema(store)
     assert {name for name, _ in loaded["indexes"]} == migrated  # a load drops none
     store.load_reference_layers()
+    with store.engine.begin() as conn:  # what a classification killed mid-way leaves
+        conn.execute(text("CREATE TABLE bw_classified (x int)"))
+        conn.execute(text("CREATE UNLOGGED TABLE bw_class_rows (x int)"))
     with store.engine.connect() as conn:
         oid = conn.execute(text("SELECT to_regclass('enterprises')::oid")).scalar()
     store.classify_in_database(as_of=AS_OF)
