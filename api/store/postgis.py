@@ -1367,21 +1367,37 @@ class _Rewrite:
 @contextlib.contextmanager
 def _classification_lock(conn: Connection) -> Iterator[None]:
     """Hold the classification lock on ``conn``; at the end drop the scratch tables and
-    an unswapped rewrite (left by a failure, or by a classification that died) and
-    release it."""
-    conn.exec_driver_sql(f"SELECT pg_advisory_lock({_LOCK_KEY})")
-    conn.commit()
+    an unswapped rewrite (left by a failure) and release it. Whatever interrupts either
+    step closes the session instead, which releases the lock with it."""
+    try:
+        conn.exec_driver_sql(f"SELECT pg_advisory_lock({_LOCK_KEY})")
+        conn.commit()
+    except BaseException:
+        conn.invalidate()
+        raise
     try:
         yield
     finally:
-        try:
-            conn.rollback()
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join([*_SCRATCH, _REWRITE])}")
-            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_LOCK_KEY})")
-            conn.commit()
-        except Exception:  # noqa: BLE001 - a dead session has released its lock
-            log.warning("classification clean-up failed; connection discarded", exc_info=True)
-            conn.invalidate()
+        _release_classification(conn)
+
+
+def _release_classification(conn: Connection) -> None:
+    """The end of :func:`_classification_lock`."""
+    if conn.invalidated:
+        # the session died and its lock with it: another classification may hold the lock
+        # and the table names now, and a statement here would open a new session
+        return
+    try:
+        conn.rollback()
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join([*_SCRATCH, _REWRITE])}")
+        conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_LOCK_KEY})")
+        conn.commit()
+    except Exception:  # noqa: BLE001 - the caller's own error, if any, goes on
+        log.warning("classification clean-up failed; connection discarded", exc_info=True)
+        conn.invalidate()
+    except BaseException:
+        conn.invalidate()
+        raise
 
 
 def _spatial_exprs() -> dict[str, str]:
@@ -1406,6 +1422,8 @@ def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
     """
     from api.store import _sql_rules
 
+    # locked first: a load cannot replace the list between the version and the reading
+    conn.execute(text("LOCK TABLE enterprises IN ACCESS SHARE MODE"))
     version = tuple(conn.exec_driver_sql(f"SELECT {_VERSION_SQL}").one())
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join([*_SCRATCH, _REWRITE])}")
     n, keys, fields = _class_rows(conn, active, all_ids, day)
@@ -1623,14 +1641,18 @@ def _swap_rewrite(store: PostGISStore, conn: Connection, rewrite: _Rewrite) -> N
             for stmt in stmts:
                 lane.execute(text(stmt))
 
+    def check() -> None:
+        if tuple(conn.exec_driver_sql(f"SELECT {_VERSION_SQL}").one()) != rewrite.version:
+            raise ConcurrentWriteError()
+
     with ThreadPoolExecutor(_LANES) as pool:
         futures = [pool.submit(build, stmts) for stmts in _index_lanes(rewrite.table, _LANES)]
     for done in futures:  # every lane has ended: raise the first failure
         done.result()
     with conn.begin():
+        check()  # a list replaced meanwhile fails at once, queueing no reader behind a lock
         conn.execute(text("LOCK TABLE enterprises IN ACCESS EXCLUSIVE MODE"))
-        if tuple(conn.exec_driver_sql(f"SELECT {_VERSION_SQL}").one()) != rewrite.version:
-            raise ConcurrentWriteError()
+        check()
         for stmt in _swap_ddl(rewrite.table):
             conn.execute(text(stmt))
 

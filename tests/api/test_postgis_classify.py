@@ -326,6 +326,43 @@ def test_a_load_during_the_rewrite_wins(
 
 
 @ON_POSTGIS
+def test_a_classification_whose_session_dies_leaves_the_list_and_no_lock(
+    store: PostGISStore, pipeline_result: gpd.GeoDataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session holding the classification lock is killed while the rewrite's indexes
+    are built: the classification fails, the list stays as it was, and the next one runs
+    (the lock went with the session; the leftover rewrite is dropped then)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from api.store import postgis
+
+    expected = pipeline_result.iloc[:300].reset_index(drop=True)
+    store.load_enterprises(_blank(expected), loaded_by="test", source_name="a.csv",
+                           source_sha256="0" * 64)
+    store.store_rule_inputs(expected, None)
+    store.load_reference_layers()
+    version = store.data_version()
+    real = postgis._index_lanes
+
+    def kill_the_holder(table: str, lanes: int) -> list[list[str]]:
+        with store.engine.begin() as conn:
+            conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND granted AND pid <> pg_backend_pid()"))
+        return real(table, lanes)
+
+    monkeypatch.setattr(postgis, "_index_lanes", kill_the_holder)
+    with pytest.raises(DBAPIError):
+        store.classify_in_database(as_of=AS_OF)
+    assert store.data_version() == version  # nothing swapped in
+    assert set(store.query(FeatureQuery()).features["verdict"]) == {"no_action"}
+    monkeypatch.setattr(postgis, "_index_lanes", real)
+    assert store.classify_in_database(as_of=AS_OF) == len(expected)
+    got = store.query(FeatureQuery()).features.sort_values("fid").reset_index(drop=True)
+    _compare(got, expected)
+
+
+@ON_POSTGIS
 def test_with_units_the_rules_fall_back_to_the_engine(store: PostGISStore) -> None:
     """Unit rules have no SQL form: with stored units the store decides them in process."""
     from geo.pipeline import run_pipeline
