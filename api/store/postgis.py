@@ -1302,9 +1302,10 @@ def classify_in_database(
     store._count_memo.clear()
     with store.engine.connect() as conn, _classification_lock(conn):
         with conn.begin():
-            in_process, n, rewrite = _classify_transaction(conn, catalog, active, all_ids, day)
-        if rewrite is not None:
-            _swap_rewrite(store, conn, rewrite)
+            in_process, n, rewritten = _classify_transaction(conn, catalog, active, all_ids,
+                                                             day)
+        if rewritten is not None:
+            _swap_rewrite(store, conn, rewritten)
     store._counts_memo.clear()  # and counts read while it ran
     store._count_memo.clear()
     log.info("classified %d enterprises in PostGIS (%d SQL rules%s)", n, len(active),
@@ -1314,9 +1315,10 @@ def classify_in_database(
 
 def _classify_transaction(conn: Connection, catalog: Any, active: Sequence[Any],
                           all_ids: Sequence[str], day: Any
-                          ) -> tuple[bool, int, _Rewrite | None]:
+                          ) -> tuple[bool, int, tuple[Any, ...] | None]:
     """The first transaction of :func:`classify_in_database`. Returns whether the rules
-    ran in process, the number of rows classified and a rewrite still to write."""
+    ran in process, the number of rows classified and, when ``bw_classified`` was written,
+    the data version it was read at (:func:`_swap_rewrite` follows)."""
     from sqlalchemy import inspect
 
     missing = [t for t, _ in REFERENCE_TABLES.values() if not inspect(conn).has_table(t)]
@@ -1353,15 +1355,6 @@ _LOCK_KEY = "hashtext('basinwatch.classify_in_database')"
 #: Connections building a rewrite's indexes at once, as ``pg_restore --jobs`` does: a
 #: GiST index builds in one process, so one connection would leave the other core idle.
 _LANES = 2
-
-
-@dataclass(frozen=True)
-class _Rewrite:
-    """The list rewritten by :func:`_classify_in_sql`, indexed and swapped in after its
-    transaction commits (:func:`_swap_rewrite`)."""
-
-    table: str
-    version: tuple[Any, ...]  # the list's data version when it was read
 
 
 @contextlib.contextmanager
@@ -1409,7 +1402,7 @@ def _spatial_exprs() -> dict[str, str]:
 
 
 def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
-                     all_ids: Sequence[str], day: Any) -> tuple[int, _Rewrite | None]:
+                     all_ids: Sequence[str], day: Any) -> tuple[int, tuple[Any, ...] | None]:
     """The SQL path of :func:`classify_in_database`: spatial joins and enterprise rules.
 
     One parallel pass over ``enterprises`` writes ``bw_class_rows`` (:func:`_class_rows`);
@@ -1417,8 +1410,9 @@ def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
     (``bw_class_combo``); a second parallel pass finds the rows whose stored values differ.
     Nothing is written when none differ, the differing rows are updated in place when they
     are at most ``_UPDATE_MAX_SHARE`` of the list; otherwise the list is rewritten into a
-    new table, returned to be indexed and swapped in by :func:`_swap_rewrite` once this
-    transaction commits. Returns the number of rows classified and the rewrite, if any.
+    new table, ``bw_classified``, indexed and swapped in by :func:`_swap_rewrite` once this
+    transaction commits. Returns the number of rows classified and, for a rewrite, the
+    data version the list was read at.
     """
     from api.store import _sql_rules
 
@@ -1442,25 +1436,25 @@ def _classify_in_sql(conn: Connection, catalog: Any, active: Sequence[Any],
     log.info("in-database classification of %d rows: %s", n,
              f"more than {most} changed, table rewritten" if changed > most
              else f"{changed} changed, updated in place" if changed else "nothing changed")
-    rewrite = None
+    rewritten = None
     if changed > most:
         # one process (the leader) writes a query's rows in PostgreSQL 15: one worker
         # feeding it the joined rows keeps up (two were slower on 2 cores, 1.8 vs 1.5 s at 1M)
         conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 1"))
-        written = conn.execute(text(_rewrite_sql(_column_types(conn), fields, keys)),
-                               params).rowcount
+        columns = _columns(conn)
+        written = conn.execute(text(_rewrite_sql(columns, fields, keys)), params).rowcount
         if written != n:  # every row has its words' combination: a lost row is a bug
             raise RuntimeError(f"classification rewrote {written} of {n} enterprises")
-        conn.execute(text(_not_null_sql(conn)))
+        conn.execute(text(_not_null_sql(columns)))
         conn.execute(text(f"ANALYZE {_REWRITE}"))  # now: readers will wait only for the swap
-        rewrite = _Rewrite(_REWRITE, version)
+        rewritten = version
     elif changed:
         conn.execute(text(update), params)
         # the data version moves on: a storage parameter set to its default writes a new
         # catalog row (see _TABLE_VERSION)
         conn.execute(text("ALTER TABLE enterprises SET (fillfactor = 100)"))
     conn.execute(text(f"DROP TABLE {', '.join(_SCRATCH)}"))
-    return n, rewrite
+    return n, rewritten
 
 
 def _class_rows(conn: Connection, active: Sequence[Any], all_ids: Sequence[str],
@@ -1551,36 +1545,35 @@ def _store_combos(conn: Connection, keys: Sequence[str], found: Sequence[Any],
     conn.execute(text("ANALYZE bw_class_combo"))
 
 
-def _column_types(conn: Connection) -> dict[str, str]:
-    """Column -> its SQL type (with modifiers) of ``enterprises``, in table order."""
-    return dict(conn.execute(text(
-        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-        "WHERE attrelid = to_regclass('enterprises') AND attnum > 0 AND NOT attisdropped "
-        "ORDER BY attnum")).all())
-
-
-def _not_null_sql(conn: Connection) -> str:
-    """``ALTER TABLE bw_classified``: the NOT NULLs and defaults of ``enterprises`` (a
-    table created by a query has neither)."""
-    rows = conn.execute(text(
-        "SELECT a.attname, a.attnotnull, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
+def _columns(conn: Connection) -> list[tuple[str, str, bool, str | None]]:
+    """The columns of ``enterprises`` in table order: name, SQL type (with modifiers),
+    NOT NULL, default expression."""
+    return [tuple(r) for r in conn.execute(text(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+        "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
         "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
         "WHERE a.attrelid = to_regclass('enterprises') AND a.attnum > 0 "
-        "AND NOT a.attisdropped ORDER BY a.attnum")).all()
-    parts = [f'ALTER COLUMN "{name}" SET NOT NULL' for name, notnull, _ in rows if notnull]
+        "AND NOT a.attisdropped ORDER BY a.attnum")).all()]
+
+
+def _not_null_sql(columns: Sequence[tuple[str, str, bool, str | None]]) -> str:
+    """``ALTER TABLE bw_classified``: the NOT NULLs and defaults of ``columns`` (of
+    :func:`_columns`; a table created by a query has neither)."""
+    parts = [f'ALTER COLUMN "{name}" SET NOT NULL' for name, _, notnull, _ in columns if notnull]
     parts += [f'ALTER COLUMN "{name}" SET DEFAULT {default}'
-              for name, _, default in rows if default is not None]
+              for name, _, _, default in columns if default is not None]
     return f"ALTER TABLE {_REWRITE} " + ", ".join(parts)
 
 
-def _rewrite_sql(columns: dict[str, str], fields: Sequence[str], keys: Sequence[str]) -> str:
+def _rewrite_sql(columns: Sequence[tuple[str, str, bool, str | None]], fields: Sequence[str],
+                 keys: Sequence[str]) -> str:
     """The statement creating ``bw_classified`` with every row of ``enterprises``
-    (``columns``: name -> type, in table order), the classified columns with their new
+    (``columns`` of :func:`_columns`), the classified columns with their new
     values (those of :func:`_rules_assignments`), the others as stored. Created by a query,
     its SELECT runs in parallel (an INSERT's cannot)."""
     sets = _rules_assignments(fields)
     values = ", ".join(f'CAST({sets[c]} AS {kind}) AS "{c}"' if c in sets else f'e."{c}"'
-                       for c, kind in columns.items())
+                       for c, kind, _, _ in columns)
     on = " AND ".join(f"c.{k} = k.{k}" for k in keys)
     return (f"CREATE TABLE {_REWRITE} AS SELECT {values} FROM enterprises e "
             f"JOIN bw_class_rows k ON k.fid = e.fid JOIN bw_class_combo c ON {on}")
@@ -1627,10 +1620,10 @@ def _index_lanes(table: str, lanes: int) -> list[list[str]]:
     return out
 
 
-def _swap_rewrite(store: PostGISStore, conn: Connection, rewrite: _Rewrite) -> None:
-    """Build the indexes of ``rewrite.table`` (committed by :func:`_classify_in_sql`) from
+def _swap_rewrite(store: PostGISStore, conn: Connection, version: tuple[Any, ...]) -> None:
+    """Build the indexes of ``bw_classified`` (committed by :func:`_classify_in_sql`) from
     ``_LANES`` connections at once, then swap it in for ``enterprises`` on ``conn`` --
-    unless the list changed since it was read (:class:`~geo.errors.ConcurrentWriteError`;
+    unless the list changed since ``version`` (:class:`~geo.errors.ConcurrentWriteError`;
     the caller's :func:`_classification_lock` then drops the table)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1642,18 +1635,18 @@ def _swap_rewrite(store: PostGISStore, conn: Connection, rewrite: _Rewrite) -> N
                 lane.execute(text(stmt))
 
     def check() -> None:
-        if tuple(conn.exec_driver_sql(f"SELECT {_VERSION_SQL}").one()) != rewrite.version:
+        if tuple(conn.exec_driver_sql(f"SELECT {_VERSION_SQL}").one()) != version:
             raise ConcurrentWriteError()
 
     with ThreadPoolExecutor(_LANES) as pool:
-        futures = [pool.submit(build, stmts) for stmts in _index_lanes(rewrite.table, _LANES)]
+        futures = [pool.submit(build, stmts) for stmts in _index_lanes(_REWRITE, _LANES)]
     for done in futures:  # every lane has ended: raise the first failure
         done.result()
     with conn.begin():
         check()  # a list replaced meanwhile fails at once, queueing no reader behind a lock
         conn.execute(text("LOCK TABLE enterprises IN ACCESS EXCLUSIVE MODE"))
         check()
-        for stmt in _swap_ddl(rewrite.table):
+        for stmt in _swap_ddl(_REWRITE):
             conn.execute(text(stmt))
 
 
